@@ -1,0 +1,58 @@
+"""The ``hfprune`` command. Each subcommand is a module exposing ``add_parser(subparsers)`` and ``run(args) -> int``;
+adding one is one entry in ``COMMANDS``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from hfprune.errors import HfpruneError
+
+# subcommand -> module implementing it
+COMMANDS: dict[str, str] = {
+    "env": "hfprune.cli.env",
+    "finetune": "hfprune.cli.finetune",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from hfprune import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="hfprune",
+        description="Prune Hugging Face models (heads and FFN neurons, movement scores), recover accuracy by "
+        "distillation, and audit what pruning did to robustness and privacy.",
+    )
+    parser.add_argument("--version", action="version", version=f"hfprune {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMANDS.values():
+        importlib.import_module(module_name).add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        return int(args.handler(args) or 0)
+    except HfpruneError as exc:
+        print(f"hfprune {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"hfprune {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""Exceptions hfprune raises on bad input: each message names the field or file and what was expected."""
+
+
+class HfpruneError(Exception):
+    """Base class: the CLI prints these as one line, without a traceback."""
+
+
+class ConfigError(HfpruneError, ValueError):
+    """A configuration or recipe value is unknown, of the wrong type or out of range."""
+
+
+class DataError(HfpruneError, FileNotFoundError):
+    """A dataset cannot be found or read."""
+
+
+class UnsupportedModelError(HfpruneError, ValueError):
+    """The model's architecture is not in the architecture table."""
