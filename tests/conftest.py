@@ -30,7 +30,7 @@ def tiny_config(model_type: str, num_labels: int = 2, **overrides):
                                max_position_embeddings=64, num_labels=num_labels)
     elif model_type == "gpt2":
         cfg = GPT2Config(vocab_size=99, n_embd=32, n_layer=2, n_head=4, n_inner=48, n_positions=64,
-                         num_labels=num_labels, pad_token_id=0)
+                         num_labels=num_labels, pad_token_id=0, bos_token_id=1, eos_token_id=2)
     else:
         raise ValueError(model_type)
     for key, value in overrides.items():

@@ -1,0 +1,67 @@
+"""``MovementPruningCallback``: drops structured pruning into an ordinary ``Trainer`` run.
+
+Thin by design: it owns no math and no loss. It builds a ``StructuredPruner`` when training begins, feeds it the
+gradients before each optimizer step, lets it update masks after each step, and compacts at the end. Its state
+(scores, masks) is saved in every Trainer checkpoint through ``ExportableState`` and restored on resume.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_callback import ExportableState
+
+from hfprune.pruning.config import PruningConfig
+from hfprune.pruning.pruner import StructuredPruner
+from hfprune.pruning.stats import SparsityReport, sparsity_report
+from hfprune.pruning.structure import PrunedStructure
+from hfprune.utils.logging import get_logger
+
+logger = get_logger(__name__)
+
+
+class MovementPruningCallback(TrainerCallback, ExportableState):
+    """Prune heads and FFN neurons during fine-tuning, following ``config``'s scores and schedule.
+
+    On resume, the Trainer replaces this object by a new one rebuilt from the checkpoint; find it again with
+    ``trainer.callback_handler.callbacks`` if you need its ``report`` afterwards.
+    """
+
+    def __init__(self, config: PruningConfig | dict[str, Any] | None = None,
+                 pruner_state: dict[str, Any] | None = None) -> None:
+        self.config = config if isinstance(config, PruningConfig) else PruningConfig.from_dict(config or {})
+        self.pruner_state = pruner_state
+        self.pruner: StructuredPruner | None = None
+        self.structure: PrunedStructure | None = None
+        self.report: SparsityReport | None = None
+
+    def state(self) -> dict[str, Any]:
+        pruner_state = self.pruner.state_dict() if self.pruner is not None else self.pruner_state
+        return {"args": {"config": self.config.to_dict()}, "attributes": {"pruner_state": pruner_state}}
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model=None,
+                       **kwargs) -> None:
+        self.pruner = StructuredPruner(model, self.config)
+        if self.pruner_state is not None:
+            self.pruner.load_state_dict(self.pruner_state)
+            logger.info("pruning state restored from checkpoint (%d scored steps)", self.pruner.scored_steps)
+
+    def on_pre_optimizer_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                              **kwargs) -> None:
+        self.pruner.accumulate_scores()
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs) -> None:
+        if self.pruner.maybe_update_masks(state.global_step, state.max_steps):
+            report = sparsity_report(self.pruner.model, self.config.flops_seq_len)
+            logger.info("step %d: heads %d/%d, FFN neurons %d/%d kept", state.global_step, report.heads_kept,
+                        report.heads_total, report.neurons_kept, report.neurons_total)
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model=None,
+                     **kwargs) -> None:
+        self.pruner.finalize(state.max_steps)
+        if self.config.compact_on_train_end:
+            self.structure = self.pruner.compact()
+        self.report = sparsity_report(model, self.config.flops_seq_len)
+        logger.info("pruning done: %.1f%% of parameters and %.1f%% of layer FLOPs removed",
+                    100 * self.report.param_sparsity, 100 * self.report.flops_sparsity)

@@ -1,0 +1,49 @@
+"""Physical compaction: slice masked heads and neurons out of the weights so the model is really smaller."""
+
+from __future__ import annotations
+
+import torch
+from transformers import PreTrainedModel
+
+from hfprune.errors import HfpruneError
+from hfprune.pruning.architectures import get_architecture
+from hfprune.pruning.masks import ACTIVE_PRUNERS
+from hfprune.pruning.structure import PrunedStructure
+from hfprune.pruning.units import UnitGroup, UnitKind, unit_groups
+
+UnitMasks = dict[UnitKind, list[torch.Tensor]]
+
+
+def compact(model: PreTrainedModel, masks: UnitMasks | None = None) -> PrunedStructure:
+    """Remove every unit whose mask is 0, in place, and record the kept structure on ``model.config``.
+
+    Without ``masks``, the masks of the pruner currently attached to ``model`` (e.g. by ``MovementPruningCallback``)
+    are used and its hooks are removed. Returns the new structure.
+    """
+    if masks is None:
+        pruner = ACTIVE_PRUNERS.get(model)
+        if pruner is None:
+            raise HfpruneError("compact: no masks given and no pruner is attached to this model")
+        masks = pruner.masks
+        pruner.detach()
+    structure = PrunedStructure.of(model)
+    for kind, kind_masks in masks.items():
+        kept_table = structure.kept_heads if kind is UnitKind.HEADS else structure.kept_neurons
+        for group, mask in zip(unit_groups(model, kind), kind_masks, strict=True):
+            kept = torch.nonzero(mask.detach().cpu() > 0).flatten()
+            if kept.numel() == group.num_units:
+                continue
+            group.keep(kept)
+            kept_table[group.layer] = [kept_table[group.layer][i] for i in kept.tolist()]
+            if kind is UnitKind.HEADS:
+                set_head_count(model, group, kept.numel())
+    structure.attach(model)
+    return structure
+
+
+def set_head_count(model: PreTrainedModel, group: UnitGroup, num_heads: int) -> None:
+    """Rewrite the attention module's head-count attributes after slicing (per the architecture table)."""
+    spec = get_architecture(model)
+    values = {"heads": num_heads, "width": num_heads * group.unit_width}
+    for attr, what in spec.head_count_attrs:
+        setattr(group.attention, attr, values[what])

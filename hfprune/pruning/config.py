@@ -1,0 +1,67 @@
+"""``PruningConfig``: what to prune, how to score it, and on which schedule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hfprune.utils.config import ConfigMixin, check_choice, check_fraction, check_int, field_help
+
+ALLOCATIONS = ("global", "per_layer")
+
+
+@dataclass
+class PruningConfig(ConfigMixin):
+    """Structured pruning of attention heads and FFN neurons.
+
+    Sparsities are fractions of units removed; the schedule ramps them up cubically (Zhu & Gupta 2017) between
+    the warm-up and the cool-down, as fractions of the run's optimizer steps.
+    """
+
+    config_file_name = "pruning_config.json"
+
+    head_sparsity: float = field_help(0.0, "Fraction of attention heads to remove, in [0, 1).")
+    ffn_sparsity: float = field_help(0.0, "Fraction of FFN neurons to remove, in [0, 1).")
+    scoring: str = field_help(
+        "movement", "Unit scoring method: one of hfprune.pruning.scoring.SCORERS (movement, magnitude, random, "
+        "head_importance)."
+    )
+    allocation: str = field_help(
+        "global", "'global': rank units of all layers together; 'per_layer': remove the same fraction in each layer."
+    )
+    min_heads_per_layer: int = field_help(1, "Heads every layer keeps (>= 1: attention blocks are never emptied).")
+    min_neurons_per_layer: int = field_help(1, "FFN neurons every layer keeps (>= 1).")
+    warmup_ratio: float = field_help(0.1, "Fraction of optimizer steps before pruning starts (scores accumulate).")
+    cooldown_ratio: float = field_help(
+        0.2, "Fraction of optimizer steps at the end with the final masks frozen, to recover accuracy."
+    )
+    mask_update_interval: int = field_help(10, "Optimizer steps between two mask updates while sparsity ramps up.")
+    compact_on_train_end: bool = field_help(True, "Physically remove the pruned units when training ends.")
+    seed: int = field_help(42, "Seed of the random scorer (identical on every process and on resume).")
+    flops_seq_len: int = field_help(128, "Sequence length at which FLOPs are reported.")
+
+    def __post_init__(self) -> None:
+        from hfprune.pruning.scoring import SCORERS
+
+        name = type(self).__name__
+        check_fraction(name, "head_sparsity", self.head_sparsity)
+        check_fraction(name, "ffn_sparsity", self.ffn_sparsity)
+        check_choice(name, "scoring", self.scoring, tuple(SCORERS))
+        check_choice(name, "allocation", self.allocation, ALLOCATIONS)
+        check_int(name, "min_heads_per_layer", self.min_heads_per_layer, minimum=1)
+        check_int(name, "min_neurons_per_layer", self.min_neurons_per_layer, minimum=1)
+        check_fraction(name, "warmup_ratio", self.warmup_ratio)
+        check_fraction(name, "cooldown_ratio", self.cooldown_ratio)
+        if self.warmup_ratio + self.cooldown_ratio >= 1:
+            from hfprune.errors import ConfigError
+
+            raise ConfigError(
+                f"{name}.warmup_ratio + cooldown_ratio: expected < 1 to leave steps for pruning, "
+                f"got {self.warmup_ratio} + {self.cooldown_ratio}"
+            )
+        check_int(name, "mask_update_interval", self.mask_update_interval, minimum=1)
+        check_int(name, "seed", self.seed, minimum=0)
+        check_int(name, "flops_seq_len", self.flops_seq_len, minimum=1)
+        if not isinstance(self.compact_on_train_end, bool):
+            from hfprune.errors import ConfigError
+
+            raise ConfigError(f"{name}.compact_on_train_end: expected true or false, got {self.compact_on_train_end!r}")

@@ -1,0 +1,143 @@
+"""``StructuredPruner``: scores, masks and schedule for one model, as a plain object.
+
+The Trainer callback only tells it when a step happened; one-shot pruning drives it directly. Its state is
+JSON-serialisable so it survives Trainer checkpoints exactly (float32 values round-trip through Python floats).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from transformers import PreTrainedModel
+
+from hfprune.pruning.compaction import UnitMasks, compact
+from hfprune.pruning.config import PruningConfig
+from hfprune.pruning.masks import ACTIVE_PRUNERS, MaskHooks, select_masks
+from hfprune.pruning.schedule import cubic_sparsity
+from hfprune.pruning.scoring import build_scorer
+from hfprune.pruning.structure import PrunedStructure
+from hfprune.pruning.units import UnitKind, unit_groups
+from hfprune.utils.logging import get_logger
+
+logger = get_logger(__name__)
+
+
+class StructuredPruner:
+    """Prunes the heads and FFN neurons of ``model`` toward ``config``'s sparsities."""
+
+    def __init__(self, model: PreTrainedModel, config: PruningConfig) -> None:
+        self.model = model
+        self.config = config
+        self.scorer = build_scorer(config.scoring, seed=config.seed)
+        self.targets = {UnitKind.HEADS: config.head_sparsity, UnitKind.NEURONS: config.ffn_sparsity}
+        self.min_per_layer = {
+            UnitKind.HEADS: config.min_heads_per_layer, UnitKind.NEURONS: config.min_neurons_per_layer
+        }
+        self.groups = {kind: unit_groups(model, kind) for kind, target in self.targets.items() if target > 0}
+        self.scores = {kind: [torch.zeros(g.num_units) for g in groups] for kind, groups in self.groups.items()}
+        self.masks: UnitMasks = {k: [torch.ones(g.num_units) for g in groups] for k, groups in self.groups.items()}
+        self.sparsity = dict.fromkeys(self.groups, 0.0)
+        self.scored_steps = 0
+        self._hooks = {kind: MaskHooks() for kind in self.groups}
+        self.attach()
+
+    # -- events ------------------------------------------------------------------------------------------------
+    def accumulate_scores(self) -> bool:
+        """Add this optimizer step's contribution to the scores; skipped (False) if any gradient is not finite,
+        as happens on fp16 overflow steps that the optimizer skips too."""
+        if not self.scorer.needs_gradients or not self._gradients_finite():
+            return False
+        for kind, groups in self.groups.items():
+            for group, state in zip(groups, self.scores[kind], strict=True):
+                self.scorer.accumulate(group, state)
+        self.scored_steps += 1
+        return True
+
+    def maybe_update_masks(self, step: int, total_steps: int) -> bool:
+        """Recompute masks at the schedule's update points; masks are frozen during the cool-down."""
+        warmup, end = self._ramp(total_steps)
+        if step < warmup or step > end:
+            return False
+        if (step - warmup) % self.config.mask_update_interval and step != end:
+            return False
+        self.update_masks(step, total_steps)
+        return True
+
+    def update_masks(self, step: int, total_steps: int) -> None:
+        warmup, end = self._ramp(total_steps)
+        for kind, groups in self.groups.items():
+            sparsity = cubic_sparsity(step, total_steps, self.targets[kind], warmup, total_steps - end)
+            scores = [_mean_across_processes(self.scorer.score(g, s)) for g, s in zip(groups, self.scores[kind],
+                                                                                       strict=True)]
+            self.masks[kind] = select_masks(scores, sparsity, self.config.allocation, self.min_per_layer[kind])
+            self.sparsity[kind] = sparsity
+        self.attach()
+        logger.debug("step %d: sparsity %s", step, {k.value: round(v, 4) for k, v in self.sparsity.items()})
+
+    def finalize(self, total_steps: int) -> None:
+        """Make sure the final sparsity is reached (e.g. when a run stopped before the end of its ramp)."""
+        if any(self.sparsity[kind] < self.targets[kind] for kind in self.groups):
+            self.update_masks(total_steps, total_steps)
+
+    def compact(self) -> PrunedStructure:
+        """Slice the masked units out of the model and stop masking."""
+        masks = self.masks
+        self.detach()
+        return compact(self.model, masks)
+
+    # -- masking -----------------------------------------------------------------------------------------------
+    def attach(self) -> None:
+        for kind, hooks in self._hooks.items():
+            hooks.install(self.groups[kind], self.masks[kind])
+        ACTIVE_PRUNERS[self.model] = self
+
+    def detach(self) -> None:
+        for hooks in self._hooks.values():
+            hooks.remove()
+        if ACTIVE_PRUNERS.get(self.model) is self:
+            del ACTIVE_PRUNERS[self.model]
+
+    # -- persistence -------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serialisable state: scores, masks, current sparsities."""
+        return {
+            "scored_steps": self.scored_steps,
+            "scores": {k.value: [s.tolist() for s in v] for k, v in self.scores.items()},
+            "masks": {k.value: [m.tolist() for m in v] for k, v in self.masks.items()},
+            "sparsity": {k.value: v for k, v in self.sparsity.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for kind in self.groups:
+            self.scores[kind] = [torch.tensor(s, dtype=torch.float32) for s in state["scores"][kind.value]]
+            self.masks[kind] = [torch.tensor(m, dtype=torch.float32) for m in state["masks"][kind.value]]
+            self.sparsity[kind] = float(state["sparsity"][kind.value])
+        self.scored_steps = int(state["scored_steps"])
+        self.attach()
+
+    # -- helpers -----------------------------------------------------------------------------------------------
+    def _ramp(self, total_steps: int) -> tuple[int, int]:
+        warmup = int(self.config.warmup_ratio * total_steps)
+        end = total_steps - int(self.config.cooldown_ratio * total_steps)
+        return warmup, max(end, warmup)
+
+    def _gradients_finite(self) -> bool:
+        for groups in self.groups.values():
+            for group in groups:
+                for module in [*group.producers, group.consumer]:
+                    grad = module.weight.grad
+                    if grad is not None and not torch.isfinite(grad).all():
+                        return False
+        return True
+
+
+def _mean_across_processes(scores: torch.Tensor) -> torch.Tensor:
+    """Average scores over data-parallel ranks so that every rank picks identical masks."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else scores.device
+        reduced = scores.to(device, copy=True)
+        dist.all_reduce(reduced, op=dist.ReduceOp.SUM)
+        return (reduced / dist.get_world_size()).to(scores.device)
+    return scores
