@@ -43,9 +43,19 @@ class MovementPruningCallback(TrainerCallback, ExportableState):
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model=None,
                        **kwargs) -> None:
         self.pruner = StructuredPruner(model, self.config)
+        if self.pruner_state is None:
+            self.pruner_state = self._state_from_checkpoint(state)
         if self.pruner_state is not None:
             self.pruner.load_state_dict(self.pruner_state)
             logger.info("pruning state restored from checkpoint (%d scored steps)", self.pruner.scored_steps)
+
+    def _state_from_checkpoint(self, state: TrainerState) -> dict[str, Any] | None:
+        """On resume the Trainer has loaded the checkpoint's TrainerState, which carries this callback's saved
+        state; read it here so resuming works without ``restore_callback_states_from_checkpoint=True``."""
+        stored = (state.stateful_callbacks or {}).get(type(self).__name__)
+        if isinstance(stored, list):
+            stored = stored[0] if stored else None
+        return ((stored or {}).get("attributes") or {}).get("pruner_state")
 
     def on_pre_optimizer_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                               **kwargs) -> None:

@@ -1,0 +1,25 @@
+"""Helpers for Trainer-based pruning tests: a learnable synthetic task and short training arguments."""
+
+from __future__ import annotations
+
+import torch
+from datasets import Dataset
+from transformers import TrainingArguments
+
+
+def synthetic_classification(n: int = 64, length: int = 12, seed: int = 0) -> Dataset:
+    """Random token ids; the label is whether token 7 occurs, so the task is learnable by attention."""
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, 99, (n, length), generator=generator)
+    ids[: n // 2, 3] = 7
+    labels = (ids == 7).any(dim=1).long()
+    return Dataset.from_dict({"input_ids": ids.tolist(), "attention_mask": torch.ones_like(ids).tolist(),
+                              "labels": labels.tolist()})
+
+
+def training_args(output_dir, **overrides) -> TrainingArguments:
+    defaults = dict(output_dir=str(output_dir), per_device_train_batch_size=4, learning_rate=1e-3, max_steps=20,
+                    use_cpu=True, report_to=[], save_strategy="no", logging_strategy="no", seed=0,
+                    disable_tqdm=True, dataloader_num_workers=0)
+    defaults.update(overrides)
+    return TrainingArguments(**defaults)

@@ -1,0 +1,139 @@
+"""Structured pruning on tiny random models: masks, compaction, counts, save/reload, export."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import TINY_ARCHS, tiny_model
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+from hfprune.errors import ConfigError, UnsupportedModelError
+from hfprune.pruning import (
+    PruningConfig,
+    StructuredPruner,
+    compact,
+    export_dense,
+    get_architecture,
+    load_pruned,
+    prune,
+    save_pruned,
+    sparsity_report,
+)
+from hfprune.pruning.units import UnitKind, unit_groups
+
+CASES = [(arch, "classification") for arch in TINY_ARCHS] + [("gpt2", "causal_lm")]
+
+
+def logits(model, inputs) -> torch.Tensor:
+    with torch.no_grad():
+        return model(**inputs).logits
+
+
+@pytest.mark.parametrize("arch,task", CASES)
+@pytest.mark.parametrize("head_sparsity,ffn_sparsity,allocation", [
+    (0.25, 0.5, "global"), (0.5, 0.25, "per_layer"), (0.75, 0.9, "global"),
+])
+def test_compacted_logits_equal_masked_logits(arch, task, head_sparsity, ffn_sparsity, allocation, tiny_inputs):
+    model = tiny_model(arch, task)
+    dense_logits = logits(model, tiny_inputs)
+    config = PruningConfig(head_sparsity=head_sparsity, ffn_sparsity=ffn_sparsity, scoring="random",
+                           allocation=allocation, seed=3)
+    pruner = StructuredPruner(model, config)
+    pruner.update_masks(step=1, total_steps=1)
+    masked = logits(model, tiny_inputs)
+    assert not torch.allclose(masked, dense_logits)  # masks really change the function
+    structure = pruner.compact()
+    compacted = logits(model, tiny_inputs)
+    assert (compacted - masked).abs().max() < 1e-4
+    # each layer keeps exactly what its mask kept, and at least one head
+    for layer, group in enumerate(unit_groups(model, UnitKind.HEADS)):
+        assert group.num_units == len(structure.kept_heads[layer]) >= 1
+    report = sparsity_report(model)
+    assert report.heads_kept == round((1 - head_sparsity) * report.heads_total)
+    assert report.neurons_kept == round((1 - ffn_sparsity) * report.neurons_total)
+
+
+def test_global_allocation_can_be_uneven_and_counts_drop():
+    model = tiny_model("bert")
+    # make layer 0's FFN neurons much larger so global magnitude pruning takes most neurons from layer 1
+    with torch.no_grad():
+        model.bert.encoder.layer[0].intermediate.dense.weight.mul_(10)
+    dense = sparsity_report(model)
+    structure = prune(model, PruningConfig(head_sparsity=0.5, ffn_sparsity=0.5, scoring="magnitude"))
+    kept = [len(k) for k in structure.kept_neurons]
+    assert kept[0] > kept[1] and sum(kept) == 48
+    report = sparsity_report(model)
+    assert report.params_dense == dense.params == sum(p.numel() for p in tiny_model("bert").parameters())
+    # removed parameters: per head 3*(8*32+8) producer + 32*8 consumer, per neuron 32+1 + 32
+    assert report.params == dense.params - 4 * (3 * (8 * 32 + 8) + 32 * 8) - 48 * (32 + 1 + 32)
+    assert report.params == sum(p.numel() for p in model.parameters())
+    assert report.flops < dense.flops and report.flops_sparsity == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("arch,task", CASES)
+def test_save_load_and_export_dense_give_identical_logits(arch, task, tiny_inputs, tmp_path):
+    model = tiny_model(arch, task)
+    prune(model, PruningConfig(head_sparsity=0.5, ffn_sparsity=0.4, scoring="magnitude"))
+    expected = logits(model, tiny_inputs)
+    model.save_pretrained(tmp_path / "pruned")  # a plain save records the structure in config.json
+    reloaded = load_pruned(tmp_path / "pruned")
+    assert torch.equal(logits(reloaded, tiny_inputs), expected)
+    assert sum(p.numel() for p in reloaded.parameters()) == sum(p.numel() for p in model.parameters())
+
+    export_dense(model, tmp_path / "dense")
+    cls = AutoModelForCausalLM if task == "causal_lm" else AutoModelForSequenceClassification
+    plain = cls.from_pretrained(tmp_path / "dense").eval()
+    assert sum(p.numel() for p in plain.parameters()) == sum(p.numel() for p in tiny_model(arch, task).parameters())
+    assert (logits(plain, tiny_inputs) - expected).abs().max() < 1e-5
+
+
+def test_save_pruned_is_atomic_and_refuses_to_overwrite(tmp_path, tiny_inputs):
+    model = tiny_model("bert")
+    config = PruningConfig(head_sparsity=0.5, scoring="magnitude")
+    prune(model, config)
+    out = save_pruned(model, tmp_path / "out", pruning_config=config)
+    assert {"config.json", "model.safetensors", "pruning_config.json", "pruning_report.json"} <= {
+        p.name for p in out.iterdir()}
+    assert PruningConfig.from_pretrained(out) == config
+    with pytest.raises(Exception, match="exists and is not empty"):
+        save_pruned(model, out)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.tmp")]
+
+
+def test_load_pruned_rejects_a_dense_checkpoint(tmp_path):
+    tiny_model("bert").save_pretrained(tmp_path / "dense")
+    with pytest.raises(Exception, match="not a pruned hfprune checkpoint"):
+        load_pruned(tmp_path / "dense")
+
+
+def test_compaction_twice_composes_kept_indices(tiny_inputs):
+    model = tiny_model("bert")
+    first = {UnitKind.HEADS: [torch.tensor([1.0, 0, 1, 1]), torch.tensor([0.0, 1, 1, 1])]}
+    compact(model, first)
+    second = {UnitKind.HEADS: [torch.tensor([1.0, 0, 1]), torch.tensor([1.0, 1, 1])]}
+    structure = compact(model, second)
+    assert structure.kept_heads == [[0, 3], [1, 2, 3]]
+
+
+def test_unsupported_model_type_lists_supported():
+    from transformers import T5Config
+
+    with pytest.raises(UnsupportedModelError, match=r"\['bert', 'distilbert', 'gpt2', 'roberta'\]"):
+        get_architecture(T5Config())
+
+
+@pytest.mark.parametrize("field,value", [
+    ("head_sparsity", 1.0), ("ffn_sparsity", -0.1), ("head_sparsity", float("nan")), ("scoring", "taylor2"),
+    ("allocation", "layerwise"), ("min_heads_per_layer", 0), ("mask_update_interval", 0), ("head_sparsity", "0.5"),
+])
+def test_pruning_config_rejects_bad_values(field, value):
+    with pytest.raises(ConfigError, match=field):
+        PruningConfig(**{field: value})
+
+
+def test_pruning_config_rejects_unknown_keys_and_round_trips(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key.*head_sparsty"):
+        PruningConfig.from_dict({"head_sparsty": 0.5})
+    config = PruningConfig(head_sparsity=0.3, ffn_sparsity=0.6, scoring="head_importance", allocation="per_layer")
+    config.save_pretrained(tmp_path)
+    assert PruningConfig.from_pretrained(tmp_path) == config
