@@ -1,0 +1,414 @@
+"""Typed audit results that reports, plots and model cards consume, and constructors that fill them from raw logs.
+
+Each result is a dataclass with a JSON-safe ``to_dict`` (plain Python types, NaN written as null, a ``kind`` tag)
+and a ``from_dict`` that rejects unknown keys; :func:`result_from_dict` dispatches on ``kind`` and
+:func:`results_to_markdown` renders any mix of results as one table, model and sparsity first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Self
+
+import numpy as np
+
+from hfprune.audit import metrics
+from hfprune.errors import ConfigError
+
+EXPOSURE_METHODS = ("exact", "skewnorm")
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays to Python numbers and lists, so results always serialise as JSON."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _json_float(value: float | None) -> float | None:
+    """NaN and None both become null: strict JSON has no NaN."""
+    return None if value is None or math.isnan(value) else float(value)
+
+
+@dataclass(frozen=True)
+class MetricWithCI:
+    """A point estimate with an optional bootstrap confidence interval [low, high]."""
+
+    value: float
+    low: float | None = None
+    high: float | None = None
+
+    def __post_init__(self) -> None:
+        # frozen: coerce numpy scalars (and None value read back from JSON) through object.__setattr__
+        object.__setattr__(self, "value", math.nan if self.value is None else float(self.value))
+        object.__setattr__(self, "low", _float_or_none(self.low))
+        object.__setattr__(self, "high", _float_or_none(self.high))
+        if (self.low is None) != (self.high is None):
+            raise ConfigError(f"MetricWithCI: expected both low and high or neither, got {self.low}, {self.high}")
+
+    def format(self, digits: int = 3) -> str:
+        """"0.873 [0.851, 0.894]", or "0.873" without an interval, or "n/a" when undefined."""
+        if math.isnan(self.value):
+            return "n/a"
+        text = f"{self.value:.{digits}f}"
+        if self.low is None or self.high is None or math.isnan(self.low) or math.isnan(self.high):
+            return text
+        return f"{text} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+
+    def to_dict(self) -> dict[str, float | None]:
+        return {"value": _json_float(self.value), "low": _json_float(self.low), "high": _json_float(self.high)}
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> Self:
+        if not isinstance(payload, dict) or not set(payload) <= {"value", "low", "high"} or "value" not in payload:
+            raise ConfigError(f"MetricWithCI: expected a mapping with value, low, high; got {payload!r}")
+        return cls(**payload)
+
+
+class _Result:
+    """Serialisation and markdown rows shared by the result dataclasses."""
+
+    kind: ClassVar[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        payload: dict[str, Any] = {"kind": self.kind}
+        for field in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, field.name)
+            payload[field.name] = value.to_dict() if isinstance(value, MetricWithCI) else _plain(value)
+        return payload
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> Self:
+        """Build from :meth:`to_dict` output; unknown keys or a different ``kind`` are an error."""
+        if not isinstance(payload, dict):
+            raise ConfigError(f"{cls.__name__}: expected a mapping, got {type(payload).__name__}")
+        payload = dict(payload)
+        kind = payload.pop("kind", cls.kind)
+        if kind != cls.kind:
+            raise ConfigError(f"{cls.__name__}: expected kind {cls.kind!r}, got {kind!r}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(payload) - set(fields))
+        if unknown:
+            raise ConfigError(f"{cls.__name__}: unknown key(s) {unknown}; allowed: {sorted(fields)}")
+        for name, value in payload.items():
+            if fields[name].type == "MetricWithCI":  # annotations are strings under `from __future__`
+                payload[name] = MetricWithCI.from_dict(value)
+        return cls(**payload)
+
+    def markdown_cells(self) -> dict[str, str]:
+        """Column name -> cell text for :func:`results_to_markdown`; model and sparsity come first."""
+        raise NotImplementedError
+
+    def _identity_cells(self) -> dict[str, str]:
+        return {"model": str(self.model_name), "sparsity": f"{100 * self.sparsity:g}%"}  # type: ignore[attr-defined]
+
+
+@dataclass
+class RobustnessResult(_Result):
+    """A TextAttack run against one model: accuracies, success rate and attack cost (fractions; word % in 0-100)."""
+
+    kind: ClassVar[str] = "robustness"
+
+    model_name: str
+    sparsity: float
+    recipe: str
+    n_examples: int
+    clean_accuracy: MetricWithCI
+    accuracy_under_attack: MetricWithCI
+    attack_success_rate: MetricWithCI
+    mean_perturbed_word_pct: MetricWithCI
+    mean_queries: MetricWithCI
+    query_budget: int | None = None
+    seed: int | None = None
+
+    def markdown_cells(self) -> dict[str, str]:
+        return {
+            **self._identity_cells(),
+            "recipe": self.recipe,
+            "n": str(self.n_examples),
+            "clean acc": self.clean_accuracy.format(),
+            "acc under attack": self.accuracy_under_attack.format(),
+            "success rate": self.attack_success_rate.format(),
+            "perturbed words %": self.mean_perturbed_word_pct.format(1),
+            "queries": self.mean_queries.format(1),
+        }
+
+
+@dataclass
+class LoyaltyResult(_Result):
+    """How closely a pruned model follows its reference (usually the dense teacher), after Xu et al. 2021."""
+
+    kind: ClassVar[str] = "loyalty"
+
+    model_name: str
+    sparsity: float
+    reference_name: str
+    n_examples: int
+    label_loyalty: MetricWithCI
+    probability_loyalty: MetricWithCI
+    seed: int | None = None
+
+    def markdown_cells(self) -> dict[str, str]:
+        return {
+            **self._identity_cells(),
+            "reference": self.reference_name,
+            "n": str(self.n_examples),
+            "label loyalty": self.label_loyalty.format(),
+            "probability loyalty": self.probability_loyalty.format(),
+        }
+
+
+@dataclass
+class MembershipInferenceResult(_Result):
+    """One membership-inference attack against one model; ``roc_fpr``/``roc_tpr`` keep the curve for plots."""
+
+    kind: ClassVar[str] = "membership_inference"
+
+    model_name: str
+    sparsity: float
+    attack: str
+    n_members: int
+    n_nonmembers: int
+    auc: MetricWithCI
+    balanced_accuracy: MetricWithCI
+    tpr_at_1pct_fpr: MetricWithCI
+    tpr_at_0_1pct_fpr: MetricWithCI
+    roc_fpr: list[float] | None = None
+    roc_tpr: list[float] | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.roc_fpr is None) != (self.roc_tpr is None):
+            raise ConfigError("MembershipInferenceResult: expected both roc_fpr and roc_tpr or neither")
+        if self.roc_fpr is not None and len(self.roc_fpr) != len(self.roc_tpr):  # type: ignore[arg-type]
+            raise ConfigError("MembershipInferenceResult.roc_tpr: expected as many points as roc_fpr")
+
+    def markdown_cells(self) -> dict[str, str]:
+        return {
+            **self._identity_cells(),
+            "attack": self.attack,
+            "members / non-members": f"{self.n_members} / {self.n_nonmembers}",
+            "AUC": self.auc.format(),
+            "balanced acc": self.balanced_accuracy.format(),
+            "TPR@1% FPR": self.tpr_at_1pct_fpr.format(),
+            "TPR@0.1% FPR": self.tpr_at_0_1pct_fpr.format(),
+        }
+
+
+@dataclass
+class CanaryExposureResult(_Result):
+    """Exposure of canaries inserted ``repetitions`` times (Carlini et al. 2019); one result per repetition count."""
+
+    kind: ClassVar[str] = "canary_exposure"
+
+    model_name: str
+    sparsity: float
+    repetitions: int
+    n_canaries: int
+    space_size: int
+    mean_exposure: MetricWithCI
+    max_exposure: float
+    method: Literal["exact", "skewnorm"]
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in EXPOSURE_METHODS:
+            raise ConfigError(f"CanaryExposureResult.method: expected one of {list(EXPOSURE_METHODS)}, "
+                              f"got {self.method!r}")
+
+    def markdown_cells(self) -> dict[str, str]:
+        return {
+            **self._identity_cells(),
+            "repetitions": str(self.repetitions),
+            "canaries": str(self.n_canaries),
+            "log2 |R|": f"{math.log2(self.space_size):.1f}",
+            "mean exposure": self.mean_exposure.format(2),
+            "max exposure": f"{self.max_exposure:.2f}",
+            "method": self.method,
+        }
+
+
+AuditResult = RobustnessResult | LoyaltyResult | MembershipInferenceResult | CanaryExposureResult
+_RESULT_TYPES: dict[str, type[_Result]] = {
+    cls.kind: cls for cls in (RobustnessResult, LoyaltyResult, MembershipInferenceResult, CanaryExposureResult)
+}
+
+
+def result_from_dict(payload: dict[str, Any]) -> AuditResult:
+    """Rebuild any result from its ``to_dict`` output, choosing the class by its ``kind``."""
+    kind = payload.get("kind") if isinstance(payload, dict) else None
+    if kind not in _RESULT_TYPES:
+        raise ConfigError(f"kind: expected one of {sorted(_RESULT_TYPES)}, got {kind!r}")
+    return _RESULT_TYPES[kind].from_dict(payload)  # type: ignore[return-value]
+
+
+def results_to_markdown(results: Sequence[AuditResult]) -> str:
+    """A GitHub markdown table, one row per result; columns are the union over results, blank where absent."""
+    if not results:
+        raise ConfigError("results: expected at least one result")
+    rows = [result.markdown_cells() for result in results]
+    columns = list(dict.fromkeys(name for row in rows for name in row))
+    lines = [_markdown_line(columns), _markdown_line(["---"] * len(columns))]
+    lines += [_markdown_line([row.get(name, "") for name in columns]) for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_line(cells: list[str]) -> str:
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+
+# ---------------------------------------------------------------------------------------------------- constructors
+def _with_ci(
+    metric_fn: Callable[..., float],
+    *arrays: Any,
+    n_resamples: int,
+    confidence: float,
+    seed: int,
+    stratify: Any = None,
+) -> MetricWithCI:
+    """The metric on all data, with a bootstrap interval unless ``n_resamples`` is 0."""
+    value = metric_fn(*arrays)
+    if n_resamples == 0:
+        return MetricWithCI(value)
+    low, high = metrics.bootstrap_ci(metric_fn, *arrays, n_resamples=n_resamples, confidence=confidence,
+                                     seed=seed, stratify=stratify)
+    return MetricWithCI(value, low, high)
+
+
+def summarize_attack_log(
+    outcomes: Sequence[str],
+    perturbed_word_pcts: Any,
+    queries: Any,
+    *,
+    model_name: str,
+    sparsity: float,
+    recipe: str,
+    query_budget: int | None = None,
+    queries_over: Literal["attacked", "successful"] = "attacked",
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> RobustnessResult:
+    """Summarise a per-example TextAttack log ("successful"/"failed"/"skipped", word %, queries) with bootstrap CIs.
+
+    Every metric is resampled over the same examples with the same seed; see :mod:`hfprune.audit.metrics` for the
+    definitions and :func:`~hfprune.audit.metrics.mean_queries` for ``queries_over``.
+    """
+    kinds = np.asarray(outcomes, dtype=str)
+    metrics.count_outcomes(kinds)  # validate once up front, before any resampling
+    ci = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
+    return RobustnessResult(
+        model_name=model_name,
+        sparsity=float(sparsity),
+        recipe=recipe,
+        n_examples=int(kinds.size),
+        clean_accuracy=_with_ci(metrics.clean_accuracy, kinds, **ci),
+        accuracy_under_attack=_with_ci(metrics.accuracy_under_attack, kinds, **ci),
+        attack_success_rate=_with_ci(metrics.attack_success_rate, kinds, **ci),
+        mean_perturbed_word_pct=_with_ci(metrics.mean_perturbed_word_pct, kinds, perturbed_word_pcts, **ci),
+        mean_queries=_with_ci(lambda k, q: metrics.mean_queries(k, q, over=queries_over), kinds, queries, **ci),
+        query_budget=query_budget,
+        seed=seed,
+    )
+
+
+def summarize_loyalty(
+    reference: Any,
+    other: Any,
+    *,
+    model_name: str,
+    sparsity: float,
+    reference_name: str,
+    from_logits: bool | None = None,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> LoyaltyResult:
+    """Label and probability loyalty of ``other`` to ``reference`` (both (n, n_classes)), with bootstrap CIs."""
+    ref = metrics._as_matrix("reference", reference)
+    oth = metrics._as_matrix("other", other)
+    ci = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
+    return LoyaltyResult(
+        model_name=model_name,
+        sparsity=float(sparsity),
+        reference_name=reference_name,
+        n_examples=int(ref.shape[0]),
+        label_loyalty=_with_ci(metrics.label_loyalty, ref, oth, **ci),
+        probability_loyalty=_with_ci(
+            lambda r, o: metrics.probability_loyalty(r, o, from_logits=from_logits), ref, oth, **ci
+        ),
+        seed=seed,
+    )
+
+
+def summarize_membership(
+    scores: Any,
+    is_member: Any,
+    *,
+    model_name: str,
+    sparsity: float,
+    attack: str,
+    keep_roc: bool = True,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> MembershipInferenceResult:
+    """AUC, best balanced accuracy and TPR at 1% / 0.1% FPR of an attack's scores, with stratified bootstrap CIs.
+
+    Resampling is stratified by ``is_member`` so each resample keeps the member/non-member counts (and both
+    classes). ``keep_roc`` stores every ROC point for plotting (log-scale plots need the low-FPR ones).
+    """
+    score, member = metrics._as_membership(scores, is_member)
+    ci = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed, "stratify": member}
+    fpr, tpr, _ = metrics.roc_curve(score, member) if keep_roc else (None, None, None)
+    return MembershipInferenceResult(
+        model_name=model_name,
+        sparsity=float(sparsity),
+        attack=attack,
+        n_members=int(member.sum()),
+        n_nonmembers=int((~member).sum()),
+        auc=_with_ci(metrics.roc_auc, score, member, **ci),
+        balanced_accuracy=_with_ci(metrics.balanced_accuracy, score, member, **ci),
+        tpr_at_1pct_fpr=_with_ci(lambda s, m: metrics.tpr_at_fpr(s, m, 0.01), score, member, **ci),
+        tpr_at_0_1pct_fpr=_with_ci(lambda s, m: metrics.tpr_at_fpr(s, m, 0.001), score, member, **ci),
+        roc_fpr=None if fpr is None else fpr.tolist(),
+        roc_tpr=None if tpr is None else tpr.tolist(),
+        seed=seed,
+    )
+
+
+def summarize_exposure(
+    exposures: Any,
+    *,
+    model_name: str,
+    sparsity: float,
+    repetitions: int,
+    space_size: int,
+    method: Literal["exact", "skewnorm"],
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> CanaryExposureResult:
+    """Mean (with a bootstrap CI over canaries) and max exposure of the canaries inserted ``repetitions`` times."""
+    values = metrics._as_vector("exposures", exposures)
+    ci = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
+    return CanaryExposureResult(
+        model_name=model_name,
+        sparsity=float(sparsity),
+        repetitions=int(repetitions),
+        n_canaries=int(values.size),
+        space_size=int(space_size),
+        mean_exposure=_with_ci(lambda v: float(np.mean(v)), values, **ci),
+        max_exposure=float(values.max()),
+        method=method,
+        seed=seed,
+    )
