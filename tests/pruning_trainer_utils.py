@@ -17,9 +17,9 @@ def synthetic_classification(n: int = 64, length: int = 12, seed: int = 0) -> Da
                               "labels": labels.tolist()})
 
 
-def training_args(output_dir, **overrides) -> TrainingArguments:
+def training_args(output_dir, cls: type[TrainingArguments] = TrainingArguments, **overrides) -> TrainingArguments:
     defaults = dict(output_dir=str(output_dir), per_device_train_batch_size=4, learning_rate=1e-3, max_steps=20,
                     use_cpu=True, report_to=[], save_strategy="no", logging_strategy="no", seed=0,
                     disable_tqdm=True, dataloader_num_workers=0)
     defaults.update(overrides)
-    return TrainingArguments(**defaults)
+    return cls(**defaults)
