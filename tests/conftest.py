@@ -69,3 +69,17 @@ def tiny_inputs():
     attention_mask = torch.ones_like(input_ids)
     attention_mask[2, 7:] = 0
     return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+@pytest.fixture(scope="session")
+def finetuned_minilm_dir(tmp_path_factory):
+    """The real MiniLM fine-tuned on 1,000 SST-2 sentences (1 epoch, max length 64), shared by integration tests.
+
+    Dev accuracy is about 0.8: enough for attacks, loyalty and membership inference to be meaningful.
+    """
+    from hfprune.training import FinetuneConfig, finetune_classifier
+
+    out = tmp_path_factory.mktemp("minilm-sst2") / "model"
+    finetune_classifier(FinetuneConfig(train_samples=1000, epochs=1.0, max_length=64, batch_size=32, seed=0,
+                                       output_dir=str(out)))
+    return out
