@@ -14,6 +14,7 @@ from hfprune.errors import HfpruneError
 COMMANDS: dict[str, str] = {
     "env": "hfprune.cli.env",
     "finetune": "hfprune.cli.finetune",
+    "prune": "hfprune.cli.prune",
 }
 
 
