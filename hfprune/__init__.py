@@ -5,8 +5,7 @@ Public names are imported lazily so that ``hfprune --help`` and ``import hfprune
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from hfprune.utils.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -28,9 +27,4 @@ _EXPORTS = {
 }
 
 __all__ = ["__version__", *_EXPORTS]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'hfprune' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

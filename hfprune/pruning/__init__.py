@@ -1,21 +1,27 @@
 """Structured pruning of attention heads and FFN neurons: architectures table, unit views, scorers, schedule,
 masks, the pruner that ties them together, compaction, serialisation, the Trainer callback and one-shot pruning."""
 
-from hfprune.pruning.architectures import ARCHITECTURES, ArchitectureSpec, get_architecture
-from hfprune.pruning.callback import MovementPruningCallback
-from hfprune.pruning.compaction import compact
-from hfprune.pruning.config import PruningConfig
-from hfprune.pruning.oneshot import prune
-from hfprune.pruning.pruner import StructuredPruner
-from hfprune.pruning.schedule import cubic_sparsity
-from hfprune.pruning.scoring import SCORERS, register_scorer
-from hfprune.pruning.serialization import export_dense, load_pruned, save_pruned
-from hfprune.pruning.stats import SparsityReport, sparsity_report
-from hfprune.pruning.structure import PrunedStructure
-from hfprune.pruning.units import UnitKind
+from hfprune.utils.lazy import lazy_exports
 
-__all__ = [
-    "ARCHITECTURES", "ArchitectureSpec", "MovementPruningCallback", "PrunedStructure", "PruningConfig", "SCORERS",
-    "SparsityReport", "StructuredPruner", "UnitKind", "compact", "cubic_sparsity", "export_dense", "get_architecture",
-    "load_pruned", "prune", "register_scorer", "save_pruned", "sparsity_report",
-]
+_EXPORTS = {
+    "ARCHITECTURES": "hfprune.pruning.architectures",
+    "ArchitectureSpec": "hfprune.pruning.architectures",
+    "get_architecture": "hfprune.pruning.architectures",
+    "MovementPruningCallback": "hfprune.pruning.callback",
+    "compact": "hfprune.pruning.compaction",
+    "PruningConfig": "hfprune.pruning.config",
+    "prune": "hfprune.pruning.oneshot",
+    "StructuredPruner": "hfprune.pruning.pruner",
+    "cubic_sparsity": "hfprune.pruning.schedule",
+    "SCORERS": "hfprune.pruning.scoring",
+    "register_scorer": "hfprune.pruning.scoring",
+    "export_dense": "hfprune.pruning.serialization",
+    "load_pruned": "hfprune.pruning.serialization",
+    "save_pruned": "hfprune.pruning.serialization",
+    "SparsityReport": "hfprune.pruning.stats",
+    "sparsity_report": "hfprune.pruning.stats",
+    "PrunedStructure": "hfprune.pruning.structure",
+    "UnitKind": "hfprune.pruning.units",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
