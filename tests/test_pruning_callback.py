@@ -116,3 +116,16 @@ def test_two_process_gloo_run_has_identical_masks_on_both_ranks(tmp_path):
     assert ranks[0]["masks"] == ranks[1]["masks"]
     heads_kept = sum(sum(layer) for layer in ranks[0]["masks"]["heads"])
     assert heads_kept == 4
+
+
+def test_bf16_mixed_precision_run_scores_in_float32_and_compacts(tmp_path):
+    model = tiny_model("bert")
+    config = PruningConfig(head_sparsity=0.5, ffn_sparsity=0.5, mask_update_interval=2)
+    trainer = Trainer(model=model, args=training_args(tmp_path, bf16=True, max_steps=10),
+                      train_dataset=synthetic_classification(), callbacks=[MovementPruningCallback(config)])
+    trainer.train()
+    pruner = pruning_callback(trainer).pruner
+    assert all(s.dtype == torch.float32 and torch.isfinite(s).all() and s.abs().sum() > 0
+               for scores in pruner.scores.values() for s in scores)
+    assert pruner.scored_steps == 10
+    assert sum(g.num_units for g in unit_groups(model, UnitKind.HEADS)) == 4

@@ -10,6 +10,7 @@ import copy
 import dataclasses
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -156,11 +157,12 @@ def _evaluate(config: PruneClassifierConfig, model, tokenizer, evaluation) -> fl
 
     from hfprune.training import compute_accuracy
 
-    args = TrainingArguments(output_dir=os.devnull, use_cpu=True, per_device_eval_batch_size=128, report_to="none",
-                             disable_tqdm=True)
-    trainer = Trainer(model=model, args=args, eval_dataset=evaluation, compute_metrics=compute_accuracy,
-                      data_collator=DataCollatorWithPadding(tokenizer))
-    return float(trainer.evaluate()["eval_accuracy"])
+    with tempfile.TemporaryDirectory() as scratch:
+        args = TrainingArguments(output_dir=scratch, use_cpu=True, per_device_eval_batch_size=128,
+                                 report_to="none", disable_tqdm=True)
+        trainer = Trainer(model=model, args=args, eval_dataset=evaluation, compute_metrics=compute_accuracy,
+                          data_collator=DataCollatorWithPadding(tokenizer))
+        return float(trainer.evaluate()["eval_accuracy"])
 
 
 def _prune_and_save(config: PruneClassifierConfig, dense_dir: Path, target: Path) -> tuple[float, dict[str, float]]:
