@@ -1,0 +1,221 @@
+"""Writing a robustness report: JSON (typed results), a markdown table, the per-example attack and transfer logs
+as CSV, and one plot per metric against sparsity. Every file is written atomically (temp file + rename)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hfprune.audit.results import MetricWithCI, results_to_markdown
+from hfprune.utils.io import atomic_write_json, atomic_write_text
+from hfprune.utils.logging import get_logger
+
+if TYPE_CHECKING:
+    from hfprune.audit.robustness.runner import RobustnessReport
+
+logger = get_logger(__name__)
+
+REPORT_JSON = "robustness_report.json"
+REPORT_MD = "robustness_report.md"
+ATTACK_LOG_CSV = "attack_log.csv"
+TRANSFER_LOG_CSV = "transfer_log.csv"
+PLOTS_DIR = "plots"
+MARKERS = ("o", "s", "^", "D", "v", "P")  # overlapping series stay distinguishable
+# AuditConfig.sparsity_measure -> what the x axis counts
+SPARSITY_AXIS = {"params": "parameters", "flops": "encoder FLOPs", "heads": "attention heads", "ffn": "FFN neurons"}
+
+
+# ------------------------------------------------------------------------------------------------- JSON, markdown
+def report_to_dict(report: RobustnessReport) -> dict[str, Any]:
+    """The report as JSON-safe data: settings, models, samples, results by kind and attack timings."""
+    from hfprune import __version__
+
+    return {
+        "hfprune_version": __version__,
+        "config": report.config.to_dict(),
+        "reference": report.reference,
+        "models": [{"name": name, "sparsity": sparsity} for name, sparsity in report.models.items()],
+        "recipes": list(report.recipes),
+        "sample": report.sample.to_dict(),
+        "loyalty_sample": {k: v for k, v in report.loyalty_sample.to_dict().items() if k != "indices"},
+        "robustness": [r.to_dict() for r in report.robustness],
+        "loyalty": [r.to_dict() for r in report.loyalty],
+        "transfer": [r.to_dict() for r in report.transfer],
+        "timings": [{"model": log.model_name, "recipe": log.recipe, "n_examples": len(log),
+                     "seconds": None if math.isnan(log.seconds) else round(log.seconds, 3)}
+                    for log in report.attack_logs],
+        "seconds": round(report.seconds, 3),
+    }
+
+
+def report_to_markdown(report: RobustnessReport) -> str:
+    """Robustness, loyalty and transfer tables, with the settings needed to reproduce them."""
+    c = report.config
+    budget = "unlimited" if c.query_budget is None else str(c.query_budget)
+    lines = [
+        "# Robustness audit", "",
+        f"Dataset `{c.dataset}` ({c.split}); {len(report.sample)} attacked examples drawn with seed {c.seed} "
+        f"(sample `{report.sample.fingerprint()}`, the same for every model); query budget {budget} per example; "
+        f"loyalty to `{report.reference}` on {len(report.loyalty_sample)} clean examples. Intervals are "
+        f"{100 * c.confidence:g}% bootstrap CIs ({c.n_resamples} resamples); sparsity = {c.sparsity_measure}.", "",
+        "## Attacks", "", results_to_markdown(report.robustness) if report.robustness else "(none)", "",
+        "## Loyalty to the reference", "", results_to_markdown(report.loyalty) if report.loyalty else "(none)", "",
+    ]
+    if report.transfer:
+        lines += ["## Transfer of adversarial examples", "",
+                  "Rate = share of the source's adversarial examples that fool the model, among those whose clean "
+                  "original the model classifies correctly.", "", results_to_markdown(report.transfer), ""]
+    lines += ["## Attack time", "", "| model | recipe | examples | seconds |", "| --- | --- | --- | --- |"]
+    lines += [f"| {log.model_name} | {log.recipe} | {len(log)} | {log.seconds:.1f} |" for log in report.attack_logs]
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------------------ CSV
+def rows_to_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """CSV text with a header of every key, in first-seen order (empty string for no rows)."""
+    if not rows:
+        return ""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def attack_log_csv(report: RobustnessReport) -> str:
+    """Every attacked example of every model and recipe: texts, labels, outcome, queries, perturbed words %."""
+    return rows_to_csv([row for log in report.attack_logs for row in log.csv_rows()])
+
+
+def transfer_log_csv(report: RobustnessReport) -> str:
+    """Every replayed adversarial example: source, target, recipe, labels, whether it transferred."""
+    rows = [
+        {"source": run.result.source_name, "target": run.result.model_name, "recipe": run.result.recipe,
+         "index": rec.index, "ground_truth": rec.ground_truth, "clean_label": rec.clean_label,
+         "adversarial_label": rec.adversarial_label, "eligible": rec.eligible, "transferred": rec.transferred}
+        for run in report.transfer_runs for rec in run.records
+    ]
+    return rows_to_csv(rows)
+
+
+# ---------------------------------------------------------------------------------------------------------- plots
+@dataclass(frozen=True)
+class PlotSpec:
+    """One plot: which results, which metric field, how points are grouped into lines and placed on x."""
+
+    results: Callable[[RobustnessReport], Sequence[Any]]
+    metric: str
+    label: str
+    series: Callable[[Any, str], str]
+    x: Callable[[Any], float] = lambda result: result.sparsity
+
+
+def _transfer_series(result: Any, reference: str) -> str:
+    direction = "reference -> pruned" if result.source_name == reference else "pruned -> reference"
+    return f"{result.recipe}: {direction}"
+
+
+# metric -> plot; the transfer x is the non-reference model's sparsity (the reference sits at its own)
+PLOTS: dict[str, PlotSpec] = {
+    **{name: PlotSpec(lambda r: r.robustness, name, label, lambda res, ref: res.recipe) for name, label in (
+        ("clean_accuracy", "clean accuracy"), ("accuracy_under_attack", "accuracy under attack"),
+        ("attack_success_rate", "attack success rate"), ("mean_perturbed_word_pct", "perturbed words (%)"),
+        ("mean_queries", "queries per attacked example"))},
+    **{name: PlotSpec(lambda r: r.loyalty, name, label, lambda res, ref: f"to {res.reference_name}")
+       for name, label in (("label_loyalty", "label loyalty"), ("probability_loyalty", "probability loyalty"))},
+    "transfer_rate": PlotSpec(lambda r: r.transfer, "transfer_rate", "transfer rate", _transfer_series,
+                              x=lambda res: max(res.sparsity, res.source_sparsity)),
+}
+
+
+def plot_metric(report: RobustnessReport, name: str, path: Path, sparsity_label: str) -> bool:
+    """Draw ``PLOTS[name]`` (value with CI error bars vs sparsity, a line per series) into ``path`` as PNG.
+
+    Returns False, writing nothing, when the report has no defined value for the metric.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers and in CI
+    import matplotlib.pyplot as plt
+
+    spec = PLOTS[name]
+    lines = _series_points(report, spec)
+    if not lines:
+        return False
+    figure, axis = plt.subplots(figsize=(5.5, 3.8))
+    try:
+        for number, (series, points) in enumerate(lines.items()):
+            points.sort()
+            xs, values, lows, highs = (list(column) for column in zip(*points, strict=True))
+            errors = [[v - lo for v, lo in zip(values, lows, strict=True)],
+                      [hi - v for v, hi in zip(values, highs, strict=True)]]
+            axis.errorbar(xs, values, yerr=errors, marker=MARKERS[number % len(MARKERS)], capsize=3, label=series,
+                          alpha=0.85)
+        axis.set_xlabel(f"sparsity (fraction of {SPARSITY_AXIS.get(sparsity_label, sparsity_label)} removed)")
+        axis.set_ylabel(spec.label)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize="small")
+        figure.tight_layout()
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=120)
+    finally:
+        plt.close(figure)
+    _atomic_write_bytes(path, buffer.getvalue())
+    return True
+
+
+def _series_points(report: RobustnessReport, spec: PlotSpec) -> dict[str, list[tuple[float, float, float, float]]]:
+    """Series name -> (x, value, low, high) points with a defined value; a missing CI bar has zero length."""
+    lines: dict[str, list[tuple[float, float, float, float]]] = {}
+    for result in spec.results(report):
+        metric: MetricWithCI = getattr(result, spec.metric)
+        if math.isnan(metric.value):
+            continue
+        low = metric.value if metric.low is None or math.isnan(metric.low) else metric.low
+        high = metric.value if metric.high is None or math.isnan(metric.high) else metric.high
+        lines.setdefault(spec.series(result, report.reference), []).append(
+            (spec.x(result), metric.value, low, high))
+    return lines
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Binary counterpart of :func:`hfprune.utils.io.atomic_write_text` (temp file in the folder, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ----------------------------------------------------------------------------------------------------------- save
+def save_report(report: RobustnessReport, directory: str | os.PathLike) -> dict[str, Path]:
+    """Write the JSON, markdown, CSV logs, config and plots into ``directory``; returns role -> path."""
+    out = Path(directory)
+    written = {"json": out / REPORT_JSON, "markdown": out / REPORT_MD, "attack_log": out / ATTACK_LOG_CSV}
+    atomic_write_json(written["json"], report_to_dict(report))
+    atomic_write_text(written["markdown"], report_to_markdown(report))
+    atomic_write_text(written["attack_log"], attack_log_csv(report))
+    if report.transfer_runs:
+        written["transfer_log"] = out / TRANSFER_LOG_CSV
+        atomic_write_text(written["transfer_log"], transfer_log_csv(report))
+    written["config"] = report.config.save_pretrained(out)
+    for name in PLOTS:
+        path = out / PLOTS_DIR / f"{name}_vs_sparsity.png"
+        if plot_metric(report, name, path, report.config.sparsity_measure):
+            written[f"plot:{name}"] = path
+    logger.info("robustness report written to %s (%d files)", out, len(written))
+    return written
