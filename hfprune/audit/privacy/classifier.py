@@ -1,0 +1,165 @@
+"""Fine-tune a classifier on a member set small enough to memorise, recording the membership split.
+
+Membership inference needs a model that could memorise: audits of privacy fine-tune on at most a few thousand
+examples for several epochs, so the dense model shows a train/held-out gap. Members are a random slice of the
+dataset's train split, non-members a disjoint random slice of the same split (same distribution); the split is
+saved next to the model as ``membership_split.json`` so the audit uses exactly it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hfprune.audit.privacy.split import MembershipSplit, draw_split
+from hfprune.errors import ConfigError, DataError
+from hfprune.models import DEFAULT_MODEL
+from hfprune.utils.config import ConfigMixin, check_int, field_help
+from hfprune.utils.io import atomic_write_json
+from hfprune.utils.logging import get_logger
+
+if TYPE_CHECKING:
+    import datasets
+
+logger = get_logger(__name__)
+
+RUN_FILE = "train_results.json"
+
+
+@dataclass
+class MemberFinetuneConfig(ConfigMixin):
+    """A classifier fine-tuned on ``n_members`` examples for several epochs, its split recorded for the audit."""
+
+    config_file_name = "hfprune_member_finetune.json"
+
+    model: str = field_help(DEFAULT_MODEL, "model name or directory (the default is embedded: works offline)")
+    dataset: str = field_help("glue/sst2", "single-text classification dataset for hfprune.data.load_dataset")
+    source_split: str = field_help("train", "split the members and non-members are drawn from")
+    n_members: int = field_help(2000, "examples fine-tuned on (members); a few thousand or fewer, to memorise")
+    n_nonmembers: int = field_help(2000, "held-out examples of the same split (non-members)")
+    epochs: float = field_help(5.0, "training epochs (several, so the dense model memorises)")
+    max_length: int = field_help(64, "truncate inputs to this many tokens (the audit uses the same)")
+    batch_size: int = field_help(16, "training batch size")
+    learning_rate: float = field_help(1e-4, "peak learning rate (linear decay, 10% warm-up)")
+    seed: int = field_help(0, "seed of the split, head initialisation and shuffling")
+    threads: int | None = field_help(None, "torch CPU threads (None: the cores other processes leave idle)")
+    output_dir: str | None = field_help(None, "where to save (None: runs/privacy/<model>-<dataset>-seed<seed>)")
+    overwrite: bool = field_help(False, "replace a model already saved in output_dir")
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        for name, minimum in (("n_members", 1), ("n_nonmembers", 1), ("max_length", 8), ("batch_size", 1),
+                              ("seed", 0)):
+            check_int(owner, name, getattr(self, name), minimum=minimum)
+        if self.threads is not None:
+            check_int(owner, "threads", self.threads, minimum=1)
+        for name in ("epochs", "learning_rate"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"{owner}.{name}: expected a positive number, got {value!r}")
+
+    def resolved_output_dir(self) -> Path:
+        if self.output_dir:
+            return Path(self.output_dir)
+        model = self.model.rstrip("/").rsplit("/", 1)[-1]
+        return Path("runs") / "privacy" / f"{model}-{self.dataset.replace('/', '-')}-seed{self.seed}"
+
+
+@dataclass
+class MemberFinetuneRun:
+    """Where a member fine-tuning run saved its model, and the split it recorded."""
+
+    output_dir: str
+    split: MembershipSplit
+    train_loss: float
+    train_seconds: float
+
+
+def draw_classification_split(config: MemberFinetuneConfig, exclude: MembershipSplit | None = None) -> MembershipSplit:
+    """Members and non-members from ``config.dataset[source_split]``, disjoint from ``exclude``'s examples."""
+    from hfprune.data import load_dataset
+    from hfprune.training import drop_unlabelled, infer_text_columns
+
+    dataset = drop_unlabelled(load_dataset(config.dataset, config.source_split))
+    columns = infer_text_columns(dataset)
+    if len(columns) != 1:
+        raise DataError(f"dataset {config.dataset!r}: expected one text column for membership audits, got {columns}")
+    excluded = frozenset() if exclude is None else frozenset({*exclude.member_ids, *exclude.nonmember_ids})
+    members, nonmembers = draw_split(len(dataset), config.n_members, config.n_nonmembers, config.seed, excluded)
+    texts, labels = dataset[columns[0]], dataset["label"]
+    return MembershipSplit(
+        dataset=config.dataset, source_split=config.source_split, seed=config.seed,
+        member_ids=members, nonmember_ids=nonmembers,
+        member_texts=[texts[i] for i in members], nonmember_texts=[texts[i] for i in nonmembers],
+        member_labels=[int(labels[i]) for i in members], nonmember_labels=[int(labels[i]) for i in nonmembers],
+        max_length=config.max_length, task="sequence-classification",
+        extra={"label_names": _label_names(dataset)},
+    )
+
+
+def _label_names(dataset: datasets.Dataset) -> list[str]:
+    from hfprune.training import label_names
+
+    return label_names(dataset)
+
+
+def finetune_on_members(config: MemberFinetuneConfig, exclude: MembershipSplit | None = None) -> MemberFinetuneRun:
+    """Fine-tune ``config.model`` on the members only, save model, tokenizer, config and split, return the run.
+
+    ``exclude``: draw the examples disjoint from this split, to train a reference or shadow model that never saw
+    any audited example. Training happens in a hidden staging folder published once everything is written.
+    """
+    from hfprune.training import check_output_dir, idle_cores, publish_directory, torch_threads
+
+    target = config.resolved_output_dir()
+    check_output_dir(target, config.overwrite)
+    split = draw_classification_split(config, exclude)
+    staging = target.with_name(f".{target.name}.staging-{os.getpid()}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with torch_threads(config.threads or idle_cores()):
+            loss, seconds = _train_and_save(config, split, staging)
+        split.save(staging)
+        publish_directory(staging, target, config.overwrite)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("fine-tuned on %d members (train loss %.3f, %.0f s); saved to %s", split.n_members, loss, seconds,
+                target)
+    return MemberFinetuneRun(str(target), split, loss, seconds)
+
+
+def _train_and_save(config: MemberFinetuneConfig, split: MembershipSplit, staging: Path) -> tuple[float, float]:
+    import datasets
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
+
+    from hfprune.models import load_model_for_task, load_tokenizer
+
+    set_seed(config.seed)
+    names = split.extra["label_names"]
+    tokenizer = load_tokenizer(config.model)
+    model = load_model_for_task(
+        config.model, "sequence-classification", num_labels=len(names),
+        id2label=dict(enumerate(names)), label2id={name: i for i, name in enumerate(names)},
+    )
+    encoded = tokenizer(split.member_texts, truncation=True, max_length=config.max_length)
+    train = datasets.Dataset.from_dict({**encoded, "labels": split.member_labels})
+    args = TrainingArguments(
+        output_dir=str(staging), use_cpu=True, num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size, learning_rate=config.learning_rate, warmup_steps=0.1,
+        weight_decay=0.0, eval_strategy="no", save_strategy="no", logging_steps=20, report_to="none",
+        seed=config.seed, data_seed=config.seed, dataloader_num_workers=0,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
+                      data_collator=DataCollatorWithPadding(tokenizer))
+    started = time.perf_counter()
+    output = trainer.train()
+    seconds = time.perf_counter() - started
+    trainer.save_model(str(staging))
+    config.save_pretrained(staging)
+    atomic_write_json(staging / RUN_FILE, {"train_loss": output.training_loss, "train_seconds": seconds,
+                                           "n_members": split.n_members})
+    return float(output.training_loss), seconds

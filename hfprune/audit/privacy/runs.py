@@ -1,0 +1,103 @@
+"""Loading what a recorded training run saved, and training the reference and shadow models an audit compares to.
+
+Reference and shadow models must never have seen an audited example: they are trained with the target's own
+recipe on data drawn disjoint from the target's members and non-members (Carlini et al. 2022's offline setting).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hfprune.audit.privacy.canaries import CANARY_FILE, CanarySet
+from hfprune.audit.privacy.split import MembershipSplit
+from hfprune.errors import ConfigError
+from hfprune.utils.config import check_int
+from hfprune.utils.logging import get_logger
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+logger = get_logger(__name__)
+
+# split.task -> transformers Auto class name that loads the model
+AUTO_CLASSES = {"sequence-classification": "AutoModelForSequenceClassification", "causal-lm": "AutoModelForCausalLM"}
+
+
+@dataclass
+class AuditedRun:
+    """A model with everything its training run recorded for the audit."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    split: MembershipSplit
+    canaries: CanarySet | None
+    path: str
+
+
+def load_run(directory: str | os.PathLike, split_from: str | os.PathLike | None = None) -> AuditedRun:
+    """Model (in eval mode), tokenizer, membership split and canaries saved in ``directory``.
+
+    A compacted pruned checkpoint (config records the kept units) is rebuilt with ``load_pruned``. ``split_from``
+    reads the split (and canaries) from another directory: a pruned copy saved without them audits against the
+    dense run's split.
+    """
+    import transformers
+
+    path = Path(directory)
+    recorded = Path(split_from) if split_from is not None else path
+    split = MembershipSplit.load(recorded)
+    if split.task not in AUTO_CLASSES:
+        raise ConfigError(f"{recorded}: split task {split.task!r} is not one of {sorted(AUTO_CLASSES)}")
+    canaries = CanarySet.load(recorded) if (recorded / CANARY_FILE).is_file() else None
+    model = _load_model(path, getattr(transformers, AUTO_CLASSES[split.task]))
+    tokenizer_dir = path if (path / "tokenizer_config.json").is_file() else recorded
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    return AuditedRun(model.eval(), tokenizer, split, canaries, str(path))
+
+
+def _load_model(path: Path, auto_class: Any) -> PreTrainedModel:
+    """``load_pruned`` for a compacted checkpoint, else ``from_pretrained``."""
+    from hfprune.pruning.structure import CONFIG_KEY
+
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise ConfigError(f"{path}: no config.json; expected a saved model directory")
+    if json.loads(config_file.read_text(encoding="utf-8")).get(CONFIG_KEY):
+        from hfprune.pruning.serialization import load_pruned
+
+        return load_pruned(path)
+    return auto_class.from_pretrained(str(path))
+
+
+def train_disjoint_models(
+    train_fn: Callable[..., Any],
+    config: Any,
+    target_split: MembershipSplit,
+    k: int,
+    output_root: str | os.PathLike,
+    **train_kwargs: Any,
+) -> list[str]:
+    """Train ``k`` models with ``config``'s recipe on data disjoint from ``target_split``; return their directories.
+
+    ``train_fn`` is :func:`~hfprune.audit.privacy.finetune_on_members` or
+    :func:`~hfprune.audit.privacy.train_canary_lm`; model i uses seed ``config.seed + 1 + i`` (a different data
+    draw and initialisation) and is saved to ``output_root/shadow-<i>``. The first doubles as a reference model.
+    Shadows cost k trainings: this is the compute the user grants to LiRA.
+    """
+    from tqdm.auto import tqdm
+
+    check_int("train_disjoint_models", "k", k, minimum=1)
+    directories = []
+    for i in tqdm(range(k), desc="shadow models", disable=k < 2):
+        directory = str(Path(output_root) / f"shadow-{i}")
+        shadow = dataclasses.replace(config, seed=config.seed + 1 + i, output_dir=directory)
+        run = train_fn(shadow, exclude=target_split, **train_kwargs)
+        directories.append(run.output_dir)
+    logger.info("trained %d model(s) disjoint from the audited examples under %s", k, output_root)
+    return directories

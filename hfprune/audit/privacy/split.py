@@ -1,0 +1,168 @@
+"""``MembershipSplit``: which examples a model was trained on (members) and which were held out (non-members).
+
+A membership-inference audit is only meaningful on exactly the split the training run used, so the run writes it
+as JSON next to the model (``membership_split.json``) and the audit reads it back. The examples themselves are
+stored with their row ids in the source dataset, so an audit needs neither the dataset loader nor the same seed;
+a SHA-256 fingerprint of the texts catches a file edited by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+
+from hfprune.errors import ConfigError
+from hfprune.utils.io import atomic_write_json
+
+SPLIT_FILE = "membership_split.json"
+
+
+def fingerprint(texts: list[str], labels: list[int] | None) -> str:
+    """SHA-256 over the texts (and labels), in order: two splits with the same fingerprint hold the same examples."""
+    digest = hashlib.sha256()
+    for i, text in enumerate(texts):
+        digest.update(text.encode("utf-8"))
+        digest.update(b"\x00" if labels is None else f"\x00{labels[i]}\x00".encode())
+    return digest.hexdigest()
+
+
+@dataclass
+class MembershipSplit:
+    """Members (trained on) and non-members (held out, same distribution) of one training run.
+
+    ``*_ids`` are row indices in ``dataset[source_split]``; ``*_texts`` the examples; ``*_labels`` their classes
+    (None for language modelling). ``max_length`` is the truncation used in training: audits score with the same.
+    """
+
+    dataset: str
+    source_split: str
+    seed: int
+    member_ids: list[int]
+    nonmember_ids: list[int]
+    member_texts: list[str]
+    nonmember_texts: list[str]
+    member_labels: list[int] | None = None
+    nonmember_labels: list[int] | None = None
+    max_length: int | None = None
+    task: str = "sequence-classification"
+    extra: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str = ""
+
+    def __post_init__(self) -> None:
+        self._check_lengths()
+        overlap = set(self.member_ids) & set(self.nonmember_ids)
+        if overlap:
+            raise ConfigError(f"MembershipSplit.nonmember_ids: expected ids disjoint from member_ids, "
+                              f"{len(overlap)} shared (e.g. {sorted(overlap)[:3]})")
+        expected = self._compute_fingerprint()
+        if self.fingerprint and self.fingerprint != expected:
+            raise ConfigError("MembershipSplit.fingerprint: the stored fingerprint does not match the stored examples "
+                              "(was the split file edited?)")
+        self.fingerprint = expected
+
+    def _check_lengths(self) -> None:
+        if not self.member_ids or not self.nonmember_ids:
+            raise ConfigError("MembershipSplit: expected at least one member and one non-member")
+        for prefix in ("member", "nonmember"):
+            n = len(getattr(self, f"{prefix}_ids"))
+            for suffix in ("texts", "labels"):
+                values = getattr(self, f"{prefix}_{suffix}")
+                if values is not None and len(values) != n:
+                    raise ConfigError(f"MembershipSplit.{prefix}_{suffix}: expected {n} entries "
+                                      f"(one per {prefix} id), got {len(values)}")
+        if (self.member_labels is None) != (self.nonmember_labels is None):
+            raise ConfigError("MembershipSplit.nonmember_labels: expected labels for both members and non-members "
+                              "or for neither")
+
+    def _compute_fingerprint(self) -> str:
+        return fingerprint(self.texts, self.labels)
+
+    @property
+    def texts(self) -> list[str]:
+        """Members first, then non-members: the order of :attr:`is_member`."""
+        return [*self.member_texts, *self.nonmember_texts]
+
+    @property
+    def labels(self) -> list[int] | None:
+        if self.member_labels is None or self.nonmember_labels is None:
+            return None
+        return [*self.member_labels, *self.nonmember_labels]
+
+    @property
+    def is_member(self) -> np.ndarray:
+        """Boolean membership of :attr:`texts`: the ground truth every attack is scored against."""
+        return np.r_[np.ones(len(self.member_ids), bool), np.zeros(len(self.nonmember_ids), bool)]
+
+    @property
+    def n_members(self) -> int:
+        return len(self.member_ids)
+
+    @property
+    def n_nonmembers(self) -> int:
+        return len(self.nonmember_ids)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> Self:
+        """Build from :meth:`to_dict` output; unknown keys are an error naming the allowed ones."""
+        if not isinstance(payload, dict):
+            raise ConfigError(f"MembershipSplit: expected a mapping, got {type(payload).__name__}")
+        payload = {k: v for k, v in payload.items() if k != "hfprune_version"}
+        allowed = set(cls.__dataclass_fields__)
+        unknown = sorted(set(payload) - allowed)
+        if unknown:
+            raise ConfigError(f"MembershipSplit: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+        try:
+            return cls(**payload)
+        except TypeError as exc:
+            raise ConfigError(f"MembershipSplit: malformed split ({exc})") from None
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write ``membership_split.json`` into ``directory`` atomically (stamped with the hfprune version)."""
+        from hfprune import __version__
+
+        path = Path(directory) / SPLIT_FILE
+        atomic_write_json(path, {**self.to_dict(), "hfprune_version": __version__})
+        return path
+
+    @classmethod
+    def load(cls, directory_or_file: str | os.PathLike) -> Self:
+        """Read the split a training run saved: a model directory holding ``membership_split.json``, or the file."""
+        path = Path(directory_or_file)
+        if path.is_dir():
+            path = path / SPLIT_FILE
+        if not path.is_file():
+            raise ConfigError(f"{path}: no membership split here; the training run must record one "
+                              "(hfprune.audit.privacy.finetune_on_members or train_canary_lm)")
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid UTF-8 JSON ({exc})") from None
+        return cls.from_dict(payload)
+
+
+def draw_split(
+    n_rows: int,
+    n_members: int,
+    n_nonmembers: int,
+    seed: int,
+    exclude: set[int] | frozenset[int] = frozenset(),
+) -> tuple[list[int], list[int]]:
+    """Disjoint random member and non-member row ids among ``range(n_rows)`` minus ``exclude``.
+
+    Drawing both from one shuffled pool makes them the same distribution, which membership inference assumes.
+    """
+    pool = np.setdiff1d(np.arange(n_rows), np.fromiter(exclude, dtype=np.int64, count=len(exclude)))
+    if n_members + n_nonmembers > pool.size:
+        raise ConfigError(f"n_members + n_nonmembers: expected at most {pool.size} (rows available), "
+                          f"got {n_members} + {n_nonmembers}")
+    order = np.random.default_rng(seed).permutation(pool)
+    return sorted(order[:n_members].tolist()), sorted(order[n_members:n_members + n_nonmembers].tolist())
