@@ -1,5 +1,6 @@
 """Structured pruning of attention heads and FFN neurons: architectures table, unit views, scorers, schedule,
-masks, the pruner that ties them together, compaction, serialisation, the Trainer callback and one-shot pruning."""
+masks, the pruner that ties them together, compaction, serialisation, the Trainer callback and one-shot pruning;
+weight-level pruning of the same matrices lives in ``hfprune.pruning.weight``."""
 
 from hfprune.utils.lazy import lazy_exports
 
@@ -16,12 +17,17 @@ _EXPORTS = {
     "SCORERS": "hfprune.pruning.scoring",
     "register_scorer": "hfprune.pruning.scoring",
     "export_dense": "hfprune.pruning.serialization",
+    "load_compressed": "hfprune.pruning.serialization",
     "load_pruned": "hfprune.pruning.serialization",
+    "save_compressed": "hfprune.pruning.serialization",
     "save_pruned": "hfprune.pruning.serialization",
     "SparsityReport": "hfprune.pruning.stats",
     "sparsity_report": "hfprune.pruning.stats",
     "PrunedStructure": "hfprune.pruning.structure",
     "UnitKind": "hfprune.pruning.units",
+    "WEIGHT_METHODS": "hfprune.pruning.weight.methods",
+    "WeightPruner": "hfprune.pruning.weight.pruner",
+    "register_weight_method": "hfprune.pruning.weight.methods",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_exports(__name__, _EXPORTS)

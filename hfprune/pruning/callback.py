@@ -1,8 +1,9 @@
-"""``MovementPruningCallback``: drops structured pruning into an ordinary ``Trainer`` run.
+"""``MovementPruningCallback``: drops structured (and weight-level) pruning into an ordinary ``Trainer`` run.
 
 Thin by design: it owns no math and no loss. It builds a ``StructuredPruner`` when training begins, feeds it the
-gradients before each optimizer step, lets it update masks after each step, and compacts at the end. Its state
-(scores, masks) is saved in every Trainer checkpoint through ``ExportableState`` and restored on resume.
+gradients before each optimizer step, lets it update masks after each step, and compacts at the end (zeroing pruned
+weights too). Its state (scores, masks) is saved in every Trainer checkpoint through ``ExportableState`` and
+restored on resume.
 """
 
 from __future__ import annotations
@@ -64,8 +65,9 @@ class MovementPruningCallback(TrainerCallback, ExportableState):
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs) -> None:
         if self.pruner.maybe_update_masks(state.global_step, state.max_steps):
             report = sparsity_report(self.pruner.model, self.config.flops_seq_len)
-            logger.info("step %d: heads %d/%d, FFN neurons %d/%d kept", state.global_step, report.heads_kept,
-                        report.heads_total, report.neurons_kept, report.neurons_total)
+            logger.info("step %d: heads %d/%d, FFN neurons %d/%d, weights %d/%d kept", state.global_step,
+                        report.heads_kept, report.heads_total, report.neurons_kept, report.neurons_total,
+                        report.weights_kept, report.weights_total)
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model=None,
                      **kwargs) -> None:
@@ -73,5 +75,6 @@ class MovementPruningCallback(TrainerCallback, ExportableState):
         if self.config.compact_on_train_end:
             self.structure = self.pruner.compact()
         self.report = sparsity_report(model, self.config.flops_seq_len)
-        logger.info("pruning done: %.1f%% of parameters and %.1f%% of layer FLOPs removed",
-                    100 * self.report.param_sparsity, 100 * self.report.flops_sparsity)
+        logger.info("pruning done: %.1f%% of parameters (%.1f%% counting zeroed weights) and %.1f%% of layer FLOPs "
+                    "removed", 100 * self.report.param_sparsity, 100 * self.report.nonzero_param_sparsity,
+                    100 * self.report.flops_sparsity)

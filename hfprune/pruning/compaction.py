@@ -7,7 +7,7 @@ from transformers import PreTrainedModel
 
 from hfprune.errors import HfpruneError
 from hfprune.pruning.architectures import get_architecture
-from hfprune.pruning.masks import ACTIVE_PRUNERS
+from hfprune.pruning.masks import ACTIVE_PRUNERS, ACTIVE_WEIGHT_PRUNERS
 from hfprune.pruning.structure import PrunedStructure
 from hfprune.pruning.units import UnitGroup, UnitKind, unit_groups
 
@@ -17,15 +17,17 @@ UnitMasks = dict[UnitKind, list[torch.Tensor]]
 def compact(model: PreTrainedModel, masks: UnitMasks | None = None) -> PrunedStructure:
     """Remove every unit whose mask is 0, in place, and record the kept structure on ``model.config``.
 
-    Without ``masks``, the masks of the pruner currently attached to ``model`` (e.g. by ``MovementPruningCallback``)
-    are used and its hooks are removed. Returns the new structure.
+    Without ``masks``, the pruner currently attached to ``model`` (e.g. by ``MovementPruningCallback``) compacts
+    with its own masks, removes its hooks and zeroes its pruned weights. Weight masks of an attached
+    ``WeightPruner`` are sliced along with the weights, so a weight-masked model computes the same after
+    compaction. Returns the new structure.
     """
     if masks is None:
         pruner = ACTIVE_PRUNERS.get(model)
         if pruner is None:
             raise HfpruneError("compact: no masks given and no pruner is attached to this model")
-        masks = pruner.masks
-        pruner.detach()
+        return pruner.compact()
+    weights = ACTIVE_WEIGHT_PRUNERS.get(model)
     structure = PrunedStructure.of(model)
     for kind, kind_masks in masks.items():
         kept_table = structure.kept_heads if kind is UnitKind.HEADS else structure.kept_neurons
@@ -33,6 +35,8 @@ def compact(model: PreTrainedModel, masks: UnitMasks | None = None) -> PrunedStr
             kept = torch.nonzero(mask.detach().cpu() > 0).flatten()
             if kept.numel() == group.num_units:
                 continue
+            if weights is not None:
+                weights.keep_units(group, kept)
             group.keep(kept)
             kept_table[group.layer] = [kept_table[group.layer][i] for i in kept.tolist()]
             if kind is UnitKind.HEADS:

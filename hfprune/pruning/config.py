@@ -7,14 +7,16 @@ from dataclasses import dataclass
 from hfprune.utils.config import ConfigMixin, check_choice, check_fraction, check_int, field_help
 
 ALLOCATIONS = ("global", "per_layer")
+WEIGHT_ALLOCATIONS = ("per_matrix", "global")
 
 
 @dataclass
 class PruningConfig(ConfigMixin):
-    """Structured pruning of attention heads and FFN neurons.
+    """Structured pruning of attention heads and FFN neurons, and weight-level pruning of the matrices they live in.
 
-    Sparsities are fractions of units removed; the schedule ramps them up cubically (Zhu & Gupta 2017) between
-    the warm-up and the cool-down, as fractions of the run's optimizer steps.
+    Sparsities are fractions of units (or weights) removed; the schedule ramps them all up cubically
+    (Zhu & Gupta 2017) between the warm-up and the cool-down, as fractions of the run's optimizer steps, with
+    masks updated at the same steps. ``weight_sparsity`` applies to the weights that head / FFN pruning leaves.
     """
 
     config_file_name = "pruning_config.json"
@@ -35,7 +37,22 @@ class PruningConfig(ConfigMixin):
         0.2, "Fraction of optimizer steps at the end with the final masks frozen, to recover accuracy."
     )
     mask_update_interval: int = field_help(10, "Optimizer steps between two mask updates while sparsity ramps up.")
-    compact_on_train_end: bool = field_help(True, "Physically remove the pruned units when training ends.")
+    weight_sparsity: float = field_help(
+        0.0, "Fraction of the query/key/value, attention-output and FFN weights to zero, among those left by head "
+        "and FFN pruning, in [0, 1). 0.5 for the 2:4 methods."
+    )
+    weight_method: str = field_help(
+        "movement", "Weight pruning method: one of hfprune.pruning.weight.WEIGHT_METHODS (movement: hard top-k "
+        "movement; soft_movement: learned scores over a threshold; magnitude: gradual magnitude; 2:4 and "
+        "2:4_movement: 2 of every 4 consecutive input weights kept by magnitude or by movement)."
+    )
+    weight_allocation: str = field_help(
+        "per_matrix", "'per_matrix': the same weight sparsity in every matrix; 'global': rank the weights of all "
+        "matrices together."
+    )
+    compact_on_train_end: bool = field_help(
+        True, "Physically remove the pruned units and zero the pruned weights when training ends."
+    )
     seed: int = field_help(42, "Seed of the random scorer (identical on every process and on resume).")
     flops_seq_len: int = field_help(128, "Sequence length at which FLOPs are reported.")
 
@@ -61,7 +78,22 @@ class PruningConfig(ConfigMixin):
         check_int(name, "mask_update_interval", self.mask_update_interval, minimum=1)
         check_int(name, "seed", self.seed, minimum=0)
         check_int(name, "flops_seq_len", self.flops_seq_len, minimum=1)
+        self._check_weights(name)
         if not isinstance(self.compact_on_train_end, bool):
             from hfprune.errors import ConfigError
 
             raise ConfigError(f"{name}.compact_on_train_end: expected true or false, got {self.compact_on_train_end!r}")
+
+    def _check_weights(self, name: str) -> None:
+        from hfprune.errors import ConfigError
+        from hfprune.pruning.weight.methods import WEIGHT_METHODS
+
+        check_fraction(name, "weight_sparsity", self.weight_sparsity)
+        check_choice(name, "weight_method", self.weight_method, tuple(WEIGHT_METHODS))
+        check_choice(name, "weight_allocation", self.weight_allocation, WEIGHT_ALLOCATIONS)
+        pattern = WEIGHT_METHODS[self.weight_method].pattern_sparsity()
+        if pattern is not None and self.weight_sparsity != pattern:
+            raise ConfigError(
+                f"{name}.weight_sparsity: weight_method {self.weight_method!r} fixes the weight sparsity, so expected "
+                f"{pattern}, got {self.weight_sparsity!r}"
+            )

@@ -78,3 +78,6 @@ class _MaskInput:
 
 # model -> the pruner currently masking it, so that ``hfprune.compact(model)`` finds the masks
 ACTIVE_PRUNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+# model -> the WeightPruner currently masking its weights; compaction slices its masks along with the weights
+ACTIVE_WEIGHT_PRUNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

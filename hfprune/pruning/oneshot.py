@@ -21,14 +21,15 @@ def prune(
 ) -> PrunedStructure:
     """Prune ``model`` in place to ``config``'s final sparsities and compact it.
 
-    Gradient-based scores (movement, head_importance) are accumulated over the calibration batches, one backward
-    pass per batch; the batches must carry labels so the model returns a loss. Magnitude and random scores need
-    no data.
+    Gradient-based scores (movement, head_importance, movement weight methods) are accumulated over the calibration
+    batches, one backward pass per batch; the batches must carry labels so the model returns a loss. Magnitude and
+    random scores need no data. Weight masks are applied: pruned weights are zeroed.
     """
     pruner = StructuredPruner(model, config)
-    if pruner.scorer.needs_gradients:
+    if pruner.needs_gradients:
         if dataloader is None:
-            raise HfpruneError(f"prune: scoring {config.scoring!r} needs a calibration dataloader")
+            raise HfpruneError(f"prune: scoring {config.scoring!r} / weight_method {config.weight_method!r} needs a "
+                               "calibration dataloader")
         _accumulate(model, pruner, dataloader, max_batches)
     pruner.update_masks(step=1, total_steps=1)
     return pruner.compact()

@@ -1,7 +1,10 @@
 """``StructuredPruner``: scores, masks and schedule for one model, as a plain object.
 
-The Trainer callback only tells it when a step happened; one-shot pruning drives it directly. Its state is
-JSON-serialisable so it survives Trainer checkpoints exactly (float32 values round-trip through Python floats).
+The Trainer callback only tells it when a step happened; one-shot pruning drives it directly. With
+``weight_sparsity`` it also drives a ``WeightPruner`` on the same schedule and at the same update points: head / FFN
+masks are chosen first, then weight masks among the weights those leave. Its state is JSON-serialisable so it
+survives Trainer checkpoints exactly (float32 values round-trip through Python floats, weight masks and scores
+through packed bits and raw bytes).
 """
 
 from __future__ import annotations
@@ -9,23 +12,26 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from transformers import PreTrainedModel
 
+from hfprune.errors import HfpruneError
 from hfprune.pruning.compaction import UnitMasks, compact
 from hfprune.pruning.config import PruningConfig
+from hfprune.pruning.distributed import mean_across_processes
 from hfprune.pruning.masks import ACTIVE_PRUNERS, MaskHooks, select_masks
 from hfprune.pruning.schedule import cubic_sparsity
 from hfprune.pruning.scoring import build_scorer
 from hfprune.pruning.structure import PrunedStructure
 from hfprune.pruning.units import UnitKind, unit_groups
+from hfprune.pruning.weight.pruner import WeightPruner
 from hfprune.utils.logging import get_logger
 
 logger = get_logger(__name__)
 
 
 class StructuredPruner:
-    """Prunes the heads and FFN neurons of ``model`` toward ``config``'s sparsities."""
+    """Prunes the heads and FFN neurons of ``model`` toward ``config``'s sparsities, and with ``weight_sparsity``
+    the individual weights of the matrices that carry them (``self.weights``)."""
 
     def __init__(self, model: PreTrainedModel, config: PruningConfig) -> None:
         self.model = model
@@ -41,26 +47,47 @@ class StructuredPruner:
         self.sparsity = dict.fromkeys(self.groups, 0.0)
         self.scored_steps = 0
         self._hooks = {kind: MaskHooks() for kind in self.groups}
+        self.weights: WeightPruner | None = None
+        if config.weight_sparsity > 0:
+            self.weights = WeightPruner(model, config.weight_sparsity, config.weight_method, config.weight_allocation)
         self.attach()
+
+    @property
+    def needs_gradients(self) -> bool:
+        """Whether any score in play (unit or weight) accumulates from gradients."""
+        structured = bool(self.groups) and self.scorer.needs_gradients
+        return structured or (self.weights is not None and self.weights.method.needs_gradients)
 
     # -- events ------------------------------------------------------------------------------------------------
     def accumulate_scores(self) -> bool:
         """Add this optimizer step's contribution to the scores; skipped (False) if any gradient is not finite,
-        as happens on fp16 overflow steps that the optimizer skips too."""
-        if not self.scorer.needs_gradients or not self._gradients_finite():
+        as happens on fp16 overflow steps that the optimizer skips too.
+
+        Weight scores see the straight-through gradient of every weight first; then the gradients of pruned
+        weights are zeroed (they are not trained), so unit scores see the gradients of the masked weights."""
+        finite = self.needs_gradients and self._gradients_finite()
+        if finite and self.weights is not None:
+            self.weights.accumulate_scores(check_finite=False)
+        if self.weights is not None:
+            self.weights.mask_gradients()
+        if not finite:
             return False
-        for kind, groups in self.groups.items():
-            for group, state in zip(groups, self.scores[kind], strict=True):
-                self.scorer.accumulate(group, state)
+        if self.scorer.needs_gradients:
+            for kind, groups in self.groups.items():
+                for group, state in zip(groups, self.scores[kind], strict=True):
+                    self.scorer.accumulate(group, state)
         self.scored_steps += 1
         return True
 
     def maybe_update_masks(self, step: int, total_steps: int) -> bool:
-        """Recompute masks at the schedule's update points; masks are frozen during the cool-down."""
+        """Recompute masks at the schedule's update points; masks are frozen during the cool-down. Between update
+        points, a weight method may refresh its masks (soft movement); that does not count as an update."""
         warmup, end = self._ramp(total_steps)
         if step < warmup or step > end:
             return False
         if (step - warmup) % self.config.mask_update_interval and step != end:
+            if self.weights is not None:
+                self.weights.refresh()
             return False
         self.update_masks(step, total_steps)
         return True
@@ -69,31 +96,43 @@ class StructuredPruner:
         warmup, end = self._ramp(total_steps)
         for kind, groups in self.groups.items():
             sparsity = cubic_sparsity(step, total_steps, self.targets[kind], warmup, total_steps - end)
-            scores = [_mean_across_processes(self.scorer.score(g, s)) for g, s in zip(groups, self.scores[kind],
-                                                                                       strict=True)]
+            scores = [mean_across_processes(self.scorer.score(g, s)) for g, s in zip(groups, self.scores[kind],
+                                                                                      strict=True)]
             self.masks[kind] = select_masks(scores, sparsity, self.config.allocation, self.min_per_layer[kind])
             self.sparsity[kind] = sparsity
+        if self.weights is not None:
+            self.weights.update_masks(cubic_sparsity(step, total_steps, self.weights.target, warmup, total_steps - end),
+                                      self.masks)
         self.attach()
-        logger.debug("step %d: sparsity %s", step, {k.value: round(v, 4) for k, v in self.sparsity.items()})
+        logger.debug("step %d: sparsity %s, weights %s", step, {k.value: round(v, 4) for k, v in self.sparsity.items()},
+                     None if self.weights is None else round(self.weights.sparsity, 4))
 
     def finalize(self, total_steps: int) -> None:
         """Make sure the final sparsity is reached (e.g. when a run stopped before the end of its ramp)."""
-        if any(self.sparsity[kind] < self.targets[kind] for kind in self.groups):
+        weights_short = self.weights is not None and self.weights.sparsity < self.weights.target
+        if weights_short or any(self.sparsity[kind] < self.targets[kind] for kind in self.groups):
             self.update_masks(total_steps, total_steps)
 
-    def compact(self) -> PrunedStructure:
-        """Slice the masked units out of the model and stop masking."""
+    def compact(self, apply_weights: bool = True) -> PrunedStructure:
+        """Slice the masked units out of the model and stop masking them. Weight masks are sliced along; with
+        ``apply_weights`` the pruned weights are then zeroed for good and weight masking stops too."""
         masks = self.masks
         self.detach()
-        return compact(self.model, masks)
+        structure = compact(self.model, masks)
+        if self.weights is not None and apply_weights:
+            self.weights.apply()
+        return structure
 
     # -- masking -----------------------------------------------------------------------------------------------
     def attach(self) -> None:
         for kind, hooks in self._hooks.items():
             hooks.install(self.groups[kind], self.masks[kind])
         ACTIVE_PRUNERS[self.model] = self
+        if self.weights is not None:
+            self.weights.attach()
 
     def detach(self) -> None:
+        """Stop masking units; weight masks stay until ``self.weights.apply()`` or ``.detach()``."""
         for hooks in self._hooks.values():
             hooks.remove()
         if ACTIVE_PRUNERS.get(self.model) is self:
@@ -101,12 +140,13 @@ class StructuredPruner:
 
     # -- persistence -------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """JSON-serialisable state: scores, masks, current sparsities."""
+        """JSON-serialisable state: scores, masks, current sparsities, and the weight pruner's state."""
         return {
             "scored_steps": self.scored_steps,
             "scores": {k.value: [s.tolist() for s in v] for k, v in self.scores.items()},
             "masks": {k.value: [m.tolist() for m in v] for k, v in self.masks.items()},
             "sparsity": {k.value: v for k, v in self.sparsity.items()},
+            "weights": None if self.weights is None else self.weights.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -115,6 +155,11 @@ class StructuredPruner:
             self.masks[kind] = [torch.tensor(m, dtype=torch.float32) for m in state["masks"][kind.value]]
             self.sparsity[kind] = float(state["sparsity"][kind.value])
         self.scored_steps = int(state["scored_steps"])
+        if self.weights is not None:
+            if not state.get("weights"):
+                raise HfpruneError("pruning state: weight_sparsity > 0 but the saved state has no weight masks "
+                                   "(it was saved by a run without weight pruning)")
+            self.weights.load_state_dict(state["weights"])
         self.attach()
 
     # -- helpers -----------------------------------------------------------------------------------------------
@@ -124,6 +169,8 @@ class StructuredPruner:
         return warmup, max(end, warmup)
 
     def _gradients_finite(self) -> bool:
+        if self.weights is not None:  # its matrices include every unit group's producers and consumer
+            return self.weights.gradients_finite()
         for groups in self.groups.values():
             for group in groups:
                 for module in [*group.producers, group.consumer]:
@@ -131,13 +178,3 @@ class StructuredPruner:
                     if grad is not None and not torch.isfinite(grad).all():
                         return False
         return True
-
-
-def _mean_across_processes(scores: torch.Tensor) -> torch.Tensor:
-    """Average scores over data-parallel ranks so that every rank picks identical masks."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else scores.device
-        reduced = scores.to(device, copy=True)
-        dist.all_reduce(reduced, op=dist.ReduceOp.SUM)
-        return (reduced / dist.get_world_size()).to(scores.device)
-    return scores

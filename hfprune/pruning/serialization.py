@@ -2,7 +2,9 @@
 
 ``load_pruned`` rebuilds the exact pruned shapes from the structure in ``config.json`` and loads the safetensors
 weights; ``export_dense`` zero-pads a pruned model back to its dense shapes so that plain ``transformers`` loads it
-anywhere with the same predictions (a zero head or neuron contributes exactly nothing).
+anywhere with the same predictions (a zero head or neuron contributes exactly nothing). ``save_compressed`` stores
+weight-pruned matrices as their nonzero values plus a bitmask (safetensors, no pickle), and ``load_compressed``
+rebuilds the identical model.
 """
 
 from __future__ import annotations
@@ -12,23 +14,31 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 import transformers
 from huggingface_hub import hf_hub_download
-from safetensors.torch import load_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
 
 from hfprune.errors import HfpruneError
 from hfprune.pruning.compaction import compact
 from hfprune.pruning.config import PruningConfig
+from hfprune.pruning.masks import ACTIVE_PRUNERS, ACTIVE_WEIGHT_PRUNERS
 from hfprune.pruning.structure import CONFIG_KEY, PrunedStructure
 from hfprune.pruning.units import UnitKind, unit_groups
+from hfprune.pruning.weight.encoding import pack_bits, unpack_bits
+from hfprune.pruning.weight.matrices import prunable_matrices
 from hfprune.utils.io import atomic_write_json
 
 WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
+COMPRESSED_FORMAT = "hfprune-values-bitmask"
+_VALUES, _BITMASK = ".values", ".bitmask"
 
 
 def save_pruned(
@@ -44,25 +54,32 @@ def save_pruned(
     from hfprune.pruning.stats import sparsity_report
 
     path = Path(path)
-    if path.exists() and any(path.iterdir()) and not overwrite:
-        raise HfpruneError(f"save_pruned: {path} exists and is not empty; choose a new folder or pass overwrite=True")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    PrunedStructure.of(model).attach(model)
-    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
-    try:
+    with _staged_folder(path, overwrite, "save_pruned") as staging:
+        PrunedStructure.of(model).attach(model)
         model.save_pretrained(staging)
         if processing_class is not None:
             processing_class.save_pretrained(staging)
         if pruning_config is not None:
             pruning_config.save_pretrained(staging)
         atomic_write_json(staging / "pruning_report.json", sparsity_report(model).to_dict())
+    return path
+
+
+@contextmanager
+def _staged_folder(path: Path, overwrite: bool, caller: str) -> Iterator[Path]:
+    """A temporary folder beside ``path``, renamed into place when the block succeeds and removed if it fails."""
+    if path.exists() and any(path.iterdir()) and not overwrite:
+        raise HfpruneError(f"{caller}: {path} exists and is not empty; choose a new folder or pass overwrite=True")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    try:
+        yield staging
         if path.exists():
             shutil.rmtree(path)
         os.replace(staging, path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return path
 
 
 def load_pruned(path_or_repo_id: str | os.PathLike, **hub_kwargs) -> PreTrainedModel:
@@ -162,3 +179,80 @@ def _load_state_dict(path_or_repo_id: str, **hub_kwargs) -> dict[str, torch.Tens
 def _tied_keys(model: PreTrainedModel) -> set[str]:
     tied = getattr(model, "_tied_weights_keys", None) or {}
     return set(tied if not isinstance(tied, dict) else tied.keys())
+
+
+def save_compressed(model: PreTrainedModel, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Save ``model`` with each weight-pruned matrix stored as its nonzero values plus a bitmask of where they go
+    (``numpy.packbits``, 1 bit per weight), everything else dense, in one safetensors file beside ``config.json``
+    (with the head / FFN structure of a compacted model). A matrix is compressed only where that is smaller:
+    values + bitmask beat dense below about 97% density in float32. Masks of an attached ``WeightPruner`` are
+    applied to what is written (the model itself is not changed). ``load_compressed`` reads it back."""
+    structured = ACTIVE_PRUNERS.get(model)
+    if structured is not None and any(bool((m == 0).any()) for masks in structured.masks.values() for m in masks):
+        raise HfpruneError("save_compressed: heads or neurons are masked but not removed; compact the model first "
+                           "(hfprune.compact(model))")
+    tensors, compressed = _compressed_tensors(model)
+    path = Path(path)
+    with _staged_folder(path, overwrite, "save_compressed") as staging:
+        PrunedStructure.of(model).attach(model)
+        model.config.architectures = [type(model).__name__]  # as save_pretrained records it, for load_compressed
+        model.config.save_pretrained(staging)
+        save_file(tensors, staging / WEIGHTS_NAME, metadata={"format": COMPRESSED_FORMAT,
+                                                              "compressed": json.dumps(compressed)})
+    return path
+
+
+def load_compressed(path: str | os.PathLike) -> PreTrainedModel:
+    """Rebuild a model written by ``save_compressed``: the recorded head / FFN structure, dense weights restored
+    from values + bitmask. Predictions are identical to the saved model's."""
+    path = Path(path)
+    config = AutoConfig.from_pretrained(path)
+    payload = getattr(config, CONFIG_KEY, None)
+    if payload:
+        model = _build_with_structure(config, PrunedStructure.from_dict(payload))
+    else:
+        model = _model_class(config)(_dense_config(config))
+    weights = path / WEIGHTS_NAME
+    with safe_open(str(weights), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    if metadata.get("format") != COMPRESSED_FORMAT:
+        raise HfpruneError(f"load_compressed: {weights} was not written by save_compressed (format "
+                           f"{metadata.get('format')!r}); load it with load_pruned or from_pretrained")
+    stored = load_file(weights)
+    shapes = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    for name in json.loads(metadata["compressed"]):
+        bits = unpack_bits(stored.pop(name + _BITMASK), shapes[name])
+        dense = torch.zeros(shapes[name], dtype=stored[name + _VALUES].dtype)
+        dense[bits] = stored.pop(name + _VALUES)
+        stored[name] = dense
+    result = model.load_state_dict(stored, strict=False)
+    missing = set(result.missing_keys) - _tied_keys(model)
+    if missing or result.unexpected_keys:
+        raise HfpruneError(f"load_compressed: weights in {path} do not match the recorded structure (missing "
+                           f"{sorted(missing)[:5]}, unexpected {sorted(result.unexpected_keys)[:5]})")
+    model.tie_weights()
+    return model.eval()
+
+
+def _compressed_tensors(model: PreTrainedModel) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The state dict with weight-pruned matrices as values + bitmask, and the names of those matrices."""
+    weights = ACTIVE_WEIGHT_PRUNERS.get(model)
+    masks = {} if weights is None else {m.name: mask for m, mask in zip(weights.matrices, weights.masks, strict=True)}
+    prunable = {m.name + ".weight": m.name for m in prunable_matrices(model)}
+    tied = _tied_keys(model)
+    tensors, compressed = {}, []
+    for name, tensor in model.state_dict().items():
+        if name in tied:
+            continue
+        tensor = tensor.detach().cpu()
+        if name in prunable and prunable[name] in masks:
+            tensor = tensor * masks[prunable[name]].cpu()
+        nonzero = tensor != 0
+        values_bytes = int(nonzero.sum()) * tensor.element_size() + -(-tensor.numel() // 8)
+        if name in prunable and values_bytes < tensor.numel() * tensor.element_size():
+            tensors[name + _VALUES] = tensor[nonzero].contiguous()
+            tensors[name + _BITMASK] = pack_bits(nonzero)
+            compressed.append(name)
+        else:
+            tensors[name] = tensor.contiguous()
+    return tensors, compressed

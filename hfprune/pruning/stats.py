@@ -1,4 +1,8 @@
-"""Sparsity in units, parameters and FLOPs, for a masked or a compacted model, against its dense original."""
+"""Sparsity in units, weights, parameters and FLOPs, for a masked or a compacted model, against its dense original.
+
+Weight-level sparsity is counted, not converted into FLOPs: zeros inside dense matrices do not make dense kernels
+faster (see scripts/bench_weight_sparsity.py for measured latencies).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from hfprune.pruning.architectures import get_architecture
 from hfprune.pruning.masks import ACTIVE_PRUNERS
 from hfprune.pruning.structure import PrunedStructure
 from hfprune.pruning.units import UnitKind, unit_groups
+from hfprune.pruning.weight.pruner import weight_counts
 
 
 @dataclass
@@ -23,6 +28,25 @@ class SparsityReport:
     flops: int
     flops_dense: int
     seq_len: int
+    weights_kept: int = 0
+    """Nonzero weights of the query/key/value, attention-output and FFN matrices, after head / FFN pruning and
+    weight masks (or zeroed weights)."""
+    weights_total: int = 0
+    """Weights of those matrices left by head / FFN pruning."""
+
+    @property
+    def nonzero_params(self) -> int:
+        """Parameters left by head / FFN pruning, less the weights zeroed by weight pruning: what a compressed
+        (values + bitmask) save must store values for."""
+        return self.params - (self.weights_total - self.weights_kept)
+
+    @property
+    def weight_sparsity(self) -> float:
+        return 1 - self.weights_kept / self.weights_total if self.weights_total else 0.0
+
+    @property
+    def nonzero_param_sparsity(self) -> float:
+        return 1 - self.nonzero_params / self.params_dense
 
     @property
     def head_sparsity(self) -> float:
@@ -42,7 +66,9 @@ class SparsityReport:
 
     def to_dict(self) -> dict[str, float]:
         return {**asdict(self), "head_sparsity": self.head_sparsity, "ffn_sparsity": self.ffn_sparsity,
-                "param_sparsity": self.param_sparsity, "flops_sparsity": self.flops_sparsity}
+                "param_sparsity": self.param_sparsity, "flops_sparsity": self.flops_sparsity,
+                "weight_sparsity": self.weight_sparsity, "nonzero_params": self.nonzero_params,
+                "nonzero_param_sparsity": self.nonzero_param_sparsity}
 
 
 def layer_flops(hidden: int, heads: int, head_dim: int, ffn: int, seq_len: int) -> int:
@@ -56,7 +82,8 @@ def layer_flops(hidden: int, heads: int, head_dim: int, ffn: int, seq_len: int) 
 
 
 def sparsity_report(model: PreTrainedModel, seq_len: int = 128) -> SparsityReport:
-    """Units, parameters and FLOPs kept, counting masked units of an attached pruner as removed."""
+    """Units, weights, parameters and FLOPs kept, counting masked units and weights of attached pruners as removed.
+    FLOPs count only removed heads and neurons (dense kernels do not skip zero weights)."""
     spec = get_architecture(model)
     config = model.config
     hidden, head_dim = int(getattr(config, spec.hidden_size_field)), spec.head_dim(config)
@@ -75,6 +102,7 @@ def sparsity_report(model: PreTrainedModel, seq_len: int = 128) -> SparsityRepor
             masked_params += masked * group.params_per_unit()
     params = sum(p.numel() for p in model.parameters())
     layers = len(kept[UnitKind.HEADS])
+    weights_kept, weights_total = weight_counts(model)
     flops = sum(layer_flops(hidden, h, head_dim, f, seq_len)
                 for h, f in zip(kept[UnitKind.HEADS], kept[UnitKind.NEURONS], strict=True))
     return SparsityReport(
@@ -83,5 +111,5 @@ def sparsity_report(model: PreTrainedModel, seq_len: int = 128) -> SparsityRepor
         params=params - masked_params, params_dense=params + compacted_params,
         flops=flops, flops_dense=layers * layer_flops(hidden, dense.dense_num_heads, head_dim, dense.dense_ffn_size,
                                                       seq_len),
-        seq_len=seq_len,
+        seq_len=seq_len, weights_kept=weights_kept, weights_total=weights_total,
     )

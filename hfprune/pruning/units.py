@@ -33,6 +33,23 @@ def _in_axis(module: nn.Module) -> int:
     return 0 if isinstance(module, Conv1D) else 1
 
 
+def weight_axes(module: nn.Module) -> tuple[int, int]:
+    """(output axis, input axis) of ``module.weight``."""
+    return _out_axis(module), _in_axis(module)
+
+
+def as_out_in(tensor: torch.Tensor, module: nn.Module) -> torch.Tensor:
+    """``tensor`` (shaped like ``module.weight``) seen as (out_features, in_features): a transposed view for
+    Conv1D. The map is its own inverse, so it also turns an (out, in) tensor back into the module's layout."""
+    return tensor.t() if isinstance(module, Conv1D) else tensor
+
+
+def feature_mask(unit_mask: torch.Tensor, unit_width: int, blocks: int = 1) -> torch.Tensor:
+    """A unit keep-mask expanded to the features along the unit axis, in the block-major order of
+    ``unit_element_index`` (e.g. GPT-2's fused [q | k | v] repeats the head mask three times)."""
+    return (unit_mask > 0).repeat_interleave(unit_width).repeat(blocks)
+
+
 def units_first(tensor: torch.Tensor, axis: int, num_units: int, blocks: int = 1) -> torch.Tensor:
     """View ``tensor`` as (num_units, -1): each row gathers everything that belongs to one unit along ``axis``.
 
