@@ -17,7 +17,7 @@ import numpy as np
 
 from hfprune.errors import ConfigError, DataError
 from hfprune.models import DEFAULT_MODEL
-from hfprune.utils.config import ConfigMixin, check_int, field_help
+from hfprune.utils.config import ConfigMixin, check_int, check_number, field_help
 from hfprune.utils.io import atomic_write_json
 from hfprune.utils.logging import get_logger
 
@@ -184,9 +184,7 @@ class FinetuneConfig(ConfigMixin):
         if self.threads is not None:
             check_int(owner, "threads", self.threads, minimum=1)
         for name in ("epochs", "learning_rate"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ConfigError(f"{owner}.{name}: expected a positive number, got {value!r}")
+            check_number(owner, name, getattr(self, name), minimum=0, inclusive=False)
 
     def resolved_output_dir(self) -> Path:
         if self.output_dir:

@@ -13,7 +13,6 @@ Usage::
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +24,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_N
 
 from hfprune.distill.loss import distillation_loss, hidden_state_loss, loss_item_mask, uniform_layer_map
 from hfprune.errors import ConfigError
-from hfprune.utils.config import check_fraction, field_help
+from hfprune.utils.config import check_fraction, check_number, field_help
 from hfprune.utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -57,13 +56,6 @@ def _parse_layer_map(value: Any) -> list[list[int]] | None:
     return pairs
 
 
-def _check_number(name: str, value: Any, *, minimum: float, inclusive: bool) -> None:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-    if not ok or value < minimum or (value == minimum and not inclusive):
-        bound = f">= {minimum}" if inclusive else f"> {minimum}"
-        raise ConfigError(f"{_OWNER}.{name}: expected a finite number {bound}, got {value!r}")
-
-
 @dataclass
 class DistillationArguments(TrainingArguments):
     """``TrainingArguments`` plus the distillation settings of ``DistillationTrainer``."""
@@ -86,8 +78,8 @@ class DistillationArguments(TrainingArguments):
 
     def __post_init__(self) -> None:
         check_fraction(_OWNER, "distill_alpha", self.distill_alpha, allow_one=True)
-        _check_number("distill_temperature", self.distill_temperature, minimum=0.0, inclusive=False)
-        _check_number("hidden_distill_weight", self.hidden_distill_weight, minimum=0.0, inclusive=True)
+        check_number(_OWNER, "distill_temperature", self.distill_temperature, minimum=0.0, inclusive=False)
+        check_number(_OWNER, "hidden_distill_weight", self.hidden_distill_weight, minimum=0.0, inclusive=True)
         self.hidden_layer_map = _parse_layer_map(self.hidden_layer_map)
         if not isinstance(self.cache_teacher_logits, bool):
             raise ConfigError(f"{_OWNER}.cache_teacher_logits: expected a bool, got {self.cache_teacher_logits!r}")

@@ -36,6 +36,14 @@ def check_int(owner: str, name: str, value: Any, *, minimum: int) -> None:
         raise ConfigError(f"{owner}.{name}: expected an integer >= {minimum}, got {value!r}")
 
 
+def check_number(owner: str, name: str, value: Any, *, minimum: float, inclusive: bool = True) -> None:
+    """Raise ConfigError unless ``value`` is a finite real number >= ``minimum`` (> when not ``inclusive``)."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    if not ok or value < minimum or (value == minimum and not inclusive):
+        bound = f">= {minimum}" if inclusive else f"> {minimum}"
+        raise ConfigError(f"{owner}.{name}: expected a finite number {bound}, got {value!r}")
+
+
 def check_choice(owner: str, name: str, value: Any, choices: list[str] | tuple[str, ...]) -> None:
     """Raise ConfigError unless ``value`` is one of ``choices``."""
     if value not in choices:

@@ -18,7 +18,7 @@ from typing import Any
 from hfprune.errors import ConfigError
 from hfprune.models import DEFAULT_MODEL
 from hfprune.pruning.config import PruningConfig
-from hfprune.utils.config import ConfigMixin, check_fraction, check_int, field_help
+from hfprune.utils.config import ConfigMixin, check_fraction, check_int, check_number, field_help
 from hfprune.utils.io import atomic_write_json, atomic_write_text
 from hfprune.utils.logging import get_logger
 
@@ -47,6 +47,8 @@ class PruneClassifierConfig(ConfigMixin):
     distill: bool = field_help(True, "Distil from the dense teacher while pruning.")
     distill_alpha: float = field_help(0.5, "Weight of the hard-label loss when distilling.")
     distill_temperature: float = field_help(2.0, "Distillation temperature.")
+    hidden_distill_weight: float = field_help(
+        0.0, "Weight of the hidden-state MSE between student and teacher layers (CoFi-style); 0 turns it off.")
     seed: int = field_help(42, "Seed of sampling, shuffling and initialisation.")
     output_dir: str = field_help("runs/prune-minilm-sst2", "Where the dense model, pruned model and report go.")
     overwrite: bool = field_help(False, "Replace an existing run in output_dir.")
@@ -58,10 +60,9 @@ class PruneClassifierConfig(ConfigMixin):
         check_int(owner, "batch_size", self.batch_size, minimum=1)
         check_int(owner, "seed", self.seed, minimum=0)
         check_fraction(owner, "distill_alpha", self.distill_alpha, allow_one=True)
+        check_number(owner, "hidden_distill_weight", self.hidden_distill_weight, minimum=0)
         for name in ("teacher_epochs", "prune_epochs", "learning_rate", "distill_temperature"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ConfigError(f"{owner}.{name}: expected a positive number, got {value!r}")
+            check_number(owner, name, getattr(self, name), minimum=0, inclusive=False)
         self.pruning_config()  # validates sparsities and scorer
 
     def pruning_config(self) -> PruningConfig:
@@ -182,6 +183,7 @@ def _prune_and_save(config: PruneClassifierConfig, dense_dir: Path, target: Path
         learning_rate=config.learning_rate, warmup_steps=0.1, weight_decay=0.01, save_strategy="no",
         logging_steps=20, report_to="none", seed=config.seed, data_seed=config.seed,
         distill_alpha=config.distill_alpha if config.distill else 1.0, distill_temperature=config.distill_temperature,
+        hidden_distill_weight=config.hidden_distill_weight if config.distill else 0.0,
     )
     pruning = config.pruning_config()
     common = dict(model=student, args=args, train_dataset=train, eval_dataset=evaluation, processing_class=tokenizer,
