@@ -124,7 +124,7 @@ def test_unsupported_model_type_lists_supported():
 
 @pytest.mark.parametrize("field,value", [
     ("head_sparsity", 1.0), ("ffn_sparsity", -0.1), ("head_sparsity", float("nan")), ("scoring", "taylor2"),
-    ("allocation", "layerwise"), ("min_heads_per_layer", 0), ("mask_update_interval", 0), ("head_sparsity", "0.5"),
+    ("allocation", "layerwise"), ("min_heads_per_layer", -1), ("mask_update_interval", 0), ("head_sparsity", "0.5"),
 ])
 def test_pruning_config_rejects_bad_values(field, value):
     with pytest.raises(ConfigError, match=field):
@@ -137,3 +137,40 @@ def test_pruning_config_rejects_unknown_keys_and_round_trips(tmp_path):
     config = PruningConfig(head_sparsity=0.3, ffn_sparsity=0.6, scoring="head_importance", allocation="per_layer")
     config.save_pretrained(tmp_path)
     assert PruningConfig.from_pretrained(tmp_path) == config
+
+
+@pytest.mark.parametrize("arch,task", CASES)
+def test_a_layer_can_lose_its_whole_attention_block(arch, task, tiny_inputs, tmp_path):
+    model = tiny_model(arch, task)
+    masks = {UnitKind.HEADS: [torch.zeros(4), torch.tensor([1.0, 0, 1, 0])],
+             UnitKind.NEURONS: [torch.ones(48), (torch.arange(48) % 3 == 0).float()]}
+    pruner = StructuredPruner(model, PruningConfig(head_sparsity=0.5, ffn_sparsity=0.3, min_heads_per_layer=0))
+    pruner.masks = masks
+    pruner.attach()
+    masked = logits(model, tiny_inputs)
+    structure = pruner.compact()
+    assert structure.kept_heads == [[], [0, 2]]
+    assert (logits(model, tiny_inputs) - masked).abs().max() < 1e-5
+    model.save_pretrained(tmp_path / "pruned")
+    assert torch.equal(logits(load_pruned(tmp_path / "pruned"), tiny_inputs), logits(model, tiny_inputs))
+    export_dense(model, tmp_path / "dense")
+    cls = AutoModelForCausalLM if task == "causal_lm" else AutoModelForSequenceClassification
+    assert (logits(cls.from_pretrained(tmp_path / "dense").eval(), tiny_inputs) - masked).abs().max() < 1e-5
+    assert sparsity_report(model).heads_kept == 2
+
+
+def test_global_allocation_with_min_zero_can_empty_a_layer():
+    scores = [torch.tensor([0.1, 0.2]), torch.tensor([5.0, 6.0])]
+    from hfprune.pruning.masks import select_masks
+
+    assert [m.tolist() for m in select_masks(scores, 0.5, "global", 0)] == [[0, 0], [1, 1]]
+    assert [m.tolist() for m in select_masks(scores, 0.5, "global", 1)] == [[0, 1], [0, 1]]
+
+
+def test_gpt2_generation_with_cache_matches_without_after_emptying_a_layer():
+    model = tiny_model("gpt2", "causal_lm")
+    compact(model, {UnitKind.HEADS: [torch.zeros(4), torch.ones(4)]})
+    prompt = torch.tensor([[5, 17, 42]])
+    with_cache = model.generate(prompt, max_new_tokens=6, do_sample=False, use_cache=True, pad_token_id=0)
+    without = model.generate(prompt, max_new_tokens=6, do_sample=False, use_cache=False, pad_token_id=0)
+    assert torch.equal(with_cache, without)

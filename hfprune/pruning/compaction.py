@@ -6,7 +6,8 @@ import torch
 from transformers import PreTrainedModel
 
 from hfprune.errors import HfpruneError
-from hfprune.pruning.architectures import get_architecture
+from hfprune.pruning.architectures import get_architecture, transformer_layers
+from hfprune.pruning.empty_attention import empty_attention
 from hfprune.pruning.masks import ACTIVE_PRUNERS, ACTIVE_WEIGHT_PRUNERS
 from hfprune.pruning.structure import PrunedStructure
 from hfprune.pruning.units import UnitGroup, UnitKind, unit_groups
@@ -41,6 +42,8 @@ def compact(model: PreTrainedModel, masks: UnitMasks | None = None) -> PrunedStr
             kept_table[group.layer] = [kept_table[group.layer][i] for i in kept.tolist()]
             if kind is UnitKind.HEADS:
                 set_head_count(model, group, kept.numel())
+                if kept.numel() == 0:
+                    empty_attention(model, transformer_layers(model)[group.layer])
     structure.attach(model)
     return structure
 

@@ -30,7 +30,9 @@ class PruningConfig(ConfigMixin):
     allocation: str = field_help(
         "global", "'global': rank units of all layers together; 'per_layer': remove the same fraction in each layer."
     )
-    min_heads_per_layer: int = field_help(1, "Heads every layer keeps (>= 1: attention blocks are never emptied).")
+    min_heads_per_layer: int = field_help(
+        1, "Heads every layer keeps. 0 allows removing a layer's whole attention block (its output is then the "
+        "attention output bias alone).")
     min_neurons_per_layer: int = field_help(1, "FFN neurons every layer keeps (>= 1).")
     warmup_ratio: float = field_help(0.1, "Fraction of optimizer steps before pruning starts (scores accumulate).")
     cooldown_ratio: float = field_help(
@@ -64,7 +66,7 @@ class PruningConfig(ConfigMixin):
         check_fraction(name, "ffn_sparsity", self.ffn_sparsity)
         check_choice(name, "scoring", self.scoring, tuple(SCORERS))
         check_choice(name, "allocation", self.allocation, ALLOCATIONS)
-        check_int(name, "min_heads_per_layer", self.min_heads_per_layer, minimum=1)
+        check_int(name, "min_heads_per_layer", self.min_heads_per_layer, minimum=0)
         check_int(name, "min_neurons_per_layer", self.min_neurons_per_layer, minimum=1)
         check_fraction(name, "warmup_ratio", self.warmup_ratio)
         check_fraction(name, "cooldown_ratio", self.cooldown_ratio)

@@ -8,6 +8,7 @@ GPT-2 Conv1D difference (transposed weights) lives in one place.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -57,6 +58,8 @@ def units_first(tensor: torch.Tensor, axis: int, num_units: int, blocks: int = 1
     (GPT-2's c_attn = [q | k | v]).
     """
     moved = tensor.movedim(axis, 0)
+    if num_units == 0:  # a layer whose units were all removed
+        return moved.new_zeros(0, 0)
     per_block = moved.reshape(blocks, num_units, -1)
     return per_block.transpose(0, 1).reshape(num_units, -1)
 
@@ -122,8 +125,13 @@ class UnitGroup:
         return views
 
     def params_per_unit(self) -> int:
-        """Parameters removed with one unit."""
-        return sum(t.param.numel() for t in self.unit_tensors()) // self.num_units
+        """Parameters removed with one unit (computed from shapes, so it also holds for a group with no units)."""
+        total = 0
+        for t in self.unit_tensors():
+            shape = list(t.param.shape)
+            del shape[t.axis]
+            total += math.prod(shape) * self.unit_width * t.blocks
+        return total
 
     def keep(self, kept: torch.Tensor) -> None:
         """Physically remove all units but ``kept`` (sorted local indices) from the weights."""
