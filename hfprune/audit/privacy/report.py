@@ -11,7 +11,6 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from hfprune.audit.results import (
 )
 from hfprune.errors import ConfigError
 from hfprune.utils.config import ConfigMixin
-from hfprune.utils.io import atomic_write_json, atomic_write_text
+from hfprune.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from hfprune.utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -216,24 +215,9 @@ def save_plots(report: PrivacyReport, directory: str | os.PathLike) -> dict[str,
         finally:
             plt.close(figure)
         path = Path(directory) / PLOTS_DIR / PLOT_FILES[key]
-        _atomic_write_bytes(path, buffer.getvalue())
+        atomic_write_bytes(path, buffer.getvalue())
         written[f"plot_{key}"] = path
     return written
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Binary counterpart of :func:`hfprune.utils.io.atomic_write_text`: temp file in the folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _series(entries: Sequence[PrivacyEntry], attribute: str, key: Any) -> dict[Any, list[tuple[float, Any]]]:

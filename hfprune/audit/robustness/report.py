@@ -7,14 +7,13 @@ import csv
 import io
 import math
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hfprune.audit.results import MetricWithCI, results_to_markdown
-from hfprune.utils.io import atomic_write_json, atomic_write_text
+from hfprune.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from hfprune.utils.logging import get_logger
 
 if TYPE_CHECKING:
@@ -168,7 +167,7 @@ def plot_metric(report: RobustnessReport, name: str, path: Path, sparsity_label:
         figure.savefig(buffer, format="png", dpi=120)
     finally:
         plt.close(figure)
-    _atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue())
     return True
 
 
@@ -184,21 +183,6 @@ def _series_points(report: RobustnessReport, spec: PlotSpec) -> dict[str, list[t
         lines.setdefault(spec.series(result, report.reference), []).append(
             (spec.x(result), metric.value, low, high))
     return lines
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Binary counterpart of :func:`hfprune.utils.io.atomic_write_text` (temp file in the folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ----------------------------------------------------------------------------------------------------------- save
