@@ -109,7 +109,7 @@ class _Result:
         raise NotImplementedError
 
     def _identity_cells(self) -> dict[str, str]:
-        return {"model": str(self.model_name), "sparsity": f"{100 * self.sparsity:g}%"}  # type: ignore[attr-defined]
+        return {"model": str(self.model_name), "sparsity": f"{100 * self.sparsity:.3g}%"}  # type: ignore[attr-defined]
 
 
 @dataclass
