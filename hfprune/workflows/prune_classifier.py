@@ -44,6 +44,8 @@ class PruneClassifierConfig(ConfigMixin):
     head_sparsity: float = field_help(0.5, "Fraction of attention heads to remove.")
     ffn_sparsity: float = field_help(0.5, "Fraction of FFN neurons to remove.")
     scoring: str = field_help("movement", "Unit scorer: movement, magnitude, random or head_importance.")
+    pruning_warmup_ratio: float = field_help(
+        0.1, "Fraction of pruning steps that only accumulate scores before any unit is removed.")
     distill: bool = field_help(True, "Distil from the dense teacher while pruning.")
     distill_alpha: float = field_help(0.5, "Weight of the hard-label loss when distilling.")
     distill_temperature: float = field_help(2.0, "Distillation temperature.")
@@ -67,7 +69,7 @@ class PruneClassifierConfig(ConfigMixin):
 
     def pruning_config(self) -> PruningConfig:
         return PruningConfig(head_sparsity=self.head_sparsity, ffn_sparsity=self.ffn_sparsity, scoring=self.scoring,
-                             seed=self.seed, flops_seq_len=self.max_length)
+                             warmup_ratio=self.pruning_warmup_ratio, seed=self.seed, flops_seq_len=self.max_length)
 
 
 @dataclasses.dataclass
