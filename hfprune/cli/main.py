@@ -15,6 +15,10 @@ COMMANDS: dict[str, str] = {
     "env": "hfprune.cli.env",
     "finetune": "hfprune.cli.finetune",
     "prune": "hfprune.cli.prune",
+    "run": "hfprune.cli.run",
+    "sweep": "hfprune.cli.sweep",
+    "audit": "hfprune.cli.audit",
+    "push": "hfprune.cli.push",
 }
 
 

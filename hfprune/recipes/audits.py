@@ -1,0 +1,402 @@
+"""Auditing one saved or in-memory model: TextAttack robustness, loyalty to the dense model, privacy leakage.
+
+Shared by ``hfprune run`` / ``sweep`` (every stage audits its model) and ``hfprune audit`` (any saved model). Each
+model is audited on its own so a finished stage never needs recomputing: every model of a run is attacked on the
+same seeded sample with the same query budget, and scored for membership on the same recorded split, so results of
+different stages compare. The typed results (``hfprune.audit.results``) go to ``audit.json``; the detailed
+per-recipe and privacy reports go beside it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+from hfprune.audit.results import LoyaltyResult, RobustnessResult
+from hfprune.errors import ConfigError
+from hfprune.utils.io import atomic_write_json, atomic_write_text
+from hfprune.utils.logging import get_logger
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from hfprune.audit.privacy.canaries import CanarySet
+    from hfprune.audit.privacy.report import PrivacyEntry
+    from hfprune.audit.privacy.split import MembershipSplit
+    from hfprune.audit.robustness import AuditTarget
+    from hfprune.recipes.schema import Recipe
+
+logger = get_logger(__name__)
+
+AUDIT_JSON = "audit.json"
+AUDIT_MARKDOWN = "audit.md"
+
+# privacy audit name -> PrivacyAuditConfig settings it turns on (membership inference always runs)
+PRIVACY_AUDITS: dict[str, dict[str, bool]] = {
+    "mia": {},
+    "extraction": {"extraction": True},
+    "exposure": {"canary_exposure": True},
+}
+
+
+@dataclass
+class AuditPlan:
+    """What to audit and how hard: the same plan for every model of a run."""
+
+    dataset: str
+    split: str
+    max_length: int = 64
+    recipes: list[str] = field(default_factory=list)
+    n_examples: dict[str, int] = field(default_factory=dict)
+    query_budget: int | None = 300
+    n_loyalty_examples: int | None = 500
+    robustness_seed: int = 0
+    privacy: list[str] = field(default_factory=list)
+    mia_attacks: list[str] = field(default_factory=list)
+    n_resamples: int = 1000
+    privacy_resamples: int = 1000
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.privacy if name not in PRIVACY_AUDITS]
+        if unknown:
+            raise ConfigError(f"privacy: expected names from {sorted(PRIVACY_AUDITS)}, got {unknown}")
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe, split: str) -> Self:
+        r, p = recipe.audits.robustness, recipe.audits.privacy
+        privacy = ["mia"] if p.enabled else []
+        if p.enabled and not recipe.is_classifier:
+            privacy += ["extraction"] + (["exposure"] if p.canaries.repetitions else [])
+        return cls(
+            dataset=recipe.data.dataset, split=split, max_length=recipe.data.max_length,
+            recipes=list(r.recipes) if r.enabled else [], n_examples={n: r.examples_for(n) for n in r.recipes},
+            query_budget=r.query_budget, n_loyalty_examples=r.n_loyalty_examples, robustness_seed=r.seed,
+            privacy=privacy, mia_attacks=list(p.attacks), n_resamples=r.n_resamples, privacy_resamples=p.n_resamples,
+        )
+
+    def attack_config(self, recipe: str) -> Any:
+        """The ``AuditConfig`` of one recipe (transfer off: each model is audited on its own)."""
+        from hfprune.audit.robustness import AuditConfig
+
+        return AuditConfig(
+            recipes=[recipe], dataset=self.dataset, split=self.split, n_examples=self.n_examples.get(recipe, 50),
+            query_budget=self.query_budget, seed=self.robustness_seed, n_loyalty_examples=self.n_loyalty_examples,
+            max_length=self.max_length, transfer=False, n_resamples=self.n_resamples, progress=self.progress,
+        )
+
+    def check_resources(self) -> None:
+        """Every attack recipe's resources are on this machine (raises MissingResourceError naming the missing)."""
+        from hfprune.audit.robustness import resolve_recipe
+
+        for name in self.recipes:
+            resolve_recipe(name)
+
+
+@dataclass
+class ModelAudit:
+    """Everything audited for one model; the typed results reports, plots and model cards read."""
+
+    model_name: str
+    sparsity: float
+    robustness: list[RobustnessResult] = field(default_factory=list)
+    loyalty: LoyaltyResult | None = None
+    privacy: PrivacyEntry | None = None
+    seconds: float = 0.0
+    dataset: str | None = None
+    split: str | None = None
+
+    def attack_success_rates(self) -> dict[str, float]:
+        """Recipe -> attack success rate."""
+        return {r.recipe: r.attack_success_rate.value for r in self.robustness}
+
+    def strongest_mia(self) -> tuple[str, float] | None:
+        """(attack, AUC) of the membership attack with the highest AUC: the conservative privacy figure."""
+        if self.privacy is None or not self.privacy.membership:
+            return None
+        best = max(self.privacy.membership, key=lambda r: -math.inf if math.isnan(r.auc.value) else r.auc.value)
+        return best.attack, best.auc.value
+
+    def max_exposure(self) -> tuple[int, float] | None:
+        """(repetitions, mean exposure) of the most repeated canaries."""
+        if self.privacy is None or not self.privacy.exposure:
+            return None
+        top = max(self.privacy.exposure, key=lambda r: r.repetitions)
+        return top.repetitions, top.mean_exposure.value
+
+    def to_dict(self) -> dict[str, Any]:
+        from hfprune import __version__
+
+        return {
+            "kind": "model_audit", "hfprune_version": __version__, "model_name": self.model_name,
+            "sparsity": self.sparsity, "robustness": [r.to_dict() for r in self.robustness],
+            "loyalty": None if self.loyalty is None else self.loyalty.to_dict(),
+            "privacy": None if self.privacy is None else self.privacy.to_dict(), "seconds": round(self.seconds, 3),
+            "dataset": self.dataset, "split": self.split,
+        }
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> Self:
+        from hfprune.audit.privacy.report import PrivacyEntry
+
+        expected = {"kind", "hfprune_version", "model_name", "sparsity", "robustness", "loyalty", "privacy", "seconds",
+                    "dataset", "split"}
+        if not isinstance(payload, dict) or payload.get("kind") != "model_audit" or set(payload) != expected:
+            raise ConfigError(f"audit: expected a model_audit mapping with keys {sorted(expected)}")
+        return cls(
+            payload["model_name"], float(payload["sparsity"]),
+            [RobustnessResult.from_dict(r) for r in payload["robustness"]],
+            None if payload["loyalty"] is None else LoyaltyResult.from_dict(payload["loyalty"]),
+            None if payload["privacy"] is None else PrivacyEntry.from_dict(payload["privacy"]),
+            float(payload["seconds"]), payload["dataset"], payload["split"],
+        )
+
+    def to_markdown(self) -> str:
+        from hfprune.audit.privacy.report import PrivacyReport
+        from hfprune.audit.results import results_to_markdown
+
+        lines = [f"# Audit of {self.model_name}", "", f"Sparsity (parameters removed): {100 * self.sparsity:.1f}%", ""]
+        if self.robustness:
+            lines += ["## Adversarial robustness", "", results_to_markdown(self.robustness)]
+        if self.loyalty is not None:
+            lines += ["## Loyalty to the dense model", "", results_to_markdown([self.loyalty])]
+        if self.privacy is not None:
+            body = PrivacyReport([self.privacy]).to_markdown().split("\n", 2)[2]  # drop its title
+            lines += ["## Privacy", "", body]
+        lines += [f"Audit time: {self.seconds:.0f} s", ""]
+        return "\n".join(lines)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``audit.json`` and ``audit.md`` into ``directory``."""
+        directory = Path(directory)
+        atomic_write_json(directory / AUDIT_JSON, self.to_dict())
+        atomic_write_text(directory / AUDIT_MARKDOWN, self.to_markdown())
+        return directory / AUDIT_JSON
+
+
+@dataclass
+class LoadedModel:
+    """A saved model ready to audit, with what its training run recorded (split and canaries, when present)."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    task: str
+    split: MembershipSplit | None
+    canaries: CanarySet | None
+    path: str
+
+
+# model class name suffix -> task (for models saved without a membership split)
+TASK_BY_CLASS_SUFFIX = {"ForSequenceClassification": "sequence-classification", "LMHeadModel": "causal-lm",
+                        "ForCausalLM": "causal-lm"}
+
+
+def load_model_dir(directory: str | Path, split_from: str | Path | None = None) -> LoadedModel:
+    """Load a saved dense or pruned model (``load_pruned`` when its config records a pruned structure) and, when
+    recorded beside it (or in ``split_from``), its membership split and canaries."""
+    import json
+
+    from hfprune.audit.privacy.canaries import CANARY_FILE, CanarySet
+    from hfprune.audit.privacy.runs import load_run
+    from hfprune.audit.privacy.split import SPLIT_FILE
+
+    path = Path(directory)
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise ConfigError(f"MODEL_DIR: {path} is not a saved model directory (no config.json)")
+    recorded = Path(split_from) if split_from is not None else path
+    if (recorded / SPLIT_FILE).is_file():
+        run = load_run(path, split_from=split_from)
+        return LoadedModel(run.model, run.tokenizer, run.split.task, run.split, run.canaries, str(path))
+    import transformers
+
+    from hfprune.models import TASK_CLASSES
+    from hfprune.pruning.serialization import load_pruned
+    from hfprune.pruning.structure import CONFIG_KEY
+
+    payload = json.loads(config_file.read_text(encoding="utf-8"))
+    names = payload.get("architectures") or [""]
+    task = next((t for suffix, t in TASK_BY_CLASS_SUFFIX.items() if names[0].endswith(suffix)), None)
+    if task is None:
+        raise ConfigError(f"MODEL_DIR: {path} holds a {names[0] or 'model of unknown class'}; expected a sequence "
+                          "classifier or a causal LM")
+    model = load_pruned(path) if payload.get(CONFIG_KEY) else getattr(
+        transformers, TASK_CLASSES[task]).from_pretrained(str(path))
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
+    canaries = CanarySet.load(recorded) if (recorded / CANARY_FILE).is_file() else None
+    return LoadedModel(model.eval(), tokenizer, task, None, canaries, str(path))
+
+
+def load_audit(directory: str | Path) -> ModelAudit:
+    import json
+
+    path = Path(directory) / AUDIT_JSON
+    try:
+        return ModelAudit.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read an audit ({exc})") from None
+
+
+# ------------------------------------------------------------------------------------------------------- running
+def robustness_audit(
+    plan: AuditPlan, target: AuditTarget, reference: AuditTarget | None, out: Path, dataset: Any = None
+) -> tuple[list[RobustnessResult], LoyaltyResult | None]:
+    """Attack ``target`` with every recipe of the plan (one report folder per recipe under ``out``), and measure
+    its loyalty to ``reference`` when given."""
+    from hfprune.audit.robustness import AttackProbe, LoyaltyProbe, RobustnessAudit, RobustnessReport
+    from hfprune.audit.robustness.report import attack_log_csv, report_to_dict, report_to_markdown
+
+    results, loyalty = [], None
+    for name in plan.recipes:
+        config = plan.attack_config(name)
+        audit = RobustnessAudit(config)
+        dataset = audit.load_dataset() if dataset is None else dataset
+        attack_sample, loyalty_sample = audit.samples(dataset)
+        logger.info("attacking %s with %s on %d examples (query budget %s)", target.name, name, len(attack_sample),
+                    config.query_budget)
+        run = AttackProbe(audit.recipes[0], config)(target, attack_sample)
+        results.append(run.result)
+        report = RobustnessReport(config=config, reference=target.name, models={target.name: target.sparsity or 0.0},
+                                  recipes=[name], sample=attack_sample, loyalty_sample=loyalty_sample,
+                                  robustness=[run.result], attack_logs=[run.log], seconds=run.log.seconds)
+        folder = out / name
+        atomic_write_json(folder / "robustness_report.json", report_to_dict(report))
+        atomic_write_text(folder / "robustness_report.md", report_to_markdown(report))
+        atomic_write_text(folder / "attack_log.csv", attack_log_csv(report))
+        if reference is not None and loyalty is None:
+            loyalty = LoyaltyProbe(reference, config)(target, loyalty_sample)
+    return results, loyalty
+
+
+def privacy_audit(
+    plan: AuditPlan, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, split: MembershipSplit,
+    canaries: CanarySet | None, name: str, sparsity: float, out: Path,
+) -> PrivacyEntry:
+    """Membership inference (and, for LMs, extraction ranking and canary exposure) on the recorded split."""
+    from hfprune.audit.privacy.audit import PrivacyAuditConfig, audit_model
+    from hfprune.audit.privacy.report import PrivacyReport
+
+    settings: dict[str, Any] = {"extraction": False, "canary_exposure": False}
+    for audit in plan.privacy:
+        settings.update(PRIVACY_AUDITS[audit])
+    config = PrivacyAuditConfig(attacks=list(plan.mia_attacks), n_resamples=plan.privacy_resamples,
+                                max_length=plan.max_length, **settings)
+    logger.info("privacy audit of %s: %d members, %d non-members", name, split.n_members, split.n_nonmembers)
+    entry = audit_model(model, tokenizer, split, model_name=name, config=config, sparsity=sparsity,
+                        canaries=canaries if settings["canary_exposure"] else None)
+    PrivacyReport([entry], title=f"Privacy audit of {name}").save(out, plots=False, config=config)
+    return entry
+
+
+def run_model_audit(
+    plan: AuditPlan,
+    target: AuditTarget,
+    out: Path,
+    *,
+    reference: AuditTarget | None = None,
+    split: MembershipSplit | None = None,
+    canaries: CanarySet | None = None,
+    dataset: Any = None,
+    step: Callable[[str], None] | None = None,
+) -> ModelAudit:
+    """Run the plan on ``target`` and save ``audit.json`` / ``audit.md`` (plus detailed reports) into ``out``."""
+    import time
+
+    started = time.perf_counter()
+    sparsity = target.sparsity if target.sparsity is not None else target.measured_sparsity("params")
+    result = ModelAudit(target.name, sparsity, dataset=plan.dataset, split=plan.split)
+    if plan.recipes:
+        if step:
+            step(f"robustness audit of {target.name} ({', '.join(plan.recipes)})")
+        result.robustness, result.loyalty = robustness_audit(plan, target, reference, out / "robustness", dataset)
+    if plan.privacy:
+        if split is None:
+            raise ConfigError(f"privacy: {target.name} has no recorded membership split (membership_split.json)")
+        if step:
+            step(f"privacy audit of {target.name} ({', '.join(plan.privacy)})")
+        result.privacy = privacy_audit(plan, target.model, target.tokenizer, split, canaries, target.name, sparsity,
+                                       out / "privacy")
+    result.seconds = time.perf_counter() - started
+    result.save(out)
+    return result
+
+
+def audit_saved_model(
+    model_dir: str | Path,
+    plan: AuditPlan,
+    out: str | Path,
+    *,
+    name: str | None = None,
+    reference_dir: str | Path | None = None,
+    split_from: str | Path | None = None,
+    overwrite: bool = False,
+    threads: int | None = None,
+) -> ModelAudit:
+    """Audit any saved model (``hfprune audit``): every check first, then the audit in a staging folder that is
+    renamed to ``out`` once ``audit.json`` and the reports are complete."""
+    import os
+    import shutil
+
+    from hfprune.audit.robustness import AuditTarget
+    from hfprune.recipes.runner import publish_folder
+    from hfprune.training import idle_cores, torch_threads
+
+    out = Path(out)
+    _check_audit_out(out, overwrite)
+    loaded = load_model_dir(model_dir, split_from)
+    _check_plan_fits(plan, loaded)
+    reference = load_model_dir(reference_dir) if reference_dir is not None else None
+    dataset = _audit_dataset(plan)
+    label = name or (Path(model_dir).resolve().parent.name if Path(model_dir).name == "model" else Path(model_dir).name)
+    staging = out.with_name(f".{out.name}.staging-{os.getpid()}")
+    staging.mkdir(parents=True)
+    try:
+        with torch_threads(threads or idle_cores()):
+            target = AuditTarget(label, loaded.model, loaded.tokenizer)
+            ref = None if reference is None else AuditTarget("reference", reference.model, reference.tokenizer)
+            result = run_model_audit(plan, target, staging, reference=ref, split=loaded.split, canaries=loaded.canaries,
+                                 dataset=dataset, step=lambda message: logger.info("%s", message))
+        publish_folder(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return result
+
+
+def _check_audit_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out: {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        what = "already holds an audit" if (out / AUDIT_JSON).is_file() else "is not empty"
+        raise ConfigError(f"--out: {out} {what}; choose another folder or pass --overwrite (replaced only once the "
+                          "new audit is complete)")
+
+
+def _check_plan_fits(plan: AuditPlan, loaded: LoadedModel) -> None:
+    """The requested audits apply to this model and what its run recorded."""
+    if plan.recipes and loaded.task != "sequence-classification":
+        raise ConfigError(f"--robustness: TextAttack recipes attack classifiers; {loaded.path} is a {loaded.task} "
+                          "model (use --robustness none)")
+    if plan.privacy and loaded.split is None:
+        raise ConfigError(f"--privacy: {loaded.path} has no membership_split.json; membership inference needs the "
+                          "split its training recorded (pass --split-from DIR of the dense run, or --privacy none)")
+    if loaded.task != "causal-lm" and {"exposure", "extraction"} & set(plan.privacy):
+        raise ConfigError("--privacy: exposure and extraction audit causal LMs; expected mia for a classifier")
+    if "exposure" in plan.privacy and loaded.canaries is None:
+        raise ConfigError(f"--privacy exposure: no canaries.json recorded for {loaded.path}")
+    plan.check_resources()
+
+
+def _audit_dataset(plan: AuditPlan) -> Any:
+    """The split attacked (loaded once, checked before anything is written)."""
+    if not plan.recipes:
+        return None
+    from hfprune.data import load_dataset
+    from hfprune.errors import DataError
+
+    try:
+        return load_dataset(plan.dataset, plan.split)
+    except (DataError, ValueError) as exc:
+        raise DataError(f"--data: {exc}") from None

@@ -1,0 +1,86 @@
+"""CPU latency of a pruned model beside its dense original, measured interleaved so machine noise hits both alike.
+
+A short version of ``scripts/bench_speed.py`` for run reports: one random batch at sequence length 128 (or the
+model's maximum), forwards timed dense, pruned, pruned, dense, ... under ``inference_mode``; medians of the
+latencies and of the per-round ratios.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from hfprune.errors import ConfigError
+from hfprune.utils.logging import get_logger
+
+if TYPE_CHECKING:
+    import torch
+
+logger = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Median forward latencies (milliseconds) and the median per-round speedup dense / pruned."""
+
+    seq_len: int
+    batch_size: int
+    rounds: int
+    threads: int
+    dense_ms: float
+    pruned_ms: float
+    speedup: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _max_positions(model: torch.nn.Module) -> int | None:
+    config = getattr(model, "config", None)
+    return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+
+
+def _forward_seconds(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> float:
+    import torch
+
+    with torch.inference_mode():
+        started = time.perf_counter()
+        model(**inputs)
+        return time.perf_counter() - started
+
+
+def measure_latency(
+    dense: torch.nn.Module, pruned: torch.nn.Module, seq_len: int = 128, batch_size: int = 1, rounds: int = 20,
+    seed: int = 0,
+) -> Latency:
+    """Time ``rounds`` forwards of each model on the same random token batch, alternating which goes first."""
+    import torch
+
+    if rounds < 1:
+        raise ConfigError(f"rounds: expected an integer >= 1, got {rounds!r}")
+    limit = min(p for p in (_max_positions(dense), _max_positions(pruned), seq_len) if p)
+    vocab = int(getattr(dense.config, "vocab_size", 1000))
+    generator = torch.Generator().manual_seed(seed)
+    inputs = {"input_ids": torch.randint(min(5, vocab - 1), vocab, (batch_size, limit), generator=generator),
+              "attention_mask": torch.ones(batch_size, limit, dtype=torch.long)}
+    modes = (dense.training, pruned.training)
+    dense.eval(), pruned.eval()
+    try:
+        for model in (dense, pruned):  # warm-up: allocator and oneDNN caches
+            _forward_seconds(model, inputs)
+        dense_times, pruned_times = [], []
+        for index in range(rounds):
+            order = (dense, pruned) if index % 2 == 0 else (pruned, dense)
+            timings = {id(model): _forward_seconds(model, inputs) for model in order}
+            dense_times.append(timings[id(dense)])
+            pruned_times.append(timings[id(pruned)])
+    finally:
+        dense.train(modes[0]), pruned.train(modes[1])
+    ratios = [d / p for d, p in zip(dense_times, pruned_times, strict=True)]
+    latency = Latency(limit, batch_size, rounds, torch.get_num_threads(), 1000 * statistics.median(dense_times),
+                      1000 * statistics.median(pruned_times), statistics.median(ratios))
+    logger.info("latency at seq %d, batch %d: dense %.1f ms, pruned %.1f ms (%.2fx)", limit, batch_size,
+                latency.dense_ms, latency.pruned_ms, latency.speedup)
+    return latency

@@ -1,0 +1,103 @@
+"""Uploading a pruned model to the Hub with its model card (``hfprune push``).
+
+The upload is ``HfApi.create_repo`` + ``HfApi.upload_folder`` against ``HF_ENDPOINT`` (read when pushing, so a
+mirror or a local test server set after import is honoured). What goes up is assembled in a temporary folder: the
+model files, ``README.md`` (the card) and, on request, a zero-padded dense export that plain ``transformers``
+loads. The recorded membership split and canaries stay local: they name the training members and planted secrets.
+The token comes from the caller or the environment, is handed only to ``HfApi`` and is never logged or written.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from hfprune.errors import ConfigError
+from hfprune.utils.logging import get_logger
+
+logger = get_logger(__name__)
+
+# files of a run's model folder that never leave the machine
+PRIVATE_FILES = frozenset({"membership_split.json", "canaries.json", "training_args.bin"})
+REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass
+class PushResult:
+    """Where the model went and what was uploaded."""
+
+    repo_url: str
+    commit_url: str
+    files: list[str]
+
+
+def check_repo_id(repo_id: str) -> None:
+    if not isinstance(repo_id, str) or not REPO_ID.match(repo_id) or len(repo_id) > 96:
+        raise ConfigError(f"--repo-id: expected USER/NAME (letters, digits, '-', '_', '.'), got {repo_id!r}")
+
+
+def hub_endpoint(endpoint: str | None = None) -> str | None:
+    """``endpoint``, else ``$HF_ENDPOINT``, else None (huggingface_hub's default, https://huggingface.co)."""
+    return (endpoint or os.environ.get("HF_ENDPOINT") or "").rstrip("/") or None
+
+
+def stage_upload(model_dir: Path, card_text: str, staging: Path, dense_export: bool) -> list[str]:
+    """Fill ``staging`` with what is uploaded; returns the repo paths, sorted."""
+    from hfprune.recipes.card import DENSE_EXPORT_DIR
+
+    for entry in sorted(model_dir.iterdir()):
+        if entry.is_file() and entry.name not in PRIVATE_FILES and entry.name != "README.md":
+            _link_or_copy(entry, staging / entry.name)
+    (staging / "README.md").write_text(card_text, encoding="utf-8")
+    if dense_export:
+        from transformers import AutoTokenizer
+
+        from hfprune.pruning.serialization import export_dense, load_pruned
+
+        logger.info("exporting a zero-padded dense copy for loading without hfprune")
+        export_dense(load_pruned(model_dir), staging / DENSE_EXPORT_DIR)
+        AutoTokenizer.from_pretrained(str(model_dir)).save_pretrained(staging / DENSE_EXPORT_DIR)
+    return sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)  # same file system: no copy of the weights
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def push_model(
+    model_dir: str | os.PathLike,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool = False,
+    audit_dir: str | os.PathLike | None = None,
+    dense_export: bool = False,
+    commit_message: str | None = None,
+    endpoint: str | None = None,
+) -> PushResult:
+    """Create ``repo_id`` (if needed) and upload the pruned model in ``model_dir`` with its card."""
+    from huggingface_hub import HfApi
+
+    from hfprune.recipes.card import build_model_card
+
+    check_repo_id(repo_id)
+    model_dir = Path(model_dir)
+    if not (model_dir / "model.safetensors").is_file() and not (model_dir / "model.safetensors.index.json").is_file():
+        raise ConfigError(f"MODEL_DIR: {model_dir} has no safetensors weights (model.safetensors)")
+    card = build_model_card(model_dir, repo_id, audit_dir=audit_dir, dense_export=dense_export)
+    api = HfApi(endpoint=hub_endpoint(endpoint), token=token)
+    with tempfile.TemporaryDirectory(prefix="hfprune-push-") as scratch:
+        files = stage_upload(model_dir, str(card), Path(scratch), dense_export)
+        logger.info("creating %s on %s", repo_id, api.endpoint)
+        repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        logger.info("uploading %d files to %s", len(files), repo_id)
+        commit = api.upload_folder(repo_id=repo_id, folder_path=scratch, repo_type="model",
+                                   commit_message=commit_message or "Upload pruned model with hfprune")
+    return PushResult(str(repo_url), str(getattr(commit, "commit_url", commit)), files)

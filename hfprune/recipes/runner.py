@@ -1,0 +1,456 @@
+"""Running a recipe: checks, then stages (dense, then each pruned level), then the report.
+
+Order of work, and why:
+
+1. ``preflight``: the model loads here, the dataset and its splits exist and are large enough, the attack recipes'
+   resources are on disk, and any finished stages in the output folder came from this recipe. Nothing is written
+   until all of that holds, so a bad recipe leaves no partial output.
+2. Stages. Each is built in a hidden staging folder beside its final place; its ``stage.json`` (the done-marker,
+   holding the stage's results) is written last, atomically, and the folder is then renamed into place. A stage
+   whose marker exists and matches the recipe is reused, never recomputed: an interrupted run or sweep resumes.
+3. The report is rebuilt from the markers (``report.md``, ``report.json``, PNG plots).
+
+Nothing is written outside the run folder, and a model already there is never overwritten in place (``--overwrite``
+swaps a finished stage for its recomputed version only once the new one is complete).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+from hfprune.errors import ConfigError, DataError, HfpruneError
+from hfprune.recipes.audits import AuditPlan, ModelAudit
+from hfprune.utils.io import atomic_write_json
+from hfprune.utils.logging import get_logger
+
+if TYPE_CHECKING:
+    from hfprune.pruning.config import PruningConfig
+    from hfprune.recipes.audits import LoadedModel
+    from hfprune.recipes.schema import Recipe
+
+logger = get_logger(__name__)
+
+STAGE_FILE = "stage.json"
+RECIPE_FILE = "recipe.json"
+RESULTS_FILE = "hfprune_results.json"  # written into a pruned model folder: what its model card reports
+DENSE_STAGE = "dense"
+
+
+# ---------------------------------------------------------------------------------------------------------- stages
+@dataclass
+class StageResult:
+    """What one stage measured; saved as its ``stage.json`` done-marker."""
+
+    name: str
+    kind: str  # "dense" or "pruned"
+    level: float | None
+    fingerprint: str
+    settings: dict[str, Any]
+    model_dir: str  # relative to the stage folder, or absolute (a teacher used in place)
+    quality: dict[str, Any]
+    sparsity: dict[str, Any]
+    audit: dict[str, Any]
+    seconds: dict[str, float]
+    pruning: dict[str, Any] | None = None
+    latency: dict[str, Any] | None = None
+    hfprune_version: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> Self:
+        names = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(payload, dict) or not {"name", "kind", "fingerprint"} <= set(payload) <= names:
+            raise ConfigError(f"{STAGE_FILE}: expected a stage record with keys {sorted(names)}")
+        return cls(**payload)
+
+    @classmethod
+    def load(cls, stage_dir: Path) -> Self:
+        path = stage_dir / STAGE_FILE
+        try:
+            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{path}: cannot read the stage record ({exc})") from None
+
+    @property
+    def model_audit(self) -> ModelAudit:
+        return ModelAudit.from_dict(self.audit)
+
+    def model_path(self, stage_dir: Path) -> Path:
+        path = Path(self.model_dir)
+        return path if path.is_absolute() else stage_dir / path
+
+
+@dataclass(frozen=True)
+class Level:
+    """One pruned model of a run: its folder (relative to the run folder), sparsity level and pruning config."""
+
+    name: str
+    value: float | None
+    pruning: PruningConfig
+
+    @property
+    def label(self) -> str:
+        return Path(self.name).name
+
+
+def diff_settings(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested settings mappings."""
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        dotted = f"{prefix}{key}"
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed += diff_settings(a, b, dotted + ".")
+        elif a != b:
+            changed.append(dotted)
+    return changed
+
+
+def _fingerprint(settings: dict[str, Any]) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _remove_leftovers(stage_dir: Path) -> None:
+    """Staging and swap folders an interrupted run of this stage left behind (their process is gone)."""
+    for prefix in (f".{stage_dir.name}.staging-", f".{stage_dir.name}.old-"):
+        for leftover in stage_dir.parent.glob(prefix + "*"):
+            pid = leftover.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+                continue
+            logger.info("removing %s left by an interrupted run", leftover)
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def publish_folder(staging: Path, target: Path) -> None:
+    """Rename the finished ``staging`` folder to ``target``; an existing target is swapped out, then deleted."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+        os.replace(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging, target)
+
+
+def run_stage(stage_dir: Path, fingerprint: str, compute: Callable[[Path], StageResult],
+              overwrite: bool = False) -> tuple[StageResult, bool]:
+    """The stage's result: read from its done-marker when finished with this ``fingerprint``, else computed into a
+    staging folder, marked done (marker last) and renamed into place. Returns (result, computed)."""
+    if (stage_dir / STAGE_FILE).is_file() and not overwrite:
+        result = StageResult.load(stage_dir)
+        if result.fingerprint == fingerprint:
+            logger.info("%s: finished earlier with the same settings; reusing it", stage_dir)
+            return result, False
+        raise ConfigError(f"{stage_dir}: computed from different settings; pass --overwrite to recompute it")
+    _remove_leftovers(stage_dir)
+    staging = stage_dir.with_name(f".{stage_dir.name}.staging-{os.getpid()}")
+    staging.mkdir(parents=True)
+    try:
+        result = compute(staging)
+        atomic_write_json(staging / STAGE_FILE, result.to_dict())  # the done-marker: written last
+        publish_folder(staging, stage_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return result, True
+
+
+# ------------------------------------------------------------------------------------------------------ the runner
+@contextlib.contextmanager
+def data_dir_env(data_dir: str | None) -> Iterator[None]:
+    """Point hfprune's dataset loader at ``data.data_dir`` for the block (the workflows read HFPRUNE_DATA_DIR)."""
+    from hfprune.data.paths import DATA_DIR_ENV
+
+    if data_dir is None:
+        yield
+        return
+    previous = os.environ.get(DATA_DIR_ENV)
+    os.environ[DATA_DIR_ENV] = str(Path(os.path.expanduser(data_dir)).resolve())
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(DATA_DIR_ENV, None)
+        else:
+            os.environ[DATA_DIR_ENV] = previous
+
+
+class Steps:
+    """Numbered log lines with elapsed time, so a user can follow a long run."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.count = 0
+
+    def __call__(self, message: str) -> None:
+        self.count += 1
+        elapsed = time.perf_counter() - self.started
+        logger.info("[step %d, %02d:%02d elapsed] %s", self.count, elapsed // 60, elapsed % 60, message)
+
+
+class RecipeRunner:
+    """Runs a recipe's dense stage and pruned levels in ``recipe.output_dir``; see the module docstring."""
+
+    def __init__(self, recipe: Recipe, overwrite: bool = False) -> None:
+        from hfprune.workflows.audited_run import eval_split_name
+
+        self.recipe = recipe
+        self.overwrite = overwrite
+        self.root = recipe.output_dir
+        self.plan = AuditPlan.from_recipe(recipe, eval_split_name(recipe))
+        self.step = Steps()
+        self._dense: LoadedModel | None = None
+
+    # ---- settings and fingerprints ----
+    def dense_settings(self) -> dict[str, Any]:
+        """What the dense stage depends on (a changed pruning setting does not invalidate it)."""
+        payload = self.recipe.result_dict()
+        training = payload["training"]
+        return {"model": payload["model"], "data": payload["data"], "audits": payload["audits"],
+                "training": {k: training[k] for k in ("dense_epochs", "batch_size", "learning_rate", "seed")}}
+
+    def level_settings(self, level: Level) -> dict[str, Any]:
+        return {**self.recipe.result_dict(), "pruning": level.pruning.to_dict(), "level": level.value}
+
+    # ---- checks before anything is written ----
+    def preflight(self, levels: list[Level]) -> None:
+        """Every check that can fail, before the first file is written (see the module docstring)."""
+        with data_dir_env(self.recipe.data.data_dir):
+            config = self._check_model()
+            self._check_data()
+        self._check_architecture(config)
+        try:
+            self.plan.check_resources()
+        except HfpruneError as exc:
+            raise type(exc)(f"audits.robustness.recipes: {exc}") from None
+        self._check_output(levels)
+
+    def _check_model(self) -> Any:
+        from transformers import AutoConfig
+
+        from hfprune.audit.privacy.split import SPLIT_FILE
+        from hfprune.models import resolve_model
+
+        model = self.recipe.model
+        if model.teacher is not None:
+            if not (Path(model.teacher) / SPLIT_FILE).is_file():
+                raise ConfigError(f"model.teacher: {model.teacher} has no {SPLIT_FILE}; the pruned student trains "
+                                  "on the members the teacher was trained on, and the privacy audit scores them: "
+                                  "use a dense model trained by hfprune run (dense/model), finetune_on_members or "
+                                  "train_canary_lm")
+            key, where = "model.teacher", model.teacher
+        elif model.name is not None:
+            key, where = "model.name", model.name
+        else:
+            return None  # a GPT-2 built here
+        try:
+            return AutoConfig.from_pretrained(resolve_model(where))
+        except (OSError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"{key}: cannot load {where!r} here ({first}); without Hub access only model "
+                              "directories and the embedded minilm load") from None
+
+    def _check_architecture(self, config: Any) -> None:
+        from hfprune.pruning.architectures import ARCHITECTURES
+
+        if config is not None and config.model_type not in ARCHITECTURES:
+            raise ConfigError(f"model.name: model_type {config.model_type!r} cannot be pruned; supported: "
+                              f"{sorted(ARCHITECTURES)}")
+
+    def _check_data(self) -> None:
+        from hfprune.data import load_dataset
+
+        data, needed = self.recipe.data, self.recipe.data.train_samples + self.recipe.audits.privacy.n_nonmembers
+        try:
+            train = load_dataset(data.dataset, "train") if self.recipe.model.teacher is None else None
+            load_dataset(data.dataset, self.plan.split)
+        except (DataError, ValueError, OSError) as exc:
+            raise DataError(f"data.dataset: {exc}") from None
+        if train is not None and len(train) < needed:
+            raise ConfigError(f"data.train_samples: expected train_samples + audits.privacy.n_nonmembers <= "
+                              f"{len(train)} (rows of {data.dataset} train), got {data.train_samples} + "
+                              f"{self.recipe.audits.privacy.n_nonmembers}")
+
+    def _check_output(self, levels: list[Level]) -> None:
+        root = self.root
+        if root.exists() and any(root.iterdir()) and not (root / RECIPE_FILE).is_file():
+            raise ConfigError(f"output.dir: {root} is not empty and holds no hfprune run ({RECIPE_FILE}); choose "
+                              "another folder")
+        if self.overwrite:
+            return
+        stages = [(root / DENSE_STAGE, self.dense_settings())]
+        stages += [(root / level.name, self.level_settings(level)) for level in levels]
+        for stage_dir, settings in stages:
+            if not (stage_dir / STAGE_FILE).is_file():
+                continue
+            done = StageResult.load(stage_dir)
+            if done.fingerprint != _fingerprint(settings):
+                changed = diff_settings(done.settings, settings)
+                raise ConfigError(f"output.dir: {stage_dir} was computed from a different recipe (changed: "
+                                  f"{', '.join(changed) or 'unknown'}); choose another output.dir or pass --overwrite")
+
+    # ---- stages ----
+    def run(self, levels: list[Level]) -> tuple[StageResult, list[StageResult]]:
+        """Preflight, then the dense stage and each level (finished ones reused); returns their results."""
+        from tqdm.auto import tqdm
+
+        from hfprune.training import idle_cores, torch_threads
+
+        self.preflight(levels)
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.root / RECIPE_FILE, {**self.recipe.to_dict(), "fingerprint": self.recipe.fingerprint()})
+        threads = self.recipe.training.threads or idle_cores()
+        logger.info("running recipe %s in %s on %d CPU thread(s)", self.recipe.name, self.root, threads)
+        with data_dir_env(self.recipe.data.data_dir), torch_threads(threads):
+            dense = self.dense_stage()
+            results = []
+            for level in tqdm(levels, desc="pruning levels", unit="level", disable=len(levels) < 2):
+                results.append(self.level_stage(level, dense))
+        return dense, results
+
+    def dense_stage(self) -> StageResult:
+        settings = self.dense_settings()
+        result, _ = run_stage(self.root / DENSE_STAGE, _fingerprint(settings),
+                              lambda staging: self._compute_dense(staging, settings), self.overwrite)
+        return result
+
+    def level_stage(self, level: Level, dense: StageResult) -> StageResult:
+        settings = self.level_settings(level)
+        result, _ = run_stage(self.root / level.name, _fingerprint(settings),
+                              lambda staging: self._compute_level(staging, level, dense, settings), self.overwrite)
+        return result
+
+    def dense_model(self, dense: StageResult) -> LoadedModel:
+        """The dense model (loaded once per process), the teacher and reference of every level."""
+        from hfprune.recipes.audits import load_model_dir
+
+        if self._dense is None:
+            self._dense = load_model_dir(dense.model_path(self.root / DENSE_STAGE))
+        return self._dense
+
+    def _compute_dense(self, staging: Path, settings: dict[str, Any]) -> StageResult:
+        from hfprune import __version__
+        from hfprune.audit.robustness import AuditTarget
+        from hfprune.pruning.stats import sparsity_report
+        from hfprune.recipes.audits import load_model_dir, run_model_audit
+        from hfprune.workflows.audited_run import evaluate_model, train_dense
+
+        seconds: dict[str, float] = {}
+        if self.recipe.model.teacher is not None:
+            model_dir = str(Path(self.recipe.model.teacher).resolve())
+            self.step(f"dense model: using the fine-tuned teacher {model_dir}")
+        else:
+            self.step(f"dense fine-tuning of {self.recipe.model.name or 'a GPT-2 built here'} on "
+                      f"{self.recipe.data.train_samples} {self.recipe.data.dataset} examples")
+            seconds["training"] = train_dense(self.recipe, staging / "model")
+            model_dir = "model"
+        loaded = load_model_dir(model_dir if Path(model_dir).is_absolute() else staging / model_dir)
+        self.step("evaluating the dense model")
+        started = time.perf_counter()
+        quality = evaluate_model(loaded.model, loaded.tokenizer, self.recipe)
+        seconds["evaluation"] = time.perf_counter() - started
+        target = AuditTarget("dense", loaded.model, loaded.tokenizer, 0.0)
+        audit = run_model_audit(self.plan, target, staging / "audit", split=loaded.split, canaries=loaded.canaries,
+                            step=self.step)
+        seconds["audit"] = audit.seconds
+        return StageResult(
+            name=DENSE_STAGE, kind="dense", level=None, fingerprint=_fingerprint(settings), settings=settings,
+            model_dir=model_dir, quality=quality.to_dict(),
+            sparsity=sparsity_report(loaded.model, self.recipe.data.max_length).to_dict(), audit=audit.to_dict(),
+            seconds=seconds, hfprune_version=__version__,
+        )
+
+    def _compute_level(self, staging: Path, level: Level, dense_stage: StageResult,
+                       settings: dict[str, Any]) -> StageResult:
+        from hfprune import __version__
+        from hfprune.audit.privacy.runs import AuditedRun
+        from hfprune.audit.robustness import AuditTarget
+        from hfprune.pruning.stats import sparsity_report
+        from hfprune.recipes.audits import run_model_audit
+        from hfprune.recipes.latency import measure_latency
+        from hfprune.workflows.audited_run import evaluate_model, prune_and_distill
+
+        dense = self.dense_model(dense_stage)
+        if dense.split is None:
+            raise ConfigError(f"{dense.path}: no membership_split.json; the pruned student trains on the dense "
+                              "model's recorded members")
+        self.step(f"{level.label}: pruning (heads {level.pruning.head_sparsity:.0%}, FFN "
+                  f"{level.pruning.ffn_sparsity:.0%}) with distillation "
+                  f"{'on' if self.recipe.distillation.enabled else 'off'}")
+        run = AuditedRun(dense.model, dense.tokenizer, dense.split, dense.canaries, dense.path)
+        student, train_seconds = prune_and_distill(self.recipe, level.pruning, run, staging / "model",
+                                                   staging / "trainer")
+        seconds = {"training": train_seconds}
+        self.step(f"{level.label}: evaluating")
+        started = time.perf_counter()
+        quality = evaluate_model(student, dense.tokenizer, self.recipe)
+        seconds["evaluation"] = time.perf_counter() - started
+        report = sparsity_report(student, self.recipe.data.max_length)
+        latency = None
+        if self.recipe.audits.latency_rounds:
+            self.step(f"{level.label}: latency, dense vs pruned, interleaved")
+            latency = measure_latency(dense.model, student, rounds=self.recipe.audits.latency_rounds).to_dict()
+        target = AuditTarget(level.label, student, dense.tokenizer, max(0.0, report.param_sparsity))
+        reference = AuditTarget("dense", dense.model, dense.tokenizer, 0.0) if self.plan.recipes else None
+        audit = run_model_audit(self.plan, target, staging / "audit", reference=reference, split=dense.split,
+                            canaries=dense.canaries, step=self.step)
+        seconds["audit"] = audit.seconds
+        result = StageResult(
+            name=level.label, kind="pruned", level=level.value, fingerprint=_fingerprint(settings),
+            settings=settings, model_dir="model", quality=quality.to_dict(), sparsity=report.to_dict(),
+            audit=audit.to_dict(), seconds=seconds, pruning=level.pruning.to_dict(), latency=latency,
+            hfprune_version=__version__,
+        )
+        atomic_write_json(staging / "model" / RESULTS_FILE, self.model_results(result, dense_stage))
+        return result
+
+    def model_results(self, result: StageResult, dense: StageResult) -> dict[str, Any]:
+        """What the pruned model's card reports, saved in its folder so ``hfprune push`` needs nothing else."""
+        r = self.recipe
+        return {
+            "kind": "hfprune_results", "task": r.model.task, "base_model": r.model.name,
+            "dataset": r.data.dataset, "recipe": r.name,
+            "training": {"train_samples": r.data.train_samples, "max_length": r.data.max_length,
+                         **{k: v for k, v in r.training.to_dict().items() if k != "threads"}},
+            "distillation": r.distillation.to_dict(),
+            "pruned": {k: v for k, v in result.to_dict().items() if k not in ("settings", "fingerprint")},
+            "dense": {"quality": dense.quality, "audit": dense.audit, "sparsity": dense.sparsity},
+        }
+
+
+def single_level(recipe: Recipe) -> list[Level]:
+    """``hfprune run``: one pruned model, with the recipe's own pruning settings, in ``pruned/``."""
+    return [Level("pruned", None, recipe.pruning)]
+
+
+def run_recipe(recipe: Recipe, overwrite: bool = False) -> tuple[StageResult, list[StageResult]]:
+    """Run one recipe (dense + one pruned model) and write the report; returns the stage results."""
+    from hfprune.recipes.report import RunReport
+
+    runner = RecipeRunner(recipe, overwrite)
+    dense, levels = runner.run(single_level(recipe))
+    RunReport(recipe, dense, levels).save(recipe.output_dir)
+    return dense, levels

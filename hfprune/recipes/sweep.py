@@ -1,0 +1,100 @@
+"""``hfprune sweep``: one recipe at several sparsity levels, resumable, with one report.
+
+The dense model is trained (and audited) once, in ``dense/``; each level prunes a copy of it into
+``levels/sparsity-<level>/``, a stage whose ``stage.json`` done-marker is written last, atomically (see
+:mod:`hfprune.recipes.runner`). A level whose marker exists with the same settings is read back, never recomputed,
+so an interrupted sweep resumes where it stopped and adding a level costs one level. The report
+(``sweep/report.md``, ``sweep/report.json`` and ``sweep/plots/*.png``: accuracy, latency, attack success rate and
+membership-inference AUC against sparsity, the dense model as the reference row) is rebuilt from the markers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hfprune.errors import ConfigError
+from hfprune.recipes.runner import Level, RecipeRunner, StageResult
+from hfprune.recipes.schema import SWEEP_FIELDS, check_sparsities
+from hfprune.utils.logging import get_logger
+
+if TYPE_CHECKING:
+    from hfprune.recipes.schema import Recipe
+
+logger = get_logger(__name__)
+
+LEVELS_DIR = "levels"
+REPORT_DIR = "sweep"
+
+
+def level_name(value: float) -> str:
+    """The folder of a level, relative to the run folder: ``levels/sparsity-0.50``."""
+    return f"{LEVELS_DIR}/sparsity-{value:.2f}"
+
+
+def parse_sparsities(text: str) -> list[float]:
+    """``"0,0.3,0.5"`` -> [0.0, 0.3, 0.5]; each level must be a number in [0, 1), all distinct."""
+    values = []
+    for i, part in enumerate(p.strip() for p in text.split(",")):
+        try:
+            values.append(float(part))
+        except ValueError:
+            raise ConfigError(f"--sparsities[{i}]: expected a number in [0, 1), got {part!r}") from None
+    check_sparsities("--sparsities", values)
+    return values
+
+
+def sweep_levels(recipe: Recipe, sparsities: list[float] | None = None,
+                 apply_to: list[str] | None = None) -> list[Level]:
+    """One level per sparsity, setting the ``apply_to`` pruning fields (default: the recipe's sweep section)."""
+    values = list(recipe.sweep.sparsities if sparsities is None else sparsities)
+    fields = list(recipe.sweep.apply_to if apply_to is None else apply_to)
+    check_sparsities("--sparsities", values)
+    for name in fields:
+        if name not in SWEEP_FIELDS:
+            raise ConfigError(f"--apply-to: expected names from {list(SWEEP_FIELDS)}, got {name!r}")
+    if len({f"{v:.2f}" for v in values}) != len(values):
+        raise ConfigError(f"--sparsities: expected levels distinct to two decimals, got {values}")
+    levels = []
+    for value in sorted(values):
+        try:
+            pruning = dataclasses.replace(recipe.pruning, **{name: value for name in fields})
+        except ConfigError as exc:
+            raise ConfigError(f"--sparsities ({value}): {re.sub(r'^PruningConfig[.]', 'pruning.', str(exc))}") from None
+        levels.append(Level(level_name(value), value, pruning))
+    return levels
+
+
+@dataclass
+class SweepResult:
+    """The dense reference, the level results and where the report went."""
+
+    dense: StageResult
+    levels: list[StageResult]
+    report_dir: Path
+    computed: list[str]
+
+
+def run_sweep(
+    recipe: Recipe, sparsities: list[float] | None = None, apply_to: list[str] | None = None,
+    overwrite: bool = False,
+) -> SweepResult:
+    """Run (or resume) every level and write the sweep report; see the module docstring."""
+    from hfprune.recipes.report import RunReport, model_display_name
+    from hfprune.recipes.runner import STAGE_FILE
+
+    levels = sweep_levels(recipe, sparsities, apply_to)
+    root = recipe.output_dir
+    finished = set() if overwrite else {level.name for level in levels if (root / level.name / STAGE_FILE).is_file()}
+    if finished:
+        logger.info("resuming: %d of %d levels already finished (%s)", len(finished), len(levels),
+                    ", ".join(sorted(finished)))
+    dense, results = RecipeRunner(recipe, overwrite).run(levels)
+    report_dir = root / REPORT_DIR
+    title = f"hfprune sweep: {model_display_name(recipe)} on {recipe.data.dataset}"
+    RunReport(recipe, dense, results, title=title).save(report_dir)
+    computed = [level.name for level in levels if level.name not in finished]
+    return SweepResult(dense, results, report_dir, computed)

@@ -1,0 +1,265 @@
+"""The training stages of an audited run, for classifiers and causal LMs: what ``hfprune run`` executes.
+
+Unlike :mod:`hfprune.workflows.prune_classifier`, the dense model is trained on a *recorded* member split
+(:func:`~hfprune.audit.privacy.finetune_on_members`, :func:`~hfprune.audit.privacy.train_canary_lm`), and the pruned
+student is trained on exactly those members (plus the same canaries for an LM): a membership-inference audit of the
+pruned model is then scored against the right ground truth, and no non-member is ever trained on.
+
+Each task is one entry of ``TASK_SPECS`` (training data, collator, evaluation and the Hub task name); the stages
+themselves (:func:`train_dense`, :func:`prune_and_distill`, :func:`evaluate_model`) are task-agnostic.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import shutil
+import time
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from hfprune.errors import ConfigError
+from hfprune.utils.logging import get_logger
+
+if TYPE_CHECKING:
+    import datasets
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from hfprune.audit.privacy.runs import AuditedRun
+    from hfprune.pruning.config import PruningConfig
+    from hfprune.recipes.schema import Recipe
+
+logger = get_logger(__name__)
+
+
+@dataclass
+class Quality:
+    """A model's task quality on the evaluation split: accuracy for classifiers, perplexity for LMs."""
+
+    metric: str
+    value: float
+    n_examples: int
+    split: str
+    higher_is_better: bool
+    extra: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------------------------------- task registry
+class TaskSpec(ABC):
+    """What differs between tasks: how the dense model is trained, the training set, the collator, evaluation."""
+
+    name: ClassVar[str]
+    hub_task: ClassVar[str]  # the Hub's task name, for model cards
+    quality_metric: ClassVar[str]
+
+    @abstractmethod
+    def train_dense(self, recipe: Recipe, target: Path) -> None:
+        """Train the dense model on a recorded member split, saving model, tokenizer and split in ``target``."""
+
+    @abstractmethod
+    def train_dataset(self, run: AuditedRun, recipe: Recipe) -> datasets.Dataset:
+        """The tokenised examples the dense model was trained on (the pruned student trains on the same)."""
+
+    @abstractmethod
+    def collator(self, tokenizer: PreTrainedTokenizerBase) -> Any:
+        """Batches training examples (dynamic padding; LM labels for causal LMs)."""
+
+    @abstractmethod
+    def evaluate(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, recipe: Recipe) -> Quality:
+        """Quality on the evaluation split (never trained on)."""
+
+
+class ClassificationTask(TaskSpec):
+    name = "sequence-classification"
+    hub_task = "text-classification"
+    quality_metric = "accuracy"
+
+    def train_dense(self, recipe: Recipe, target: Path) -> None:
+        from hfprune.audit.privacy.classifier import MemberFinetuneConfig, finetune_on_members
+
+        t = recipe.training
+        finetune_on_members(MemberFinetuneConfig(
+            model=recipe.model.name, dataset=recipe.data.dataset, n_members=recipe.data.train_samples,
+            n_nonmembers=recipe.audits.privacy.n_nonmembers, epochs=t.dense_epochs, max_length=recipe.data.max_length,
+            batch_size=t.batch_size, learning_rate=t.learning_rate, seed=t.seed, threads=t.threads,
+            output_dir=str(target),
+        ))
+
+    def train_dataset(self, run: AuditedRun, recipe: Recipe) -> datasets.Dataset:
+        import datasets
+
+        if run.split.member_labels is None:
+            raise ConfigError(f"{run.path}: the recorded split has no labels; expected a classification split")
+        encoded = run.tokenizer(run.split.member_texts, truncation=True, max_length=recipe.data.max_length)
+        return datasets.Dataset.from_dict({**encoded, "labels": run.split.member_labels})
+
+    def collator(self, tokenizer: PreTrainedTokenizerBase) -> Any:
+        from transformers import DataCollatorWithPadding
+
+        return DataCollatorWithPadding(tokenizer)
+
+    def evaluate(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, recipe: Recipe) -> Quality:
+        from hfprune.audit.privacy.scores import classifier_stats
+        from hfprune.training import drop_unlabelled, infer_text_columns
+
+        split, rows = eval_rows(recipe)
+        rows = drop_unlabelled(rows)
+        columns = infer_text_columns(rows)
+        if len(columns) != 1:
+            raise ConfigError(f"data.dataset: {recipe.data.dataset!r} has text columns {columns}; recipes train and "
+                              "audit single-text classifiers (the membership split records one text per example)")
+        stats = classifier_stats(model, tokenizer, list(rows[columns[0]]), list(rows["label"]), 64,
+                                 recipe.data.max_length)
+        return Quality("accuracy", float(np.mean(stats.correct)), len(rows), split, True,
+                       {"mean_loss": float(np.mean(stats.loss))})
+
+
+class CausalLMTask(TaskSpec):
+    name = "causal-lm"
+    hub_task = "text-generation"
+    quality_metric = "perplexity"
+
+    def train_dense(self, recipe: Recipe, target: Path) -> None:
+        from hfprune.audit.privacy.lm import CanaryLMConfig, train_canary_lm
+
+        t, scratch = recipe.training, recipe.model.scratch
+        canaries = recipe.audits.privacy.canaries
+        train_canary_lm(CanaryLMConfig(
+            dataset=recipe.data.dataset, base_model=recipe.model.name, n_members=recipe.data.train_samples,
+            n_nonmembers=recipe.audits.privacy.n_nonmembers, max_length=recipe.data.max_length,
+            vocab_size=scratch.vocab_size, n_layer=scratch.n_layer, n_embd=scratch.n_embd, n_head=scratch.n_head,
+            canary_repetitions=list(canaries.repetitions) if recipe.audits.privacy.enabled else [],
+            canaries_per_repetition=canaries.per_repetition, canary_digits=canaries.digits, epochs=t.dense_epochs,
+            batch_size=t.batch_size, learning_rate=t.learning_rate, seed=t.seed, threads=t.threads,
+            output_dir=str(target),
+        ))
+
+    def train_dataset(self, run: AuditedRun, recipe: Recipe) -> datasets.Dataset:
+        import datasets
+
+        from hfprune.audit.privacy.canaries import insert_canaries
+
+        corpus = list(run.split.member_texts)
+        if run.canaries is not None:  # the same multiset of examples the dense model saw
+            corpus = insert_canaries(corpus, run.canaries, seed=recipe.training.seed)
+        encoded = run.tokenizer(corpus, truncation=True, max_length=recipe.data.max_length)
+        return datasets.Dataset.from_dict({"input_ids": encoded["input_ids"],
+                                           "attention_mask": encoded["attention_mask"]})
+
+    def collator(self, tokenizer: PreTrainedTokenizerBase) -> Any:
+        from transformers import DataCollatorForLanguageModeling
+
+        return DataCollatorForLanguageModeling(tokenizer, mlm=False)
+
+    def evaluate(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, recipe: Recipe) -> Quality:
+        from hfprune.audit.privacy.scores import causal_lm_stats
+
+        split, rows = eval_rows(recipe)
+        texts = [text for text in rows["text"] if text.strip()]
+        stats = causal_lm_stats(model, tokenizer, texts, 32, recipe.data.max_length)
+        weights = stats.n_tokens if stats.n_tokens is not None else np.ones(len(texts))
+        nll = float(np.average(stats.loss, weights=weights))
+        return Quality("perplexity", math.exp(nll), len(texts), split, False,
+                       {"nll": nll, "next_token_accuracy": float(np.average(stats.correct, weights=weights))})
+
+
+TASK_SPECS: dict[str, TaskSpec] = {spec.name: spec for spec in (ClassificationTask(), CausalLMTask())}
+
+
+def task_spec(task: str) -> TaskSpec:
+    if task not in TASK_SPECS:
+        raise ConfigError(f"model.task: expected one of {sorted(TASK_SPECS)}, got {task!r}")
+    return TASK_SPECS[task]
+
+
+def eval_split_name(recipe: Recipe) -> str:
+    """``data.eval_split``, else validation when the dataset has it, else test."""
+    if recipe.data.eval_split:
+        return recipe.data.eval_split
+    from hfprune.data import lookup
+
+    spec = lookup(recipe.data.dataset)
+    if spec is not None and "validation" not in spec.splits:
+        return "test"
+    return "validation"
+
+
+def eval_rows(recipe: Recipe) -> tuple[str, datasets.Dataset]:
+    """The evaluation split, capped at ``data.eval_samples`` rows (a seeded shuffle, so the cap is a fair sample)."""
+    from hfprune.data import load_dataset
+
+    split = eval_split_name(recipe)
+    rows = load_dataset(recipe.data.dataset, split)
+    cap = recipe.data.eval_samples
+    if cap is not None and cap < len(rows):
+        rows = rows.shuffle(seed=recipe.training.seed).select(range(cap))
+    return split, rows
+
+
+# --------------------------------------------------------------------------------------------------------- stages
+def train_dense(recipe: Recipe, target: Path) -> float:
+    """Fine-tune (or, for an offline LM, train from scratch) the dense model into ``target``; returns seconds."""
+    started = time.perf_counter()
+    task_spec(recipe.model.task).train_dense(recipe, target)
+    return time.perf_counter() - started
+
+
+def evaluate_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, recipe: Recipe) -> Quality:
+    """Quality of ``model`` on the recipe's evaluation split, logged."""
+    quality = task_spec(recipe.model.task).evaluate(model.eval(), tokenizer, recipe)
+    logger.info("%s on %d %s examples: %.4f", quality.metric, quality.n_examples, quality.split, quality.value)
+    return quality
+
+
+def prune_and_distill(
+    recipe: Recipe, pruning: PruningConfig, dense: AuditedRun, target: Path, scratch: Path
+) -> tuple[PreTrainedModel, float]:
+    """Prune a copy of the dense model while distilling from it, on the dense model's own training examples, and
+    save it (``save_pruned``, with the recorded split and canaries) into ``target``. ``scratch`` holds the
+    Trainer's working files and is removed. Returns the compacted model and the training seconds."""
+    from transformers import Trainer, TrainingArguments
+
+    from hfprune.distill import DistillationArguments, DistillationTrainer
+    from hfprune.pruning import MovementPruningCallback, save_pruned
+
+    spec = task_spec(recipe.model.task)
+    student = copy.deepcopy(dense.model).train()
+    train = spec.train_dataset(dense, recipe)
+    t, d = recipe.training, recipe.distillation
+    common = dict(
+        output_dir=str(scratch), use_cpu=True, num_train_epochs=t.prune_epochs,
+        per_device_train_batch_size=t.batch_size, learning_rate=t.prune_learning_rate or t.learning_rate,
+        warmup_steps=0.1, weight_decay=0.0,
+        save_strategy="no", eval_strategy="no", logging_steps=20, report_to="none", seed=t.seed, data_seed=t.seed,
+        dataloader_num_workers=0,
+    )
+    trainer_kwargs = dict(model=student, train_dataset=train, processing_class=dense.tokenizer,
+                          data_collator=spec.collator(dense.tokenizer), callbacks=[MovementPruningCallback(pruning)])
+    if d.enabled:
+        args = DistillationArguments(**common, distill_alpha=d.alpha, distill_temperature=d.temperature,
+                                     hidden_distill_weight=d.hidden_weight)
+        trainer = DistillationTrainer(teacher_model=copy.deepcopy(dense.model), args=args, **trainer_kwargs)
+    else:
+        trainer = Trainer(args=TrainingArguments(**common), **trainer_kwargs)
+    logger.info("pruning %s (heads %.0f%%, FFN %.0f%%, weights %.0f%%, %s scores) with distillation %s",
+                recipe.model.name or "the dense model", 100 * pruning.head_sparsity, 100 * pruning.ffn_sparsity,
+                100 * pruning.weight_sparsity, pruning.scoring, "on" if d.enabled else "off")
+    started = time.perf_counter()
+    try:
+        trainer.train()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    seconds = time.perf_counter() - started
+    student.eval()
+    save_pruned(student, target, pruning_config=pruning, processing_class=dense.tokenizer)
+    dense.split.save(target)  # the pruned model trained on exactly these members
+    if dense.canaries is not None:
+        dense.canaries.save(target)
+    return student, seconds
