@@ -174,17 +174,3 @@ def test_gpt2_generation_with_cache_matches_without_after_emptying_a_layer():
     with_cache = model.generate(prompt, max_new_tokens=6, do_sample=False, use_cache=True, pad_token_id=0)
     without = model.generate(prompt, max_new_tokens=6, do_sample=False, use_cache=False, pad_token_id=0)
     assert torch.equal(with_cache, without)
-
-
-def test_atomic_writes_leave_ordinary_permissions(tmp_path):
-    import os
-
-    from hfprune.utils.io import atomic_write_json
-
-    mask = os.umask(0o022)
-    try:
-        atomic_write_json(tmp_path / "r.json", {"a": 1})
-    finally:
-        os.umask(mask)
-    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
-    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
