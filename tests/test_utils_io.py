@@ -7,7 +7,6 @@ import os
 from hfprune.utils.io import atomic_write_json
 
 
-
 def test_atomic_writes_leave_ordinary_permissions(tmp_path):
     mask = os.umask(0o022)
     try:
