@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from datasets import Dataset
-from transformers import TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
 
 
 def synthetic_classification(n: int = 64, length: int = 12, seed: int = 0) -> Dataset:
@@ -23,3 +23,21 @@ def training_args(output_dir, cls: type[TrainingArguments] = TrainingArguments, 
                     disable_tqdm=True, dataloader_num_workers=0)
     defaults.update(overrides)
     return cls(**defaults)
+
+
+def pruning_callback(trainer: Trainer):
+    """The (possibly checkpoint-restored) pruning callback of a trainer."""
+    from hfprune import MovementPruningCallback
+
+    return next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, MovementPruningCallback))
+
+
+class StopAt(TrainerCallback):
+    """Stops training after ``step`` optimizer steps, as a kill would (checkpoints already written stay)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.step:
+            control.should_training_stop = True

@@ -10,16 +10,11 @@ from pathlib import Path
 
 import torch
 from conftest import tiny_model
-from pruning_trainer_utils import synthetic_classification, training_args
-from transformers import Trainer, TrainerCallback
+from pruning_trainer_utils import StopAt, pruning_callback, synthetic_classification, training_args
+from transformers import Trainer
 
 from hfprune import MovementPruningCallback, PruningConfig, load_pruned
 from hfprune.pruning.units import UnitKind, unit_groups
-
-
-def pruning_callback(trainer: Trainer) -> MovementPruningCallback:
-    """The (possibly checkpoint-restored) pruning callback of a trainer."""
-    return next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, MovementPruningCallback))
 
 
 def test_callback_prunes_on_schedule_and_compacts(tmp_path, tiny_inputs):
@@ -37,15 +32,6 @@ def test_callback_prunes_on_schedule_and_compacts(tmp_path, tiny_inputs):
     model.save_pretrained(tmp_path / "out")
     with torch.no_grad():
         assert torch.equal(load_pruned(tmp_path / "out")(**tiny_inputs).logits, model(**tiny_inputs).logits)
-
-
-class StopAt(TrainerCallback):
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step >= self.step:
-            control.should_training_stop = True
 
 
 def _run(output_dir, resume=None, stop_at=None):

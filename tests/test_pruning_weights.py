@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TINY_ARCHS, tiny_model
-from pruning_trainer_utils import synthetic_classification, training_args
+from pruning_trainer_utils import StopAt, pruning_callback, synthetic_classification, training_args
 from safetensors import safe_open
 from transformers import Trainer, TrainerCallback
 
@@ -315,8 +315,6 @@ def test_weight_method_registry():
 
 
 # -- Trainer runs ------------------------------------------------------------------------------------------------
-def pruning_callback(trainer: Trainer) -> MovementPruningCallback:
-    return next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, MovementPruningCallback))
 
 
 class ScheduleRecorder(TrainerCallback):
@@ -352,15 +350,6 @@ def test_combined_head_ffn_and_weight_pruning_in_one_trainer_run(tmp_path, tiny_
     model.eval()
     save_compressed(model, tmp_path / "sparse")
     assert torch.equal(logits(load_compressed(tmp_path / "sparse"), tiny_inputs), logits(model, tiny_inputs))
-
-
-class StopAt(TrainerCallback):
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step >= self.step:
-            control.should_training_stop = True
 
 
 def _run(output_dir, resume=None, stop_at=None):
