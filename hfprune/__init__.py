@@ -18,6 +18,8 @@ _EXPORTS = {
     "load_pruned": "hfprune.pruning.serialization",
     "save_pruned": "hfprune.pruning.serialization",
     "export_dense": "hfprune.pruning.serialization",
+    "save_compressed": "hfprune.pruning.serialization",
+    "load_compressed": "hfprune.pruning.serialization",
     "prune": "hfprune.pruning.oneshot",
     "sparsity_report": "hfprune.pruning.stats",
     "DistillationTrainer": "hfprune.distill.trainer",
