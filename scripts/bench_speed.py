@@ -23,6 +23,7 @@ import torch
 from transformers import AutoModel, BertConfig, GPT2Config
 
 from hfprune import PruningConfig, prune, sparsity_report
+from hfprune.utils.timing import interleaved_timings
 
 ARCHS = {
     "bert-base": lambda: BertConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
@@ -31,24 +32,11 @@ ARCHS = {
 }
 
 
-def time_forward(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> float:
-    with torch.inference_mode():
-        start = time.perf_counter()
-        model(**inputs)
-        return time.perf_counter() - start
-
-
 def measure(dense, pruned, batch: int, seq_len: int, rounds: int) -> dict[str, float]:
     inputs = {"input_ids": torch.randint(100, 1000, (batch, seq_len)),
               "attention_mask": torch.ones(batch, seq_len, dtype=torch.long)}
-    for model in (dense, pruned):  # warm-up: allocator and oneDNN caches
-        time_forward(model, inputs)
-    dense_times, pruned_times = [], []
-    for round_index in range(rounds):
-        order = (dense, pruned) if round_index % 2 == 0 else (pruned, dense)
-        timings = {id(m): time_forward(m, inputs) for m in order}
-        dense_times.append(timings[id(dense)])
-        pruned_times.append(timings[id(pruned)])
+    times = interleaved_timings({"dense": dense, "pruned": pruned}, inputs, rounds)
+    dense_times, pruned_times = times["dense"], times["pruned"]
     ratios = [d / p for d, p in zip(dense_times, pruned_times, strict=True)]
     return {"dense_ms": 1000 * statistics.median(dense_times), "pruned_ms": 1000 * statistics.median(pruned_times),
             "speedup": statistics.median(ratios)}

@@ -37,6 +37,7 @@ from transformers import AutoModel, BertConfig
 
 from hfprune.pruning import PruningConfig, load_compressed, prune, save_compressed, sparsity_report
 from hfprune.pruning.weight.matrices import prunable_matrices
+from hfprune.utils.timing import interleaved_timings
 
 CONFIGS = {
     "bert-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
@@ -72,24 +73,9 @@ def to_csr(model: nn.Module) -> nn.Module:
     return model
 
 
-def time_forward(model: nn.Module, inputs: dict[str, torch.Tensor]) -> float:
-    with torch.no_grad():  # not inference_mode: sparse CSR linear refuses inference tensors
-        start = time.perf_counter()
-        model(**inputs)
-        return time.perf_counter() - start
-
-
 def measure(models: dict[str, nn.Module], inputs: dict[str, torch.Tensor], rounds: int) -> dict[str, list[float]]:
-    """Interleaved timings: each round runs every model once, the order rotated from round to round."""
-    names = list(models)
-    for name in names:  # warm-up: allocator, oneDNN and MKL caches
-        time_forward(models[name], inputs)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for round_index in range(rounds):
-        shift = round_index % len(names)
-        for name in names[shift:] + names[:shift]:
-            times[name].append(time_forward(models[name], inputs))
-    return times
+    # not inference_mode: sparse CSR linear refuses inference tensors
+    return interleaved_timings(models, inputs, rounds, inference_mode=False)
 
 
 def disk_sizes(dense: nn.Module, pruned: nn.Module, inputs: dict[str, torch.Tensor]) -> dict[str, object]:

@@ -8,7 +8,6 @@ latencies and of the per-round ratios.
 from __future__ import annotations
 
 import statistics
-import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,21 +41,14 @@ def _max_positions(model: torch.nn.Module) -> int | None:
     return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
 
 
-def _forward_seconds(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> float:
-    import torch
-
-    with torch.inference_mode():
-        started = time.perf_counter()
-        model(**inputs)
-        return time.perf_counter() - started
-
-
 def measure_latency(
     dense: torch.nn.Module, pruned: torch.nn.Module, seq_len: int = 128, batch_size: int = 1, rounds: int = 20,
     seed: int = 0,
 ) -> Latency:
     """Time ``rounds`` forwards of each model on the same random token batch, alternating which goes first."""
     import torch
+
+    from hfprune.utils.timing import interleaved_timings
 
     if rounds < 1:
         raise ConfigError(f"rounds: expected an integer >= 1, got {rounds!r}")
@@ -65,19 +57,8 @@ def measure_latency(
     generator = torch.Generator().manual_seed(seed)
     inputs = {"input_ids": torch.randint(min(5, vocab - 1), vocab, (batch_size, limit), generator=generator),
               "attention_mask": torch.ones(batch_size, limit, dtype=torch.long)}
-    modes = (dense.training, pruned.training)
-    dense.eval(), pruned.eval()
-    try:
-        for model in (dense, pruned):  # warm-up: allocator and oneDNN caches
-            _forward_seconds(model, inputs)
-        dense_times, pruned_times = [], []
-        for index in range(rounds):
-            order = (dense, pruned) if index % 2 == 0 else (pruned, dense)
-            timings = {id(model): _forward_seconds(model, inputs) for model in order}
-            dense_times.append(timings[id(dense)])
-            pruned_times.append(timings[id(pruned)])
-    finally:
-        dense.train(modes[0]), pruned.train(modes[1])
+    times = interleaved_timings({"dense": dense, "pruned": pruned}, inputs, rounds)
+    dense_times, pruned_times = times["dense"], times["pruned"]
     ratios = [d / p for d, p in zip(dense_times, pruned_times, strict=True)]
     latency = Latency(limit, batch_size, rounds, torch.get_num_threads(), 1000 * statistics.median(dense_times),
                       1000 * statistics.median(pruned_times), statistics.median(ratios))
