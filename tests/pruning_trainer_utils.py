@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import torch
 from datasets import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
@@ -41,3 +47,15 @@ class StopAt(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step >= self.step:
             control.should_training_stop = True
+
+
+def run_two_processes(worker: str, out, port: int) -> list[dict]:
+    """Launch ``worker`` (a script beside the tests) on 2 CPU processes with torch.distributed.run (gloo) and
+    return what each rank wrote to ``out/rank{r}.json``."""
+    here = Path(__file__).parent
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(here)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+               str(here / worker), str(out)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [json.loads((Path(out) / f"rank{r}.json").read_text()) for r in (0, 1)]

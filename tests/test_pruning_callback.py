@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import torch
 from conftest import tiny_model
-from pruning_trainer_utils import StopAt, pruning_callback, synthetic_classification, training_args
+from pruning_trainer_utils import StopAt, pruning_callback, run_two_processes, synthetic_classification, training_args
 from transformers import Trainer
 
 from hfprune import MovementPruningCallback, PruningConfig, load_pruned
@@ -91,13 +85,7 @@ def test_gradient_accumulation_with_unnormalised_model_loss_keeps_the_ranking(tm
 
 
 def test_two_process_gloo_run_has_identical_masks_on_both_ranks(tmp_path):
-    script = Path(__file__).with_name("ddp_pruning_worker.py")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-               str(script), str(tmp_path)]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    ranks = run_two_processes("ddp_pruning_worker.py", tmp_path, port=29517)
     assert ranks[0]["world_size"] == ranks[1]["world_size"] == 2
     assert ranks[0]["masks"] == ranks[1]["masks"]
     heads_kept = sum(sum(layer) for layer in ranks[0]["masks"]["heads"])

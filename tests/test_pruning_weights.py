@@ -4,15 +4,11 @@ resume and two-process agreement, on tiny random models."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from conftest import TINY_ARCHS, tiny_model
-from pruning_trainer_utils import StopAt, pruning_callback, synthetic_classification, training_args
+from pruning_trainer_utils import StopAt, pruning_callback, run_two_processes, synthetic_classification, training_args
 from safetensors import safe_open
 from transformers import Trainer, TrainerCallback
 
@@ -378,13 +374,7 @@ def test_resumed_run_ends_with_the_same_weight_masks(tmp_path):
 
 
 def test_two_process_gloo_run_has_identical_weight_masks_on_both_ranks(tmp_path):
-    script = Path(__file__).with_name("ddp_weight_pruning_worker.py")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29519",
-               str(script), str(tmp_path)]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    ranks = run_two_processes("ddp_weight_pruning_worker.py", tmp_path, port=29519)
     assert ranks[0]["world_size"] == ranks[1]["world_size"] == 2
     assert ranks[0]["masks"] == ranks[1]["masks"]
     assert ranks[0]["kept"] == ranks[1]["kept"] == round(0.5 * ranks[0]["total"])

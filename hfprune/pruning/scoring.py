@@ -13,21 +13,14 @@ from typing import ClassVar
 import torch
 
 from hfprune.pruning.units import UnitGroup
+from hfprune.utils.registry import registering
 
 SCORERS: dict[str, type[UnitScorer]] = {}
 
 
 def register_scorer(name: str) -> Callable[[type[UnitScorer]], type[UnitScorer]]:
     """Class decorator adding a scorer to ``SCORERS``; a duplicate name is an error."""
-
-    def decorate(cls: type[UnitScorer]) -> type[UnitScorer]:
-        if name in SCORERS:
-            raise ValueError(f"scorer {name!r} is already registered")
-        SCORERS[name] = cls
-        cls.name = name
-        return cls
-
-    return decorate
+    return registering(SCORERS, "scorer", name)
 
 
 def _sum_weight_times_grad(views: list[tuple[torch.Tensor, torch.Tensor | None]]) -> torch.Tensor | None:

@@ -17,21 +17,14 @@ import torch
 
 from hfprune.errors import ConfigError
 from hfprune.pruning.weight.selection import n_of_m_masks, top_k_masks
+from hfprune.utils.registry import registering
 
 WEIGHT_METHODS: dict[str, type[WeightMethod]] = {}
 
 
 def register_weight_method(name: str) -> Callable[[type[WeightMethod]], type[WeightMethod]]:
     """Class decorator adding a method to ``WEIGHT_METHODS``; a duplicate name is an error."""
-
-    def decorate(cls: type[WeightMethod]) -> type[WeightMethod]:
-        if name in WEIGHT_METHODS:
-            raise ValueError(f"weight method {name!r} is already registered")
-        WEIGHT_METHODS[name] = cls
-        cls.name = name
-        return cls
-
-    return decorate
+    return registering(WEIGHT_METHODS, "weight method", name)
 
 
 class WeightMethod:
