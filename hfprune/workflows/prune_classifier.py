@@ -36,6 +36,9 @@ class PruneClassifierConfig(ConfigMixin):
         None, "Directory of an already fine-tuned dense model to prune; None fine-tunes `model` first.")
     dataset: str = field_help("glue/sst2", "Dataset name for hfprune.data.load_dataset.")
     train_samples: int = field_help(3000, "Shuffled training examples used by both training stages.")
+    train_skip: int = field_help(
+        0, "Skip this many shuffled training examples before taking train_samples for pruning, e.g. the ones a "
+           "given teacher was fine-tuned on (same seed), so the teacher's soft labels are not memorised labels.")
     teacher_epochs: float = field_help(1.0, "Epochs of dense fine-tuning (when no teacher is given).")
     prune_epochs: float = field_help(2.0, "Epochs of pruning (with distillation) on the same examples.")
     max_length: int = field_help(64, "Truncate inputs to this many tokens.")
@@ -58,6 +61,7 @@ class PruneClassifierConfig(ConfigMixin):
     def __post_init__(self) -> None:
         owner = type(self).__name__
         check_int(owner, "train_samples", self.train_samples, minimum=1)
+        check_int(owner, "train_skip", self.train_skip, minimum=0)
         check_int(owner, "max_length", self.max_length, minimum=8)
         check_int(owner, "batch_size", self.batch_size, minimum=1)
         check_int(owner, "seed", self.seed, minimum=0)
@@ -107,7 +111,7 @@ def prune_classifier(config: PruneClassifierConfig) -> PruneClassifierResult:
         dense_dir, dense_accuracy = _dense_teacher(config, out)
         seconds["dense fine-tuning"] = time.perf_counter() - started
         started = time.perf_counter()
-        pruned_accuracy, report = _prune_and_save(config, dense_dir, out / "pruned")
+        pruned_accuracy, report = prune_and_save(config, dense_dir, out / "pruned")
         seconds["pruning"] = time.perf_counter() - started
     result = PruneClassifierResult(dense_accuracy, pruned_accuracy, report, str(dense_dir), str(out / "pruned"),
                                    seconds)
@@ -134,14 +138,17 @@ def _dense_teacher(config: PruneClassifierConfig, out: Path) -> tuple[Path, floa
 
 
 def _splits(config: PruneClassifierConfig, tokenizer) -> tuple[Any, Any]:
-    """The tokenised training sample (same shuffle and size as the teacher's) and evaluation split."""
+    """The tokenised pruning sample (the teacher's shuffle, from ``train_skip`` on) and evaluation split."""
     from hfprune.data import load_dataset
     from hfprune.training import drop_unlabelled, tokenize_for_classification
 
     splits = load_dataset(config.dataset)
     eval_split = "validation" if "validation" in splits else "test"
     train = drop_unlabelled(splits["train"]).shuffle(seed=config.seed)
-    train = train.select(range(min(config.train_samples, len(train))))
+    if config.train_skip >= len(train):
+        raise ConfigError(f"train_skip: expected fewer than the {len(train)} labelled training examples of "
+                          f"{config.dataset}, got {config.train_skip}")
+    train = train.select(range(config.train_skip, min(config.train_skip + config.train_samples, len(train))))
     evaluation = drop_unlabelled(splits[eval_split])
     return (tokenize_for_classification(train, tokenizer, max_length=config.max_length),
             tokenize_for_classification(evaluation, tokenizer, max_length=config.max_length))
@@ -168,7 +175,9 @@ def _evaluate(config: PruneClassifierConfig, model, tokenizer, evaluation) -> fl
         return float(trainer.evaluate()["eval_accuracy"])
 
 
-def _prune_and_save(config: PruneClassifierConfig, dense_dir: Path, target: Path) -> tuple[float, dict[str, float]]:
+def prune_and_save(config: PruneClassifierConfig, dense_dir: Path, target: Path) -> tuple[float, dict[str, float]]:
+    """Prune a copy of the fine-tuned model in ``dense_dir`` (distilling from it when ``config.distill``), save it
+    to ``target`` and return its accuracy and sparsity report; ``config.teacher``/``output_dir`` are not used."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer
 
     from hfprune.distill import DistillationArguments, DistillationTrainer
