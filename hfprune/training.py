@@ -19,6 +19,7 @@ from hfprune.errors import ConfigError, DataError
 from hfprune.models import DEFAULT_MODEL
 from hfprune.utils.config import ConfigMixin, check_int, check_number, field_help
 from hfprune.utils.io import atomic_write_json
+from hfprune.utils.lock import output_lock
 from hfprune.utils.logging import get_logger
 
 if TYPE_CHECKING:
@@ -126,8 +127,12 @@ def publish_directory(staging: Path, target: Path, overwrite: bool) -> None:
     A target holding a model (allowed by ``overwrite``) is swapped out whole and deleted after the new one is in
     place; into an existing target without a model the new files are moved one by one.
     """
+    from hfprune.utils.lock import LOCK_FILE
+
     check_output_dir(target, overwrite)
     if target.is_dir() and contains_model(target):
+        if (target / LOCK_FILE).is_file():  # the run's lock moves along (a rename keeps the flock) and stays held
+            os.replace(target / LOCK_FILE, staging / LOCK_FILE)
         old = target.with_name(f".{target.name}.old-{os.getpid()}")
         os.replace(target, old)
         os.replace(staging, target)
@@ -211,6 +216,7 @@ def finetune_classifier(config: FinetuneConfig) -> FinetuneResult:
     model, tokenizer, config and metrics are all written.
     """
     from hfprune.data import load_dataset
+    from hfprune.models.checks import check_model_source
 
     target = config.resolved_output_dir()
     check_output_dir(target, config.overwrite)
@@ -223,16 +229,17 @@ def finetune_classifier(config: FinetuneConfig) -> FinetuneResult:
     if config.train_samples is not None:
         train = train.select(range(min(config.train_samples, len(train))))
     evaluation = drop_unlabelled(splits[eval_split])
+    check_model_source("model", config.model, labels=label_names(train), max_length=config.max_length)
     staging = target.with_name(f".{target.name}.staging-{os.getpid()}")
-    target.parent.mkdir(parents=True, exist_ok=True)
     threads = config.threads or idle_cores()
     logger.info("training on %d CPU thread(s)", threads)
-    try:
-        with torch_threads(threads):
-            accuracy, seconds = _train_and_save(config, train, evaluation, staging)
-        publish_directory(staging, target, config.overwrite)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with output_lock(target, "output_dir"):
+        try:
+            with torch_threads(threads):
+                accuracy, seconds = _train_and_save(config, train, evaluation, staging)
+            publish_directory(staging, target, config.overwrite)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     logger.info("saved the fine-tuned model to %s", target)
     return FinetuneResult(accuracy, eval_split, len(train), len(evaluation), seconds, str(target))
 

@@ -213,7 +213,7 @@ def load_model_dir(directory: str | Path, split_from: str | Path | None = None) 
         return LoadedModel(run.model, run.tokenizer, run.split.task, run.split, run.canaries, str(path))
     import transformers
 
-    from hfprune.models import TASK_CLASSES
+    from hfprune.models import TASK_CLASSES, load_tokenizer, safe_model_kwargs
     from hfprune.pruning.serialization import load_pruned
     from hfprune.pruning.structure import CONFIG_KEY
 
@@ -224,8 +224,8 @@ def load_model_dir(directory: str | Path, split_from: str | Path | None = None) 
         raise ConfigError(f"MODEL_DIR: {path} holds a {names[0] or 'model of unknown class'}; expected a sequence "
                           "classifier or a causal LM")
     model = load_pruned(path) if payload.get(CONFIG_KEY) else getattr(
-        transformers, TASK_CLASSES[task]).from_pretrained(str(path))
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
+        transformers, TASK_CLASSES[task]).from_pretrained(str(path), **safe_model_kwargs({}))
+    tokenizer = load_tokenizer(path)
     canaries = CanarySet.load(recorded) if (recorded / CANARY_FILE).is_file() else None
     return LoadedModel(model.eval(), tokenizer, task, None, canaries, str(path))
 

@@ -49,6 +49,8 @@ def load_run(directory: str | os.PathLike, split_from: str | os.PathLike | None 
     """
     import transformers
 
+    from hfprune.models import load_tokenizer
+
     path = Path(directory)
     recorded = Path(split_from) if split_from is not None else path
     split = MembershipSplit.load(recorded)
@@ -57,12 +59,13 @@ def load_run(directory: str | os.PathLike, split_from: str | os.PathLike | None 
     canaries = CanarySet.load(recorded) if (recorded / CANARY_FILE).is_file() else None
     model = _load_model(path, getattr(transformers, AUTO_CLASSES[split.task]))
     tokenizer_dir = path if (path / "tokenizer_config.json").is_file() else recorded
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    tokenizer = load_tokenizer(tokenizer_dir)
     return AuditedRun(model.eval(), tokenizer, split, canaries, str(path))
 
 
 def _load_model(path: Path, auto_class: Any) -> PreTrainedModel:
     """``load_pruned`` for a compacted checkpoint, else ``from_pretrained``."""
+    from hfprune.models import safe_model_kwargs
     from hfprune.pruning.structure import CONFIG_KEY
 
     config_file = path / "config.json"
@@ -72,7 +75,7 @@ def _load_model(path: Path, auto_class: Any) -> PreTrainedModel:
         from hfprune.pruning.serialization import load_pruned
 
         return load_pruned(path)
-    return auto_class.from_pretrained(str(path))
+    return auto_class.from_pretrained(str(path), **safe_model_kwargs({}))
 
 
 def train_disjoint_models(
