@@ -151,6 +151,36 @@ def publish_directory(staging: Path, target: Path, overwrite: bool) -> None:
         os.replace(staging, target)
 
 
+def last_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The newest complete ``checkpoint-<step>`` folder of a Trainer run in ``output_dir``, or None.
+
+    ``Trainer`` writes a checkpoint in place and ``trainer_state.json`` last; a process killed mid-save leaves a
+    folder without it (or with it cut short). ``transformers.trainer_utils.get_last_checkpoint`` would pick that
+    folder and the resume would fail, so this one skips it: pass the result to
+    ``trainer.train(resume_from_checkpoint=...)``.
+    """
+    import json
+    import re
+
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return None
+    steps = []
+    for entry in folder.iterdir():
+        match = re.fullmatch(r"checkpoint-(\d+)", entry.name)
+        if match and entry.is_dir():
+            steps.append((int(match.group(1)), entry))
+    for step, entry in sorted(steps, reverse=True):
+        try:
+            state = json.loads((entry / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            logger.warning("skipping %s: incomplete (no readable trainer_state.json; interrupted mid-save?)", entry)
+            continue
+        if isinstance(state, dict) and state.get("global_step") == step:
+            return str(entry)
+    return None
+
+
 # --- fine-tuning -------------------------------------------------------------------------------------------------
 
 

@@ -131,9 +131,9 @@ def max_positions(config: Any) -> int | None:
 
 
 def safe_model_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """``from_pretrained`` keyword arguments with hfprune's trust defaults: weights only from safetensors (no
-    pickle), and no code from the model repository unless the caller passed ``trust_remote_code=True``."""
-    return {"use_safetensors": True, "trust_remote_code": False, **kwargs}
+    """``from_pretrained`` keyword arguments reading weights only from safetensors (never a pickled
+    ``pytorch_model.bin``). ``trust_remote_code`` is left to the caller: transformers keeps it off by default."""
+    return {"use_safetensors": True, **kwargs}
 
 
 def load_model_for_task(

@@ -22,6 +22,17 @@ LOCK_FILE = ".hfprune.lock"
 _HELD: dict[Path, int] = {}
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (a folder named after a dead one is a leftover to clean up)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def lock_holder(directory: str | os.PathLike) -> int | None:
     """The PID recorded in ``directory``'s lock file (the last run that took it), or None."""
     try:
