@@ -15,7 +15,6 @@ import json
 import math
 import os
 import re
-import types
 import typing
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -23,7 +22,15 @@ from typing import Any, ClassVar, Self
 from hfprune.errors import ConfigError, DataError
 from hfprune.models import DEFAULT_MODEL
 from hfprune.pruning.config import PruningConfig
-from hfprune.utils.config import check_choice, check_fraction, check_int, check_number, field_help
+from hfprune.utils.config import (
+    check_choice,
+    check_fraction,
+    check_int,
+    check_number,
+    field_help,
+    matches_type,
+    type_name,
+)
 
 TASKS = ("sequence-classification", "causal-lm")
 # membership attacks a recipe can run: the ones that need no reference or shadow models
@@ -32,42 +39,8 @@ RECIPE_MIA_ATTACKS = ("loss", "confidence", "entropy")
 SWEEP_FIELDS = ("head_sparsity", "ffn_sparsity", "weight_sparsity")
 
 
-# --------------------------------------------------------------------------------------------------- type checking
-def _type_name(hint: Any) -> str:
-    """'an integer', 'a list of strings', 'a number or null'... for error messages."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (types.UnionType, typing.Union):
-        names = [_type_name(a) for a in args if a is not type(None)]
-        return " or ".join(names) + (" or null" if type(None) in args else "")
-    if origin is list:
-        return f"a list of {_TYPE_NAMES_PLURAL.get(args[0], 'values')}" if args else "a list"
-    if origin is dict:
-        return "a mapping"
-    return _TYPE_NAMES.get(hint, getattr(hint, "__name__", str(hint)))
-
-
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
-_TYPE_NAMES_PLURAL = {str: "strings", int: "integers", float: "numbers"}
-
-
-def _matches(value: Any, hint: Any) -> bool:
-    """Whether ``value`` (parsed YAML) has the type ``hint``; ints count as floats, bools never as numbers."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is type(None):
-        return value is None
-    if origin in (types.UnionType, typing.Union):
-        return any(_matches(value, a) for a in args)
-    if origin is list:
-        return isinstance(value, list) and (not args or all(_matches(v, args[0]) for v in value))
-    if origin is dict:
-        return isinstance(value, dict) and (not args or all(_matches(v, args[1]) for v in value.values()))
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(hint, type):
-        return isinstance(value, hint)
-    return True
+# type checking is shared with the other configs (hfprune.utils.config)
+_type_name, _matches = type_name, matches_type
 
 
 class Section:
