@@ -98,7 +98,8 @@ def _plain(value: Any) -> Any:
 def _reject_unknown(path: str, payload: dict[str, Any], allowed: list[str]) -> None:
     for key in payload:
         if key not in allowed:
-            dotted = f"{path}.{key}" if path else str(key)
+            shown = str(key) if re.fullmatch(r"[\w-]+", str(key)) else repr(key)  # a key with ':' or a newline
+            dotted = f"{path}.{shown}" if path else shown
             close = difflib.get_close_matches(str(key), allowed, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(f"{dotted}: unknown key{hint}; allowed keys in {path or 'a recipe'}: {sorted(allowed)}")
@@ -520,7 +521,8 @@ def read_recipe_file(path: str | os.PathLike) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
-        raise ConfigError(f"recipe file {path}: not valid YAML{at} ({getattr(exc, 'problem', None) or exc})") from None
+        detail = " ".join(str(getattr(exc, "problem", None) or exc).split())  # PyYAML's messages span lines
+        raise ConfigError(f"recipe file {path}: not valid YAML{at} ({detail})") from None
     if not isinstance(payload, dict):
         raise ConfigError(f"recipe file {path}: expected a mapping of sections (model, data, pruning, ...), got "
                           f"{type(payload).__name__}")
