@@ -191,6 +191,13 @@ def test_a_recipe_run_leaves_its_input_model_byte_identical(tmp_path):
     assert pruned.sparsity["heads_kept"] == 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dense", "run"]  # nothing written outside the run
 
+    teacher = tmp_path / "run" / "dense" / "model"  # a fine-tuned dense model, used in place by a second recipe
+    before = _digest(teacher)
+    payload = _tiny_recipe(dense, tmp_path / "second")
+    payload["model"]["teacher"] = str(teacher)
+    run_recipe(Recipe.from_dict(payload))
+    assert _digest(teacher) == before
+
 
 # ----------------------------------------------------------------------------------------------- the lock
 HOLDER = ("import sys, time; from hfprune.utils.lock import output_lock; lock = output_lock(sys.argv[1]); "
