@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from hfprune.errors import OutputDirLockedError
+from hfprune.errors import ConfigError, OutputDirLockedError
 
 LOCK_FILE = ".hfprune.lock"
 
@@ -49,7 +49,11 @@ def output_lock(directory: str | os.PathLike, key: str = "output_dir") -> Iterat
     that fails before writing anything leaves nothing behind."""
     folder = Path(directory)
     created = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot create {folder} ({exc.strerror or exc}); expected a writable "
+                          "folder") from None
     resolved = folder.resolve()
     if _HELD.get(resolved):
         _HELD[resolved] += 1
@@ -59,7 +63,10 @@ def output_lock(directory: str | os.PathLike, key: str = "output_dir") -> Iterat
             _HELD[resolved] -= 1
         return
     path = folder / LOCK_FILE
-    handle = open(path, "a+", encoding="ascii")  # noqa: SIM115 - held open for the whole block
+    try:
+        handle = open(path, "a+", encoding="ascii")  # noqa: SIM115 - held open for the whole block
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot write {path} ({exc.strerror or exc}); expected a writable folder") from None
     try:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
