@@ -361,6 +361,12 @@ def _config_classes() -> list[type]:
 CONFIG_FIELDS = [(cls, f.name) for cls in _config_classes() for f in dataclasses.fields(cls)]
 
 
+def test_every_config_class_is_fuzzed():
+    from hfprune.utils.config import ConfigMixin
+
+    assert set(ConfigMixin.__subclasses__()) == set(_config_classes())
+
+
 @FUZZ
 @given(case=st.sampled_from(CONFIG_FIELDS), value=values)
 def test_fuzzed_config_fields_fail_only_with_an_error_naming_the_field(case, value):
