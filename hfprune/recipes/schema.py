@@ -39,10 +39,6 @@ RECIPE_MIA_ATTACKS = ("loss", "confidence", "entropy")
 SWEEP_FIELDS = ("head_sparsity", "ffn_sparsity", "weight_sparsity")
 
 
-# type checking is shared with the other configs (hfprune.utils.config)
-_type_name, _matches = type_name, matches_type
-
-
 class Section:
     """Base of every recipe section: ``path`` is the section's dotted key (``audits.robustness``)."""
 
@@ -74,8 +70,8 @@ class Section:
                 values[name] = hint.from_dict(value)
             elif hint is PruningConfig:
                 values[name] = _pruning_from_dict(value)
-            elif not _matches(value, hint):
-                raise ConfigError(f"{dotted}: expected {_type_name(hint)}, got {type(value).__name__} {value!r}")
+            elif not matches_type(value, hint):
+                raise ConfigError(f"{dotted}: expected {type_name(hint)}, got {type(value).__name__} {value!r}")
             else:
                 values[name] = _coerce(value, hint)
         return cls(**values)
@@ -115,8 +111,8 @@ def _pruning_from_dict(payload: Any) -> PruningConfig:
     _reject_unknown("pruning", payload, fields)
     hints = typing.get_type_hints(PruningConfig)
     for name, value in payload.items():
-        if not _matches(value, hints[name]):
-            raise ConfigError(f"pruning.{name}: expected {_type_name(hints[name])}, got {type(value).__name__} "
+        if not matches_type(value, hints[name]):
+            raise ConfigError(f"pruning.{name}: expected {type_name(hints[name])}, got {type(value).__name__} "
                               f"{value!r}")
     try:
         return PruningConfig(**{name: _coerce(value, hints[name]) for name, value in payload.items()})
