@@ -19,7 +19,7 @@ from hfprune.errors import ConfigError, DataError
 from hfprune.models import DEFAULT_MODEL
 from hfprune.utils.config import ConfigMixin, check_int, check_number, field_help
 from hfprune.utils.io import atomic_write_json
-from hfprune.utils.lock import output_lock
+from hfprune.utils.lock import LOCK_FILE, output_lock
 from hfprune.utils.logging import get_logger
 
 if TYPE_CHECKING:
@@ -127,8 +127,6 @@ def publish_directory(staging: Path, target: Path, overwrite: bool) -> None:
     A target holding a model (allowed by ``overwrite``) is swapped out whole and deleted after the new one is in
     place; into an existing target without a model the new files are moved one by one.
     """
-    from hfprune.utils.lock import LOCK_FILE
-
     check_output_dir(target, overwrite)
     if target.is_dir() and contains_model(target):
         if (target / LOCK_FILE).is_file():  # the run's lock moves along (a rename keeps the flock) and stays held

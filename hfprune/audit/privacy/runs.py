@@ -47,7 +47,6 @@ def load_run(directory: str | os.PathLike, split_from: str | os.PathLike | None 
     reads the split (and canaries) from another directory: a pruned copy saved without them audits against the
     dense run's split.
     """
-
     from hfprune.models import load_tokenizer
 
     path = Path(directory)
