@@ -15,3 +15,7 @@ class DataError(HfpruneError, FileNotFoundError):
 
 class UnsupportedModelError(HfpruneError, ValueError):
     """The model's architecture is not in the architecture table."""
+
+
+class OutputDirLockedError(HfpruneError, RuntimeError):
+    """Another hfprune run holds the lock of the output folder (see :mod:`hfprune.utils.lock`)."""

@@ -19,6 +19,7 @@ from hfprune.errors import ConfigError, DataError
 from hfprune.models import DEFAULT_MODEL
 from hfprune.utils.config import ConfigMixin, check_int, check_number, field_help
 from hfprune.utils.io import atomic_write_json
+from hfprune.utils.lock import LOCK_FILE, output_lock
 from hfprune.utils.logging import get_logger
 
 if TYPE_CHECKING:
@@ -128,6 +129,8 @@ def publish_directory(staging: Path, target: Path, overwrite: bool) -> None:
     """
     check_output_dir(target, overwrite)
     if target.is_dir() and contains_model(target):
+        if (target / LOCK_FILE).is_file():  # the run's lock moves along (a rename keeps the flock) and stays held
+            os.replace(target / LOCK_FILE, staging / LOCK_FILE)
         old = target.with_name(f".{target.name}.old-{os.getpid()}")
         os.replace(target, old)
         os.replace(staging, target)
@@ -144,6 +147,36 @@ def publish_directory(staging: Path, target: Path, overwrite: bool) -> None:
             target.rmdir()
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staging, target)
+
+
+def last_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The newest complete ``checkpoint-<step>`` folder of a Trainer run in ``output_dir``, or None.
+
+    ``Trainer`` writes a checkpoint in place and ``trainer_state.json`` last; a process killed mid-save leaves a
+    folder without it (or with it cut short). ``transformers.trainer_utils.get_last_checkpoint`` would pick that
+    folder and the resume would fail, so this one skips it: pass the result to
+    ``trainer.train(resume_from_checkpoint=...)``.
+    """
+    import json
+    import re
+
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return None
+    steps = []
+    for entry in folder.iterdir():
+        match = re.fullmatch(r"checkpoint-(\d+)", entry.name)
+        if match and entry.is_dir():
+            steps.append((int(match.group(1)), entry))
+    for step, entry in sorted(steps, reverse=True):
+        try:
+            state = json.loads((entry / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            logger.warning("skipping %s: incomplete (no readable trainer_state.json; interrupted mid-save?)", entry)
+            continue
+        if isinstance(state, dict) and state.get("global_step") == step:
+            return str(entry)
+    return None
 
 
 # --- fine-tuning -------------------------------------------------------------------------------------------------
@@ -211,6 +244,7 @@ def finetune_classifier(config: FinetuneConfig) -> FinetuneResult:
     model, tokenizer, config and metrics are all written.
     """
     from hfprune.data import load_dataset
+    from hfprune.models.checks import check_model_source
 
     target = config.resolved_output_dir()
     check_output_dir(target, config.overwrite)
@@ -223,16 +257,17 @@ def finetune_classifier(config: FinetuneConfig) -> FinetuneResult:
     if config.train_samples is not None:
         train = train.select(range(min(config.train_samples, len(train))))
     evaluation = drop_unlabelled(splits[eval_split])
+    check_model_source("model", config.model, labels=label_names(train), max_length=config.max_length)
     staging = target.with_name(f".{target.name}.staging-{os.getpid()}")
-    target.parent.mkdir(parents=True, exist_ok=True)
     threads = config.threads or idle_cores()
     logger.info("training on %d CPU thread(s)", threads)
-    try:
-        with torch_threads(threads):
-            accuracy, seconds = _train_and_save(config, train, evaluation, staging)
-        publish_directory(staging, target, config.overwrite)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with output_lock(target, "output_dir"):
+        try:
+            with torch_threads(threads):
+                accuracy, seconds = _train_and_save(config, train, evaluation, staging)
+            publish_directory(staging, target, config.overwrite)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     logger.info("saved the fine-tuned model to %s", target)
     return FinetuneResult(accuracy, eval_split, len(train), len(evaluation), seconds, str(target))
 

@@ -52,11 +52,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except HfpruneError as exc:
-        print(f"hfprune {args.command}: error: {exc}", file=sys.stderr)
+        print(f"hfprune {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"hfprune {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug or an input no check foresaw: one line, traceback on request
+        if args.verbose:
+            raise
+        print(f"hfprune {args.command}: unexpected error: {type(exc).__name__}: {_one_line(exc)} (rerun with "
+              "--verbose for the traceback)", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message on one line: whatever the library said, a CLI user sees one line per error."""
+    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
 
 
 if __name__ == "__main__":

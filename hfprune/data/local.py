@@ -271,7 +271,29 @@ def _build(spec: LocalDataset, source: SplitSource, files: list[Path]) -> datase
     import datasets
 
     logger.info("reading %s from %s", spec.name, ", ".join(map(str, files)))
-    return datasets.Dataset.from_dict(source.read(files), features=build_features(spec.features))
+    try:
+        columns = source.read(files)
+    except UnicodeDecodeError:
+        raise _not_utf8(files) from None
+    if not any(len(values) for values in columns.values()):
+        raise DataError(f"{', '.join(map(str, files))}: no examples in this {spec.name} split; expected at least one "
+                        "row")
+    return datasets.Dataset.from_dict(columns, features=build_features(spec.features))
+
+
+def _not_utf8(files: list[Path]) -> DataError:
+    """A DataError naming the first of ``files`` that is not UTF-8 text (gzip-compressed or not) and where."""
+    import gzip
+
+    for path in files:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            return DataError(f"{path}:{line}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                             "expected UTF-8 text")
+    return DataError(f"{', '.join(map(str, files))}: not valid UTF-8; expected UTF-8 text")
 
 
 def _cached(target: Path, build: Callable[[], datasets.Dataset]) -> datasets.Dataset:
@@ -285,8 +307,8 @@ def _cached(target: Path, build: Callable[[], datasets.Dataset]) -> datasets.Dat
     if (target / "state.json").is_file():
         try:
             return datasets.load_from_disk(str(target))
-        except (OSError, ValueError) as exc:
-            logger.warning("ignoring unreadable dataset cache %s (%s)", target, exc)
+        except Exception as exc:  # noqa: BLE001 - any broken cache is rebuilt from the source files
+            logger.warning("ignoring unreadable dataset cache %s (%s: %s)", target, type(exc).__name__, exc)
     dataset = build()
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:

@@ -45,7 +45,7 @@ def _parse_layer_map(value: Any) -> list[list[int]] | None:
     for item in items:
         pair = item.split(":") if isinstance(item, str) else item
         try:
-            pair = [int(p) if isinstance(p, str) else p for p in pair]
+            pair = [int(p) if isinstance(p, str) else p for p in pair] if isinstance(pair, (list, tuple)) else None
         except ValueError:
             pair = None
         if (not isinstance(pair, (list, tuple)) or len(pair) != 2

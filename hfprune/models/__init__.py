@@ -92,12 +92,48 @@ def _load(kind: str, name: str, resolved: str, loader: Callable[..., Any], **kwa
         ) from exc
 
 
+# files one of which a saved tokenizer has (tokenizer_config.json alone is not a tokenizer: transformers then builds
+# an empty-vocabulary one without complaint, and every text becomes [UNK])
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "tokenizer.model",
+                   "sentencepiece.bpe.model")
+
+
+def check_tokenizer_dir(directory: str | os.PathLike, key: str = "model") -> None:
+    """Raise ModelNotFoundError naming ``key`` unless ``directory`` holds a saved tokenizer."""
+    folder = Path(directory)
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise ModelNotFoundError(f"{key}: {folder} has no tokenizer (expected one of {list(TOKENIZER_FILES)}); save "
+                                 "the tokenizer beside the model (tokenizer.save_pretrained)")
+
+
 def load_tokenizer(name: str | os.PathLike = DEFAULT_MODEL, **kwargs: Any) -> PreTrainedTokenizerBase:
-    """``AutoTokenizer.from_pretrained(resolve_model(name))``; ``kwargs`` go to ``from_pretrained``."""
+    """``AutoTokenizer.from_pretrained(resolve_model(name))``; ``kwargs`` go to ``from_pretrained``. A local
+    directory without tokenizer files is an error (see ``TOKENIZER_FILES``)."""
     from transformers import AutoTokenizer
 
     resolved = resolve_model(name)
+    if os.path.isdir(resolved) and "subfolder" not in kwargs:
+        check_tokenizer_dir(resolved, "tokenizer")
     return _load("tokenizer", os.fspath(name), resolved, AutoTokenizer.from_pretrained, **kwargs)
+
+
+def max_positions(config: Any) -> int | None:
+    """The longest input (in tokens) a model of ``config`` accepts, or None when the config does not say.
+
+    RoBERTa-style position ids start after the padding index, so ``pad_token_id + 1`` positions are unusable.
+    """
+    limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if not isinstance(limit, int) or limit <= 0:
+        return None
+    if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+        limit -= int(getattr(config, "pad_token_id", 1) or 0) + 1
+    return limit
+
+
+def safe_model_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``from_pretrained`` keyword arguments reading weights only from safetensors (never a pickled
+    ``pytorch_model.bin``). ``trust_remote_code`` is left to the caller: transformers keeps it off by default."""
+    return {"use_safetensors": True, **kwargs}
 
 
 def load_model_for_task(
@@ -122,15 +158,19 @@ def load_model_for_task(
 
     resolved = resolve_model(name)
     loader = getattr(transformers, TASK_CLASSES[task]).from_pretrained
-    return _load(f"{task} model", os.fspath(name), resolved, loader, **kwargs)
+    return _load(f"{task} model", os.fspath(name), resolved, loader, **safe_model_kwargs(kwargs))
 
 
 __all__ = [
     "DEFAULT_MODEL",
     "ModelNotFoundError",
     "TASK_CLASSES",
+    "TOKENIZER_FILES",
+    "check_tokenizer_dir",
     "embedded_default_path",
     "load_model_for_task",
     "load_tokenizer",
+    "max_positions",
     "resolve_model",
+    "safe_model_kwargs",
 ]

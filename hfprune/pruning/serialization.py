@@ -67,16 +67,31 @@ def save_pruned(
 
 @contextmanager
 def _staged_folder(path: Path, overwrite: bool, caller: str) -> Iterator[Path]:
-    """A temporary folder beside ``path``, renamed into place when the block succeeds and removed if it fails."""
+    """A temporary folder beside ``path``, renamed into place when the block succeeds and removed if it fails.
+
+    A previous save at ``path`` is renamed aside (not deleted) before the new one is renamed in, and deleted only
+    after: a process killed at any point leaves either the old or the new model complete at ``path`` (or, between
+    the two renames, the old one complete at ``.<name>.old-<pid>``). Staging folders of killed processes are removed.
+    """
+    from hfprune.utils.lock import pid_alive
+
     if path.exists() and any(path.iterdir()) and not overwrite:
         raise HfpruneError(f"{caller}: {path} exists and is not empty; choose a new folder or pass overwrite=True")
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    for leftover in path.parent.glob(f".{path.name}.tmp-*-*"):
+        pid = leftover.name.removeprefix(f".{path.name}.tmp-").split("-", 1)[0]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-{os.getpid()}-"))
     try:
         yield staging
         if path.exists():
-            shutil.rmtree(path)
-        os.replace(staging, path)
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+            os.replace(staging, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(staging, path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -109,7 +124,7 @@ def export_dense(model: PreTrainedModel, path: str | os.PathLike, overwrite: boo
     """Write ``model`` zero-padded to its dense shapes: a checkpoint plain ``from_pretrained`` loads, with the same
     predictions as the pruned model."""
     structure = PrunedStructure.of(model)
-    dense = _model_class(model.config)(_dense_config(model.config)).to(model.device)
+    dense = type(model)(_dense_config(model.config)).to(model.device)  # the model's own class, recorded or not
     own_state = {k: v for k, v in model.state_dict().items()}
     dense_state = dense.state_dict()
     dense.load_state_dict({k: v for k, v in own_state.items() if dense_state[k].shape == v.shape}, strict=False)
@@ -117,9 +132,8 @@ def export_dense(model: PreTrainedModel, path: str | os.PathLike, overwrite: boo
         for mine, theirs in zip(unit_groups(model, kind), unit_groups(dense, kind), strict=True):
             mine.scatter_into(theirs, torch.tensor(kept_table[mine.layer], dtype=torch.long))
     path = Path(path)
-    if path.exists() and any(path.iterdir()) and not overwrite:
-        raise HfpruneError(f"export_dense: {path} exists and is not empty; choose a new folder or pass overwrite=True")
-    dense.save_pretrained(path)
+    with _staged_folder(path, overwrite, "export_dense") as staging:
+        dense.save_pretrained(staging)
     return path
 
 

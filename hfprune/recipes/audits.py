@@ -211,9 +211,7 @@ def load_model_dir(directory: str | Path, split_from: str | Path | None = None) 
     if (recorded / SPLIT_FILE).is_file():
         run = load_run(path, split_from=split_from)
         return LoadedModel(run.model, run.tokenizer, run.split.task, run.split, run.canaries, str(path))
-    import transformers
-
-    from hfprune.models import TASK_CLASSES
+    from hfprune.models import load_model_for_task, load_tokenizer
     from hfprune.pruning.serialization import load_pruned
     from hfprune.pruning.structure import CONFIG_KEY
 
@@ -223,9 +221,8 @@ def load_model_dir(directory: str | Path, split_from: str | Path | None = None) 
     if task is None:
         raise ConfigError(f"MODEL_DIR: {path} holds a {names[0] or 'model of unknown class'}; expected a sequence "
                           "classifier or a causal LM")
-    model = load_pruned(path) if payload.get(CONFIG_KEY) else getattr(
-        transformers, TASK_CLASSES[task]).from_pretrained(str(path))
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
+    model = load_pruned(path) if payload.get(CONFIG_KEY) else load_model_for_task(path, task)
+    tokenizer = load_tokenizer(path)
     canaries = CanarySet.load(recorded) if (recorded / CANARY_FILE).is_file() else None
     return LoadedModel(model.eval(), tokenizer, task, None, canaries, str(path))
 

@@ -50,7 +50,10 @@ def stage_upload(model_dir: Path, card_text: str, staging: Path, dense_export: b
     from hfprune.recipes.card import DENSE_EXPORT_DIR
 
     for entry in sorted(model_dir.iterdir()):
-        if entry.is_file() and entry.name not in PRIVATE_FILES and entry.name != "README.md":
+        # hidden files (a run's .hfprune.lock, editors' droppings) are not part of the model
+        if entry.is_file() and entry.name not in PRIVATE_FILES and entry.name != "README.md" and not (
+            entry.name.startswith(".")
+        ):
             _link_or_copy(entry, staging / entry.name)
     (staging / "README.md").write_text(card_text, encoding="utf-8")
     if dense_export:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from hfprune.errors import ConfigError, DataError, HfpruneError
 from hfprune.recipes.audits import AuditPlan, ModelAudit
-from hfprune.utils.io import atomic_write_json
+from hfprune.utils.io import atomic_write_json, contained_path
 from hfprune.utils.logging import get_logger
 
 if TYPE_CHECKING:
@@ -223,6 +223,7 @@ class RecipeRunner:
         self.plan = AuditPlan.from_recipe(recipe, eval_split_name(recipe))
         self.step = Steps()
         self._dense: LoadedModel | None = None
+        self._lock_depth = 0
 
     # ---- settings and fingerprints ----
     def dense_settings(self) -> dict[str, Any]:
@@ -239,64 +240,69 @@ class RecipeRunner:
     def preflight(self, levels: list[Level]) -> None:
         """Every check that can fail, before the first file is written (see the module docstring)."""
         with data_dir_env(self.recipe.data.data_dir):
-            config = self._check_model()
-            self._check_data()
-        self._check_architecture(config)
+            labels = self._check_data()
+        self._check_model(labels)
         try:
             self.plan.check_resources()
         except HfpruneError as exc:
             raise type(exc)(f"audits.robustness.recipes: {exc}") from None
         self._check_output(levels)
 
-    def _check_model(self) -> Any:
-        from transformers import AutoConfig
-
-        from hfprune.audit.privacy.split import SPLIT_FILE
-        from hfprune.models import resolve_model
-
+    def _model_key(self) -> tuple[str, str] | None:
+        """(dotted key, value) of the model the run starts from; None for a GPT-2 built here."""
         model = self.recipe.model
         if model.teacher is not None:
-            if not (Path(model.teacher) / SPLIT_FILE).is_file():
-                raise ConfigError(f"model.teacher: {model.teacher} has no {SPLIT_FILE}; the pruned student trains "
-                                  "on the members the teacher was trained on, and the privacy audit scores them: "
-                                  "use a dense model trained by hfprune run (dense/model), finetune_on_members or "
-                                  "train_canary_lm")
-            key, where = "model.teacher", model.teacher
-        elif model.name is not None:
-            key, where = "model.name", model.name
-        else:
+            return "model.teacher", model.teacher
+        return None if model.name is None else ("model.name", model.name)
+
+    def _check_model(self, labels: list[str] | None) -> Any:
+        from hfprune.audit.privacy.split import SPLIT_FILE
+        from hfprune.models.checks import check_model_source
+
+        model = self.recipe.model
+        if model.teacher is not None and not (Path(model.teacher) / SPLIT_FILE).is_file():
+            raise ConfigError(f"model.teacher: {model.teacher} has no {SPLIT_FILE}; the pruned student trains "
+                              "on the members the teacher was trained on, and the privacy audit scores them: "
+                              "use a dense model trained by hfprune run (dense/model), finetune_on_members or "
+                              "train_canary_lm")
+        if self._model_key() is None:
             return None  # a GPT-2 built here
-        try:
-            return AutoConfig.from_pretrained(resolve_model(where))
-        except (OSError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConfigError(f"{key}: cannot load {where!r} here ({first}); without Hub access only model "
-                              "directories and the embedded minilm load") from None
+        key, where = self._model_key()
+        return check_model_source(key, where, labels=labels, max_length=self.recipe.data.max_length,
+                                  length_key="data.max_length")
 
-    def _check_architecture(self, config: Any) -> None:
-        from hfprune.pruning.architectures import ARCHITECTURES
-
-        if config is not None and config.model_type not in ARCHITECTURES:
-            raise ConfigError(f"model.name: model_type {config.model_type!r} cannot be pruned; supported: "
-                              f"{sorted(ARCHITECTURES)}")
-
-    def _check_data(self) -> None:
+    def _check_data(self) -> list[str] | None:
+        """Both splits load and are large enough; returns the label names of a classification dataset."""
         from hfprune.data import load_dataset
+        from hfprune.training import label_names
 
         data, needed = self.recipe.data, self.recipe.data.train_samples + self.recipe.audits.privacy.n_nonmembers
         try:
             train = load_dataset(data.dataset, "train") if self.recipe.model.teacher is None else None
-            load_dataset(data.dataset, self.plan.split)
+            rows = load_dataset(data.dataset, self.plan.split)
         except (DataError, ValueError, OSError) as exc:
             raise DataError(f"data.dataset: {exc}") from None
+        for split, table in (("train", train), (self.plan.split, rows)):
+            if table is not None and len(table) == 0:
+                raise DataError(f"data.dataset: {data.dataset} split {split!r} is empty; expected examples")
         if train is not None and len(train) < needed:
             raise ConfigError(f"data.train_samples: expected train_samples + audits.privacy.n_nonmembers <= "
                               f"{len(train)} (rows of {data.dataset} train), got {data.train_samples} + "
                               f"{self.recipe.audits.privacy.n_nonmembers}")
+        if not self.recipe.is_classifier:
+            return None
+        try:
+            return label_names(rows)
+        except DataError as exc:
+            raise DataError(f"data.dataset: {exc}") from None
 
     def _check_output(self, levels: list[Level]) -> None:
+        from hfprune.utils.lock import LOCK_FILE
+
         root = self.root
-        if root.exists() and any(root.iterdir()) and not (root / RECIPE_FILE).is_file():
+        for level in levels:
+            contained_path(root, level.name, "level")
+        if root.exists() and any(p.name != LOCK_FILE for p in root.iterdir()) and not (root / RECIPE_FILE).is_file():
             raise ConfigError(f"output.dir: {root} is not empty and holds no hfprune run ({RECIPE_FILE}); choose "
                               "another folder")
         if self.overwrite:
@@ -313,14 +319,38 @@ class RecipeRunner:
                                   f"{', '.join(changed) or 'unknown'}); choose another output.dir or pass --overwrite")
 
     # ---- stages ----
+    @contextlib.contextmanager
+    def locked(self, levels: list[Level]) -> Iterator[None]:
+        """Preflight, then hold the output folder's lock (:mod:`hfprune.utils.lock`) for the block: a second run
+        pointed at the same folder is refused instead of writing beside this one. Re-entrant."""
+        from hfprune.utils.lock import output_lock
+
+        if self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
+        self.preflight(levels)
+        with output_lock(self.root, "output.dir"):
+            self._check_output(levels)  # again: another run may have finished stages while we checked
+            self._lock_depth = 1
+            try:
+                yield
+            finally:
+                self._lock_depth = 0
+
     def run(self, levels: list[Level]) -> tuple[StageResult, list[StageResult]]:
         """Preflight, then the dense stage and each level (finished ones reused); returns their results."""
+        with self.locked(levels):
+            return self._run_stages(levels)
+
+    def _run_stages(self, levels: list[Level]) -> tuple[StageResult, list[StageResult]]:
         from tqdm.auto import tqdm
 
         from hfprune.training import idle_cores, torch_threads
 
-        self.preflight(levels)
-        self.root.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.root / RECIPE_FILE, {**self.recipe.to_dict(), "fingerprint": self.recipe.fingerprint()})
         threads = self.recipe.training.threads or idle_cores()
         logger.info("running recipe %s in %s on %d CPU thread(s)", self.recipe.name, self.root, threads)
@@ -339,7 +369,7 @@ class RecipeRunner:
 
     def level_stage(self, level: Level, dense: StageResult) -> StageResult:
         settings = self.level_settings(level)
-        result, _ = run_stage(self.root / level.name, _fingerprint(settings),
+        result, _ = run_stage(contained_path(self.root, level.name, "level"), _fingerprint(settings),
                               lambda staging: self._compute_level(staging, level, dense, settings), self.overwrite)
         return result
 
@@ -451,6 +481,7 @@ def run_recipe(recipe: Recipe, overwrite: bool = False) -> tuple[StageResult, li
     from hfprune.recipes.report import RunReport
 
     runner = RecipeRunner(recipe, overwrite)
-    dense, levels = runner.run(single_level(recipe))
-    RunReport(recipe, dense, levels).save(recipe.output_dir)
+    with runner.locked(single_level(recipe)):  # the report too is written under the folder's lock
+        dense, levels = runner.run(single_level(recipe))
+        RunReport(recipe, dense, levels).save(recipe.output_dir)
     return dense, levels

@@ -15,7 +15,6 @@ import json
 import math
 import os
 import re
-import types
 import typing
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -23,51 +22,21 @@ from typing import Any, ClassVar, Self
 from hfprune.errors import ConfigError, DataError
 from hfprune.models import DEFAULT_MODEL
 from hfprune.pruning.config import PruningConfig
-from hfprune.utils.config import check_choice, check_fraction, check_int, check_number, field_help
+from hfprune.utils.config import (
+    check_choice,
+    check_fraction,
+    check_int,
+    check_number,
+    field_help,
+    matches_type,
+    type_name,
+)
 
 TASKS = ("sequence-classification", "causal-lm")
 # membership attacks a recipe can run: the ones that need no reference or shadow models
 RECIPE_MIA_ATTACKS = ("loss", "confidence", "entropy")
 # pruning fields a sweep level may set
 SWEEP_FIELDS = ("head_sparsity", "ffn_sparsity", "weight_sparsity")
-
-
-# --------------------------------------------------------------------------------------------------- type checking
-def _type_name(hint: Any) -> str:
-    """'an integer', 'a list of strings', 'a number or null'... for error messages."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (types.UnionType, typing.Union):
-        names = [_type_name(a) for a in args if a is not type(None)]
-        return " or ".join(names) + (" or null" if type(None) in args else "")
-    if origin is list:
-        return f"a list of {_TYPE_NAMES_PLURAL.get(args[0], 'values')}" if args else "a list"
-    if origin is dict:
-        return "a mapping"
-    return _TYPE_NAMES.get(hint, getattr(hint, "__name__", str(hint)))
-
-
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
-_TYPE_NAMES_PLURAL = {str: "strings", int: "integers", float: "numbers"}
-
-
-def _matches(value: Any, hint: Any) -> bool:
-    """Whether ``value`` (parsed YAML) has the type ``hint``; ints count as floats, bools never as numbers."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is type(None):
-        return value is None
-    if origin in (types.UnionType, typing.Union):
-        return any(_matches(value, a) for a in args)
-    if origin is list:
-        return isinstance(value, list) and (not args or all(_matches(v, args[0]) for v in value))
-    if origin is dict:
-        return isinstance(value, dict) and (not args or all(_matches(v, args[1]) for v in value.values()))
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(hint, type):
-        return isinstance(value, hint)
-    return True
 
 
 class Section:
@@ -101,8 +70,8 @@ class Section:
                 values[name] = hint.from_dict(value)
             elif hint is PruningConfig:
                 values[name] = _pruning_from_dict(value)
-            elif not _matches(value, hint):
-                raise ConfigError(f"{dotted}: expected {_type_name(hint)}, got {type(value).__name__} {value!r}")
+            elif not matches_type(value, hint):
+                raise ConfigError(f"{dotted}: expected {type_name(hint)}, got {type(value).__name__} {value!r}")
             else:
                 values[name] = _coerce(value, hint)
         return cls(**values)
@@ -125,7 +94,8 @@ def _plain(value: Any) -> Any:
 def _reject_unknown(path: str, payload: dict[str, Any], allowed: list[str]) -> None:
     for key in payload:
         if key not in allowed:
-            dotted = f"{path}.{key}" if path else str(key)
+            shown = str(key) if re.fullmatch(r"[\w-]+", str(key)) else repr(key)  # a key with ':' or a newline
+            dotted = f"{path}.{shown}" if path else shown
             close = difflib.get_close_matches(str(key), allowed, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(f"{dotted}: unknown key{hint}; allowed keys in {path or 'a recipe'}: {sorted(allowed)}")
@@ -141,8 +111,8 @@ def _pruning_from_dict(payload: Any) -> PruningConfig:
     _reject_unknown("pruning", payload, fields)
     hints = typing.get_type_hints(PruningConfig)
     for name, value in payload.items():
-        if not _matches(value, hints[name]):
-            raise ConfigError(f"pruning.{name}: expected {_type_name(hints[name])}, got {type(value).__name__} "
+        if not matches_type(value, hints[name]):
+            raise ConfigError(f"pruning.{name}: expected {type_name(hints[name])}, got {type(value).__name__} "
                               f"{value!r}")
     try:
         return PruningConfig(**{name: _coerce(value, hints[name]) for name, value in payload.items()})
@@ -547,7 +517,8 @@ def read_recipe_file(path: str | os.PathLike) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
-        raise ConfigError(f"recipe file {path}: not valid YAML{at} ({getattr(exc, 'problem', None) or exc})") from None
+        detail = " ".join(str(getattr(exc, "problem", None) or exc).split())  # PyYAML's messages span lines
+        raise ConfigError(f"recipe file {path}: not valid YAML{at} ({detail})") from None
     if not isinstance(payload, dict):
         raise ConfigError(f"recipe file {path}: expected a mapping of sections (model, data, pruning, ...), got "
                           f"{type(payload).__name__}")

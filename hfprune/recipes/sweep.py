@@ -92,9 +92,11 @@ def run_sweep(
     if finished:
         logger.info("resuming: %d of %d levels already finished (%s)", len(finished), len(levels),
                     ", ".join(sorted(finished)))
-    dense, results = RecipeRunner(recipe, overwrite).run(levels)
+    runner = RecipeRunner(recipe, overwrite)
     report_dir = root / REPORT_DIR
-    title = f"hfprune sweep: {model_display_name(recipe)} on {recipe.data.dataset}"
-    RunReport(recipe, dense, results, title=title).save(report_dir)
+    with runner.locked(levels):  # the report too is written under the folder's lock
+        dense, results = runner.run(levels)
+        title = f"hfprune sweep: {model_display_name(recipe)} on {recipe.data.dataset}"
+        RunReport(recipe, dense, results, title=title).save(report_dir)
     computed = [level.name for level in levels if level.name not in finished]
     return SweepResult(dense, results, report_dir, computed)

@@ -7,6 +7,8 @@ import dataclasses
 import json
 import math
 import os
+import types
+import typing
 from pathlib import Path
 from typing import Any, Self
 
@@ -50,6 +52,52 @@ def check_choice(owner: str, name: str, value: Any, choices: list[str] | tuple[s
         raise ConfigError(f"{owner}.{name}: expected one of {sorted(choices)}, got {value!r}")
 
 
+def type_name(hint: Any) -> str:
+    """'an integer', 'a list of strings', 'a number or null'... for error messages."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        names = [type_name(a) for a in args if a is not type(None)]
+        return " or ".join(names) + (" or null" if type(None) in args else "")
+    if origin is list:
+        return f"a list of {_TYPE_NAMES_PLURAL.get(args[0], 'values')}" if args else "a list"
+    if origin is dict:
+        return (f"a mapping of {_TYPE_NAMES_PLURAL.get(args[0], 'keys')} to {_TYPE_NAMES_PLURAL.get(args[1], 'values')}"
+                if args else "a mapping")
+    return _TYPE_NAMES.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+_TYPE_NAMES_PLURAL = {str: "strings", int: "integers", float: "numbers"}
+
+
+def matches_type(value: Any, hint: Any) -> bool:
+    """Whether ``value`` (parsed YAML or JSON) has the type ``hint``; ints count as floats, bools never as numbers,
+    a mapping's keys and values are both checked."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is type(None):
+        return value is None
+    if origin in (types.UnionType, typing.Union):
+        return any(matches_type(value, a) for a in args)
+    if origin is list:
+        return isinstance(value, list) and (not args or all(matches_type(v, args[0]) for v in value))
+    if origin is dict:
+        return isinstance(value, dict) and (not args or all(
+            matches_type(k, args[0]) and matches_type(v, args[1]) for k, v in value.items()))
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True
+
+
+def coerce_type(value: Any, hint: Any) -> Any:
+    """An integer given for a float field becomes a float (``2`` and ``2.0`` are the same setting)."""
+    floats = hint is float or float in typing.get_args(hint)
+    return float(value) if floats and isinstance(value, int) and not isinstance(value, bool) else value
+
+
 class ConfigMixin:
     """Serialisation shared by hfprune's dataclass configs."""
 
@@ -65,10 +113,15 @@ class ConfigMixin:
             raise ConfigError(f"{cls.__name__}: expected a mapping, got {type(payload).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         payload = {k: v for k, v in payload.items() if k != "hfprune_version"}
-        unknown = sorted(set(payload) - known)
+        unknown = sorted(set(payload) - known, key=str)
         if unknown:
             raise ConfigError(f"{cls.__name__}: unknown key(s) {unknown}; allowed: {sorted(known)}")
-        return cls(**payload)
+        hints = typing.get_type_hints(cls)
+        for name, value in payload.items():
+            if not matches_type(value, hints[name]):
+                raise ConfigError(f"{cls.__name__}.{name}: expected {type_name(hints[name])}, got "
+                                  f"{type(value).__name__} {value!r}")
+        return cls(**{name: coerce_type(value, hints[name]) for name, value in payload.items()})
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         from hfprune import __version__

@@ -40,3 +40,19 @@ def _current_umask() -> int:
 def atomic_write_json(path: str | os.PathLike, payload: Any) -> None:
     """Write ``payload`` as sorted, indented JSON, atomically."""
     atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def contained_path(root: str | os.PathLike, relative: str | os.PathLike, key: str) -> Path:
+    """``root / relative``, refusing (ConfigError naming ``key``) a ``relative`` that is absolute, climbs with
+    ``..`` or resolves (through links) outside ``root``: names derived from recipes never write elsewhere."""
+    from hfprune.errors import ConfigError
+
+    text = os.fspath(relative)
+    parts = Path(text).parts
+    if not text or Path(text).is_absolute() or ".." in parts or "\x00" in text:
+        raise ConfigError(f"{key}: expected a relative path inside {root} without '..', got {text!r}")
+    path = Path(root) / text
+    base = Path(root).resolve()
+    if not path.resolve().is_relative_to(base):
+        raise ConfigError(f"{key}: {text!r} resolves to {path.resolve()}, outside {base}")
+    return path

@@ -20,6 +20,7 @@ from hfprune.models import DEFAULT_MODEL
 from hfprune.pruning.config import PruningConfig
 from hfprune.utils.config import ConfigMixin, check_fraction, check_int, check_number, field_help
 from hfprune.utils.io import atomic_write_json, atomic_write_text
+from hfprune.utils.lock import output_lock
 from hfprune.utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -101,10 +102,29 @@ class PruneClassifierResult:
 
 def prune_classifier(config: PruneClassifierConfig) -> PruneClassifierResult:
     """Fine-tune (or load) the dense teacher, prune a copy while distilling, evaluate both, save everything."""
-    from hfprune.training import check_output_dir, idle_cores, torch_threads
+    from hfprune.training import check_output_dir
 
     out = Path(config.output_dir)
     check_output_dir(out / "pruned", config.overwrite)
+    _check_inputs(config)
+    with output_lock(out, "output_dir"):
+        return _prune_classifier(config, out)
+
+
+def _check_inputs(config: PruneClassifierConfig) -> None:
+    """The dataset loads and the model (or teacher) fits it, before anything is written."""
+    from hfprune.data import load_dataset
+    from hfprune.models.checks import check_model_source
+    from hfprune.training import label_names
+
+    labels = label_names(load_dataset(config.dataset, "train"))
+    key, source = ("teacher", config.teacher) if config.teacher is not None else ("model", config.model)
+    check_model_source(key, source, labels=labels, max_length=config.max_length)
+
+
+def _prune_classifier(config: PruneClassifierConfig, out: Path) -> PruneClassifierResult:
+    from hfprune.training import idle_cores, torch_threads
+
     seconds: dict[str, float] = {}
     with torch_threads(idle_cores()):
         started = time.perf_counter()
@@ -155,10 +175,12 @@ def _splits(config: PruneClassifierConfig, tokenizer) -> tuple[Any, Any]:
 
 
 def _evaluate_dir(config: PruneClassifierConfig, model_dir: Path) -> float:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    from hfprune.models import load_tokenizer, safe_model_kwargs
+
+    tokenizer = load_tokenizer(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, **safe_model_kwargs({}))
     return _evaluate(config, model, tokenizer, _splits(config, tokenizer)[1])
 
 
@@ -178,14 +200,15 @@ def _evaluate(config: PruneClassifierConfig, model, tokenizer, evaluation) -> fl
 def prune_and_save(config: PruneClassifierConfig, dense_dir: Path, target: Path) -> tuple[float, dict[str, float]]:
     """Prune a copy of the fine-tuned model in ``dense_dir`` (distilling from it when ``config.distill``), save it
     to ``target`` and return its accuracy and sparsity report; ``config.teacher``/``output_dir`` are not used."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer
+    from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer
 
     from hfprune.distill import DistillationArguments, DistillationTrainer
+    from hfprune.models import load_tokenizer, safe_model_kwargs
     from hfprune.pruning import MovementPruningCallback, save_pruned, sparsity_report
     from hfprune.training import compute_accuracy
 
-    tokenizer = AutoTokenizer.from_pretrained(dense_dir)
-    student = AutoModelForSequenceClassification.from_pretrained(dense_dir)
+    tokenizer = load_tokenizer(dense_dir)
+    student = AutoModelForSequenceClassification.from_pretrained(dense_dir, **safe_model_kwargs({}))
     train, evaluation = _splits(config, tokenizer)
     staging = target.with_name(f".{target.name}.trainer-{os.getpid()}")
     args = DistillationArguments(

@@ -47,7 +47,7 @@ def load_run(directory: str | os.PathLike, split_from: str | os.PathLike | None 
     reads the split (and canaries) from another directory: a pruned copy saved without them audits against the
     dense run's split.
     """
-    import transformers
+    from hfprune.models import load_tokenizer
 
     path = Path(directory)
     recorded = Path(split_from) if split_from is not None else path
@@ -55,14 +55,15 @@ def load_run(directory: str | os.PathLike, split_from: str | os.PathLike | None 
     if split.task not in AUTO_CLASSES:
         raise ConfigError(f"{recorded}: split task {split.task!r} is not one of {sorted(AUTO_CLASSES)}")
     canaries = CanarySet.load(recorded) if (recorded / CANARY_FILE).is_file() else None
-    model = _load_model(path, getattr(transformers, AUTO_CLASSES[split.task]))
+    model = _load_model(path, split.task)
     tokenizer_dir = path if (path / "tokenizer_config.json").is_file() else recorded
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    tokenizer = load_tokenizer(tokenizer_dir)
     return AuditedRun(model.eval(), tokenizer, split, canaries, str(path))
 
 
-def _load_model(path: Path, auto_class: Any) -> PreTrainedModel:
+def _load_model(path: Path, task: str) -> PreTrainedModel:
     """``load_pruned`` for a compacted checkpoint, else ``from_pretrained``."""
+    from hfprune.models import load_model_for_task
     from hfprune.pruning.structure import CONFIG_KEY
 
     config_file = path / "config.json"
@@ -72,7 +73,7 @@ def _load_model(path: Path, auto_class: Any) -> PreTrainedModel:
         from hfprune.pruning.serialization import load_pruned
 
         return load_pruned(path)
-    return auto_class.from_pretrained(str(path))
+    return load_model_for_task(path, task)  # safetensors only; a missing file is a ModelNotFoundError
 
 
 def train_disjoint_models(

@@ -126,6 +126,16 @@ def _encode(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length
                      truncation=max_length is not None, max_length=max_length)
 
 
+def _input_limit(model: PreTrainedModel, max_length: int | None) -> int | None:
+    """``max_length`` capped at the longest input the model accepts: a longer text is truncated, never a crash."""
+    from hfprune.models import max_positions
+
+    limit = max_positions(getattr(model, "config", None))
+    if limit is None:
+        return max_length
+    return limit if max_length is None else min(max_length, limit)
+
+
 def _device(model: PreTrainedModel) -> torch.device:
     return next(model.parameters()).device
 
@@ -157,6 +167,7 @@ def classifier_logits(
     import torch
 
     _check_texts(texts)
+    max_length = _input_limit(model, max_length)
     chunks: list[np.ndarray] = []
     was_training, device = model.training, _device(model)
     model.eval()
@@ -204,6 +215,7 @@ def causal_lm_token_scores(
     import torch
 
     _check_texts(texts)
+    max_length = _input_limit(model, max_length)
     parts: list[tuple[np.ndarray, ...]] = []
     was_training, device = model.training, _device(model)
     model.eval()

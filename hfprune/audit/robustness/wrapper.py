@@ -57,10 +57,13 @@ class ClassifierPredictor:
         if getattr(tokenizer, "pad_token", "") is None:
             raise ConfigError("tokenizer: has no padding token, which batched queries need; set one first, e.g. "
                               "tokenizer.pad_token = tokenizer.eos_token (and model.config.pad_token_id to match)")
+        from hfprune.models import max_positions
+
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
-        self.max_length = max_length
+        limit = max_positions(getattr(model, "config", None))
+        self.max_length = max_length if limit is None else min(max_length, limit)  # longer texts are truncated
         self.num_calls = 0  # forward passes so far: tests and benchmarks read it
 
     @property

@@ -1,0 +1,68 @@
+"""Checks of a model source that can fail, run before anything is trained or written: it is a model hfprune can
+prune, it has a tokenizer, its classifier head fits the dataset's labels and it accepts the requested input length.
+Each error names the key the user set (``model.name``, ``teacher``...), the model and what was expected."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from hfprune.errors import ConfigError, UnsupportedModelError
+
+
+def require_supported(key: str, where: str, model_type: Any) -> None:
+    """``model_type`` is in the architecture table, else UnsupportedModelError naming ``key``."""
+    from hfprune.pruning.architectures import ARCHITECTURES
+
+    if model_type not in ARCHITECTURES:
+        raise UnsupportedModelError(f"{key}: {where} has model_type {model_type!r}, which hfprune cannot prune; "
+                                    f"expected one of {sorted(ARCHITECTURES)}")
+
+
+def check_model_type_file(key: str, config_file: Path) -> None:
+    """The ``model_type`` of a local ``config.json`` is supported (read before transformers parses the file, which
+    fails with less helpful errors on a model type it does not know)."""
+    try:
+        payload = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{key}: {config_file} is not readable UTF-8 JSON ({exc})") from None
+    if not isinstance(payload, dict):
+        raise ConfigError(f"{key}: {config_file}: expected a JSON object, got {type(payload).__name__}")
+    require_supported(key, str(config_file.parent), payload.get("model_type"))
+
+
+def check_model_source(key: str, name: str | os.PathLike, *, labels: list[str] | None = None,
+                       max_length: int | None = None, length_key: str = "max_length") -> Any:
+    """Load only the config of ``name`` and check it (see the module docstring); returns the config.
+
+    ``labels``: the dataset's class names, when a classifier is trained; a checkpoint that already has a
+    classification head must have as many. ``max_length``: the input length the run truncates to.
+    """
+    from transformers import AutoConfig
+
+    from hfprune.models import check_tokenizer_dir, max_positions, resolve_model
+
+    where = os.fspath(name)
+    resolved = resolve_model(where)
+    if Path(resolved).is_dir():
+        check_model_type_file(key, Path(resolved) / "config.json")
+        check_tokenizer_dir(resolved, key)
+    try:
+        config = AutoConfig.from_pretrained(resolved, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{key}: cannot load {where!r} here ({first}); without Hub access only model "
+                          "directories and the embedded minilm load") from None
+    require_supported(key, where, config.model_type)
+    has_head = any(arch.endswith("ForSequenceClassification") for arch in getattr(config, "architectures", None) or [])
+    if labels is not None and has_head and config.num_labels != len(labels):
+        raise ConfigError(f"{key}: {where} is a classifier with {config.num_labels} labels but the dataset has "
+                          f"{len(labels)} ({', '.join(labels)}); expected a model with {len(labels)} labels, or a "
+                          "base model whose head is trained here")
+    limit = max_positions(config)
+    if max_length is not None and limit is not None and max_length > limit:
+        raise ConfigError(f"{length_key}: expected at most {limit} (the longest input {where} accepts), got "
+                          f"{max_length}")
+    return config
