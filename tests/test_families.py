@@ -125,3 +125,58 @@ def test_families_sweep_equal_parameters_report_and_resume(tiny_model_dir, tmp_p
     again = run_sweep(recipe, families=["structured", "weight", "combined"], param_sparsities=[p])
     assert again.computed == [] and counted["prune"] == 3
     assert again.efficiency == result.efficiency  # read back, not re-measured
+
+
+def test_cli_modes_are_exclusive_and_checked(tiny_model_dir, tmp_path, capsys):
+    import argparse
+
+    import yaml
+
+    from hfprune.cli import sweep as sweep_command
+    from hfprune.recipes.sweep import plan_levels
+    from tests.test_sweep import tiny_payload
+
+    recipe = tiny_recipe(tiny_model_dir, tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"^--families: .*expected no --sparsities or --apply-to"):
+        plan_levels(recipe, sparsities=[0.5], families=["weight"])
+    with pytest.raises(ConfigError, match=r"^--param-sparsities: only with --families"):
+        plan_levels(recipe, param_sparsities=[0.5])
+    assert plan_levels(recipe)[1] is False  # no sweep.families: the ordinary sweep
+    payload = tiny_payload(tiny_model_dir, tmp_path / "run")
+    payload["sweep"] = {"families": ["weight", "structured"], "param_sparsities": [0.5]}
+    recipe_file = tmp_path / "recipe.yaml"
+    recipe_file.write_text(yaml.safe_dump(payload))
+    parser = argparse.ArgumentParser(prog="hfprune")
+    sweep_command.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["sweep", str(recipe_file), "--check"])
+    assert args.handler(args) == 0  # the recipe's families
+    assert "2 levels (levels/weight-0.50, levels/structured-0.50)" in capsys.readouterr().out
+    args = parser.parse_args(["sweep", str(recipe_file), "--check", "--families", "combined", "--param-sparsities",
+                              "0.5,0.9"])
+    assert args.handler(args) == 0
+    assert "2 levels (levels/combined-0.50, levels/combined-0.90)" in capsys.readouterr().out
+    args = parser.parse_args(["sweep", str(recipe_file), "--check", "--sparsities", "0.3"])
+    assert args.handler(args) == 0  # --sparsities given: the ordinary sweep, the recipe's families ignored
+    assert "1 levels (levels/sparsity-0.30)" in capsys.readouterr().out
+    args = parser.parse_args(["sweep", str(recipe_file), "--families", "weight,", "--check"])
+    with pytest.raises(ConfigError, match=r"^--families: expected a comma-separated list without empty items"):
+        args.handler(args)
+
+
+def test_equal_parameter_check_flags_a_family_off_target():
+    from hfprune.recipes.families import equal_parameter_check
+    from hfprune.recipes.runner import StageResult
+
+    def stage(name: str, kept: int) -> StageResult:
+        level = float(name.split("-")[1]) if "-" in name else None
+        return StageResult(name=name, kind="pruned" if level else "dense", level=level, fingerprint="x", settings={},
+                           model_dir="model", quality={}, sparsity={"weights_kept": kept, "weights_total": 1000},
+                           audit={}, seconds={})
+
+    dense = stage("dense", 1000)
+    check = equal_parameter_check(dense, [stage("structured-0.50", 500), stage("weight-0.50", 500),
+                                          stage("combined-0.50", 508), stage("weight-0.90", 100),
+                                          stage("structured-0.90", 130)])
+    assert check["0.50"]["remaining"] == {"structured": 0.5, "weight": 0.5, "combined": 0.508}
+    assert check["0.50"]["spread"] == pytest.approx(0.008) and check["0.50"]["equal"]
+    assert check["0.90"]["spread"] == pytest.approx(0.03) and not check["0.90"]["equal"]
