@@ -151,12 +151,12 @@ class FamiliesReport(RunReport):
 
     # ---- plots ----
     def family_series(self, metric: Callable[[StageResult], Any], suffix: str = "") -> list[Series]:
-        """One series per family of ``metric`` (a number or a metric with value/low/high) against achieved p."""
-        reference = metric(self.dense)
+        """One series per family of ``metric`` (a number or a metric with value/low/high) against achieved p, each
+        starting from the dense model at p = 0 (every family prunes the same dense model)."""
         series = []
         for name in self.families():
             points = []
-            for stage in (s for s in self.levels if family_of(s.name) == name):
+            for stage in [self.dense, *(s for s in self.levels if family_of(s.name) == name)]:
                 value = metric(stage)
                 if value is None:
                     continue
@@ -164,8 +164,7 @@ class FamiliesReport(RunReport):
                     points.append(Point(self.x(stage), float(value)))
                 elif not math.isnan(value.value):
                     points.append(Point(self.x(stage), value.value, value.low, value.high))
-            ref = reference if isinstance(reference, (int, float)) or reference is None else reference.value
-            series.append(Series(name + suffix, points, ref if name == self.families()[0] else None))
+            series.append(Series(name + suffix, points if len(points) > 1 else []))
         return series
 
     def plot_specs(self) -> dict[str, tuple[str, Callable[[], list[Series]]]]:
