@@ -1,5 +1,7 @@
 """``hfprune sweep RECIPE.yaml --sparsities 0,0.3,0.5,0.7,0.9``: one recipe at several sparsity levels, resumable,
-with one report of accuracy, latency, attack success rate and membership-inference AUC against sparsity."""
+with one report of accuracy, latency, attack success rate and membership-inference AUC against sparsity.
+``--families structured,weight,combined --param-sparsities 0.5,0.9`` compares pruning families at equal parameter
+count instead (hfprune.recipes.families)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="Train and audit the dense model once, then prune, evaluate, time and audit one copy per "
         "level, each in its own folder (levels/sparsity-X) finished by a done-marker; a finished level is never "
         "recomputed, so an interrupted sweep resumes. Writes sweep/report.md and sweep/plots/*.png with the "
-        "dense model as the reference row.",
+        "dense model as the reference row. With --families, compares structured, weight and combined pruning at "
+        "equal parameter sparsity (levels/<family>-<p>) and adds size on disk and dense- vs sparse-kernel latency.",
     )
     add_recipe_arguments(parser)
     parser.add_argument("--sparsities", default=None,
