@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 logger = get_logger(__name__)
 
-FamilyRule = Callable[["PruningConfig", float], dict[str, float]]
+FamilyRule = Callable[["PruningConfig", float], dict[str, Any]]
 FAMILIES: dict[str, FamilyRule] = {}
 EQUAL_TOLERANCE = 0.01  # remaining fractions of one level may differ by at most 1 percentage point across families
 
@@ -65,8 +65,11 @@ def _pattern_sparsity(base: PruningConfig) -> float | None:
 
 
 @register_family("structured")
-def _structured(base: PruningConfig, p: float) -> dict[str, float]:
-    return {"head_sparsity": p, "ffn_sparsity": p, "weight_sparsity": 0.0}
+def _structured(base: PruningConfig, p: float) -> dict[str, Any]:
+    # no weights are pruned, so the weight method is irrelevant: the default one keeps the level valid under a 2:4
+    # recipe (which fixes weight_sparsity = 0.5) and its fingerprint unchanged when the recipe's weight method changes
+    default_method = next(f.default for f in dataclasses.fields(base) if f.name == "weight_method")
+    return {"head_sparsity": p, "ffn_sparsity": p, "weight_sparsity": 0.0, "weight_method": default_method}
 
 
 @register_family("weight")
