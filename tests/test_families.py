@@ -39,8 +39,10 @@ def test_family_levels_set_the_pruning_fields(tiny_model_dir, tmp_path):
 
 def test_combined_with_a_fixed_pattern_puts_the_rest_on_units(tiny_model_dir, tmp_path):
     recipe = tiny_recipe(tiny_model_dir, tmp_path / "run", weight_method="2:4", weight_sparsity=0.5)
-    (level,) = family_levels(recipe, ["combined"], [0.9])
+    structured, level = family_levels(recipe, ["structured", "combined"], [0.9])
     assert level.pruning.weight_sparsity == 0.5 and level.pruning.head_sparsity == pytest.approx(0.8)
+    # no weights pruned: the default weight method, so a 2:4 recipe (which fixes weight_sparsity = 0.5) stays valid
+    assert (structured.pruning.weight_method, structured.pruning.weight_sparsity) == ("movement", 0.0)
     with pytest.raises(ConfigError, match=r"^sweep.param_sparsities: weight_method '2:4' alone removes 0.5"):
         family_levels(recipe, ["combined"], [0.3])
     with pytest.raises(ConfigError, match=r"^--families \(weight at parameter sparsity 0.9\): pruning.weight_sparsity"):
