@@ -8,8 +8,9 @@ magnitude pruning at 50% and 90%, and with the 2:4 pattern (hfprune, one-shot). 
   compressed save reloads to identical logits;
 - latency of one forward pass (batch 1, sequence 128, 2 threads by default) for the dense model, the same model
   with zeroed weights in dense matrices ("masked-dense": the same dense kernels), and with every pruned matrix as a
-  ``torch.sparse_csr`` tensor (MKL sparse x dense on CPU). The three are timed interleaved in one process with the
-  order rotated each round, so machine noise hits all alike; we report medians and the median per-round ratio.
+  ``torch.sparse_csr`` tensor (``hfprune.pruning.weight.sparse_kernel``: sparse W @ dense x^T on CPU). The three
+  are timed interleaved in one process with the order rotated each round, so machine noise hits all alike; we
+  report medians and the median per-round ratio.
 The 2:4 tensor-core path (``torch.sparse.to_sparse_semi_structured``) needs CUDA; on CPU it is reported as
 unavailable rather than estimated. Writes JSON and a markdown table.
 
@@ -32,11 +33,10 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from transformers import AutoModel, BertConfig
 
 from hfprune.pruning import PruningConfig, load_compressed, prune, save_compressed, sparsity_report
-from hfprune.pruning.weight.matrices import prunable_matrices
+from hfprune.pruning.weight.sparse_kernel import to_sparse_kernel
 from hfprune.utils.timing import interleaved_timings
 
 CONFIGS = {
@@ -49,28 +49,6 @@ SETTINGS = {  # name -> (weight_method, weight_sparsity)
     "magnitude-90%": ("magnitude", 0.9),
     "2:4": ("2:4", 0.5),
 }
-
-
-class CsrLinear(nn.Module):
-    """y = x W^T + b with W (out, in) stored as a ``torch.sparse_csr`` tensor."""
-
-    def __init__(self, weight_out_in: torch.Tensor, bias: torch.Tensor | None) -> None:
-        super().__init__()
-        self.weight_csr = weight_out_in.detach().to_sparse_csr()
-        self.bias = None if bias is None else bias.detach()
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        flat = F.linear(hidden.reshape(-1, hidden.shape[-1]), self.weight_csr)
-        if self.bias is not None:
-            flat = flat + self.bias
-        return flat.reshape(*hidden.shape[:-1], flat.shape[-1])
-
-
-def to_csr(model: nn.Module) -> nn.Module:
-    """Replace every prunable matrix of ``model`` (in place) by its CSR form."""
-    for matrix in prunable_matrices(model):
-        model.set_submodule(matrix.name, CsrLinear(matrix.out_in(matrix.weight), matrix.module.bias))
-    return model
 
 
 def measure(models: dict[str, nn.Module], inputs: dict[str, torch.Tensor], rounds: int) -> dict[str, list[float]]:
@@ -96,7 +74,7 @@ def bench_setting(dense: nn.Module, name: str, args: argparse.Namespace, inputs:
     pruned = copy.deepcopy(dense)
     prune(pruned, PruningConfig(weight_sparsity=sparsity, weight_method=method))
     report = sparsity_report(pruned, seq_len=args.seq_len)
-    csr = to_csr(copy.deepcopy(pruned))
+    csr = to_sparse_kernel(pruned)
     with torch.no_grad():  # not inference_mode: sparse CSR linear refuses inference tensors
         csr_error = float((csr(**inputs).last_hidden_state - pruned(**inputs).last_hidden_state).abs().max())
     times = measure({"dense": dense, "masked_dense": pruned, "csr": csr}, inputs, args.rounds)

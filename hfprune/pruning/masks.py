@@ -34,6 +34,21 @@ def select_masks(
     return [m.float() for m in torch.split(keep, [s.numel() for s in scores])]
 
 
+def round_kept_up(masks: list[torch.Tensor], scores: list[torch.Tensor], multiple: int) -> list[torch.Tensor]:
+    """Keep-masks whose kept count per layer is a multiple of ``multiple`` (or every unit), by keeping back the
+    best-scoring removed units: with an N:M weight pattern the consumer's inputs then split into whole groups of M,
+    so the pattern's sparsity is met exactly (a short trailing group cannot be N:M)."""
+    if multiple <= 1:
+        return masks
+    rounded = []
+    for mask, score in zip(masks, scores, strict=True):
+        kept = int((mask > 0).sum())
+        target = min(mask.numel(), -(-kept // multiple) * multiple)
+        ranked = score.float().masked_fill(mask > 0, float("inf"))  # the kept units first, then the best removed
+        rounded.append(_top_k_mask(ranked, target).float() if target != kept else mask)
+    return rounded
+
+
 def _top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     mask = torch.zeros(scores.numel(), dtype=torch.bool, device=scores.device)
     if k > 0:

@@ -9,6 +9,7 @@ through packed bits and raw bytes).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -18,7 +19,7 @@ from hfprune.errors import HfpruneError
 from hfprune.pruning.compaction import UnitMasks, compact
 from hfprune.pruning.config import PruningConfig
 from hfprune.pruning.distributed import mean_across_processes
-from hfprune.pruning.masks import ACTIVE_PRUNERS, MaskHooks, select_masks
+from hfprune.pruning.masks import ACTIVE_PRUNERS, MaskHooks, round_kept_up, select_masks
 from hfprune.pruning.schedule import cubic_sparsity
 from hfprune.pruning.scoring import build_scorer
 from hfprune.pruning.structure import PrunedStructure
@@ -50,7 +51,16 @@ class StructuredPruner:
         self.weights: WeightPruner | None = None
         if config.weight_sparsity > 0:
             self.weights = WeightPruner(model, config.weight_sparsity, config.weight_method, config.weight_allocation)
+        self.kept_multiple = {kind: self._kept_multiple(groups) for kind, groups in self.groups.items()}
         self.attach()
+
+    def _kept_multiple(self, groups: list[Any]) -> int:
+        """Units a layer keeps in multiples of, so an N:M weight pattern tiles the consumer's inputs (M features per
+        group: M / gcd(unit width, M) units); 1 without a pattern."""
+        pattern = None if self.weights is None else self.weights.method.pattern
+        if pattern is None or not groups:
+            return 1
+        return pattern[1] // math.gcd(groups[0].unit_width, pattern[1])
 
     @property
     def needs_gradients(self) -> bool:
@@ -98,7 +108,8 @@ class StructuredPruner:
             sparsity = cubic_sparsity(step, total_steps, self.targets[kind], warmup, total_steps - end)
             scores = [mean_across_processes(self.scorer.score(g, s)) for g, s in zip(groups, self.scores[kind],
                                                                                       strict=True)]
-            self.masks[kind] = select_masks(scores, sparsity, self.config.allocation, self.min_per_layer[kind])
+            masks = select_masks(scores, sparsity, self.config.allocation, self.min_per_layer[kind])
+            self.masks[kind] = round_kept_up(masks, scores, self.kept_multiple[kind])
             self.sparsity[kind] = sparsity
         if self.weights is not None:
             self.weights.update_masks(cubic_sparsity(step, total_steps, self.weights.target, warmup, total_steps - end),

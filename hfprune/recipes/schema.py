@@ -381,13 +381,26 @@ class SweepSection(Section):
     sparsities: list[float] = field_help([0.0, 0.3, 0.5, 0.7, 0.9], "levels, each in [0, 1)")
     apply_to: list[str] = field_help(["head_sparsity", "ffn_sparsity"], f"pruning fields a level sets, from "
                                      f"{list(SWEEP_FIELDS)}")
+    families: list[str] = field_help(
+        [], "pruning families compared at equal parameter count (structured, weight, combined; see "
+        "hfprune.recipes.families); non-empty: hfprune sweep runs these instead of sparsities x apply_to")
+    param_sparsities: list[float] = field_help(
+        [0.5, 0.9], "families mode: fractions of the prunable encoder-layer weights removed, each in (0, 1)")
 
     def __post_init__(self) -> None:
+        from hfprune.recipes.families import check_families
+
         check_sparsities(self.key("sparsities"), self.sparsities)
         if not self.apply_to:
             raise ConfigError(f"{self.key('apply_to')}: expected at least one of {list(SWEEP_FIELDS)}")
         for i, name in enumerate(self.apply_to):
             check_choice(self.path, f"apply_to[{i}]", name, SWEEP_FIELDS)
+        check_families(self.key("families"), self.families)
+        check_sparsities(self.key("param_sparsities"), self.param_sparsities)
+        for i, value in enumerate(self.param_sparsities):
+            if value == 0:
+                raise ConfigError(f"{self.key('param_sparsities')}[{i}]: expected a number in (0, 1) (the dense "
+                                  "model is the reference row), got 0")
 
 
 def check_sparsities(key: str, values: list[float]) -> None:

@@ -6,6 +6,10 @@ The dense model is trained (and audited) once, in ``dense/``; each level prunes 
 so an interrupted sweep resumes where it stopped and adding a level costs one level. The report
 (``sweep/report.md``, ``sweep/report.json`` and ``sweep/plots/*.png``: accuracy, latency, attack success rate and
 membership-inference AUC against sparsity, the dense model as the reference row) is rebuilt from the markers.
+
+Families mode (``--families structured,weight,combined --param-sparsities 0.5,0.9``, or a non-empty
+``sweep.families`` in the recipe when neither ``--sparsities`` nor ``--apply-to`` is given) compares pruning
+families at equal parameter count instead, in ``levels/<family>-<p>/``; see :mod:`hfprune.recipes.families`.
 """
 
 from __future__ import annotations
@@ -35,15 +39,15 @@ def level_name(value: float) -> str:
     return f"{LEVELS_DIR}/sparsity-{value:.2f}"
 
 
-def parse_sparsities(text: str) -> list[float]:
+def parse_sparsities(text: str, key: str = "--sparsities") -> list[float]:
     """``"0,0.3,0.5"`` -> [0.0, 0.3, 0.5]; each level must be a number in [0, 1), all distinct."""
     values = []
     for i, part in enumerate(p.strip() for p in text.split(",")):
         try:
             values.append(float(part))
         except ValueError:
-            raise ConfigError(f"--sparsities[{i}]: expected a number in [0, 1), got {part!r}") from None
-    check_sparsities("--sparsities", values)
+            raise ConfigError(f"{key}[{i}]: expected a number in [0, 1), got {part!r}") from None
+    check_sparsities(key, values)
     return values
 
 
@@ -68,6 +72,23 @@ def sweep_levels(recipe: Recipe, sparsities: list[float] | None = None,
     return levels
 
 
+def plan_levels(recipe: Recipe, sparsities: list[float] | None = None, apply_to: list[str] | None = None,
+                families: list[str] | None = None,
+                param_sparsities: list[float] | None = None) -> tuple[list[Level], bool]:
+    """The sweep's levels and whether they are families (see the module docstring for which mode applies)."""
+    from hfprune.recipes.families import family_levels
+
+    if families is not None and (sparsities is not None or apply_to is not None):
+        raise ConfigError("--families: compares families at --param-sparsities; expected no --sparsities or "
+                          "--apply-to with it")
+    if param_sparsities is not None and families is None and not recipe.sweep.families:
+        raise ConfigError("--param-sparsities: only with --families (or a recipe with sweep.families)")
+    use_families = families is not None or (bool(recipe.sweep.families) and sparsities is None and apply_to is None)
+    if use_families:
+        return family_levels(recipe, families, param_sparsities), True
+    return sweep_levels(recipe, sparsities, apply_to), False
+
+
 @dataclass
 class SweepResult:
     """The dense reference, the level results and where the report went."""
@@ -76,17 +97,19 @@ class SweepResult:
     levels: list[StageResult]
     report_dir: Path
     computed: list[str]
+    efficiency: dict[str, dict] | None = None
+    """Families mode: level name -> its efficiency record."""
 
 
 def run_sweep(
     recipe: Recipe, sparsities: list[float] | None = None, apply_to: list[str] | None = None,
-    overwrite: bool = False,
+    overwrite: bool = False, families: list[str] | None = None, param_sparsities: list[float] | None = None,
 ) -> SweepResult:
     """Run (or resume) every level and write the sweep report; see the module docstring."""
     from hfprune.recipes.report import RunReport, model_display_name
     from hfprune.recipes.runner import STAGE_FILE
 
-    levels = sweep_levels(recipe, sparsities, apply_to)
+    levels, use_families = plan_levels(recipe, sparsities, apply_to, families, param_sparsities)
     root = recipe.output_dir
     finished = set() if overwrite else {level.name for level in levels if (root / level.name / STAGE_FILE).is_file()}
     if finished:
@@ -94,9 +117,18 @@ def run_sweep(
                     ", ".join(sorted(finished)))
     runner = RecipeRunner(recipe, overwrite)
     report_dir = root / REPORT_DIR
+    efficiency = None
     with runner.locked(levels):  # the report too is written under the folder's lock
         dense, results = runner.run(levels)
         title = f"hfprune sweep: {model_display_name(recipe)} on {recipe.data.dataset}"
-        RunReport(recipe, dense, results, title=title).save(report_dir)
+        if use_families:
+            from hfprune.recipes.families import families_efficiency
+            from hfprune.recipes.families_report import FamiliesReport
+
+            efficiency = families_efficiency(runner, dense, results)
+            FamiliesReport(recipe, dense, results, title=title + ", pruning families at equal parameter count",
+                           efficiency=efficiency).save(report_dir)
+        else:
+            RunReport(recipe, dense, results, title=title).save(report_dir)
     computed = [level.name for level in levels if level.name not in finished]
-    return SweepResult(dense, results, report_dir, computed)
+    return SweepResult(dense, results, report_dir, computed, efficiency)

@@ -1,0 +1,224 @@
+"""Pruning families compared at equal parameter count (``hfprune sweep --families``).
+
+Parameter sparsity p = the fraction of the prunable encoder-layer weights removed: the weight entries of every
+layer's attention query/key/value/output and FFN in/out matrices that the engine knows (the architecture table's
+``prunable_matrices``; biases, embeddings, norms and the task head are not counted). A family maps p to pruning
+settings that remove that fraction:
+
+* ``structured``: head_sparsity = ffn_sparsity = p (whole heads and FFN neurons, physically removed);
+* ``weight``: weight_sparsity = p with the recipe's ``pruning.weight_method`` (default ``movement``: the same
+  gradient-based scores as the structured family, and the stronger of movement and magnitude when a model is
+  fine-tuned while pruned, Sanh et al. 2020);
+* ``combined``: head_sparsity = ffn_sparsity = s and weight_sparsity = w with (1 - s)(1 - w) = 1 - p; by default
+  s = w = 1 - sqrt(1 - p). A fixed-pattern method (2:4) fixes w, and then s = 1 - (1 - p) / (1 - w).
+
+Each (family, p) is a sweep level in ``levels/<family>-<p>/`` with the usual done-marker resumption. After the
+levels, each gets ``efficiency.json`` (parameters, bytes on disk, dense- and sparse-kernel latency, see
+:mod:`hfprune.recipes.efficiency`), also computed once and reused. The achieved remaining fraction of each level is
+read back from its SparsityReport (nonzero prunable weights / the dense model's prunable weights) and checked to be
+equal across families within ``EQUAL_TOLERANCE``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hfprune.errors import ConfigError
+from hfprune.utils.io import atomic_write_json
+from hfprune.utils.logging import get_logger
+
+if TYPE_CHECKING:
+    from hfprune.pruning.config import PruningConfig
+    from hfprune.recipes.runner import Level, StageResult
+    from hfprune.recipes.schema import Recipe
+
+logger = get_logger(__name__)
+
+FamilyRule = Callable[["PruningConfig", float], dict[str, Any]]
+FAMILIES: dict[str, FamilyRule] = {}
+EQUAL_TOLERANCE = 0.01  # remaining fractions of one level may differ by at most 1 percentage point across families
+
+
+def register_family(name: str) -> Callable[[FamilyRule], FamilyRule]:
+    """Decorator adding a family rule (base pruning config, p -> pruning fields to set) to ``FAMILIES``."""
+
+    def decorate(rule: FamilyRule) -> FamilyRule:
+        if name in FAMILIES:
+            raise ValueError(f"family {name!r} is already registered")
+        FAMILIES[name] = rule
+        return rule
+
+    return decorate
+
+
+def _pattern_sparsity(base: PruningConfig) -> float | None:
+    from hfprune.pruning.weight.methods import WEIGHT_METHODS
+
+    return WEIGHT_METHODS[base.weight_method].pattern_sparsity()
+
+
+@register_family("structured")
+def _structured(base: PruningConfig, p: float) -> dict[str, Any]:
+    # no weights are pruned, so the weight method is irrelevant: the default one keeps the level valid under a 2:4
+    # recipe (which fixes weight_sparsity = 0.5) and its fingerprint unchanged when the recipe's weight method changes
+    default_method = next(f.default for f in dataclasses.fields(base) if f.name == "weight_method")
+    return {"head_sparsity": p, "ffn_sparsity": p, "weight_sparsity": 0.0, "weight_method": default_method}
+
+
+@register_family("weight")
+def _weight(base: PruningConfig, p: float) -> dict[str, float]:
+    return {"head_sparsity": 0.0, "ffn_sparsity": 0.0, "weight_sparsity": p}
+
+
+@register_family("combined")
+def _combined(base: PruningConfig, p: float) -> dict[str, float]:
+    w = _pattern_sparsity(base)
+    if w is None:
+        s = w = 1 - math.sqrt(1 - p)
+    else:
+        s = 1 - (1 - p) / (1 - w)
+        if s < 0:
+            raise ConfigError(f"sweep.param_sparsities: weight_method {base.weight_method!r} alone removes {w:g} of "
+                              f"the weights; expected parameter sparsities >= {w:g} for the combined family, got {p}")
+    return {"head_sparsity": s, "ffn_sparsity": s, "weight_sparsity": w}
+
+
+def check_families(key: str, names: list[str]) -> None:
+    """A list of distinct registered family names."""
+    for i, name in enumerate(names):
+        if name not in FAMILIES:
+            raise ConfigError(f"{key}[{i}]: expected one of {sorted(FAMILIES)}, got {name!r}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{key}: expected distinct families, got {names}")
+
+
+def parse_list(key: str, text: str) -> list[str]:
+    """``"a, b"`` -> ["a", "b"] (a CLI comma list)."""
+    items = [part.strip() for part in text.split(",")]
+    if not all(items):
+        raise ConfigError(f"{key}: expected a comma-separated list without empty items, got {text!r}")
+    return items
+
+
+def family_level_name(family: str, p: float) -> str:
+    """The folder of a level, relative to the run folder: ``levels/combined-0.50``."""
+    return f"levels/{family}-{p:.2f}"
+
+
+def family_of(stage_name: str) -> str:
+    """The family of a level's stage name (``combined-0.50`` -> ``combined``)."""
+    return re.sub(r"-[0-9.]+$", "", Path(stage_name).name)
+
+
+def family_levels(recipe: Recipe, families: list[str] | None = None,
+                  param_sparsities: list[float] | None = None) -> list[Level]:
+    """One level per (parameter sparsity, family); defaults from the recipe's sweep section."""
+    from hfprune.recipes.runner import Level
+    from hfprune.recipes.schema import check_sparsities
+
+    names = list(recipe.sweep.families if families is None else families)
+    values = list(recipe.sweep.param_sparsities if param_sparsities is None else param_sparsities)
+    if not names:
+        raise ConfigError("--families: expected at least one of " + str(sorted(FAMILIES)))
+    check_families("--families", names)
+    check_sparsities("--param-sparsities", values)
+    if len({f"{v:.2f}" for v in values}) != len(values) or 0.0 in values:
+        raise ConfigError(f"--param-sparsities: expected levels in (0, 1), distinct to two decimals, got {values}")
+    levels = []
+    for p in sorted(values):  # parameter-sparsity-major: an interrupted run has every family at the lower levels
+        for name in names:
+            fields = FAMILIES[name](recipe.pruning, p)
+            try:
+                pruning = dataclasses.replace(recipe.pruning, **fields)
+            except ConfigError as exc:
+                message = re.sub(r"^PruningConfig[.]", "pruning.", str(exc))
+                raise ConfigError(f"--families ({name} at parameter sparsity {p}): {message}") from None
+            levels.append(Level(family_level_name(name, p), p, pruning))
+    return levels
+
+
+# ---------------------------------------------------------------------------------------------- remaining weights
+@dataclass(frozen=True)
+class Remaining:
+    """The achieved share of the dense model's prunable weights a level keeps (nonzero)."""
+
+    family: str
+    target: float
+    weights_kept: int
+    weights_dense: int
+
+    @property
+    def fraction(self) -> float:
+        return self.weights_kept / self.weights_dense
+
+    @property
+    def achieved_sparsity(self) -> float:
+        return 1 - self.fraction
+
+
+def remaining(dense: StageResult, level: StageResult) -> Remaining:
+    """From the stages' SparsityReports: nonzero prunable weights of the level over the dense model's."""
+    return Remaining(family_of(level.name), float(level.level or 0.0), int(level.sparsity["weights_kept"]),
+                     int(dense.sparsity["weights_total"]))
+
+
+def equal_parameter_check(dense: StageResult, levels: list[StageResult],
+                          tolerance: float = EQUAL_TOLERANCE) -> dict[str, dict[str, Any]]:
+    """Per target p: each family's remaining fraction, the spread (max - min) and whether it is within tolerance."""
+    by_target: dict[str, dict[str, Any]] = {}
+    for level in levels:
+        r = remaining(dense, level)
+        entry = by_target.setdefault(f"{r.target:.2f}", {"remaining": {}, "tolerance": tolerance})
+        entry["remaining"][r.family] = r.fraction
+    for key, entry in by_target.items():
+        fractions = list(entry["remaining"].values())
+        entry["spread"] = max(fractions) - min(fractions)
+        entry["equal"] = entry["spread"] <= tolerance
+        if not entry["equal"]:
+            logger.warning("parameter sparsity %s: remaining prunable weights differ by %.2f%% across families "
+                           "(%s), more than the %.1f%% tolerance", key, 100 * entry["spread"],
+                           ", ".join(f"{k} {v:.4f}" for k, v in entry["remaining"].items()), 100 * tolerance)
+    return by_target
+
+
+# ------------------------------------------------------------------------------------------------------ efficiency
+def efficiency_stage(runner: Any, level: StageResult, dense: StageResult,
+                     rounds: dict[int, int] | None = None) -> dict[str, Any]:
+    """The level's ``efficiency.json``: read back when it was computed for this stage (same fingerprint), else
+    measured (see :mod:`hfprune.recipes.efficiency`) and written atomically."""
+    from hfprune.recipes.audits import load_model_dir
+    from hfprune.recipes.efficiency import EFFICIENCY_FILE, measure_efficiency
+    from hfprune.recipes.runner import DENSE_STAGE
+
+    stage_dir = runner.root / family_level_name(family_of(level.name), float(level.level))
+    path = stage_dir / EFFICIENCY_FILE
+    if path.is_file() and not runner.overwrite:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if record.get("stage_fingerprint") == level.fingerprint:
+            return record
+    runner.step(f"{level.name}: size on disk and CPU latency, dense vs sparse kernel, interleaved")
+    pruned = load_model_dir(level.model_path(stage_dir)).model
+    dense_model = runner.dense_model(dense)
+    record = {"stage_fingerprint": level.fingerprint,
+              **measure_efficiency(dense_model.model, dense.model_path(runner.root / DENSE_STAGE), pruned,
+                                   level.model_path(stage_dir), rounds)}
+    atomic_write_json(path, record)
+    return record
+
+
+def families_efficiency(runner: Any, dense: StageResult, levels: list[StageResult],
+                        rounds: dict[int, int] | None = None) -> dict[str, dict[str, Any]]:
+    """``efficiency_stage`` of every level (stage name -> record), on the recipe's CPU threads."""
+    from hfprune.recipes.runner import data_dir_env
+    from hfprune.training import idle_cores, torch_threads
+
+    threads = runner.recipe.training.threads or idle_cores()
+    with data_dir_env(runner.recipe.data.data_dir), torch_threads(threads):
+        return {level.name: efficiency_stage(runner, level, dense, rounds) for level in levels}
