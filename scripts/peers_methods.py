@@ -200,6 +200,40 @@ def hfprune_head_importance(job: Job) -> dict[str, Any]:
     return _hfprune(job, "head_importance")
 
 
+@register("hfprune-oneshot-taylor", "hfprune one-shot head_importance (Taylor), per layer, + fine-tune")
+def hfprune_oneshot_taylor(job: Job) -> dict[str, Any]:
+    """The Torch-Pruning-Taylor recipe with hfprune's parts: ``hfprune.prune`` scores heads and neurons by
+    |dL/d gate| (Michel et al.) on the same calibration batches, removes the same fraction in every layer and
+    compacts; then the smaller model is fine-tuned for the whole budget."""
+    from hfprune.pruning import PruningConfig, prune, save_pruned
+
+    model, tokenizer = load_dense(job)
+    config = PruningConfig(head_sparsity=job.head_sparsity, ffn_sparsity=job.ffn_sparsity, scoring="head_importance",
+                           allocation="per_layer", seed=job.seed)
+    started = time.perf_counter()
+    prune(model, config, calibration_batches(job, tokenizer))
+    one_shot = time.perf_counter() - started
+    with tempfile.TemporaryDirectory() as scratch:
+        trainer = make_trainer(job, model, tokenizer, scratch)
+        trainer.train()
+    save_probe(job, model, tokenizer)
+    save_pruned(model, Path(job.out_dir) / "model", pruning_config=config, processing_class=tokenizer, overwrite=True)
+    return {"steps": trainer.state.global_step, "one_shot_seconds": one_shot,
+            "notes": f"hfprune.prune, head_importance scores from {job.calibration_batches} gradient batches, "
+                     "per layer, then fine-tuned"}
+
+
+def calibration_batches(job: Job, tokenizer) -> list[dict[str, torch.Tensor]]:
+    """The slice's first ``job.calibration_batches`` batches, collated with labels (the same for every method)."""
+    from transformers import DataCollatorWithPadding
+
+    data = train_slice(job, tokenizer)
+    collate = DataCollatorWithPadding(tokenizer)  # renames label -> labels
+    count = min(job.calibration_batches, math.ceil(len(data) / job.batch_size))
+    return [collate([dict(r) for r in data.select(range(i * job.batch_size, min(len(data), (i + 1) * job.batch_size)))])
+            for i in range(count)]
+
+
 # --- Torch-Pruning (DepGraph) ----------------------------------------------------------------------------------------
 
 
@@ -251,14 +285,9 @@ def _torch_pruning(job: Job, importance: str) -> dict[str, Any]:
 
 
 def _accumulate_gradients(job: Job, model, tokenizer) -> None:
-    from transformers import DataCollatorWithPadding
-
-    data = train_slice(job, tokenizer)
-    collate = DataCollatorWithPadding(tokenizer)
     model.zero_grad(set_to_none=True)
-    for index in range(min(job.calibration_batches, math.ceil(len(data) / job.batch_size))):
-        rows = data.select(range(index * job.batch_size, min(len(data), (index + 1) * job.batch_size)))
-        model(**collate([dict(r) for r in rows])).loss.backward()  # the collator renames label -> labels
+    for batch in calibration_batches(job, tokenizer):
+        model(**batch).loss.backward()
 
 
 @register("tp-magnitude", "Torch-Pruning GroupMagnitudeImportance", venv="peers", save_format=PICKLE_FORMAT)
