@@ -174,3 +174,43 @@ def test_gpt2_generation_with_cache_matches_without_after_emptying_a_layer():
     with_cache = model.generate(prompt, max_new_tokens=6, do_sample=False, use_cache=True, pad_token_id=0)
     without = model.generate(prompt, max_new_tokens=6, do_sample=False, use_cache=False, pad_token_id=0)
     assert torch.equal(with_cache, without)
+
+
+def test_rounded_counts_are_multiples_and_keep_the_total():
+    from hfprune.pruning.masks import rounded_counts
+
+    counts = [377, 401, 350, 420, 390, 362]
+    rounded = rounded_counts(counts, [1536] * 6, 16, 1)
+    assert all(c % 16 == 0 for c in rounded)
+    assert sum(rounded) == round(sum(counts) / 16) * 16 == 2304
+    assert all(abs(r - c) < 16 for r, c in zip(rounded, counts, strict=True))
+    # a layer's full size is allowed even if it is not a multiple; the minimum is rounded up to a step
+    assert rounded_counts([12, 1], [12, 12], 8, 1) == [12, 8]
+    assert rounded_counts([0, 5], [12, 12], 4, 0) == [0, 4]
+
+
+@pytest.mark.parametrize("arch,task", CASES)
+@pytest.mark.parametrize("allocation", ["global", "per_layer"])
+def test_round_to_keeps_multiples_and_compacted_logits_equal_masked(arch, task, allocation, tiny_inputs):
+    model = tiny_model(arch, task)
+    config = PruningConfig(head_sparsity=0.5, ffn_sparsity=0.7, scoring="random", allocation=allocation, seed=5,
+                           ffn_round_to=8, head_round_to=2)
+    pruner = StructuredPruner(model, config)
+    pruner.update_masks(step=1, total_steps=1)
+    masked = logits(model, tiny_inputs)
+    pruner.compact()
+    assert (logits(model, tiny_inputs) - masked).abs().max() < 1e-4
+    for group in unit_groups(model, UnitKind.NEURONS):
+        assert group.num_units % 8 == 0 and group.num_units > 0
+    for group in unit_groups(model, UnitKind.HEADS):
+        assert group.num_units % 2 == 0 and group.num_units > 0
+    report = sparsity_report(model)
+    # 30% of 2 x 48 neurons = 28.8 -> 32 (nearest multiple of 8); 50% of 2 x 4 heads = 4
+    assert report.neurons_kept == 32
+    assert report.heads_kept == 4
+
+
+@pytest.mark.parametrize("field", ["ffn_round_to", "head_round_to"])
+def test_round_to_must_be_a_positive_int(field):
+    with pytest.raises(ConfigError, match=field):
+        PruningConfig(**{field: 0})

@@ -34,6 +34,11 @@ class PruningConfig(ConfigMixin):
         1, "Heads every layer keeps. 0 allows removing a layer's whole attention block (its output is then the "
         "attention output bias alone).")
     min_neurons_per_layer: int = field_help(1, "FFN neurons every layer keeps (>= 1).")
+    ffn_round_to: int = field_help(
+        1, "Keep a multiple of this many FFN neurons in every layer (or all of them), e.g. 16 or 32: odd GEMM "
+        "widths run slower than the FLOPs say on CPU kernels. 1 turns rounding off.")
+    head_round_to: int = field_help(
+        1, "Keep a multiple of this many heads in every layer (or all of them). 1 turns rounding off.")
     warmup_ratio: float = field_help(0.1, "Fraction of optimizer steps before pruning starts (scores accumulate).")
     cooldown_ratio: float = field_help(
         0.2, "Fraction of optimizer steps at the end with the final masks frozen, to recover accuracy."
@@ -68,6 +73,8 @@ class PruningConfig(ConfigMixin):
         check_choice(name, "allocation", self.allocation, ALLOCATIONS)
         check_int(name, "min_heads_per_layer", self.min_heads_per_layer, minimum=0)
         check_int(name, "min_neurons_per_layer", self.min_neurons_per_layer, minimum=1)
+        check_int(name, "ffn_round_to", self.ffn_round_to, minimum=1)
+        check_int(name, "head_round_to", self.head_round_to, minimum=1)
         check_fraction(name, "warmup_ratio", self.warmup_ratio)
         check_fraction(name, "cooldown_ratio", self.cooldown_ratio)
         if self.warmup_ratio + self.cooldown_ratio >= 1:

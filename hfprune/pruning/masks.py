@@ -16,15 +16,50 @@ from hfprune.pruning.units import UnitGroup
 
 
 def select_masks(
-    scores: list[torch.Tensor], sparsity: float, allocation: str, min_per_layer: int
+    scores: list[torch.Tensor], sparsity: float, allocation: str, min_per_layer: int, round_to: int = 1
 ) -> list[torch.Tensor]:
     """Keep-masks (1 = keep) removing ``round(sparsity * total units)`` lowest-scoring units.
 
     ``global`` ranks all layers' units together; ``per_layer`` removes the same fraction of each layer. Every layer
     keeps at least its ``min_per_layer`` best units. Ties break by (layer, index) so every process agrees.
+    With ``round_to`` > 1 each layer's kept count is then moved to a multiple of ``round_to`` (or the layer's full
+    size), keeping the total as close to the unrounded one as those steps allow (see ``rounded_counts``).
     """
     if allocation == "per_layer":
-        return [_layer_mask(s, round(sparsity * s.numel()), min_per_layer) for s in scores]
+        masks = [_layer_mask(s, round(sparsity * s.numel()), min_per_layer) for s in scores]
+    else:
+        masks = _global_masks(scores, sparsity, min_per_layer)
+    if round_to <= 1:
+        return masks
+    counts = rounded_counts([int(m.sum()) for m in masks], [s.numel() for s in scores], round_to, min_per_layer)
+    return [_top_k_mask(s, k).float() for s, k in zip(scores, counts, strict=True)]
+
+
+def rounded_counts(counts: list[int], sizes: list[int], step: int, min_per_layer: int) -> list[int]:
+    """Per-layer kept counts moved to multiples of ``step`` (a layer's full size is allowed too) for GEMM shapes the
+    CPU kernels run at full speed, keeping the total near ``sum(counts)``.
+
+    A layer kept whole stays whole; the others first get their count rounded down (but at least
+    ``min_per_layer`` rounded up to a step); the steps still missing to reach the total rounded to a multiple of
+    ``step`` go to the layers that lost most in the rounding down (largest remainder; ties by layer index, so every
+    process agrees).
+    """
+    floor_to = [min(size, -(-min_per_layer // step) * step) if min_per_layer else 0 for size in sizes]
+    rounded = [size if count == size else max(low, count // step * step)
+               for count, size, low in zip(counts, sizes, floor_to, strict=True)]
+    missing = round(sum(counts) / step) * step - sum(rounded)
+    order = sorted(range(len(counts)), key=lambda i: (-(counts[i] - rounded[i]), i))
+    for i in order:
+        if missing <= 0:
+            break
+        grant = min(step, sizes[i] - rounded[i])
+        if grant > 0 and counts[i] > rounded[i]:
+            rounded[i] += grant
+            missing -= grant
+    return rounded
+
+
+def _global_masks(scores: list[torch.Tensor], sparsity: float, min_per_layer: int) -> list[torch.Tensor]:
     protected = [_top_k_mask(s, min(min_per_layer, s.numel())) for s in scores]
     flat = torch.cat([s.float().masked_fill(p, float("inf")) for s, p in zip(scores, protected, strict=True)])
     n_prune = min(round(sparsity * flat.numel()), int(torch.isfinite(flat).sum()))

@@ -42,6 +42,7 @@ class StructuredPruner:
         self.min_per_layer = {
             UnitKind.HEADS: config.min_heads_per_layer, UnitKind.NEURONS: config.min_neurons_per_layer
         }
+        self.round_to = {UnitKind.HEADS: config.head_round_to, UnitKind.NEURONS: config.ffn_round_to}
         self.groups = {kind: unit_groups(model, kind) for kind, target in self.targets.items() if target > 0}
         self.scores = {kind: [torch.zeros(g.num_units) for g in groups] for kind, groups in self.groups.items()}
         self.masks: UnitMasks = {k: [torch.ones(g.num_units) for g in groups] for k, groups in self.groups.items()}
@@ -108,7 +109,8 @@ class StructuredPruner:
             sparsity = cubic_sparsity(step, total_steps, self.targets[kind], warmup, total_steps - end)
             scores = [mean_across_processes(self.scorer.score(g, s)) for g, s in zip(groups, self.scores[kind],
                                                                                       strict=True)]
-            masks = select_masks(scores, sparsity, self.config.allocation, self.min_per_layer[kind])
+            masks = select_masks(scores, sparsity, self.config.allocation, self.min_per_layer[kind],
+                                 self.round_to[kind])
             self.masks[kind] = round_kept_up(masks, scores, self.kept_multiple[kind])
             self.sparsity[kind] = sparsity
         if self.weights is not None:
