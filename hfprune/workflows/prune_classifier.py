@@ -56,6 +56,9 @@ class PruneClassifierConfig(ConfigMixin):
     hidden_distill_weight: float = field_help(
         0.0, "Weight of the hidden-state MSE between student and teacher layers (CoFi-style); 0 turns it off.")
     seed: int = field_help(42, "Seed of sampling, shuffling and initialisation.")
+    threads: int | None = field_help(
+        None, "torch CPU threads (None: the cores other processes leave idle). Gradients differ in the last bits "
+              "between thread counts, so pin it to reproduce a run exactly.")
     output_dir: str = field_help("runs/prune-minilm-sst2", "Where the dense model, pruned model and report go.")
     overwrite: bool = field_help(False, "Replace an existing run in output_dir.")
 
@@ -66,6 +69,8 @@ class PruneClassifierConfig(ConfigMixin):
         check_int(owner, "max_length", self.max_length, minimum=8)
         check_int(owner, "batch_size", self.batch_size, minimum=1)
         check_int(owner, "seed", self.seed, minimum=0)
+        if self.threads is not None:
+            check_int(owner, "threads", self.threads, minimum=1)
         check_fraction(owner, "distill_alpha", self.distill_alpha, allow_one=True)
         check_number(owner, "hidden_distill_weight", self.hidden_distill_weight, minimum=0)
         for name in ("teacher_epochs", "prune_epochs", "learning_rate", "distill_temperature"):
@@ -126,7 +131,7 @@ def _prune_classifier(config: PruneClassifierConfig, out: Path) -> PruneClassifi
     from hfprune.training import idle_cores, torch_threads
 
     seconds: dict[str, float] = {}
-    with torch_threads(idle_cores()):
+    with torch_threads(config.threads or idle_cores()):
         started = time.perf_counter()
         dense_dir, dense_accuracy = _dense_teacher(config, out)
         seconds["dense fine-tuning"] = time.perf_counter() - started
@@ -152,7 +157,7 @@ def _dense_teacher(config: PruneClassifierConfig, out: Path) -> tuple[Path, floa
     result = finetune_classifier(FinetuneConfig(
         model=config.model, dataset=config.dataset, train_samples=config.train_samples, epochs=config.teacher_epochs,
         max_length=config.max_length, batch_size=config.batch_size, learning_rate=config.learning_rate,
-        seed=config.seed, output_dir=str(out / "dense"), overwrite=config.overwrite, threads=None,
+        seed=config.seed, output_dir=str(out / "dense"), overwrite=config.overwrite, threads=config.threads,
     ))
     return Path(result.output_dir), result.accuracy
 
