@@ -59,3 +59,17 @@ def run_two_processes(worker: str, out, port: int) -> list[dict]:
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return [json.loads((Path(out) / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+
+def count_calls(monkeypatch, module, *names: str) -> dict[str, int]:
+    """Wrap ``module.<name>`` for each name so every call is counted (and still made); returns the live counts."""
+    calls = dict.fromkeys(names, 0)
+    for name in names:
+        real = getattr(module, name)
+
+        def counted(*args, _name=name, _real=real, **kwargs):
+            calls[_name] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, counted)
+    return calls

@@ -96,7 +96,7 @@ def test_families_sweep_equal_parameters_report_and_resume(tiny_model_dir, tmp_p
     # rounding to whole units costs < 0.1 percentage points
     p = 0.75
     result = run_sweep(recipe, families=["structured", "weight", "combined"], param_sparsities=[p])
-    assert counted == {"train_dense": 1, "prune": 3, "attack": 4}
+    assert counted == {"train_dense": 1, "prune_and_distill": 3, "attack": 4}
     assert result.computed == ["levels/structured-0.75", "levels/weight-0.75", "levels/combined-0.75"]
     dense_total = result.dense.sparsity["weights_total"]
     assert dense_total == 2 * (4 * 32 * 32 + 2 * 32 * 48)  # q, k, v, o and FFN in/out of 2 layers
@@ -125,7 +125,7 @@ def test_families_sweep_equal_parameters_report_and_resume(tiny_model_dir, tmp_p
     assert (out / REPORT_DIR / "plots" / "families.png").read_bytes()[:8] == PNG_MAGIC
 
     again = run_sweep(recipe, families=["structured", "weight", "combined"], param_sparsities=[p])
-    assert again.computed == [] and counted["prune"] == 3
+    assert again.computed == [] and counted["prune_and_distill"] == 3
     assert again.efficiency == result.efficiency  # read back, not re-measured
 
 

@@ -21,7 +21,7 @@ import pytest
 import torch
 from conftest import tiny_model
 from fault_worker import MAX_STEPS, SAVE_STEPS, SWEEP_LEVELS, pruning_trainer, sweep_recipe
-from pruning_trainer_utils import pruning_callback
+from pruning_trainer_utils import count_calls, pruning_callback
 from transformers.trainer_utils import get_last_checkpoint
 
 from hfprune.pruning.units import UnitKind
@@ -208,23 +208,11 @@ def test_sweep_killed_mid_level_resumes_without_redoing_finished_levels(tmp_path
     assert "Traceback" not in result.stderr
     stamps = {p: p.stat().st_mtime_ns for p in (finished, out / "dense" / STAGE_FILE)}
 
-    calls = {"train_dense": 0, "prune": 0}
-    real_train, real_prune = audited_run.train_dense, audited_run.prune_and_distill
-
-    def train_dense(*args, **kwargs):
-        calls["train_dense"] += 1
-        return real_train(*args, **kwargs)
-
-    def prune_and_distill(*args, **kwargs):
-        calls["prune"] += 1
-        return real_prune(*args, **kwargs)
-
-    monkeypatch.setattr(audited_run, "train_dense", train_dense)
-    monkeypatch.setattr(audited_run, "prune_and_distill", prune_and_distill)
+    calls = count_calls(monkeypatch, audited_run, "train_dense", "prune_and_distill")
     resumed = run_sweep(sweep_recipe(model_dir, out), SWEEP_LEVELS)  # the dead run's lock is gone with it
 
     assert resumed.computed == ["levels/sparsity-0.60"]
-    assert calls == {"train_dense": 0, "prune": 1}  # only the killed level ran again
+    assert calls == {"train_dense": 0, "prune_and_distill": 1}  # only the killed level ran again
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert sorted(p.name for p in (out / "levels").iterdir()) == ["sparsity-0.30", "sparsity-0.60"]
     assert [stage.name for stage in resumed.levels] == ["sparsity-0.30", "sparsity-0.60"]

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from pruning_trainer_utils import count_calls
 
 from hfprune.errors import ConfigError
 from hfprune.recipes import runner as runner_module
@@ -63,16 +64,8 @@ def counted(monkeypatch):
     from hfprune.audit.results import summarize_attack_log, summarize_loyalty
     from hfprune.workflows import audited_run
 
-    calls = {"train_dense": 0, "prune": 0, "attack": 0}
-    real_train, real_prune = audited_run.train_dense, audited_run.prune_and_distill
-
-    def train_dense(*args, **kwargs):
-        calls["train_dense"] += 1
-        return real_train(*args, **kwargs)
-
-    def prune_and_distill(*args, **kwargs):
-        calls["prune"] += 1
-        return real_prune(*args, **kwargs)
+    calls = count_calls(monkeypatch, audited_run, "train_dense", "prune_and_distill")
+    calls["attack"] = 0
 
     def robustness_audit(plan, target, reference, out, dataset=None):
         from hfprune.pruning.stats import sparsity_report
@@ -87,8 +80,6 @@ def counted(monkeypatch):
             reference_name="dense", n_resamples=0)
         return [result], loyalty
 
-    monkeypatch.setattr(audited_run, "train_dense", train_dense)
-    monkeypatch.setattr(audited_run, "prune_and_distill", prune_and_distill)
     monkeypatch.setattr("hfprune.recipes.audits.robustness_audit", robustness_audit)
     return calls
 
@@ -102,7 +93,7 @@ def test_sweep_writes_levels_report_and_plots_and_resumes_without_recomputing(ti
     recipe = tiny_recipe(tiny_model_dir, out)
 
     first = run_sweep(recipe, [0.0, 0.5])
-    assert counted == {"train_dense": 1, "prune": 2, "attack": 3}
+    assert counted == {"train_dense": 1, "prune_and_distill": 2, "attack": 3}
     assert first.computed == ["levels/sparsity-0.00", "levels/sparsity-0.50"]
     assert set(_marker_mtimes(out)) == {"dense", "levels/sparsity-0.00", "levels/sparsity-0.50"}
     half = json.loads((out / "levels/sparsity-0.50" / runner_module.STAGE_FILE).read_text())
@@ -127,7 +118,7 @@ def test_sweep_writes_levels_report_and_plots_and_resumes_without_recomputing(ti
     before = _marker_mtimes(out)
     second = run_sweep(recipe, [0.0, 0.5, 0.3])
     assert second.computed == ["levels/sparsity-0.30"]
-    assert counted == {"train_dense": 1, "prune": 3, "attack": 4}  # only the new level ran
+    assert counted == {"train_dense": 1, "prune_and_distill": 3, "attack": 4}  # only the new level ran
     after = _marker_mtimes(out)
     assert {k: after[k] for k in before} == before  # finished stages untouched
     assert [stage.name for stage in second.levels] == ["sparsity-0.00", "sparsity-0.30", "sparsity-0.50"]
@@ -167,9 +158,9 @@ def test_changed_recipe_is_refused_naming_what_changed(tiny_model_dir, tmp_path,
     with pytest.raises(ConfigError, match=r"levels/sparsity-0\.50 was computed from a different recipe \(changed: "
                        r"pruning\.scoring\); choose another output\.dir or pass --overwrite$"):
         run_sweep(tiny_recipe(tiny_model_dir, out, scoring="random"), [0.5])
-    assert counted["prune"] == 1
+    assert counted["prune_and_distill"] == 1
     result = run_sweep(tiny_recipe(tiny_model_dir, out, scoring="random"), [0.5], overwrite=True)
-    assert result.computed == ["levels/sparsity-0.50"] and counted["prune"] == 2
+    assert result.computed == ["levels/sparsity-0.50"] and counted["prune_and_distill"] == 2
     assert result.levels[0].pruning["scoring"] == "random"
 
 
@@ -190,7 +181,7 @@ def test_run_command_with_a_teacher_used_in_place(tiny_model_dir, tmp_path, coun
     args = parser.parse_args(["run", str(recipe_file)])
 
     assert args.handler(args) == 0
-    assert counted == {"train_dense": 1, "prune": 2, "attack": 4}
+    assert counted == {"train_dense": 1, "prune_and_distill": 2, "attack": 4}
     dense = json.loads((tmp_path / "second" / "dense" / runner_module.STAGE_FILE).read_text())
     assert dense["model_dir"] == str((first / "dense" / "model").resolve())
     assert dense["quality"] == sweep.dense.quality  # the same model, evaluated the same way
