@@ -311,9 +311,29 @@ def dense_row(args, dense, tokenizer, dev, extra: dict[str, Any]) -> dict[str, A
     return row
 
 
+def recorded_rows(args: argparse.Namespace) -> dict[str, Any]:
+    """--report-only: the report from the row files alone (no model is loaded or trained); absent rows say so."""
+    dense_path = args.out / "rows" / "dense" / "row.json"
+    if not dense_path.is_file():
+        raise SystemExit(f"{dense_path}: no dense row recorded yet; run without --report-only first")
+    rows = [json.loads(dense_path.read_text())]
+    for target in args.targets:
+        for method in args.methods:
+            path = row_dir_of(args, method, target) / "row.json"
+            rows.append(json.loads(path.read_text()) if path.is_file() else {
+                "method": method, "label": METHODS[method].label, "head_sparsity": target[0],
+                "ffn_sparsity": target[1], "missing": True})
+    gemm_path = args.out / "gemm_widths.json"
+    gemm = json.loads(gemm_path.read_text()) if gemm_path.is_file() else None
+    return {"command": args.command, "rows": rows, "settings": settings(args), "machine": machine(),
+            "gemm_widths": gemm}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    if args.report_only:
+        return recorded_rows(args)
     torch.set_num_threads(args.train_threads)
     dense_dir, slice_path, extra = prepare(args)
     dense = AutoModelForSequenceClassification.from_pretrained(dense_dir).eval()
@@ -326,10 +346,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if path.is_file():
                 rows.append(json.loads(path.read_text()))
                 continue
-            if args.report_only:
-                rows.append({"method": method, "label": METHODS[method].label, "head_sparsity": target[0],
-                             "ffn_sparsity": target[1], "missing": True})
-                continue
             started = time.perf_counter()
             row = run_row(args, method, target, dense_dir, slice_path, dense, tokenizer, dev)
             row["row_seconds"] = time.perf_counter() - started
@@ -337,7 +353,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print(summary_line(row), flush=True)
             rows.append(row)
     gemm_path = args.out / "gemm_widths.json"
-    if not gemm_path.is_file() and not args.report_only:
+    if not gemm_path.is_file():
         atomic_write_json(gemm_path, gemm_widths(args))
     gemm = json.loads(gemm_path.read_text()) if gemm_path.is_file() else None
     return {"command": args.command, "rows": rows, "settings": settings(args), "machine": machine(),
