@@ -4,7 +4,6 @@ review. Built only from the stages' done-markers, so it can be regenerated at an
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -286,11 +285,9 @@ def _has_data(series: list[Series]) -> bool:
 
 def _render(series: list[Series], x_label: str, y_label: str, chance: float | None = None) -> bytes:
     """A PNG: one line per series (with CI error bars when known), its dense reference as a dashed line."""
-    import matplotlib
+    from hfprune.utils.plots import axis_png, pyplot
 
-    matplotlib.use("Agg")  # no display on servers and in CI
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(5.5, 3.8))
     try:
         for number, line in enumerate(series):
@@ -307,13 +304,6 @@ def _render(series: list[Series], x_label: str, y_label: str, chance: float | No
             axis.axhline(chance, color="grey", linestyle=":", label="chance")
         largest = max((p.x for line in series for p in line.points), default=0.0)
         axis.set_xlim(-0.02, min(1.0, largest + 0.1))  # from no pruning, so one level still reads as a trend
-        axis.set_xlabel(x_label)
-        axis.set_ylabel(y_label)
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize="small")
-        figure.tight_layout()
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=120)
+        return axis_png(figure, axis, x_label, y_label)
     finally:
         plt.close(figure)
-    return buffer.getvalue()

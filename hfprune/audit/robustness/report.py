@@ -140,11 +140,9 @@ def plot_metric(report: RobustnessReport, name: str, path: Path, sparsity_label:
 
     Returns False, writing nothing, when the report has no defined value for the metric.
     """
-    import matplotlib
+    from hfprune.utils.plots import axis_png, pyplot
 
-    matplotlib.use("Agg")  # no display on servers and in CI
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     spec = PLOTS[name]
     lines = _series_points(report, spec)
     if not lines:
@@ -158,16 +156,11 @@ def plot_metric(report: RobustnessReport, name: str, path: Path, sparsity_label:
                       [hi - v for v, hi in zip(values, highs, strict=True)]]
             axis.errorbar(xs, values, yerr=errors, marker=MARKERS[number % len(MARKERS)], capsize=3, label=series,
                           alpha=0.85)
-        axis.set_xlabel(f"sparsity (fraction of {SPARSITY_AXIS.get(sparsity_label, sparsity_label)} removed)")
-        axis.set_ylabel(spec.label)
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize="small")
-        figure.tight_layout()
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=120)
+        png = axis_png(figure, axis, f"sparsity (fraction of {SPARSITY_AXIS.get(sparsity_label, sparsity_label)} "
+                       "removed)", spec.label)
     finally:
         plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, png)
     return True
 
 
