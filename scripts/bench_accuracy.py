@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/accuracy"))
     parser.add_argument("--teacher", default=None, help="fine-tuned dense model directory (default: fine-tune one)")
     parser.add_argument("--sparsities", type=float, nargs="+", default=[0.3, 0.5, 0.7, 0.9])
-    parser.add_argument("--scorers", nargs="+", default=["movement", "magnitude", "random"])
+    parser.add_argument("--scorers", nargs="+", default=["movement", "magnitude", "random", "snip_momentum"])
     parser.add_argument("--distill", choices=["both", "on", "off"], default="both")
     parser.add_argument("--teacher-samples", type=int, default=8000, help="examples the dense teacher trains on")
     parser.add_argument("--teacher-epochs", type=float, default=1.0)

@@ -39,8 +39,8 @@ from hfprune.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_METHODS = ["hfprune-movement", "hfprune-movement-kd", "hfprune-magnitude", "hfprune-random",
-                   "hfprune-head-importance", "hfprune-movement-r32", "hfprune-oneshot-taylor", "tp-magnitude",
-                   "tp-taylor",
+                   "hfprune-head-importance", "hfprune-snip-momentum", "hfprune-snip-momentum-kd",
+                   "hfprune-movement-r32", "hfprune-oneshot-taylor", "tp-magnitude", "tp-taylor",
                    "inc-snip-momentum", "torch-l1-unstructured"]
 
 

@@ -200,6 +200,16 @@ def hfprune_head_importance(job: Job) -> dict[str, Any]:
     return _hfprune(job, "head_importance")
 
 
+@register("hfprune-snip-momentum", "hfprune snip_momentum")
+def hfprune_snip_momentum(job: Job) -> dict[str, Any]:
+    return _hfprune(job, "snip_momentum")
+
+
+@register("hfprune-snip-momentum-kd", "hfprune snip_momentum + distillation")
+def hfprune_snip_momentum_kd(job: Job) -> dict[str, Any]:
+    return _hfprune(job, "snip_momentum", distill=True)
+
+
 @register("hfprune-oneshot-taylor", "hfprune one-shot head_importance (Taylor), per layer, + fine-tune")
 def hfprune_oneshot_taylor(job: Job) -> dict[str, Any]:
     """The Torch-Pruning-Taylor recipe with hfprune's parts: ``hfprune.prune`` scores heads and neurons by

@@ -56,6 +56,23 @@ def test_movement_score_is_minus_weight_times_grad_summed_per_head():
     assert torch.count_nonzero(scores[1]) == 0
 
 
+def test_snip_momentum_is_a_moving_sum_of_absolute_weight_times_grad():
+    model = tiny_model("bert")
+    _zero_grads(model)
+    query = model.bert.encoder.layer[0].attention.self.query
+    value = model.bert.encoder.layer[0].attention.self.value
+    query.weight.grad[16:24] = -query.weight.detach()[16:24]  # head 2 of layer 0 (head_dim 8)
+    value.weight.grad[16:24] = value.weight.detach()[16:24]  # opposite sign: movement would let them cancel
+    pruner = StructuredPruner(model, PruningConfig(head_sparsity=0.5, scoring="snip_momentum"))
+    pruner.accumulate_scores()
+    step = ((query.weight.detach()[16:24] ** 2).sum() + (value.weight.detach()[16:24] ** 2).sum()).item()
+    assert pruner.scores[UnitKind.HEADS][0][2].item() == pytest.approx(step, rel=1e-6)
+    _zero_grads(model)  # a step without gradient for the head: its score decays by the momentum
+    pruner.accumulate_scores()
+    assert pruner.scores[UnitKind.HEADS][0][2].item() == pytest.approx(0.9 * step, rel=1e-6)
+    assert torch.count_nonzero(pruner.scores[UnitKind.HEADS][0]) == 1
+
+
 @pytest.mark.parametrize("arch", ["bert", "gpt2"])
 def test_head_importance_equals_gate_gradient(arch, tiny_inputs):
     """Michel et al.'s |dL/d gate| through an explicit gate equals the scorer's weight-gradient identity."""
@@ -86,7 +103,7 @@ def test_magnitude_and_random_scores():
 
 
 def test_scorer_registry_rejects_duplicates():
-    assert {"movement", "magnitude", "random", "head_importance"} <= set(SCORERS)
+    assert {"movement", "magnitude", "random", "head_importance", "snip_momentum"} <= set(SCORERS)
     with pytest.raises(ValueError, match="already registered"):
         register_scorer("movement")(type("Again", (), {}))
 

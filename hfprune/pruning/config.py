@@ -25,7 +25,7 @@ class PruningConfig(ConfigMixin):
     ffn_sparsity: float = field_help(0.0, "Fraction of FFN neurons to remove, in [0, 1).")
     scoring: str = field_help(
         "movement", "Unit scoring method: one of hfprune.pruning.scoring.SCORERS (movement, magnitude, random, "
-        "head_importance)."
+        "head_importance, snip_momentum)."
     )
     allocation: str = field_help(
         "global", "'global': rank units of all layers together; 'per_layer': remove the same fraction in each layer."

@@ -81,6 +81,28 @@ class HeadImportanceScorer(UnitScorer):
         return state / norm if norm > 0 else state.clone()
 
 
+@register_scorer("snip_momentum")
+class SnipMomentumScorer(UnitScorer):
+    """SNIP sensitivity (Lee et al. 2019) with momentum, the unit form of Intel Neural Compressor's snip_momentum:
+    S_t = beta * S_{t-1} + sum over the unit's weights of |W * dL/dW|. Unlike movement, the score forgets: it
+    ranks units by how much the loss depends on them lately, so once the masks move the ranking follows the
+    model being trained rather than its first steps. Per-weight absolute values (not the unit's signed sum)
+    keep units whose weights matter in opposite directions."""
+
+    needs_gradients = True
+    momentum: ClassVar[float] = 0.9
+
+    def accumulate(self, group: UnitGroup, state: torch.Tensor) -> None:
+        total = None
+        for values, grad in group.views():
+            if grad is None:
+                continue
+            part = (values.float() * grad.float()).abs().sum(dim=1)
+            total = part if total is None else total + part
+        if total is not None:
+            state.mul_(self.momentum).add_(total.to(state.device))
+
+
 @register_scorer("magnitude")
 class MagnitudeScorer(UnitScorer):
     """L1 norm of the unit's weights (producer rows, biases and consumer columns), read when masks are chosen."""
