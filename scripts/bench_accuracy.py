@@ -9,7 +9,7 @@ dense teacher being the 0% row. Resumable: the teacher and the rows already in t
 
     python scripts/bench_accuracy.py --sparsities 0.5 0.3 0.7 0.9 --out benchmarks/accuracy  # the README grid
 
-(measured: 2.9 h of cell time, 1 thread a cell, on a shared 2-core machine under load 5-8)
+(measured: 3.3 h of cell time for the 32 cells, 1 thread a cell, two or three cells at a time on 2 cores)
     python scripts/bench_accuracy.py --sparsities 0.5 --scorers movement --out /tmp/acc  # one cell
 """
 
