@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from conftest import tiny_model
 from pruning_trainer_utils import StopAt, pruning_callback, run_two_processes, synthetic_classification, training_args
@@ -28,9 +29,10 @@ def test_callback_prunes_on_schedule_and_compacts(tmp_path, tiny_inputs):
         assert torch.equal(load_pruned(tmp_path / "out")(**tiny_inputs).logits, model(**tiny_inputs).logits)
 
 
-def _run(output_dir, resume=None, stop_at=None):
+def _run(output_dir, resume=None, stop_at=None, scoring="movement"):
     model = tiny_model("bert", seed=0)
-    config = PruningConfig(head_sparsity=0.5, ffn_sparsity=0.5, mask_update_interval=3, compact_on_train_end=False)
+    config = PruningConfig(head_sparsity=0.5, ffn_sparsity=0.5, mask_update_interval=3, compact_on_train_end=False,
+                           scoring=scoring)
     callbacks = [MovementPruningCallback(config)] + ([StopAt(stop_at)] if stop_at else [])
     args = training_args(output_dir, max_steps=24, save_strategy="steps", save_steps=5)
     trainer = Trainer(model=model, args=args, train_dataset=synthetic_classification(), callbacks=callbacks)
@@ -38,10 +40,11 @@ def _run(output_dir, resume=None, stop_at=None):
     return pruning_callback(trainer).pruner
 
 
-def test_resumed_run_ends_with_the_same_masks(tmp_path):
-    uninterrupted = _run(tmp_path / "a")
-    _run(tmp_path / "b", stop_at=13)  # killed after step 13; last checkpoint is step 10
-    resumed = _run(tmp_path / "b", resume=str(tmp_path / "b" / "checkpoint-10"))
+@pytest.mark.parametrize("scoring", ["movement", "snip_momentum"])  # a running sum, and one that decays
+def test_resumed_run_ends_with_the_same_masks(tmp_path, scoring):
+    uninterrupted = _run(tmp_path / "a", scoring=scoring)
+    _run(tmp_path / "b", stop_at=13, scoring=scoring)  # killed after step 13; last checkpoint is step 10
+    resumed = _run(tmp_path / "b", resume=str(tmp_path / "b" / "checkpoint-10"), scoring=scoring)
     for kind in (UnitKind.HEADS, UnitKind.NEURONS):
         for expected, got in zip(uninterrupted.masks[kind], resumed.masks[kind], strict=True):
             assert torch.equal(expected, got)
