@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -170,44 +171,20 @@ def _hfprune(job: Job, scoring: str, distill: bool = False, ffn_round_to: int = 
     return {"steps": trainer.state.global_step, "notes": f"PruningConfig {config.to_dict()}"}
 
 
-@register("hfprune-movement", "hfprune movement")
-def hfprune_movement(job: Job) -> dict[str, Any]:
-    return _hfprune(job, "movement")
-
-
-@register("hfprune-movement-kd", "hfprune movement + distillation")
-def hfprune_movement_kd(job: Job) -> dict[str, Any]:
-    return _hfprune(job, "movement", distill=True)
-
-
-@register("hfprune-movement-r32", "hfprune movement, FFN widths multiple of 32")
-def hfprune_movement_r32(job: Job) -> dict[str, Any]:
-    return _hfprune(job, "movement", ffn_round_to=32)
-
-
-@register("hfprune-magnitude", "hfprune magnitude")
-def hfprune_magnitude(job: Job) -> dict[str, Any]:
-    return _hfprune(job, "magnitude")
-
-
-@register("hfprune-random", "hfprune random")
-def hfprune_random(job: Job) -> dict[str, Any]:
-    return _hfprune(job, "random")
-
-
-@register("hfprune-head-importance", "hfprune head_importance")
-def hfprune_head_importance(job: Job) -> dict[str, Any]:
-    return _hfprune(job, "head_importance")
-
-
-@register("hfprune-snip-momentum", "hfprune snip_momentum")
-def hfprune_snip_momentum(job: Job) -> dict[str, Any]:
-    return _hfprune(job, "snip_momentum")
-
-
-@register("hfprune-snip-momentum-kd", "hfprune snip_momentum + distillation")
-def hfprune_snip_momentum_kd(job: Job) -> dict[str, Any]:
-    return _hfprune(job, "snip_momentum", distill=True)
+# name -> (label, _hfprune keyword arguments): the gradual hfprune rows differ only in these
+HFPRUNE_GRADUAL = {
+    "hfprune-movement": ("hfprune movement", {"scoring": "movement"}),
+    "hfprune-movement-kd": ("hfprune movement + distillation", {"scoring": "movement", "distill": True}),
+    "hfprune-movement-r32": ("hfprune movement, FFN widths multiple of 32",
+                             {"scoring": "movement", "ffn_round_to": 32}),
+    "hfprune-magnitude": ("hfprune magnitude", {"scoring": "magnitude"}),
+    "hfprune-random": ("hfprune random", {"scoring": "random"}),
+    "hfprune-head-importance": ("hfprune head_importance", {"scoring": "head_importance"}),
+    "hfprune-snip-momentum": ("hfprune snip_momentum", {"scoring": "snip_momentum"}),
+    "hfprune-snip-momentum-kd": ("hfprune snip_momentum + distillation", {"scoring": "snip_momentum", "distill": True}),
+}
+for _name, (_label, _kwargs) in HFPRUNE_GRADUAL.items():
+    register(_name, _label)(functools.partial(_hfprune, **_kwargs))
 
 
 @register("hfprune-oneshot-taylor", "hfprune one-shot head_importance (Taylor), per layer, + fine-tune")
