@@ -23,13 +23,16 @@ def register_scorer(name: str) -> Callable[[type[UnitScorer]], type[UnitScorer]]
     return registering(SCORERS, "scorer", name)
 
 
-def _sum_weight_times_grad(views: list[tuple[torch.Tensor, torch.Tensor | None]]) -> torch.Tensor | None:
-    """Per unit, the sum over its weights of W * dL/dW (in float32, whatever the training precision)."""
+def _sum_weight_times_grad(views: list[tuple[torch.Tensor, torch.Tensor | None]],
+                           absolute: bool = False) -> torch.Tensor | None:
+    """Per unit, the sum over its weights of W * dL/dW, or of |W * dL/dW| with ``absolute`` (in float32, whatever
+    the training precision)."""
     total = None
     for values, grad in views:
         if grad is None:
             continue
-        part = (values.float() * grad.float()).sum(dim=1)
+        products = values.float() * grad.float()
+        part = (products.abs() if absolute else products).sum(dim=1)
         total = part if total is None else total + part
     return total
 
@@ -93,14 +96,9 @@ class SnipMomentumScorer(UnitScorer):
     momentum: ClassVar[float] = 0.9
 
     def accumulate(self, group: UnitGroup, state: torch.Tensor) -> None:
-        total = None
-        for values, grad in group.views():
-            if grad is None:
-                continue
-            part = (values.float() * grad.float()).abs().sum(dim=1)
-            total = part if total is None else total + part
-        if total is not None:
-            state.mul_(self.momentum).add_(total.to(state.device))
+        contribution = _sum_weight_times_grad(group.views(), absolute=True)
+        if contribution is not None:
+            state.mul_(self.momentum).add_(contribution.to(state.device))
 
 
 @register_scorer("magnitude")
