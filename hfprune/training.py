@@ -18,7 +18,7 @@ import numpy as np
 from hfprune.errors import ConfigError, DataError
 from hfprune.models import DEFAULT_MODEL
 from hfprune.utils.config import ConfigMixin, check_int, check_number, field_help
-from hfprune.utils.io import atomic_write_json
+from hfprune.utils.io import atomic_write_json, replace_folder
 from hfprune.utils.lock import LOCK_FILE, output_lock
 from hfprune.utils.logging import get_logger
 
@@ -128,25 +128,17 @@ def publish_directory(staging: Path, target: Path, overwrite: bool) -> None:
     place; into an existing target without a model the new files are moved one by one.
     """
     check_output_dir(target, overwrite)
-    if target.is_dir() and contains_model(target):
-        if (target / LOCK_FILE).is_file():  # the run's lock moves along (a rename keeps the flock) and stays held
-            os.replace(target / LOCK_FILE, staging / LOCK_FILE)
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-        os.replace(staging, target)
-        shutil.rmtree(old)
-    elif target.is_dir() and any(target.iterdir()):
+    if target.is_dir() and not contains_model(target) and any(target.iterdir()):
         for entry in staging.iterdir():
             destination = target / entry.name
             if destination.is_dir():
                 shutil.rmtree(destination)
             os.replace(entry, destination)
         staging.rmdir()
-    else:
-        if target.is_dir():
-            target.rmdir()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staging, target)
+        return
+    if (target / LOCK_FILE).is_file():  # the run's lock moves along (a rename keeps the flock) and stays held
+        os.replace(target / LOCK_FILE, staging / LOCK_FILE)
+    replace_folder(staging, target)
 
 
 def last_checkpoint(output_dir: str | os.PathLike) -> str | None:

@@ -33,7 +33,7 @@ from hfprune.pruning.structure import CONFIG_KEY, PrunedStructure
 from hfprune.pruning.units import UnitKind, unit_groups
 from hfprune.pruning.weight.encoding import pack_bits, unpack_bits
 from hfprune.pruning.weight.matrices import prunable_matrices
-from hfprune.utils.io import atomic_write_json
+from hfprune.utils.io import atomic_write_json, replace_folder
 
 WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
@@ -85,13 +85,7 @@ def _staged_folder(path: Path, overwrite: bool, caller: str) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-{os.getpid()}-"))
     try:
         yield staging
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(staging, path)
-            shutil.rmtree(old)
-        else:
-            os.replace(staging, path)
+        replace_folder(staging, path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

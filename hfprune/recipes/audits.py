@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from hfprune.audit.results import LoyaltyResult, RobustnessResult
 from hfprune.errors import ConfigError
-from hfprune.utils.io import atomic_write_json, atomic_write_text
+from hfprune.utils.io import atomic_write_json, atomic_write_text, replace_folder
 from hfprune.utils.logging import get_logger
 
 if TYPE_CHECKING:
@@ -338,7 +338,6 @@ def audit_saved_model(
     import shutil
 
     from hfprune.audit.robustness import AuditTarget
-    from hfprune.recipes.runner import publish_folder
     from hfprune.training import idle_cores, torch_threads
 
     out = Path(out)
@@ -356,7 +355,7 @@ def audit_saved_model(
             ref = None if reference is None else AuditTarget("reference", reference.model, reference.tokenizer)
             result = run_model_audit(plan, target, staging, reference=ref, split=loaded.split, canaries=loaded.canaries,
                                  dataset=dataset, step=lambda message: logger.info("%s", message))
-        publish_folder(staging, out)
+        replace_folder(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return result

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from hfprune.errors import ConfigError, DataError, HfpruneError
 from hfprune.recipes.audits import AuditPlan, ModelAudit
-from hfprune.utils.io import atomic_write_json, contained_path
+from hfprune.utils.io import atomic_write_json, contained_path, replace_folder
 from hfprune.utils.logging import get_logger
 
 if TYPE_CHECKING:
@@ -144,18 +144,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def publish_folder(staging: Path, target: Path) -> None:
-    """Rename the finished ``staging`` folder to ``target``; an existing target is swapped out, then deleted."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-        os.replace(staging, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staging, target)
-
-
 def run_stage(stage_dir: Path, fingerprint: str, compute: Callable[[Path], StageResult],
               overwrite: bool = False) -> tuple[StageResult, bool]:
     """The stage's result: read from its done-marker when finished with this ``fingerprint``, else computed into a
@@ -172,7 +160,7 @@ def run_stage(stage_dir: Path, fingerprint: str, compute: Callable[[Path], Stage
     try:
         result = compute(staging)
         atomic_write_json(staging / STAGE_FILE, result.to_dict())  # the done-marker: written last
-        publish_folder(staging, stage_dir)
+        replace_folder(staging, stage_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return result, True

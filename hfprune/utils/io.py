@@ -1,9 +1,10 @@
-"""Atomic file writes: a reader, or a crash mid-write, never sees a half-written file."""
+"""Atomic writes: a reader, or a crash mid-write, never sees a half-written file or folder."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -56,3 +57,18 @@ def contained_path(root: str | os.PathLike, relative: str | os.PathLike, key: st
     if not path.resolve().is_relative_to(base):
         raise ConfigError(f"{key}: {text!r} resolves to {path.resolve()}, outside {base}")
     return path
+
+
+def replace_folder(staging: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Rename the finished ``staging`` folder to ``target``. An existing ``target`` is renamed aside first and deleted
+    only once the new one is in place: a process killed at any point leaves one complete folder at ``target`` (or,
+    between the two renames, the old one at ``.<name>.old-<pid>``)."""
+    staging, target = Path(staging), Path(target)
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+        os.replace(staging, target)
+        shutil.rmtree(old)
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging, target)
