@@ -43,16 +43,6 @@ def compressed_bytes(model: Any) -> int:
         return file_bytes(target)
 
 
-def _inputs(model: Any, batch_size: int, seq_len: int, seed: int = 0) -> dict[str, torch.Tensor]:
-    import torch
-
-    vocab = int(getattr(model.config, "vocab_size", 1000))
-    limit = min(p for p in (getattr(model.config, "max_position_embeddings", None), seq_len) if p)
-    generator = torch.Generator().manual_seed(seed)
-    return {"input_ids": torch.randint(min(5, vocab - 1), vocab, (batch_size, limit), generator=generator),
-            "attention_mask": torch.ones(batch_size, limit, dtype=torch.long)}
-
-
 def _logits(model: Any, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     import torch
 
@@ -66,11 +56,12 @@ def measure_latencies(dense: Any, pruned: Any, sparse: Any | None, rounds: dict[
     timed interleaved, and the median per-round ratios; plus the sparse kernel's largest logit difference."""
     import torch
 
+    from hfprune.recipes.latency import random_token_batch
     from hfprune.utils.timing import interleaved_timings
 
     result: dict[str, Any] = {"seq_len": seq_len, "threads": torch.get_num_threads(), "batches": {}}
     for batch_size, count in sorted((rounds or DEFAULT_ROUNDS).items()):
-        inputs = _inputs(dense, batch_size, seq_len)
+        inputs = random_token_batch([dense], batch_size, seq_len)
         models = {"dense": dense, "pruned": pruned, **({"sparse": sparse} if sparse is not None else {})}
         times = interleaved_timings(models, inputs, count, inference_mode=False)  # CSR layers need no_grad
         entry: dict[str, Any] = {"rounds": count, **{f"{k}_ms": 1000 * statistics.median(v) for k, v in times.items()}}

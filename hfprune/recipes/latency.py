@@ -41,6 +41,19 @@ def _max_positions(model: torch.nn.Module) -> int | None:
     return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
 
 
+def random_token_batch(models: list[torch.nn.Module], batch_size: int, seq_len: int,
+                       seed: int = 0) -> dict[str, torch.Tensor]:
+    """A seeded batch of random token ids (past the first few, often special, ids of the first model's vocabulary),
+    ``seq_len`` long or as long as the shortest position table of ``models`` allows, with a full attention mask."""
+    import torch
+
+    limit = min(p for p in (*(_max_positions(m) for m in models), seq_len) if p)
+    vocab = int(getattr(models[0].config, "vocab_size", 1000))
+    generator = torch.Generator().manual_seed(seed)
+    return {"input_ids": torch.randint(min(5, vocab - 1), vocab, (batch_size, limit), generator=generator),
+            "attention_mask": torch.ones(batch_size, limit, dtype=torch.long)}
+
+
 def measure_latency(
     dense: torch.nn.Module, pruned: torch.nn.Module, seq_len: int = 128, batch_size: int = 1, rounds: int = 20,
     seed: int = 0,
@@ -52,11 +65,8 @@ def measure_latency(
 
     if rounds < 1:
         raise ConfigError(f"rounds: expected an integer >= 1, got {rounds!r}")
-    limit = min(p for p in (_max_positions(dense), _max_positions(pruned), seq_len) if p)
-    vocab = int(getattr(dense.config, "vocab_size", 1000))
-    generator = torch.Generator().manual_seed(seed)
-    inputs = {"input_ids": torch.randint(min(5, vocab - 1), vocab, (batch_size, limit), generator=generator),
-              "attention_mask": torch.ones(batch_size, limit, dtype=torch.long)}
+    inputs = random_token_batch([dense, pruned], batch_size, seq_len, seed)
+    limit = inputs["input_ids"].shape[1]
     times = interleaved_timings({"dense": dense, "pruned": pruned}, inputs, rounds)
     dense_times, pruned_times = times["dense"], times["pruned"]
     ratios = [d / p for d, p in zip(dense_times, pruned_times, strict=True)]
