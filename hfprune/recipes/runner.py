@@ -253,9 +253,10 @@ class RecipeRunner:
                               "on the members the teacher was trained on, and the privacy audit scores them: "
                               "use a dense model trained by hfprune run (dense/model), finetune_on_members or "
                               "train_canary_lm")
-        if self._model_key() is None:
+        source = self._model_key()
+        if source is None:
             return None  # a GPT-2 built here
-        key, where = self._model_key()
+        key, where = source
         return check_model_source(key, where, labels=labels, max_length=self.recipe.data.max_length,
                                   length_key="data.max_length")
 
