@@ -214,11 +214,9 @@ class FamiliesReport(RunReport):
         """All the plots of ``plot_specs`` as panels of one PNG."""
         import io
 
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
         from PIL import Image
+
+        from hfprune.utils.plots import pyplot
 
         images = [Image.open(io.BytesIO(_render(build(), self.x_label, y_label,
                                                 chance=0.5 if "mia" in name else None)))
@@ -231,7 +229,7 @@ class FamiliesReport(RunReport):
             canvas.paste(image, ((i % columns) * width, (i // columns) * height))
         buffer = io.BytesIO()
         canvas.save(buffer, format="PNG")
-        plt.close("all")
+        pyplot().close("all")
         return buffer.getvalue()
 
 

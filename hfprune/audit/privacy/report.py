@@ -199,11 +199,9 @@ def _gap_table(entries: Sequence[PrivacyEntry]) -> str:
 # ---------------------------------------------------------------------------------------------------------- plots
 def save_plots(report: PrivacyReport, directory: str | os.PathLike) -> dict[str, Path]:
     """AUC, TPR at 1% / 0.1% FPR and exposure against sparsity, and ROC curves; only plots that have data."""
-    import matplotlib
+    from hfprune.utils.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     written = {}
     for key, draw in (("auc", _plot_auc), ("tpr", _plot_tpr), ("exposure", _plot_exposure), ("roc", _plot_roc)):
         figure = draw(report, plt)
