@@ -19,7 +19,7 @@ from hfprune.errors import HfpruneError
 from hfprune.pruning.compaction import UnitMasks, compact
 from hfprune.pruning.config import PruningConfig
 from hfprune.pruning.distributed import mean_across_processes
-from hfprune.pruning.masks import ACTIVE_PRUNERS, MaskHooks, round_kept_up, select_masks
+from hfprune.pruning.masks import ACTIVE_PRUNERS, MaskHooks, round_kept_up
 from hfprune.pruning.schedule import cubic_sparsity
 from hfprune.pruning.scoring import build_scorer
 from hfprune.pruning.structure import PrunedStructure
@@ -37,7 +37,8 @@ class StructuredPruner:
     def __init__(self, model: PreTrainedModel, config: PruningConfig) -> None:
         self.model = model
         self.config = config
-        self.scorer = build_scorer(config.scoring, seed=config.seed)
+        self.scorer = build_scorer(config.scoring, seed=config.seed, regularization=config.regularization,
+                                   threshold=config.threshold)
         self.targets = {UnitKind.HEADS: config.head_sparsity, UnitKind.NEURONS: config.ffn_sparsity}
         self.min_per_layer = {
             UnitKind.HEADS: config.min_heads_per_layer, UnitKind.NEURONS: config.min_neurons_per_layer
@@ -75,20 +76,28 @@ class StructuredPruner:
         as happens on fp16 overflow steps that the optimizer skips too.
 
         Weight scores see the straight-through gradient of every weight first; then the gradients of pruned
-        weights are zeroed (they are not trained), so unit scores see the gradients of the masked weights."""
+        weights are zeroed (they are not trained), so unit scores see the gradients of the masked weights -- except
+        a straight-through unit scorer's, which read theirs before, as weight masks also cover masked units."""
         finite = self.needs_gradients and self._gradients_finite()
         if finite and self.weights is not None:
             self.weights.accumulate_scores(check_finite=False)
+        units_first = self.scorer.straight_through
+        if finite and units_first:
+            self._accumulate_units()
         if self.weights is not None:
             self.weights.mask_gradients()
         if not finite:
             return False
+        if not units_first:
+            self._accumulate_units()
+        self.scored_steps += 1
+        return True
+
+    def _accumulate_units(self) -> None:
         if self.scorer.needs_gradients:
             for kind, groups in self.groups.items():
                 for group, state in zip(groups, self.scores[kind], strict=True):
                     self.scorer.accumulate(group, state)
-        self.scored_steps += 1
-        return True
 
     def maybe_update_masks(self, step: int, total_steps: int) -> bool:
         """Recompute masks at the schedule's update points; masks are frozen during the cool-down. Between update
@@ -105,12 +114,13 @@ class StructuredPruner:
 
     def update_masks(self, step: int, total_steps: int) -> None:
         warmup, end = self._ramp(total_steps)
+        progress = cubic_sparsity(step, total_steps, 1.0, warmup, total_steps - end)
         for kind, groups in self.groups.items():
             sparsity = cubic_sparsity(step, total_steps, self.targets[kind], warmup, total_steps - end)
             scores = [mean_across_processes(self.scorer.score(g, s)) for g, s in zip(groups, self.scores[kind],
                                                                                       strict=True)]
-            masks = select_masks(scores, sparsity, self.config.allocation, self.min_per_layer[kind],
-                                 self.round_to[kind])
+            masks = self.scorer.select(scores, sparsity, self.config.allocation, self.min_per_layer[kind],
+                                       self.round_to[kind], progress)
             self.masks[kind] = round_kept_up(masks, scores, self.kept_multiple[kind])
             self.sparsity[kind] = sparsity
         if self.weights is not None:
@@ -139,7 +149,7 @@ class StructuredPruner:
     # -- masking -----------------------------------------------------------------------------------------------
     def attach(self) -> None:
         for kind, hooks in self._hooks.items():
-            hooks.install(self.groups[kind], self.masks[kind])
+            hooks.install(self.groups[kind], self.masks[kind], straight_through=self.scorer.straight_through)
         ACTIVE_PRUNERS[self.model] = self
         if self.weights is not None:
             self.weights.attach()
