@@ -96,7 +96,8 @@ def test_two_process_gloo_run_has_identical_masks_on_both_ranks(tmp_path, scorin
     assert ranks[0]["masks"] == ranks[1]["masks"]
     assert ranks[0]["scores"] == ranks[1]["scores"]  # scores come from DDP-averaged gradients: equal to the bit
     heads_kept = sum(sum(layer) for layer in ranks[0]["masks"]["heads"])
-    assert heads_kept == 4
+    # soft movement removes the heads under its threshold, at most the target's 4 of 8
+    assert 4 <= heads_kept < 8 if scoring == "soft_movement" else heads_kept == 4
 
 
 def test_bf16_mixed_precision_run_scores_in_float32_and_compacts(tmp_path):

@@ -181,15 +181,17 @@ def test_soft_movement_descends_the_l1_penalty_on_sigmoid_scores():
     _zero_grads(model)
     query = model.bert.encoder.layer[0].attention.self.query
     query.weight.grad[16:24] = -query.weight.detach()[16:24]  # head 2 of layer 0 moves away from zero
-    group = unit_groups(model, UnitKind.HEADS)[0]
+    groups = unit_groups(model, UnitKind.HEADS)
     scorer = build_scorer("soft_movement", regularization=0.2, threshold=0.3, head_sparsity=0.5)
     assert (scorer.regularization, scorer.threshold) == (0.2, 0.3)  # settings it does not name are ignored
-    state = torch.tensor([0.0, 1.0, 0.0, -2.0])
-    scorer.accumulate(group, state)
-    start = torch.tensor([0.0, 1.0, 0.0, -2.0])
-    penalty = 0.2 * torch.sigmoid(start) * (1 - torch.sigmoid(start))  # d/dS of 0.2 * sigmoid(S)
-    movement = torch.tensor([0.0, 0.0, (query.weight.detach()[16:24] ** 2).sum().item(), 0.0])
-    assert torch.allclose(state, start + movement - penalty, rtol=1e-6, atol=1e-7)
+    start = [torch.tensor([0.0, 1.0, 0.0, -2.0]), torch.tensor([0.5, 0.0, 0.0, 0.0])]
+    states = [s.clone() for s in start]
+    scorer.accumulate_groups(groups, states)
+    # one unit of 8 moved: divided by the RMS over the 8 heads, its step is sqrt(8)
+    steps = [torch.tensor([0.0, 0.0, 8**0.5, 0.0]), torch.zeros(4)]
+    for state, before, step in zip(states, start, steps, strict=True):
+        penalty = 0.2 * torch.sigmoid(before) * (1 - torch.sigmoid(before))  # d/dS of 0.2 * sigmoid(S)
+        assert torch.allclose(state, before + step - penalty, rtol=1e-6, atol=1e-7)
 
 
 def test_soft_movement_keeps_units_over_the_ramped_threshold_within_the_sparsity_cap():

@@ -96,8 +96,7 @@ class StructuredPruner:
     def _accumulate_units(self) -> None:
         if self.scorer.needs_gradients:
             for kind, groups in self.groups.items():
-                for group, state in zip(groups, self.scores[kind], strict=True):
-                    self.scorer.accumulate(group, state)
+                self.scorer.accumulate_groups(groups, self.scores[kind])
 
     def maybe_update_masks(self, step: int, total_steps: int) -> bool:
         """Recompute masks at the schedule's update points; masks are frozen during the cool-down. Between update

@@ -67,6 +67,12 @@ class UnitScorer:
     def accumulate(self, group: UnitGroup, state: torch.Tensor) -> None:
         """Add this step's contribution to ``state`` (shape: group.num_units) in place."""
 
+    def accumulate_groups(self, groups: list[UnitGroup], states: list[torch.Tensor]) -> None:
+        """This step's contribution for every layer's group of one kind; each group on its own unless a scorer
+        needs to see them together."""
+        for group, state in zip(groups, states, strict=True):
+            self.accumulate(group, state)
+
     def score(self, group: UnitGroup, state: torch.Tensor) -> torch.Tensor:
         return state.clone()
 
@@ -104,26 +110,39 @@ class StraightThroughMovementScorer(MovementScorer):
 class SoftMovementScorer(StraightThroughMovementScorer):
     """Soft movement (Sanh et al. 2020) at unit level: learned scores S, units kept while sigmoid(S) > tau.
 
-    S descends the loss plus ``regularization`` * sum of sigmoid(S) (the L1 penalty on the gates): each optimizer
-    step adds the straight-through movement and subtracts ``regularization`` * sigmoid'(S), one unit-rate SGD step
-    on the regularised objective. The regulariser depends on S alone and no model weight depends on it, so its
-    gradient is applied here rather than added to the training loss: that works the same under any Trainer,
-    distillation, gradient accumulation and DDP. The threshold tau ramps from 0 to ``threshold`` with the cubic
-    schedule (Sanh et al. schedule the threshold too); ``head_sparsity`` / ``ffn_sparsity`` ramp alongside and cap
-    how much the threshold may remove (the lowest scores go first), so sparsity ends between 0 and the target.
+    S descends the loss plus ``regularization`` * sum of sigmoid(S) (the L1 penalty on the gates) by one SGD step
+    per optimizer step: + the straight-through movement -sum W * dL/dW', divided by its root mean square over all
+    units of the kind (all layers' heads, or all layers' neurons) at that step, - ``regularization`` *
+    sigmoid'(S). Raw movement per step is orders of magnitude below 1 and differs between heads and neurons;
+    normalised, S moves by about one per step, so the threshold on sigmoid(S) and the penalty mean the same on any
+    model (Sanh et al. learn S with Adam, scale-free too). The regulariser depends on S alone and no model weight
+    depends on it, so its gradient is applied here rather than added to the training loss: that works the same
+    under any Trainer, distillation, gradient accumulation and DDP.
+
+    The threshold tau ramps from 0 to ``threshold`` with the cubic schedule (Sanh et al. schedule the threshold
+    too); ``head_sparsity`` / ``ffn_sparsity`` ramp alongside and cap how much the threshold may remove (lowest
+    scores first), so the sparsity ends between 0 and the target: the penalty decides how close.
     """
 
     settings = ("regularization", "threshold")
 
-    def __init__(self, seed: int = 0, regularization: float = 0.0, threshold: float = 0.5) -> None:
+    def __init__(self, seed: int = 0, regularization: float = 1.0, threshold: float = 0.5) -> None:
         super().__init__(seed)
         self.regularization = regularization
         self.threshold = threshold
 
     def accumulate(self, group: UnitGroup, state: torch.Tensor) -> None:
-        gate = torch.sigmoid(state)
-        super().accumulate(group, state)
-        state -= self.regularization * gate * (1 - gate)
+        self.accumulate_groups([group], [state])
+
+    def accumulate_groups(self, groups: list[UnitGroup], states: list[torch.Tensor]) -> None:
+        products = [_sum_weight_times_grad(group.views()) for group in groups]
+        present = [p for p in products if p is not None]
+        scale = torch.cat(present).square().mean().sqrt() if present else torch.tensor(0.0)
+        for product, state in zip(products, states, strict=True):
+            gate = torch.sigmoid(state)
+            if product is not None and scale > 0:
+                state -= (product / scale).to(state.device)
+            state -= self.regularization * gate * (1 - gate)
 
     def select(self, scores: list[torch.Tensor], sparsity: float, allocation: str, min_per_layer: int,
                round_to: int, progress: float) -> list[torch.Tensor]:
