@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_model
+from conftest import TINY_ARCHS, tiny_model
 
 from hfprune.pruning import PruningConfig, StructuredPruner, cubic_sparsity
 from hfprune.pruning.masks import select_masks
@@ -220,3 +220,18 @@ def test_soft_movement_settings_are_validated(field, value, expected):
     with pytest.raises(ConfigError) as error:
         PruningConfig(scoring="soft_movement", **{field: value})
     assert str(error.value) == expected
+
+
+@pytest.mark.parametrize("arch", TINY_ARCHS)
+def test_straight_through_masked_logits_equal_compacted_logits(arch, tiny_inputs):
+    model = tiny_model(arch)
+    pruner = StructuredPruner(model, PruningConfig(head_sparsity=0.5, ffn_sparsity=0.5, scoring="movement_ste"))
+    pruner.update_masks(step=1, total_steps=1)
+    with_gradient = model(**tiny_inputs).logits.detach()  # the estimator's path: W' = W * M and the feedback
+    with torch.no_grad():
+        plain = model(**tiny_inputs).logits  # no gradient: the plain input mask
+    pruner.compact()
+    with torch.no_grad():
+        compacted = model(**tiny_inputs).logits
+    assert torch.equal(with_gradient, plain)
+    assert (compacted - plain).abs().max() < 1e-4

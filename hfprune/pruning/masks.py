@@ -184,7 +184,7 @@ class _StraightThroughMask:
     masked features' input gradient completed by ``_Feedback``, for one forward; then W back."""
 
     def __init__(self, consumer: nn.Module, mask: torch.Tensor) -> None:
-        self.features = mask
+        self._plain = _MaskInput(mask)
         out_axis, in_axis = weight_axes(consumer)
         shape = [1, 1]
         shape[in_axis] = mask.numel()
@@ -196,10 +196,7 @@ class _StraightThroughMask:
         weight = module._parameters["weight"]
         if not (torch.is_grad_enabled() and weight.requires_grad) or self.masked.numel() == 0:
             self.saved.append(None)  # no gradient to shape: the plain mask (all ones: nothing) is enough
-            if self.masked.numel() == 0:
-                return None
-            hidden, *rest = args
-            return (hidden * self.features.to(device=hidden.device, dtype=hidden.dtype), *rest)
+            return None if self.masked.numel() == 0 else self._plain(module, args)
         if self.mask.device != weight.device or self.mask.dtype != weight.dtype:
             self.mask = self.mask.to(device=weight.device, dtype=weight.dtype)
             self.masked = self.masked.to(weight.device)

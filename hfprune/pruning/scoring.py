@@ -86,7 +86,8 @@ class UnitScorer:
 @register_scorer("movement")
 class MovementScorer(UnitScorer):
     """First-order movement (Sanh et al. 2020; block form of Lagunas et al. 2021): S = -sum_t W_t * dL/dW_t,
-    summed over every weight of the unit. High when fine-tuning pushes the unit's weights away from zero."""
+    summed over every weight of the unit. High when fine-tuning pushes the unit's weights away from zero. No
+    gradient passes the mask, so a masked unit's score freezes (``movement_ste`` is the estimator version)."""
 
     needs_gradients = True
 
