@@ -186,11 +186,11 @@ def test_soft_movement_descends_the_l1_penalty_on_sigmoid_scores():
     assert (scorer.regularization, scorer.threshold) == (0.2, 0.3)  # settings it does not name are ignored
     start = [torch.tensor([0.0, 1.0, 0.0, -2.0]), torch.tensor([0.5, 0.0, 0.0, 0.0])]
     states = [s.clone() for s in start]
-    scorer.accumulate_groups(groups, states)
+    scorer.accumulate_groups(groups, states, progress=0.5)  # halfway up the ramp: penalty weight 0.1
     # one unit of 8 moved: divided by the RMS over the 8 heads, its step is sqrt(8)
     steps = [torch.tensor([0.0, 0.0, 8**0.5, 0.0]), torch.zeros(4)]
     for state, before, step in zip(states, start, steps, strict=True):
-        penalty = 0.2 * torch.sigmoid(before) * (1 - torch.sigmoid(before))  # d/dS of 0.2 * sigmoid(S)
+        penalty = 0.1 * torch.sigmoid(before) * (1 - torch.sigmoid(before))  # d/dS of 0.1 * sigmoid(S)
         assert torch.allclose(state, before + step - penalty, rtol=1e-6, atol=1e-7)
 
 

@@ -28,9 +28,9 @@ class PruningConfig(ConfigMixin):
         "soft_movement, magnitude, random, head_importance, snip_momentum)."
     )
     regularization: float = field_help(
-        1.0, "soft_movement only: weight of the L1 penalty on sigmoid(scores) (Sanh et al. 2020), >= 0. Scores move "
-        "by about 1 per step (movement over its RMS); the penalty lowers each by regularization * sigmoid'(score) "
-        "(up to regularization / 4), so units must earn their place. 0 turns it off.")
+        1.0, "soft_movement only: final weight of the L1 penalty on sigmoid(scores) (Sanh et al. 2020), >= 0, "
+        "ramping with the threshold. Scores move by about 1 per step (movement over its RMS); the penalty lowers "
+        "each by weight * sigmoid'(score) (up to weight / 4), so units must earn their place. 0 turns it off.")
     threshold: float = field_help(
         0.5, "soft_movement only: final threshold on sigmoid(score), in (0, 1); it ramps from 0 with the cubic "
         "schedule, units below it are removed, at most head_sparsity / ffn_sparsity of them (lowest scores first).")

@@ -67,9 +67,9 @@ class UnitScorer:
     def accumulate(self, group: UnitGroup, state: torch.Tensor) -> None:
         """Add this step's contribution to ``state`` (shape: group.num_units) in place."""
 
-    def accumulate_groups(self, groups: list[UnitGroup], states: list[torch.Tensor]) -> None:
+    def accumulate_groups(self, groups: list[UnitGroup], states: list[torch.Tensor], progress: float = 1.0) -> None:
         """This step's contribution for every layer's group of one kind; each group on its own unless a scorer
-        needs to see them together."""
+        needs to see them together (or where the step is on the schedule, ``progress`` as in ``select``)."""
         for group, state in zip(groups, states, strict=True):
             self.accumulate(group, state)
 
@@ -111,12 +111,13 @@ class StraightThroughMovementScorer(MovementScorer):
 class SoftMovementScorer(StraightThroughMovementScorer):
     """Soft movement (Sanh et al. 2020) at unit level: learned scores S, units kept while sigmoid(S) > tau.
 
-    S descends the loss plus ``regularization`` * sum of sigmoid(S) (the L1 penalty on the gates) by one SGD step
-    per optimizer step: + the straight-through movement -sum W * dL/dW', divided by its root mean square over all
-    units of the kind (all layers' heads, or all layers' neurons) at that step, - ``regularization`` *
-    sigmoid'(S). Raw movement per step is orders of magnitude below 1 and differs between heads and neurons;
-    normalised, S moves by about one per step, so the threshold on sigmoid(S) and the penalty mean the same on any
-    model (Sanh et al. learn S with Adam, scale-free too). The regulariser depends on S alone and no model weight
+    S descends the loss plus lambda * sum of sigmoid(S) (the L1 penalty on the gates) by one SGD step per
+    optimizer step: + the straight-through movement -sum W * dL/dW', divided by its root mean square over all
+    units of the kind (all layers' heads, or all layers' neurons) at that step, - lambda * sigmoid'(S), lambda
+    ramping up to ``regularization`` along with the threshold (as in Sanh et al.'s code: no penalty in warm-up).
+    Raw movement per step is orders of magnitude below 1 and differs between heads and neurons; normalised, S
+    moves by about one per step, so the threshold on sigmoid(S) and the penalty mean the same on any model
+    (Sanh et al. learn S with Adam, scale-free too). The regulariser depends on S alone and no model weight
     depends on it, so its gradient is applied here rather than added to the training loss: that works the same
     under any Trainer, distillation, gradient accumulation and DDP.
 
@@ -135,15 +136,16 @@ class SoftMovementScorer(StraightThroughMovementScorer):
     def accumulate(self, group: UnitGroup, state: torch.Tensor) -> None:
         self.accumulate_groups([group], [state])
 
-    def accumulate_groups(self, groups: list[UnitGroup], states: list[torch.Tensor]) -> None:
+    def accumulate_groups(self, groups: list[UnitGroup], states: list[torch.Tensor], progress: float = 1.0) -> None:
         products = [_sum_weight_times_grad(group.views()) for group in groups]
         present = [p for p in products if p is not None]
         scale = torch.cat(present).square().mean().sqrt() if present else torch.tensor(0.0)
+        penalty = self.regularization * progress
         for product, state in zip(products, states, strict=True):
             gate = torch.sigmoid(state)
             if product is not None and scale > 0:
                 state -= (product / scale).to(state.device)
-            state -= self.regularization * gate * (1 - gate)
+            state -= penalty * gate * (1 - gate)
 
     def select(self, scores: list[torch.Tensor], sparsity: float, allocation: str, min_per_layer: int,
                round_to: int, progress: float) -> list[torch.Tensor]:
