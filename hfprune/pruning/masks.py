@@ -185,7 +185,7 @@ class _StraightThroughMask:
 
     def __init__(self, consumer: nn.Module, mask: torch.Tensor) -> None:
         self._plain = _MaskInput(mask)
-        out_axis, in_axis = weight_axes(consumer)
+        _, in_axis = weight_axes(consumer)
         shape = [1, 1]
         shape[in_axis] = mask.numel()
         self.mask = mask.reshape(shape)  # the input-column mask in the weight's own layout
