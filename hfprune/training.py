@@ -243,6 +243,11 @@ def finetune_classifier(config: FinetuneConfig) -> FinetuneResult:
 
     target = config.resolved_output_dir()
     check_output_dir(target, config.overwrite)
+    if config.overwrite:
+        from hfprune.models import resolve_model
+        from hfprune.utils.io import refuse_inputs_inside
+
+        refuse_inputs_inside(target, {"model": resolve_model(config.model)}, "output_dir")
     splits = load_dataset(config.dataset)
     eval_split = config.eval_split or ("validation" if "validation" in splits else "test")
     for split in (config.train_split, eval_split):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import shutil
 import subprocess
@@ -107,6 +108,20 @@ def test_audit_overwrite_refuses_an_out_folder_holding_the_audited_model(finishe
     assert line == (f"hfprune audit: error: --out: --overwrite would delete MODEL_DIR ({stage / 'model'}), which "
                     f"lies inside {stage}; move it out of that folder or choose another --out")
     assert _snapshot(stage) == before
+
+
+@pytest.mark.parametrize(("command", "key"), [("prune", "teacher"), ("finetune", "model")])
+def test_prune_and_finetune_overwrite_refuse_an_input_inside_their_output(finished_run, tmp_path, capsys, command,
+                                                                          key):
+    root, _ = finished_run
+    out = tmp_path / "out"
+    model = shutil.copytree(root / "dense", out / "dense")
+    before = _snapshot(tmp_path)
+    line = _error_line(capsys, [command, f"--{key}", str(model), "--train-samples", "8", "--output-dir", str(out),
+                                "--overwrite"])
+    assert line == (f"hfprune {command}: error: output_dir: --overwrite would delete {key} ({model}), which lies "
+                    f"inside {out}; move it out of that folder or choose another output_dir")
+    assert _snapshot(tmp_path) == before
 
 
 @pytest.mark.parametrize(("layout", "refused"), [
@@ -345,6 +360,27 @@ def test_custom_code_never_runs_with_a_terminal_answering_yes(pruned, tmp_path, 
     assert not marker.exists() and not (tmp_path / "audit").exists()
 
 
+def test_every_load_in_the_package_goes_through_hfprune_models():
+    """Outside ``hfprune.models`` nothing calls a transformers class's ``from_pretrained`` or looks a class up by a
+    name read from a file (``getattr(transformers, ...)``): one place checks before transformers reads a config."""
+    import ast
+
+    import transformers
+
+    package = ROOT / "hfprune"
+    for path in package.rglob("*.py"):
+        if path.parent == package / "models":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+                continue
+            receiver = node.func.value
+            name = receiver.id if isinstance(receiver, ast.Name) else getattr(receiver, "attr", "")
+            if node.func.attr == "from_pretrained":
+                assert not name.startswith("Auto") and not hasattr(transformers, name), f"{path}:{node.lineno}"
+        assert "getattr(transformers," not in path.read_text(encoding="utf-8"), path
+
+
 def test_architectures_never_names_what_is_instantiated(pruned, tmp_path):
     """``architectures: ["TrainingArguments"]`` must not make hfprune call ``transformers.TrainingArguments``."""
     from hfprune.pruning.serialization import load_pruned
@@ -453,6 +489,27 @@ def test_shard_paths_of_a_weights_index_stay_inside_the_model_folder(pruned, tmp
                            r"(expected a relative path inside|'link/model\.safetensors' resolves to)") as error:
             load(model)
         assert "\n" not in str(error.value)
+
+
+def test_shard_names_of_a_hub_download_are_checked_by_name_only(tmp_path):
+    """The HF cache links each snapshot file to its blob store: names are checked, links are the cache's own."""
+    from hfprune.models.trusted import index_shards
+
+    (tmp_path / "blobs").mkdir()
+    (tmp_path / "blobs" / "abc").write_bytes(b"")
+    snapshot = tmp_path / "snapshot"
+    snapshot.mkdir()
+    (snapshot / "model-1.safetensors").symlink_to(tmp_path / "blobs" / "abc")
+    index = snapshot / "model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": {"a": "model-1.safetensors"}}))
+    assert index_shards(index, local=False) == ["model-1.safetensors"]
+    with pytest.raises(ConfigError, match=r"weight_map: 'model-1\.safetensors' resolves to .*blobs/abc, outside"):
+        index_shards(index)
+    for name in ("../x.safetensors", "/etc/passwd", ""):
+        index.write_text(json.dumps({"weight_map": {"a": name}}))
+        with pytest.raises(ConfigError, match=rf"weight_map: expected a relative path inside the repository without "
+                           rf"'\.\.', got {re.escape(repr(name))}$"):
+            index_shards(index, local=False)
 
 
 def test_a_sharded_pruned_model_inside_its_folder_loads_with_equal_logits(pruned, tmp_path):

@@ -75,14 +75,15 @@ def read_config_dict(name_or_path: str | os.PathLike, key: str = "model", **hub_
     refuse_remote_code(key, path, payload)
     require_supported(key, str(path.parent), payload.get("model_type"))
     refuse_remote_code_in(path.parent, key)
-    if (path.parent / WEIGHTS_INDEX_NAME).is_file():
+    if Path(os.path.expanduser(os.fspath(name_or_path))).is_dir() and (path.parent / WEIGHTS_INDEX_NAME).is_file():
         index_shards(path.parent / WEIGHTS_INDEX_NAME)
     return payload
 
 
-def index_shards(index_file: Path) -> list[str]:
+def index_shards(index_file: Path, local: bool = True) -> list[str]:
     """The shard file names a safetensors index maps tensors to, each a relative path that resolves inside the
-    index's folder (``../../other-model/model.safetensors`` or an absolute path is a ConfigError naming it)."""
+    index's folder (``../../other-model/model.safetensors`` or an absolute path is a ConfigError naming it). For a
+    Hub download (``local=False``) only the names are checked: the HF cache links every file to its blob store."""
     from hfprune.utils.io import contained_path
 
     key = f"{index_file} weight_map"
@@ -91,7 +92,10 @@ def index_shards(index_file: Path) -> list[str]:
         raise ConfigError(f"{key}: expected a mapping of tensor names to shard file names")
     names = sorted(set(weight_map.values()))
     for name in names:
-        contained_path(index_file.parent, name, key)
+        if local:
+            contained_path(index_file.parent, name, key)
+        elif not name or Path(name).is_absolute() or ".." in Path(name).parts:
+            raise ConfigError(f"{key}: expected a relative path inside the repository without '..', got {name!r}")
     return names
 
 

@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -160,8 +160,8 @@ def _build_with_structure(config: PretrainedConfig, structure: PrunedStructure,
         UnitKind.NEURONS: [_first_n(width, len(k)) for k in structure.kept_neurons],
     }
 
-    def build(device: str = "cpu") -> PreTrainedModel:
-        with torch.device(device):
+    def build(meta: bool = False) -> PreTrainedModel:
+        with torch.device("meta") if meta else nullcontext():
             model = model_class(config)(copy.deepcopy(built))
         compact(model, masks)
         setattr(model.config, spec.ffn_size_field, getattr(config, spec.ffn_size_field))
@@ -169,7 +169,7 @@ def _build_with_structure(config: PretrainedConfig, structure: PrunedStructure,
         return model
 
     if weights is not None:
-        shapes = {name: tuple(t.shape) for name, t in build("meta").state_dict().items()}
+        shapes = {name: tuple(t.shape) for name, t in build(meta=True).state_dict().items()}
         for name, shape in shapes.items():
             if name in weights and weights[name] != shape:
                 raise HfpruneError(f"load_pruned: {where}: {CONFIG_KEY} and config.json give {name} the shape "
@@ -198,7 +198,7 @@ def _weight_files(path_or_repo_id: str, **hub_kwargs) -> list[Path]:
     except Exception:  # noqa: BLE001 - a missing index on the Hub means a single-file checkpoint
         index_file = None
     if index_file is not None and index_file.is_file():
-        return [resolve(shard) for shard in index_shards(index_file)]
+        return [resolve(shard) for shard in index_shards(index_file, local=local.is_dir())]
     weights = resolve(WEIGHTS_NAME)
     if not weights.is_file():
         raise HfpruneError(f"load_pruned: no {WEIGHTS_NAME} in {path_or_repo_id} (only safetensors weights are read)")

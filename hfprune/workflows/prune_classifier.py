@@ -111,6 +111,11 @@ def prune_classifier(config: PruneClassifierConfig) -> PruneClassifierResult:
 
     out = Path(config.output_dir)
     check_output_dir(out / "pruned", config.overwrite)
+    if config.overwrite:
+        from hfprune.models import resolve_model
+        from hfprune.utils.io import refuse_inputs_inside
+
+        refuse_inputs_inside(out, {"teacher": config.teacher, "model": resolve_model(config.model)}, "output_dir")
     _check_inputs(config)
     with output_lock(out, "output_dir"):
         return _prune_classifier(config, out)
