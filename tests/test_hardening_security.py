@@ -241,7 +241,8 @@ def test_push_uploads_only_allow_listed_regular_files(pruned, tmp_path, capsys, 
         (model / name).write_text(SECRET)
     (model / "sub").mkdir()
     (model / "sub" / "config.json").write_text(SECRET)
-    assert main(["push", str(model), "--repo-id", "alice/x"]) == 0
+    (tmp_path / "named").symlink_to(model, target_is_directory=True)  # the folder the user names may be a link
+    assert main(["push", str(tmp_path / "named"), "--repo-id", "alice/x"]) == 0
     assert fake_hub.calls == ["create_repo", "upload_folder"]
     expected = {p.name for p in pruned.iterdir() if p.name != "membership_split.json"} | {"README.md"}
     assert set(fake_hub.uploaded) == expected

@@ -51,12 +51,13 @@ def hub_endpoint(endpoint: str | None = None) -> str | None:
 
 def upload_files(model_dir: Path) -> list[Path]:
     """The files of ``model_dir`` that are uploaded: regular files on the allow-list (``UPLOAD_SUFFIXES``,
-    ``UPLOAD_NAMES``), not private, not hidden (a run's .hfprune.lock). A symbolic link anywhere in the folder is an
-    error naming it (``ln -s ~/.cache/huggingface/token notes.txt`` must not upload the token); other files are
-    left out with a log line."""
+    ``UPLOAD_NAMES``), not private, not hidden (a run's .hfprune.lock). A symbolic link in the folder is an error
+    naming it (``ln -s ~/.cache/huggingface/token notes.txt`` must not upload the token); other files are left out
+    with a log line. The folder itself is the one the user named, link or not."""
     from hfprune.utils.io import refuse_symlink
 
-    refuse_symlink(model_dir, "MODEL_DIR", "a model folder, not a link")
+    if not model_dir.is_dir():
+        raise ConfigError(f"MODEL_DIR: {model_dir} is not a folder; expected a model folder written by hfprune")
     chosen, skipped = [], []
     for entry in sorted(model_dir.iterdir()):
         refuse_symlink(entry, "MODEL_DIR", "regular files only: push never uploads through a link")
