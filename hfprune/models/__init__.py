@@ -111,10 +111,15 @@ def load_tokenizer(name: str | os.PathLike = DEFAULT_MODEL, **kwargs: Any) -> Pr
     directory without tokenizer files is an error (see ``TOKENIZER_FILES``)."""
     from transformers import AutoTokenizer
 
+    from hfprune.models.trusted import refuse_remote_code_in
+
     resolved = resolve_model(name)
-    if os.path.isdir(resolved) and "subfolder" not in kwargs:
-        check_tokenizer_dir(resolved, "tokenizer")
-    return _load("tokenizer", os.fspath(name), resolved, AutoTokenizer.from_pretrained, **kwargs)
+    if os.path.isdir(resolved):
+        refuse_remote_code_in(Path(resolved) / kwargs.get("subfolder", ""), "tokenizer")
+        if "subfolder" not in kwargs:
+            check_tokenizer_dir(resolved, "tokenizer")
+    return _load("tokenizer", os.fspath(name), resolved, AutoTokenizer.from_pretrained,
+                 **_no_remote_code(kwargs))
 
 
 def max_positions(config: Any) -> int | None:
@@ -130,10 +135,18 @@ def max_positions(config: Any) -> int | None:
     return limit
 
 
+def _no_remote_code(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with ``trust_remote_code=False``: transformers then never imports a model's own code, nor asks
+    on a terminal whether to (see :mod:`hfprune.models.trusted`). Asking for True is an error."""
+    if kwargs.get("trust_remote_code"):
+        raise ConfigError("trust_remote_code: hfprune never runs code shipped with a model; expected False")
+    return {**kwargs, "trust_remote_code": False}
+
+
 def safe_model_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     """``from_pretrained`` keyword arguments reading weights only from safetensors (never a pickled
-    ``pytorch_model.bin``). ``trust_remote_code`` is left to the caller: transformers keeps it off by default."""
-    return {"use_safetensors": True, **kwargs}
+    ``pytorch_model.bin``) and never running code shipped with the model (``trust_remote_code=False``)."""
+    return {"use_safetensors": True, **_no_remote_code(kwargs)}
 
 
 def load_model_for_task(
@@ -145,7 +158,8 @@ def load_model_for_task(
     """``AutoModelFor<task>.from_pretrained(resolve_model(name), **kwargs)``.
 
     ``task`` is a key of ``TASK_CLASSES`` (``causal_lm`` spelling accepted); ``num_labels`` sets the size of a
-    sequence-classification head. ``trust_remote_code`` stays off unless the caller passes it in ``kwargs``.
+    sequence-classification head. ``config.json`` is checked first (:func:`hfprune.models.trusted.read_config_dict`:
+    no custom code, a model type hfprune prunes) and ``trust_remote_code`` is always False.
     """
     task = _normalise_task(task)
     if num_labels is not None:
@@ -156,7 +170,10 @@ def load_model_for_task(
         kwargs["num_labels"] = num_labels
     import transformers
 
+    from hfprune.models.trusted import read_config_dict
+
     resolved = resolve_model(name)
+    read_config_dict(resolved, "model")
     loader = getattr(transformers, TASK_CLASSES[task]).from_pretrained
     return _load(f"{task} model", os.fspath(name), resolved, loader, **safe_model_kwargs(kwargs))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from transformers import PreTrainedModel
+from transformers import PretrainedConfig, PreTrainedModel
 
 from hfprune.errors import ConfigError
 from hfprune.pruning.architectures import get_architecture
@@ -59,6 +59,23 @@ class PrunedStructure:
                     raise ConfigError(
                         f"{CONFIG_KEY}.{name}[{layer}]: expected sorted unique indices in [0, {limit}), got {indices}"
                     )
+
+    def check_against(self, config: PretrainedConfig) -> None:
+        """The recorded dense sizes are the config's own (model type, heads, FFN width, layer count): a tampered
+        size is refused here, before a model is built from it. ConfigError naming the field."""
+        spec = get_architecture(config)
+        expected = {"model_type": (config.model_type, "model_type"),
+                    "dense_num_heads": (spec.num_heads(config), spec.num_heads_field),
+                    "dense_ffn_size": (spec.ffn_size(config), spec.ffn_size_field)}
+        for name, (value, source) in expected.items():
+            got = getattr(self, name)
+            if type(got) is not type(value) or got != value:
+                raise ConfigError(f"{CONFIG_KEY}.{name}: expected {value!r} ({source} of config.json), got {got!r}")
+        layers = int(config.num_hidden_layers)
+        for name in ("kept_heads", "kept_neurons"):
+            if len(getattr(self, name)) != layers:
+                raise ConfigError(f"{CONFIG_KEY}.{name}: expected one list per layer ({layers}, num_hidden_layers "
+                                  f"of config.json), got {len(getattr(self, name))}")
 
     def attach(self, model: PreTrainedModel) -> None:
         setattr(model.config, CONFIG_KEY, self.to_dict())

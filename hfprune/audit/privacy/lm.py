@@ -228,13 +228,15 @@ def _train_and_save(
     config: CanaryLMConfig, split: MembershipSplit, corpus: list[str], staging: Path,
     tokenizer_dir: str | os.PathLike | None,
 ) -> tuple[float, float]:
-    from transformers import AutoTokenizer, DataCollatorForLanguageModeling, Trainer, TrainingArguments, set_seed
+    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments, set_seed
+
+    from hfprune.models import load_tokenizer
 
     set_seed(config.seed)
     if config.base_model is not None:
         model, tokenizer = _pretrained(config)
     else:
-        tokenizer = (AutoTokenizer.from_pretrained(str(tokenizer_dir)) if tokenizer_dir is not None
+        tokenizer = (load_tokenizer(tokenizer_dir) if tokenizer_dir is not None
                      else train_tokenizer(split.member_texts, config.vocab_size))  # no canaries: no secret merges
         model = build_gpt2(config, tokenizer)
     train = _tokenized(corpus, tokenizer, config.max_length)
