@@ -13,11 +13,11 @@ from transformers import Trainer
 from hfprune import MovementPruningCallback, PruningConfig
 
 
-def main(out: Path) -> None:
+def main(out: Path, arch: str = "bert") -> None:
     config = PruningConfig(head_sparsity=0.5, ffn_sparsity=0.5, mask_update_interval=2, compact_on_train_end=False)
     callback = MovementPruningCallback(config)
     args = training_args(out / "run", max_steps=12, ddp_backend="gloo")
-    trainer = Trainer(model=tiny_model("bert"), args=args, train_dataset=synthetic_classification(),
+    trainer = Trainer(model=tiny_model(arch), args=args, train_dataset=synthetic_classification(),
                       callbacks=[callback])
     trainer.train()
     pruner = callback.pruner
@@ -27,4 +27,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), *sys.argv[2:])

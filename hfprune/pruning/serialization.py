@@ -123,7 +123,8 @@ def export_dense(model: PreTrainedModel, path: str | os.PathLike, overwrite: boo
     dense_state = dense.state_dict()
     dense.load_state_dict({k: v for k, v in own_state.items() if dense_state[k].shape == v.shape}, strict=False)
     for kind, kept_table in ((UnitKind.HEADS, structure.kept_heads), (UnitKind.NEURONS, structure.kept_neurons)):
-        for mine, theirs in zip(unit_groups(model, kind), unit_groups(dense, kind), strict=True):
+        # the query-head view: the recorded structure numbers query heads, whatever granularity pruned them
+        for mine, theirs in zip(unit_groups(model, kind, "query"), unit_groups(dense, kind, "query"), strict=True):
             mine.scatter_into(theirs, torch.tensor(kept_table[mine.layer], dtype=torch.long))
     path = Path(path)
     with _staged_folder(path, overwrite, "export_dense") as staging:
@@ -132,7 +133,12 @@ def export_dense(model: PreTrainedModel, path: str | os.PathLike, overwrite: boo
 
 
 def _dense_config(config: PretrainedConfig) -> PretrainedConfig:
+    """``config`` with the dense widths back (compaction writes widths shared by all layers into it)."""
     dense = copy.deepcopy(config)
+    payload = getattr(dense, CONFIG_KEY, None)
+    if payload:
+        for name, value in PrunedStructure.from_dict(payload).dense_fields(dense).items():
+            setattr(dense, name, value)
     if hasattr(dense, CONFIG_KEY):
         delattr(dense, CONFIG_KEY)
     return dense
@@ -150,17 +156,19 @@ def _build_with_structure(config: PretrainedConfig, structure: PrunedStructure) 
     """A model of the saved class, sliced to the saved per-layer head and neuron counts."""
     model = _model_class(config)(_dense_config(config))
     masks = {
-        UnitKind.HEADS: [_first_n(structure.dense_num_heads, len(k)) for k in structure.kept_heads],
-        UnitKind.NEURONS: [_first_n(structure.dense_ffn_size, len(k)) for k in structure.kept_neurons],
+        UnitKind.HEADS: [_indicator(structure.dense_num_heads, k) for k in structure.kept_heads],
+        UnitKind.NEURONS: [_indicator(structure.dense_ffn_size, k) for k in structure.kept_neurons],
     }
     compact(model, masks)
     structure.attach(model)
     return model
 
 
-def _first_n(total: int, n: int) -> torch.Tensor:
+def _indicator(total: int, kept: list[int]) -> torch.Tensor:
+    """A keep-mask of the recorded units: only the shapes matter, but grouped-query attention needs the real
+    pattern (which key/value groups keep how many query heads)."""
     mask = torch.zeros(total)
-    mask[:n] = 1
+    mask[kept] = 1
     return mask
 
 

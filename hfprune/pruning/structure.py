@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from transformers import PreTrainedModel
+from transformers import PretrainedConfig, PreTrainedModel
 
 from hfprune.errors import ConfigError
 from hfprune.pruning.architectures import get_architecture
@@ -25,13 +25,17 @@ class PrunedStructure:
     dense_ffn_size: int
     kept_heads: list[list[int]]
     kept_neurons: list[list[int]]
+    dense_num_kv_heads: int | None = None
+    """Key/value heads per layer of the dense model (grouped-query attention only)."""
 
     @classmethod
     def dense(cls, model: PreTrainedModel) -> PrunedStructure:
         spec = get_architecture(model)
         heads, ffn = spec.num_heads(model.config), spec.ffn_size(model.config)
         layers = int(model.config.num_hidden_layers)
-        return cls(model.config.model_type, heads, ffn, [list(range(heads))] * layers, [list(range(ffn))] * layers)
+        kv_heads = spec.num_kv_heads(model.config) if spec.kv_producers else None
+        return cls(model.config.model_type, heads, ffn, [list(range(heads))] * layers, [list(range(ffn))] * layers,
+                   kv_heads)
 
     @classmethod
     def of(cls, model: PreTrainedModel) -> PrunedStructure:
@@ -59,6 +63,16 @@ class PrunedStructure:
                     raise ConfigError(
                         f"{CONFIG_KEY}.{name}[{layer}]: expected sorted unique indices in [0, {limit}), got {indices}"
                     )
+
+    def dense_fields(self, config: PretrainedConfig) -> dict[str, int]:
+        """The config fields that describe the dense widths (compaction may rewrite them to the pruned ones)."""
+        spec = get_architecture(config)
+        fields = {spec.ffn_size_field: self.dense_ffn_size}
+        if spec.head_dim_field is not None:
+            fields[spec.num_heads_field] = self.dense_num_heads
+            if spec.num_kv_heads_field and self.dense_num_kv_heads is not None:
+                fields[spec.num_kv_heads_field] = self.dense_num_kv_heads
+        return fields
 
     def attach(self, model: PreTrainedModel) -> None:
         setattr(model.config, CONFIG_KEY, self.to_dict())
