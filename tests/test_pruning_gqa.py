@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from conftest import TINY_DECODERS, TINY_GQA, tiny_model
+from conftest import TINY_ARCHS, TINY_DECODERS, TINY_GQA, tiny_model
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from hfprune.errors import ConfigError
@@ -119,7 +119,7 @@ def test_uniform_allocation_saves_a_standard_checkpoint(arch, granularity, tiny_
     assert (logits(dense, tiny_inputs) - expected).abs().max() < 1e-5
 
 
-@pytest.mark.parametrize("arch", ["bert", "distilbert"])
+@pytest.mark.parametrize("arch", TINY_ARCHS)
 def test_uniform_ffn_pruning_of_encoders_saves_a_standard_checkpoint(arch, tiny_inputs, tmp_path):
     model = tiny_model(arch)
     prune(model, PruningConfig(ffn_sparsity=0.5, scoring="magnitude", allocation="uniform"))
