@@ -67,7 +67,7 @@ def gguf_location(model: GgufModel) -> Path | None:
 
 
 def hub_has(name: str) -> bool:
-    """Whether ``from_pretrained(name)`` can get the model: in the local HF cache, or the Hub answers (3 s)."""
+    """Whether ``from_pretrained(name)`` can get the model: in the local HF cache, or the Hub answers."""
     from huggingface_hub import constants, file_exists, try_to_load_from_cache
 
     if isinstance(try_to_load_from_cache(name, "config.json"), str):

@@ -193,8 +193,16 @@ def _load_state_dict(path_or_repo_id: str, **hub_kwargs) -> dict[str, torch.Tens
 
 
 def _tied_keys(model: PreTrainedModel) -> set[str]:
-    tied = getattr(model, "_tied_weights_keys", None) or {}
-    return set(tied if not isinstance(tied, dict) else tied.keys())
+    """Names of parameters that are really tied to an earlier one (what ``save_pretrained`` leaves out). Not the
+    class's ``_tied_weights_keys``: those are only candidates, e.g. a Llama with ``tie_word_embeddings=False`` has
+    its own ``lm_head``, which must be saved and loaded."""
+    seen: set[int] = set()
+    tied = set()
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if id(param) in seen:
+            tied.add(name)
+        seen.add(id(param))
+    return tied
 
 
 def save_compressed(model: PreTrainedModel, path: str | os.PathLike, overwrite: bool = False) -> Path:
