@@ -174,26 +174,3 @@ def test_generation_with_cache_matches_without(arch, allocation, granularity, mi
     assert with_cache.shape == (1, 12)
     assert torch.equal(with_cache, without)
 
-
-@pytest.mark.parametrize("arch", TINY_DECODERS)
-def test_weight_pruning_follows_key_value_groups(arch, tiny_inputs, tmp_path):
-    from hfprune.pruning import load_compressed, save_compressed
-
-    model = tiny_model(arch, "causal_lm")
-    config = PruningConfig(head_sparsity=0.5, ffn_sparsity=0.4, scoring="random", weight_sparsity=0.6,
-                           weight_method="magnitude", seed=1)
-    pruner = StructuredPruner(model, config)
-    pruner.update_masks(step=1, total_steps=1)
-    masked = logits(model, tiny_inputs)
-    before = sparsity_report(model)
-    pruner.compact(apply_weights=False)  # weight masks are sliced along with the q/k/v/o and gate/up/down weights
-    assert (logits(model, tiny_inputs) - masked).abs().max() < 1e-5
-    after = sparsity_report(model)
-    assert (after.weights_kept, after.weights_total) == (before.weights_kept, before.weights_total)
-    heads, kv_heads, head_dim, hidden = TINY_GQA[arch]
-    # per layer 2 of 4 key/value groups: their q, k, v rows and o columns; 29 of 48 neurons in gate, up and down
-    attention = 2 * head_dim * hidden * (2 * heads // kv_heads + 2)
-    assert before.weights_total == 2 * (attention + 3 * 29 * hidden)
-    assert before.weight_sparsity == pytest.approx(0.6, abs=2e-3)
-    save_compressed(model, tmp_path / "sparse")
-    assert torch.equal(logits(load_compressed(tmp_path / "sparse"), tiny_inputs), logits(model, tiny_inputs))
