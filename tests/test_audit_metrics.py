@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from hfprune.audit import metrics
+from hfprune.audit import intervals, metrics
 from hfprune.audit.results import (
     CanaryExposureResult,
     LoyaltyResult,
@@ -284,8 +284,11 @@ def test_metric_with_ci_format():
     assert MetricWithCI(0.8734, 0.8512, 0.8941).format() == "0.873 [0.851, 0.894]"
     assert MetricWithCI(np.float64(0.5)).format() == "0.500"
     assert MetricWithCI(math.nan).format() == "n/a"
-    assert MetricWithCI.from_dict(MetricWithCI(math.nan).to_dict()).to_dict() == {"value": None, "low": None,
-                                                                                  "high": None}
+    assert MetricWithCI.from_dict(MetricWithCI(math.nan).to_dict()).to_dict() == {
+        "value": None, "low": None, "high": None, "n": None, "method": None}
+    estimate = MetricWithCI(0.5, 0.2, 0.8, n=np.int64(10), method="Clopper-Pearson")
+    assert MetricWithCI.from_dict(json.loads(json.dumps(estimate.to_dict()))) == estimate
+    assert estimate.n == 10 and isinstance(estimate.n, int)
 
 
 def _example_results():
@@ -349,3 +352,79 @@ def test_markdown_has_header_and_one_row_per_result():
     assert "0.667 [" in lines[2]  # success rate with its interval
     with pytest.raises(ConfigError, match="results"):
         results_to_markdown([])
+
+
+# ---------------------------------------------------------------------------------------------------- intervals
+def test_exact_interval_of_all_successes_is_not_zero_width():
+    # Clopper-Pearson at k = n: the lower end solves p^n = alpha/2, so 25/25 gives 0.025^(1/25) = 0.8628
+    assert intervals.proportion_ci(25, 25) == pytest.approx((0.025 ** (1 / 25), 1.0))
+    assert intervals.proportion_ci(0, 10) == pytest.approx((0.0, 1 - 0.025 ** (1 / 10)))
+    # Wilson: (p + z^2/2n +- z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n) at p = 0.5, n = 10
+    z = 1.959963984540054
+    half = z * math.sqrt(0.25 / 10 + z**2 / 400)
+    assert intervals.proportion_ci(5, 10, method="wilson") == pytest.approx(
+        ((0.5 + z**2 / 20 - half) / (1 + z**2 / 10), (0.5 + z**2 / 20 + half) / (1 + z**2 / 10)))
+    assert all(math.isnan(end) for end in intervals.proportion_ci(0, 0))
+    with pytest.raises(ConfigError, match="interval"):
+        intervals.proportion_ci(1, 2, method="wald")
+
+
+def test_attack_success_of_every_attacked_example_has_the_exact_interval():
+    # the defect of issue 16: the percentile bootstrap gave [1.000, 1.000] for 25 successes out of 25
+    result = summarize_attack_log(["successful"] * 25 + ["skipped"] * 5, [10.0] * 30, [50.0] * 30, model_name="m",
+                                  sparsity=0.5, recipe="deepwordbug", n_resamples=200)
+    asr = result.attack_success_rate
+    assert (asr.value, asr.n, asr.method) == (1.0, 25, "Clopper-Pearson")
+    assert (asr.low, asr.high) == pytest.approx((0.8628, 1.0), abs=1e-4)
+    assert result.clean_accuracy.n == 30 and result.clean_accuracy.value == pytest.approx(25 / 30)
+    assert result.mean_perturbed_word_pct.format(1) == "10.0 [10.0, 10.0]"  # constant data: no spread to resample
+    assert result.outcomes == ["successful"] * 25 + ["skipped"] * 5
+
+
+def test_bca_interval_of_a_mean_and_of_an_auc():
+    data = np.random.default_rng(3).normal(size=400)
+    low, high = intervals.bca_ci(intervals.mean_statistic, data, n_resamples=2000)
+    assert low < data.mean() < high
+    assert high - low == pytest.approx(2 * 1.96 * data.std() / math.sqrt(data.size), rel=0.15)
+    assert intervals.bca_ci(intervals.mean_statistic, data, n_resamples=500, seed=4) == intervals.bca_ci(
+        intervals.mean_statistic, data, n_resamples=500, seed=4)
+    assert all(math.isnan(end) for end in intervals.bca_ci(intervals.mean_statistic, data[:1]))
+    members, nonmembers = np.round(data[:150] + 0.5, 1), np.round(data[150:], 1)  # rounded: many ties
+    from sklearn.metrics import roc_auc_score
+
+    expected = roc_auc_score(np.r_[np.ones(150), np.zeros(250)], np.r_[members, nonmembers])
+    assert float(intervals.auc_two_sample(members, nonmembers)) == pytest.approx(expected)
+    low, high = intervals.bca_ci(intervals.auc_two_sample, members, nonmembers, paired=False, n_resamples=500)
+    assert low < expected < high
+
+
+def test_balanced_accuracy_from_ks_matches_the_roc_curve():
+    rng = np.random.default_rng(11)
+    for _ in range(10):
+        scores, member = np.round(rng.normal(size=80), 1), rng.integers(0, 2, size=80)
+        fpr, tpr, _ = metrics.roc_curve(scores, member)
+        assert metrics.balanced_accuracy(scores, member) == pytest.approx(np.max((tpr + 1 - fpr) / 2))
+
+
+def test_tpr_at_an_unresolved_fpr_is_not_a_number():
+    rng = np.random.default_rng(12)
+    member = np.r_[np.ones(600), np.zeros(600)].astype(bool)
+    result = summarize_membership(rng.normal(size=1200) + member, member, model_name="m", sparsity=0.0,
+                                  attack="loss", n_resamples=0)
+    assert math.isnan(result.tpr_at_0_1pct_fpr.value)  # 0.6 expected false positives: not resolved
+    assert result.tpr_cell(0.001) == "unresolved: needs 5000 non-members (FPR >= 0.83% resolved)"
+    one_pct = result.tpr_at_1pct_fpr  # 6 expected false positives: a proportion of the 600 members
+    assert one_pct.value == pytest.approx(metrics.tpr_at_fpr(result.scores, member, 0.01))
+    assert (one_pct.n, one_pct.method) == (600, "Clopper-Pearson")
+    assert (one_pct.low, one_pct.high) == pytest.approx(intervals.proportion_ci(round(one_pct.value * 600), 600))
+    assert "unresolved" in results_to_markdown([result])
+
+
+def test_exposure_of_few_canaries_lists_the_values_without_an_interval():
+    few = summarize_exposure([3.0, 9.0], model_name="m", sparsity=0.0, repetitions=2, space_size=10**6,
+                             method="exact")
+    assert not few.mean_exposure.has_interval and few.mean_exposure.n == 2
+    assert few.exposure_cell() == "6.00 (values 3.00, 9.00; too few canaries for an interval)"
+    many = summarize_exposure(np.arange(10.0), model_name="m", sparsity=0.0, repetitions=2, space_size=10**6,
+                              method="exact", n_resamples=500)
+    assert many.mean_exposure.has_interval and many.mean_exposure.method == "BCa bootstrap"

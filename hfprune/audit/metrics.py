@@ -268,48 +268,26 @@ def mean_queries(
 def roc_auc(scores: ArrayLike, is_member: ArrayLike) -> float:
     """Area under the ROC curve of a membership-inference attack (higher score = more likely a member).
 
-    Computed as the Mann-Whitney U statistic over (n_members * n_nonmembers): the probability that a random member
-    outscores a random non-member, ties counting one half. This equals the trapezoidal area under the full ROC
-    curve, i.e. sklearn's ``roc_auc_score``.
+    sklearn's ``roc_auc_score``: the probability that a random member outscores a random non-member, ties counting
+    one half (the Mann-Whitney U over n_members * n_nonmembers).
     """
+    from sklearn.metrics import roc_auc_score
+
     score, member = _as_membership(scores, is_member)
-    ranks = _average_ranks(score)
-    n_pos = int(member.sum())
-    n_neg = member.size - n_pos
-    u_statistic = ranks[member].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u_statistic / (n_pos * n_neg))
-
-
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks with tied values sharing the mean of their ranks (scipy's ``rankdata(method='average')``)."""
-    order = np.argsort(values, kind="mergesort")
-    sorted_values = values[order]
-    # start index of each run of equal values, and each run's average rank
-    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
-    ends = np.r_[starts[1:], values.size]
-    run_rank = (starts + 1 + ends) / 2.0
-    ranks = np.empty(values.size)
-    ranks[order] = np.repeat(run_rank, ends - starts)
-    return ranks
+    return float(roc_auc_score(member, score))
 
 
 def roc_curve(scores: ArrayLike, is_member: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ROC points of the rule "member if score >= threshold", one per distinct score, from strictest to loosest.
 
-    Returns ``(fpr, tpr, thresholds)``. The first point is (0, 0) at threshold +inf, the last (1, 1) at the lowest
-    score, as sklearn's ``roc_curve(..., drop_intermediate=False)``; collinear points are kept so that
+    Returns ``(fpr, tpr, thresholds)`` from sklearn's ``roc_curve(..., drop_intermediate=False)``: the first point
+    is (0, 0) at threshold +inf, the last (1, 1) at the lowest score; collinear points are kept so that
     :func:`tpr_at_fpr` sees every achievable operating point.
     """
+    from sklearn import metrics as sk_metrics
+
     score, member = _as_membership(scores, is_member)
-    order = np.argsort(-score, kind="mergesort")
-    sorted_score, sorted_member = score[order], member[order]
-    # the last index of each run of equal scores: a threshold admits a whole run of ties at once
-    last = np.flatnonzero(np.r_[sorted_score[1:] != sorted_score[:-1], True])
-    true_pos = np.cumsum(sorted_member)[last]
-    false_pos = (last + 1) - true_pos
-    tpr = np.r_[0.0, true_pos / member.sum()]
-    fpr = np.r_[0.0, false_pos / (~member).sum()]
-    thresholds = np.r_[np.inf, sorted_score[last]]
+    fpr, tpr, thresholds = sk_metrics.roc_curve(member, score, drop_intermediate=False)
     return fpr, tpr, thresholds
 
 
@@ -333,8 +311,20 @@ def balanced_accuracy(scores: ArrayLike, is_member: ArrayLike) -> float:
     (1 + advantage) / 2 with Yeom et al. 2018's membership advantage max(TPR - FPR). The threshold is chosen on the
     evaluation data itself, so it is an optimistic (upper) estimate; it is at least 0.5 (the trivial thresholds).
     """
-    fprs, tprs, _ = roc_curve(scores, is_member)
-    return float(np.max((tprs + 1.0 - fprs) / 2.0))
+    score, member = _as_membership(scores, is_member)
+    return float(balanced_accuracy_two_sample(score[member], score[~member]))
+
+
+def balanced_accuracy_two_sample(members: np.ndarray, nonmembers: np.ndarray, axis: int = -1) -> np.ndarray:
+    """:func:`balanced_accuracy` from the two score samples, vectorised along ``axis`` for the bootstrap.
+
+    max over thresholds of TPR - FPR is the one-sided two-sample Kolmogorov-Smirnov statistic
+    sup_t (F_nonmembers(t) - F_members(t)) (scipy's ``ks_2samp``), so the best balanced accuracy is 1/2 + D/2.
+    """
+    from scipy import stats
+
+    distance = stats.ks_2samp(nonmembers, members, alternative="greater", axis=axis, method="asymp").statistic
+    return 0.5 + 0.5 * np.maximum(distance, 0.0)
 
 
 # ------------------------------------------------------------------------------------------------ canary exposure
