@@ -107,5 +107,5 @@ def test_verdicts_after_holm_across_one_report():
     # 0.02 * 4 = 0.08: nothing survives
     assert {c.verdict for c in decided} == {"no detectable change"}
     line = decided[0].line()
-    assert line.startswith("m: **no detectable change**, +0.100, p = 0.020 (Holm 0.080)")
+    assert line.startswith("m: **no detectable change**, +0.100, p = 0.020 (Holm p = 0.080); dense 0.500, pruned 0.600")
     assert compare.Comparison.from_dict(json.loads(json.dumps(decided[0].to_dict()))) == decided[0]

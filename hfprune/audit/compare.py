@@ -17,13 +17,17 @@ and gives each a verdict word: *higher*, *lower* or *no detectable change* (prun
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
-from typing import Any, Self
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
 from hfprune.audit import intervals, metrics
 from hfprune.errors import ConfigError
+
+if TYPE_CHECKING:
+    from hfprune.audit.results import CanaryExposureResult, MembershipInferenceResult, RobustnessResult
 
 VERDICTS = ("higher", "lower", "no detectable change")
 ALPHA = 0.05
@@ -64,19 +68,20 @@ class Comparison:
         return cls(**values)
 
     def line(self, digits: int = 3) -> str:
-        """One report line: "accuracy: lower, -0.012 [-0.020, -0.004], p = 0.003 (Holm 0.009); dense 0.905,
-        pruned 0.893, n = 872, exact McNemar"."""
+        """One report line: "accuracy: **lower**, -0.012 [-0.020, -0.004], p = 0.003 (Holm p = 0.009); dense 0.905,
+        pruned 0.893, n = 872, exact McNemar (...)"."""
         verdict = self.verdict or "not tested"
         interval = ""
         if self.low is not None and self.high is not None:
             interval = f" [{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
-        holm = "" if self.p_adjusted is None else f" (Holm {_p(self.p_adjusted)})"
-        return (f"{self.metric}: **{verdict}**, {self.difference:+.{digits}f}{interval}, p = {_p(self.p_value)}{holm}; "
+        holm = "" if self.p_adjusted is None else f" (Holm p {_p(self.p_adjusted)})"
+        return (f"{self.metric}: **{verdict}**, {self.difference:+.{digits}f}{interval}, p {_p(self.p_value)}{holm}; "
                 f"dense {self.dense:.{digits}f}, pruned {self.pruned:.{digits}f}, n = {self.n}, {self.test}")
 
 
 def _p(value: float) -> str:
-    return "n/a" if math.isnan(value) else ("< 0.001" if value < 0.001 else f"{value:.3f}")
+    """"= 0.031" or "< 0.001", to follow "p"."""
+    return "n/a" if math.isnan(value) else ("< 0.001" if value < 0.001 else f"= {value:.3f}")
 
 
 # ------------------------------------------------------------------------------------------------------ the tests
@@ -240,3 +245,101 @@ def decide(comparisons: list[Comparison], alpha: float = ALPHA) -> list[Comparis
             verdict = VERDICTS[0] if difference > 0 else VERDICTS[1]
         decided[i] = replace(comparisons[i], p_adjusted=float(p_adjusted), verdict=verdict)
     return decided
+
+
+# ----------------------------------------------------------------------------------------------- model against model
+@dataclass
+class PairedRecords:
+    """One model's per-example records, as its evaluation and audit saved them: what the paired tests read.
+
+    ``quality`` is the evaluation record (``metric``, ``value``, ``per_example``: 1/0 correct for accuracy, the
+    text's NLL for perplexity); the audit results keep their attack outcomes, membership scores and exposures.
+    """
+
+    quality: Mapping[str, Any] | None = None
+    robustness: Sequence[RobustnessResult] = field(default_factory=list)
+    membership: Sequence[MembershipInferenceResult] = field(default_factory=list)
+    exposure: Sequence[CanaryExposureResult] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, quality: Mapping[str, Any] | None, audit: Any) -> Self:
+        """From an evaluation record and a ``ModelAudit`` (anything with ``robustness`` and ``privacy``)."""
+        if audit is None:
+            return cls(quality)
+        privacy = audit.privacy
+        return cls(quality, list(audit.robustness), list(privacy.membership) if privacy else [],
+                   list(privacy.exposure) if privacy else [])
+
+
+def compare_models(dense: PairedRecords, pruned: PairedRecords, *, confidence: float = 0.95) -> list[Comparison]:
+    """Every paired test the two models' records allow (not yet Holm-adjusted: see :func:`decide`).
+
+    A metric is compared only when both models recorded it on the same examples (same length; same membership
+    labels); records saved before per-example vectors were kept are skipped.
+    """
+    found: list[Comparison | None] = [_compare_quality(dense.quality, pruned.quality, confidence)]
+    dense_attacks = {r.recipe: r for r in dense.robustness}
+    for result in pruned.robustness:
+        other = dense_attacks.get(result.recipe)
+        if other is not None and _aligned(other.outcomes, result.outcomes):
+            found.append(compare_attack(other.outcomes, result.outcomes, recipe=result.recipe, confidence=confidence))
+    dense_mia = {r.attack: r for r in dense.membership}
+    for result in pruned.membership:
+        other = dense_mia.get(result.attack)
+        if other is not None and _aligned(other.scores, result.scores) and other.is_member == result.is_member:
+            found.append(delong(other.scores, result.scores, result.is_member, metric=f"MIA AUC ({result.attack})",
+                                confidence=confidence))
+    dense_canaries = {r.repetitions: r for r in dense.exposure}
+    for result in pruned.exposure:
+        other = dense_canaries.get(result.repetitions)
+        if other is not None and _aligned(other.exposures, result.exposures):
+            found.append(wilcoxon(other.exposures, result.exposures, confidence=confidence,
+                                  metric=f"canary exposure, bits ({result.repetitions} repetitions)"))
+    return [c for c in found if c is not None]
+
+
+def _aligned(a: Sequence[Any] | None, b: Sequence[Any] | None) -> bool:
+    return a is not None and b is not None and len(a) == len(b) > 0
+
+
+def _compare_quality(
+    dense: Mapping[str, Any] | None, pruned: Mapping[str, Any] | None, confidence: float
+) -> Comparison | None:
+    if dense is None or pruned is None or dense.get("metric") != pruned.get("metric"):
+        return None
+    a, b = dense.get("per_example"), pruned.get("per_example")
+    if not _aligned(a, b):
+        return None
+    if dense["metric"] == "accuracy":
+        return compare_accuracy(a, b, confidence=confidence)
+    return wilcoxon(a, b, metric="per-text loss (NLL, nats)", confidence=confidence)
+
+
+def decide_groups(groups: Mapping[str, list[Comparison]], alpha: float = ALPHA) -> dict[str, list[Comparison]]:
+    """:func:`decide` over the comparisons of several groups together (Holm across all), split back by group."""
+    names = [name for name, comparisons in groups.items() for _ in comparisons]
+    decided = decide([c for comparisons in groups.values() for c in comparisons], alpha)
+    result: dict[str, list[Comparison]] = {name: [] for name in groups}
+    for name, comparison in zip(names, decided, strict=True):
+        result[name].append(comparison)
+    return result
+
+
+def changes_markdown(groups: Mapping[str, list[Comparison]], alpha: float = ALPHA, confidence: float = 0.95) -> str:
+    """The "What pruning changed" section: one line per metric and pruned model, verdicts already decided."""
+    total = sum(len(comparisons) for comparisons in groups.values())
+    lines = ["## What pruning changed", ""]
+    if not total:
+        return "\n".join(lines + ["No per-example records to compare (the stages were audited before hfprune kept "
+                                   "them; re-run to compare).", ""])
+    lines += [f"Each pruned model against the dense one on the same examples: difference = pruned - dense with its "
+              f"{confidence:.0%} interval, paired test p-value, and the verdict at alpha {alpha} after Holm's "
+              f"correction across the {total} comparisons of this report. *No detectable change* means this sample "
+              "cannot tell the models apart, not that they are equal.", ""]
+    for name, comparisons in groups.items():
+        if not comparisons:
+            continue
+        if len(groups) > 1:
+            lines += [f"**{name}**", ""]
+        lines += [f"- {comparison.line()}" for comparison in comparisons] + [""]
+    return "\n".join(lines)
