@@ -492,7 +492,8 @@ def test_member_finetuning_records_its_split_and_shadows_feed_reference_and_lira
 
 def test_canary_lm_run_records_split_and_canaries(tmp_path):
     config = CanaryLMConfig(n_members=12, n_nonmembers=6, max_length=24, vocab_size=300, n_layer=1, n_embd=16,
-                            n_head=2, canary_repetitions=[0, 5], epochs=1.0, batch_size=8, threads=1,
+                            n_head=2, canary_repetitions=[0, 5], canaries_per_repetition=1, epochs=1.0,
+                            batch_size=8, threads=1,
                             output_dir=str(tmp_path / "lm"))
     run = train_canary_lm(config)
     loaded = load_run(run.output_dir)
