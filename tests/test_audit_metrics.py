@@ -24,9 +24,9 @@ from hfprune.audit.results import (
 )
 from hfprune.errors import ConfigError
 
-# JS divergence of p=[1,0] and q=[1/2,1/2] in bits, with m=[3/4,1/4]:
-# KL(p||m) = log2(4/3);  KL(q||m) = 1/2 log2(2/3) + 1/2 log2(2)
-JS_HALF = math.sqrt(0.5 * math.log2(4 / 3) + 0.5 * (0.5 * math.log2(2 / 3) + 0.5))
+# JS divergence of p=[1,0] and q=[1/2,1/2] in nats (natural log, as Xu et al.'s code), with m=[3/4,1/4]:
+# KL(p||m) = ln(4/3);  KL(q||m) = 1/2 ln(2/3) + 1/2 ln(2)
+JS_HALF = math.sqrt(0.5 * math.log(4 / 3) + 0.5 * (0.5 * math.log(2 / 3) + 0.5 * math.log(2)))
 
 
 class FakeTensor:
@@ -61,7 +61,7 @@ def test_label_loyalty_three_of_four_agree():
 
 def test_js_distance_known_distributions():
     assert metrics.js_distance([0.2, 0.3, 0.5], [0.2, 0.3, 0.5]) == pytest.approx(0.0, abs=1e-7)
-    assert metrics.js_distance([1.0, 0.0], [0.0, 1.0]) == pytest.approx(1.0)
+    assert metrics.js_distance([1.0, 0.0], [0.0, 1.0]) == pytest.approx(math.sqrt(math.log(2)))  # disjoint: sqrt(ln 2)
     assert metrics.js_distance([1.0, 0.0], [0.5, 0.5]) == pytest.approx(JS_HALF)
     rows = metrics.js_distance([[1.0, 0.0], [0.5, 0.5]], [[0.5, 0.5], [0.5, 0.5]])
     np.testing.assert_allclose(rows, [JS_HALF, 0.0], atol=1e-7)
@@ -92,16 +92,16 @@ def test_logits_and_probabilities_give_the_same_loyalty():
     assert metrics.probability_loyalty(ref_logits, oth_logits, from_logits=True) == pytest.approx(from_logits)
     assert metrics.label_loyalty(ref_logits, oth_logits) == metrics.label_loyalty(ref_probs, oth_probs)
     # brute force: 1 - JS distance per row, averaged
-    expected = np.mean([1 - math.sqrt(_js_divergence_bits(p, q)) for p, q in zip(ref_probs, oth_probs, strict=True)])
+    expected = np.mean([1 - math.sqrt(_js_divergence_nats(p, q)) for p, q in zip(ref_probs, oth_probs, strict=True)])
     assert from_logits == pytest.approx(expected)
 
 
-def _js_divergence_bits(p, q):
-    """JS divergence in bits, written out term by term in plain Python."""
+def _js_divergence_nats(p, q):
+    """JS divergence in nats (natural log), written out term by term in plain Python."""
     m = [(a + b) / 2 for a, b in zip(p, q, strict=True)]
 
     def kl_to_m(x):
-        return sum(a * math.log2(a / c) for a, c in zip(x, m, strict=True) if a > 0)
+        return sum(a * math.log(a / c) for a, c in zip(x, m, strict=True) if a > 0)
 
     return 0.5 * kl_to_m(p) + 0.5 * kl_to_m(q)
 
@@ -212,9 +212,10 @@ def test_exposure_definition():
         metrics.exposure(9, 8)
 
 
-def test_exposure_exact_ties_favour_the_canary():
-    # space of 4 (canary 2.0 included); one candidate strictly lower -> rank 2 -> log2(4) - log2(2)
-    assert metrics.exposure_exact(2.0, [3.0, 1.0, 2.0, 2.0]) == pytest.approx(1.0)
+def test_exposure_exact_counts_ties_as_carlini_et_al():
+    # space of 4 (canary 2.0 included); 3 candidates <= 2.0 (1.0 and both 2.0s) -> rank 3 -> log2(4) - log2(3)
+    # (Carlini et al. 2019 count ties; counting only strictly lower candidates gave rank 2 and exposure 1.0)
+    assert metrics.exposure_exact(2.0, [3.0, 1.0, 2.0, 2.0]) == pytest.approx(math.log2(4 / 3))
     assert metrics.exposure_exact(1.0, [3.0, 1.0, 2.0, 2.0]) == pytest.approx(2.0)
     np.testing.assert_allclose(metrics.exposure_exact([1.0, 3.0], [3.0, 1.0, 2.0, 2.0]), [2.0, 0.0])
 

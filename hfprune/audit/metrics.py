@@ -120,11 +120,14 @@ def label_loyalty(reference: ArrayLike, other: ArrayLike) -> float:
 
 
 def js_distance(p: ArrayLike, q: ArrayLike) -> np.ndarray:
-    """Jensen-Shannon distance per row: sqrt of the JS divergence with base-2 logs, so it lies in [0, 1].
+    """Jensen-Shannon distance per row (scipy's ``jensenshannon``): sqrt of the JS divergence in natural log, as in
+    Xu et al. 2021's reference code, so it lies in [0, sqrt(ln 2)] = [0, 0.833].
 
     ``p`` and ``q`` are probability vectors along the last axis (1-D for one pair, 2-D for one pair per row);
-    identical rows give 0, rows with disjoint support give 1. The result has shape ``p.shape[:-1]``.
+    identical rows give 0, rows with disjoint support sqrt(ln 2). The result has shape ``p.shape[:-1]``.
     """
+    from scipy.spatial import distance
+
     pa, qa = _to_numpy("p", p), _to_numpy("q", q)
     _same_shape("p", pa, "q", qa)
     for name, array in (("p", pa), ("q", qa)):
@@ -132,23 +135,13 @@ def js_distance(p: ArrayLike, q: ArrayLike) -> np.ndarray:
             raise ConfigError(f"{name}: expected finite probabilities of shape (n_classes,) or (n, n_classes)")
         if not looks_like_probabilities(array):
             raise ConfigError(f"{name}: expected non-negative rows summing to 1")
-    pa = pa / pa.sum(axis=-1, keepdims=True)
-    qa = qa / qa.sum(axis=-1, keepdims=True)
-    mid = 0.5 * (pa + qa)
-    divergence = 0.5 * _kl_base2(pa, mid) + 0.5 * _kl_base2(qa, mid)
-    # rounding can leave a tiny negative divergence for identical rows, or just above 1 for disjoint ones
-    return np.sqrt(np.clip(divergence, 0.0, 1.0))
-
-
-def _kl_base2(p: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """KL(p || m) in bits with 0 * log 0 = 0; m > 0 wherever p > 0 because m is the mixture containing p."""
-    positive = p > 0
-    ratio = np.where(positive, p, 1.0) / np.where(positive, m, 1.0)
-    return np.sum(np.where(positive, p * np.log2(ratio), 0.0), axis=-1)
+    # rounding can leave a tiny negative divergence (NaN distance) for identical rows
+    return np.nan_to_num(distance.jensenshannon(pa, qa, axis=-1), nan=0.0)
 
 
 def probability_loyalty(reference: ArrayLike, other: ArrayLike, from_logits: bool | None = None) -> float:
-    """Mean over examples of 1 - JS distance between the two models' predicted distributions (Xu et al. 2021).
+    """Mean over examples of 1 - JS distance (natural log) between the two models' predicted distributions
+    (Xu et al. 2021); 1 for identical predictions, 1 - sqrt(ln 2) = 0.167 for disjoint ones.
 
     ``from_logits=None`` decides per input: a matrix whose entries are non-negative and whose rows sum to 1 (within
     1e-4) is taken as probabilities, anything else as logits and passed through a softmax. Pass True or False to
@@ -354,15 +347,15 @@ def exposure_exact(canary_score: ArrayLike, all_candidate_scores: ArrayLike) -> 
     """Exposure by enumeration: the canary's rank among every candidate in the randomness space R.
 
     ``all_candidate_scores`` holds the log-perplexity of every candidate in R, the inserted canary included, so
-    |R| = its length. rank = 1 + the number of candidates with strictly lower log-perplexity: ties with the canary
-    do not push it down, giving the most favourable rank (an upper bound on exposure when scores tie).
-    ``canary_score`` may be an array of several canaries' scores sharing the same space.
+    |R| = its length. rank = the number of candidates whose log-perplexity is <= the canary's (the canary itself
+    included), as Carlini et al. 2019 rank it: a candidate the model finds exactly as likely counts against the
+    canary. ``canary_score`` may be an array of several canaries' scores sharing the same space.
     """
     canary = _to_numpy("canary_score", canary_score)
     candidates = np.sort(_as_vector("all_candidate_scores", all_candidate_scores))
     if not np.all(np.isfinite(canary)):
         raise ConfigError("canary_score: expected finite log-perplexities")
-    rank = 1 + np.searchsorted(candidates, canary, side="left")  # count of candidates strictly below
+    rank = np.maximum(np.searchsorted(candidates, canary, side="right"), 1)  # candidates <= the canary
     return exposure(rank, candidates.size)
 
 

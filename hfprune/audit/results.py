@@ -181,7 +181,7 @@ class LoyaltyResult(_Result):
             "reference": self.reference_name,
             "n": str(self.n_examples),
             "label loyalty": self.label_loyalty.format(),
-            "probability loyalty": self.probability_loyalty.format(),
+            "probability loyalty (1 - JS distance, natural log)": self.probability_loyalty.format(),
         }
 
 
