@@ -26,8 +26,9 @@ PROPORTION_METHODS: dict[str, str] = {"exact": "Clopper-Pearson", "wilson": "Wil
 MIN_BOOTSTRAP_N = 5
 
 # A TPR at FPR alpha is reported only when alpha * n_nonmembers >= this many expected false positives: below it the
-# threshold sits on the top one or two non-member scores and the estimate is the TPR at zero false positives
-# (biased up, coverage 69% at 0.1% FPR with 600 non-members). benchmarks/intervals measures the rule.
+# threshold sits on the top few non-member scores, the estimate is biased up (the TPR at zero false positives under
+# one) and its bootstrap interval covers less than 93% (3 expected: 0.91-0.92; 6 expected: 0.97, with 600
+# non-members). benchmarks/intervals/README.md measures it.
 MIN_FALSE_POSITIVES = 5
 
 
@@ -56,6 +57,15 @@ def proportion_ci(
     return float(ci.low), float(ci.high)
 
 
+def proportion_ci_table(
+    trials: int, confidence: float = 0.95, method: ProportionMethod = "exact"
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`proportion_ci` for every count 0..trials at once: (lows, highs), indexed by the count. A simulation
+    of k ~ Binomial(trials, p) then reads its intervals by indexing (scripts/bench_intervals.py, the coverage test)."""
+    ends = np.array([proportion_ci(k, trials, confidence, method) for k in range(trials + 1)])
+    return ends[:, 0], ends[:, 1]
+
+
 def bca_ci(
     statistic: Callable[..., Any],
     *samples: np.ndarray,
@@ -72,26 +82,43 @@ def bca_ci(
     statistic takes an ``axis`` keyword. Constant data (every resample gives the same value) returns the value
     itself as both ends; fewer than two rows in a sample returns (nan, nan).
     """
+    low, high, _ = bca_bootstrap(statistic, *samples, confidence=confidence, n_resamples=n_resamples, seed=seed,
+                                 paired=paired, vectorized=vectorized)
+    return low, high
+
+
+def bca_bootstrap(
+    statistic: Callable[..., Any],
+    *samples: np.ndarray,
+    confidence: float = 0.95,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    paired: bool = True,
+    vectorized: bool = True,
+) -> tuple[float, float, np.ndarray]:
+    """:func:`bca_ci` and the bootstrap distribution it came from (for comparing interval methods on the same
+    resamples: ``scripts/bench_intervals.py``)."""
     from scipy import stats
 
     check_confidence(confidence)
     if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
         raise ConfigError(f"n_resamples: expected an integer >= 1, got {n_resamples!r}")
     if any(len(sample) < 2 for sample in samples):
-        return math.nan, math.nan
+        return math.nan, math.nan, np.array([])
     with warnings.catch_warnings():
         # constant data: scipy warns and returns NaN, handled below
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)
         warnings.simplefilter("ignore", RuntimeWarning)
         result = stats.bootstrap(samples, statistic, n_resamples=n_resamples, confidence_level=confidence,
                                  method="BCa", paired=paired, vectorized=vectorized, rng=np.random.default_rng(seed))
+    distribution = np.asarray(result.bootstrap_distribution)
     low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
     if math.isnan(low) or math.isnan(high):
-        if np.ptp(result.bootstrap_distribution) == 0:
-            value = float(result.bootstrap_distribution.flat[0])
-            return value, value
-        return math.nan, math.nan
-    return low, high
+        if np.ptp(distribution) == 0:
+            value = float(distribution.flat[0])
+            return value, value, distribution
+        return math.nan, math.nan, distribution
+    return low, high, distribution
 
 
 def mean_statistic(values: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -105,6 +132,21 @@ def auc_two_sample(members: np.ndarray, nonmembers: np.ndarray, axis: int = -1) 
 
     u_statistic = stats.mannwhitneyu(members, nonmembers, axis=axis, method="asymptotic").statistic
     return u_statistic / (np.shape(members)[axis] * np.shape(nonmembers)[axis])
+
+
+def tpr_two_sample(members: np.ndarray, nonmembers: np.ndarray, fpr: float, axis: int = -1) -> np.ndarray:
+    """:func:`hfprune.audit.metrics.tpr_at_fpr` from the two score samples, vectorised along ``axis``.
+
+    At most k = floor(fpr * n_nonmembers) non-members may score above the threshold, so it sits at the (k+1)-th
+    highest non-member score and the TPR is the share of members strictly above it (ties included, this is the
+    highest ROC point with FPR <= fpr).
+    """
+    allowed = math.floor(fpr * np.shape(nonmembers)[axis] + 1e-9)
+    if allowed >= np.shape(nonmembers)[axis]:
+        return np.mean(np.ones_like(members), axis=axis)
+    descending = -np.partition(-np.asarray(nonmembers), allowed, axis=axis)
+    threshold = np.take(descending, [allowed], axis=axis)
+    return np.mean(members > threshold, axis=axis)
 
 
 def fpr_resolved(fpr: float, n_nonmembers: int) -> bool:
