@@ -66,24 +66,10 @@ def proportion_ci_table(
     return ends[:, 0], ends[:, 1]
 
 
-def bca_ci(
-    statistic: Callable[..., Any],
-    *samples: np.ndarray,
-    confidence: float = 0.95,
-    n_resamples: int = 1000,
-    seed: int = 0,
-    paired: bool = True,
-    vectorized: bool = True,
-) -> tuple[float, float]:
-    """BCa bootstrap interval of ``statistic(*samples)`` (``scipy.stats.bootstrap``).
-
-    ``paired=True`` resamples the rows of all samples jointly (paired values stay paired); ``paired=False`` resamples
-    each sample on its own, which keeps each sample's size: members and non-members for an AUC. A ``vectorized``
-    statistic takes an ``axis`` keyword. Constant data (every resample gives the same value) returns the value
-    itself as both ends; fewer than two rows in a sample returns (nan, nan).
-    """
-    low, high, _ = bca_bootstrap(statistic, *samples, confidence=confidence, n_resamples=n_resamples, seed=seed,
-                                 paired=paired, vectorized=vectorized)
+def bca_ci(statistic: Callable[..., Any], *samples: np.ndarray, **options: Any) -> tuple[float, float]:
+    """BCa bootstrap interval of ``statistic(*samples)``: :func:`bca_bootstrap` without the distribution (same
+    ``options``: confidence, n_resamples, seed, paired, vectorized)."""
+    low, high, _ = bca_bootstrap(statistic, *samples, **options)
     return low, high
 
 
@@ -96,8 +82,14 @@ def bca_bootstrap(
     paired: bool = True,
     vectorized: bool = True,
 ) -> tuple[float, float, np.ndarray]:
-    """:func:`bca_ci` and the bootstrap distribution it came from (for comparing interval methods on the same
-    resamples: ``scripts/bench_intervals.py``)."""
+    """BCa bootstrap interval of ``statistic(*samples)`` (``scipy.stats.bootstrap``), and the bootstrap distribution
+    it came from (``scripts/bench_intervals.py`` compares interval methods on the same resamples).
+
+    ``paired=True`` resamples the rows of all samples jointly (paired values stay paired); ``paired=False`` resamples
+    each sample on its own, which keeps each sample's size: members and non-members for an AUC. A ``vectorized``
+    statistic takes an ``axis`` keyword. Constant data (every resample gives the same value) returns the value
+    itself as both ends; fewer than two rows in a sample returns (nan, nan).
+    """
     from scipy import stats
 
     check_confidence(confidence)
