@@ -26,9 +26,9 @@ PROPORTION_METHODS: dict[str, str] = {"exact": "Clopper-Pearson", "wilson": "Wil
 MIN_BOOTSTRAP_N = 5
 
 # A TPR at FPR alpha is reported only when alpha * n_nonmembers >= this many expected false positives: below it the
-# threshold sits on the top few non-member scores, the estimate is biased up (the TPR at zero false positives under
-# one) and its bootstrap interval covers less than 93% (3 expected: 0.91-0.92; 6 expected: 0.97, with 600
-# non-members). benchmarks/intervals/README.md measures it.
+# threshold sits on the top few non-member scores, the estimate is biased up (+26% to +41% under 2 expected) and
+# its BCa interval covers 0.78-0.85 under 2 expected, 0.92 or 0.96 at 3 (two runs of 300), 0.94-0.97 from 6
+# (600 non-members; benchmarks/intervals/README.md).
 MIN_FALSE_POSITIVES = 5
 
 
