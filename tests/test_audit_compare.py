@@ -109,3 +109,39 @@ def test_verdicts_after_holm_across_one_report():
     line = decided[0].line()
     assert line.startswith("m: **no detectable change**, +0.100, p = 0.020 (Holm p = 0.080); dense 0.500, pruned 0.600")
     assert compare.Comparison.from_dict(json.loads(json.dumps(decided[0].to_dict()))) == decided[0]
+
+
+def test_compare_models_pairs_every_record_both_models_kept():
+    from hfprune.audit.results import summarize_attack_log, summarize_exposure, summarize_membership
+
+    rng = np.random.default_rng(5)
+    member = np.r_[np.ones(40), np.zeros(40)].astype(bool)
+
+    def records(correct, outcomes, scores, exposures, metric="accuracy"):
+        return compare.PairedRecords(
+            {"metric": metric, "value": float(np.mean(correct)), "per_example": list(map(float, correct))},
+            [summarize_attack_log(outcomes, np.zeros(len(outcomes)), np.ones(len(outcomes)), model_name="m",
+                                  sparsity=0.0, recipe="deepwordbug", n_resamples=0)],
+            [summarize_membership(scores, member, model_name="m", sparsity=0.0, attack="loss", n_resamples=0)],
+            [summarize_exposure(exposures, model_name="m", sparsity=0.0, repetitions=10, space_size=10**4,
+                                method="exact", n_resamples=0)])
+
+    correct = rng.integers(0, 2, 50)
+    scores = rng.normal(size=80) + member
+    dense = records(correct, ["successful", "failed"] * 5, scores, np.arange(10.0))
+    pruned = records(1 - correct, ["successful"] * 10, scores + rng.normal(size=80), np.arange(10.0) + 1)
+    found = compare.compare_models(dense, pruned)
+    assert [c.metric for c in found] == [
+        "accuracy", "attack success (deepwordbug, on examples both classify correctly)", "MIA AUC (loss)",
+        "canary exposure, bits (10 repetitions)"]
+    assert found[0].test.startswith("exact McNemar") and found[0].n == 50
+    assert found[1].p_value == pytest.approx(stats.binomtest(5, 5).pvalue)
+    assert found[3].p_value == pytest.approx(2 / 1024) and found[3].difference == 1.0
+    # a record of another length (e.g. a different sample) is not paired; LM quality is compared on per-text NLL
+    other = records(correct[:10], ["successful"] * 4, scores, np.arange(10.0), metric="perplexity")
+    assert [c.metric for c in compare.compare_models(other, records(correct[:10] + 1.0, ["failed"] * 4, scores,
+                                                                    np.arange(10.0), metric="perplexity"))][0] == (
+        "per-text loss (NLL, nats)")
+    assert "accuracy" not in [c.metric for c in compare.compare_models(dense, other)]
+    text = compare.changes_markdown(compare.decide_groups({"pruned": found}))
+    assert text.startswith("## What pruning changed") and "across the 4 comparisons" in text
