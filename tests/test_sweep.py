@@ -107,9 +107,9 @@ def test_sweep_writes_levels_report_and_plots_and_resumes_without_recomputing(ti
     # attack success rates are proportions with exact intervals (no resampling needed): 1/4 and 4/4
     assert "| 0.250 [0.006, 0.806] | 1 (reference) |" in rows[1]
     assert rows[2].startswith("| sparsity-0.00 | 0.0% | 8/8 | 96/96 |")
-    assert "| 0.250 [0.006, 0.806] | 0.667 |" in rows[2]
+    assert "| 0.250 [0.006, 0.806] | 0.667 [0.094, 0.992] |" in rows[2]  # loyalty 2 of 3, exact interval
     assert rows[3].startswith("| sparsity-0.50 |") and "| 4/8 | 48/96 |" in rows[3]
-    assert "| 1.000 [0.398, 1.000] | 0.667 |" in rows[3]  # constructed ASR at half the heads: 4 of 4; loyalty 2 of 3
+    assert "| 1.000 [0.398, 1.000] | 0.667 [0.094, 0.992] |" in rows[3]  # constructed ASR at half the heads: 4 of 4
     # the report opens with the paired tests: 3 attacks flipped only on the pruned model, McNemar p = 2 / 2^3;
     # the difference's interval maps the Clopper-Pearson interval of 3/3, [0.025^(1/3), 1], through 3/4 (2t - 1)
     assert report.split("\n## ")[1].startswith("What pruning changed")

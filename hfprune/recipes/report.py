@@ -136,7 +136,7 @@ class RunReport:
         if stage.kind == "dense":
             latency = self._dense_latency_cell()
         asr = {r.recipe: r.attack_success_rate.format() for r in audit.robustness}
-        loyalty = "" if audit.loyalty is None else f"{audit.loyalty.label_loyalty.value:.3f}"
+        loyalty = "" if audit.loyalty is None else audit.loyalty.label_loyalty.format()
         mia = audit.strongest_mia()
         row = [name, f"{100 * max(0.0, s['param_sparsity']):.1f}%", f"{s['heads_kept']}/{s['heads_total']}",
                f"{s['neurons_kept']}/{s['neurons_total']}", quality, latency,
@@ -145,8 +145,9 @@ class RunReport:
             row.append(loyalty if stage.kind != "dense" else "1 (reference)")
         row.append("" if mia is None else f"{self._mia_cell(audit, mia[0])} ({mia[0]})")
         if exposure:
-            top = audit.max_exposure()
-            row.append("" if top is None else f"{top[1]:.2f} ({top[0]} repetitions)")
+            exposed = audit.privacy.exposure if audit.privacy is not None else []
+            top = max(exposed, key=lambda r: r.repetitions) if exposed else None
+            row.append("" if top is None else f"{top.exposure_cell()} ({top.repetitions} repetitions)")
         return row
 
     @staticmethod
