@@ -37,7 +37,10 @@ def test_mcnemar_is_a_binomial_test_on_the_discordant_pairs():
     [decided] = compare.decide([result])
     assert decided.verdict == "lower" and decided.p_adjusted == pytest.approx(158 / 4096)
     same = compare.compare_accuracy(dense, dense)
-    assert (same.p_value, same.difference, same.low, same.high) == (1.0, 0.0, 0.0, 0.0)
+    # no discordant pair: +- the Clopper-Pearson upper bound of 0 of 100, 1 - 0.025^(1/100) = 0.0362
+    bound = 1 - 0.025 ** (1 / 100)
+    assert (same.p_value, same.difference) == (1.0, 0.0)
+    assert (same.low, same.high) == pytest.approx((-bound, bound))
     with pytest.raises(ConfigError, match="accuracy"):
         compare.compare_accuracy(dense, pruned[:-1])
 

@@ -104,7 +104,8 @@ def mcnemar(
     Only the discordant pairs carry information: b examples where only dense succeeds, c where only pruned does.
     Under no change each is equally likely, so p is the two-sided binomial test of c successes in b + c trials.
     The interval of the difference (c - b) / n is the Clopper-Pearson interval of c / (b + c) mapped through
-    d = (b + c) / n * (2 theta - 1), conditional on the number of discordant pairs, as the test is.
+    d = (b + c) / n * (2 theta - 1), conditional on the number of discordant pairs, as the test is; with no
+    discordant pair, +- the exact upper bound of a discordance rate of 0 of n.
     """
     from scipy import stats
 
@@ -115,7 +116,10 @@ def mcnemar(
     n = a.size
     difference = (only_pruned - only_dense) / n
     if discordant == 0:
-        p_value, low, high = 1.0, 0.0, 0.0
+        # no pair disagrees, yet the models may on other examples: the difference is bounded by the discordance
+        # rate, whose exact upper bound (0 of n) gives the interval (a zero-width one would claim certainty)
+        bound = intervals.proportion_ci(0, n, confidence)[1]
+        p_value, low, high = 1.0, -bound, bound
     else:
         p_value = float(stats.binomtest(only_pruned, discordant, 0.5).pvalue)
         theta_low, theta_high = intervals.proportion_ci(only_pruned, discordant, confidence)
