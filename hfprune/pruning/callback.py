@@ -3,7 +3,8 @@
 Thin by design: it owns no math and no loss. It builds a ``StructuredPruner`` when training begins, feeds it the
 gradients before each optimizer step, lets it update masks after each step, and compacts at the end (zeroing pruned
 weights too). Its state (scores, masks) is saved in every Trainer checkpoint through ``ExportableState`` and
-restored on resume.
+restored on resume from any checkpoint; with ``load_best_model_at_end`` the best checkpoint's masks are restored
+with its weights before compaction (``hfprune.pruning.checkpoints``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_callback import ExportableState
 
+from hfprune.pruning.checkpoints import callback_state, checkpoint_callback_state
 from hfprune.pruning.config import PruningConfig
 from hfprune.pruning.pruner import StructuredPruner
 from hfprune.pruning.stats import SparsityReport, sparsity_report
@@ -53,10 +55,8 @@ class MovementPruningCallback(TrainerCallback, ExportableState):
     def _state_from_checkpoint(self, state: TrainerState) -> dict[str, Any] | None:
         """On resume the Trainer has loaded the checkpoint's TrainerState, which carries this callback's saved
         state; read it here so resuming works without ``restore_callback_states_from_checkpoint=True``."""
-        stored = (state.stateful_callbacks or {}).get(type(self).__name__)
-        if isinstance(stored, list):
-            stored = stored[0] if stored else None
-        return ((stored or {}).get("attributes") or {}).get("pruner_state")
+        return ((callback_state(state.stateful_callbacks, type(self).__name__) or {}).get("attributes")
+                or {}).get("pruner_state")
 
     def on_pre_optimizer_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                               **kwargs) -> None:
@@ -71,7 +71,13 @@ class MovementPruningCallback(TrainerCallback, ExportableState):
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model=None,
                      **kwargs) -> None:
-        self.pruner.finalize(state.max_steps)
+        if args.load_best_model_at_end and state.best_model_checkpoint is not None:
+            # the Trainer has just loaded the best checkpoint's weights (``_load_best_model`` runs before this
+            # event): give them the masks of their own step, not the last step's
+            saved = checkpoint_callback_state(state.best_model_checkpoint, type(self).__name__)
+            self.pruner.restore_best(saved["attributes"]["pruner_state"], state.best_model_checkpoint)
+        else:
+            self.pruner.finalize(state.max_steps)
         if self.config.compact_on_train_end:
             self.structure = self.pruner.compact()
         self.report = sparsity_report(model, self.config.flops_seq_len)
