@@ -11,6 +11,13 @@ ALLOCATIONS = ("global", "per_layer", "uniform")
 WEIGHT_ALLOCATIONS = ("per_matrix", "global")
 
 
+def scorer_names() -> list[str]:
+    """The registered unit scorers (imported late: the scorers import the pruning machinery)."""
+    from hfprune.pruning.scoring import SCORERS
+
+    return sorted(SCORERS)
+
+
 @dataclass
 class PruningConfig(ConfigMixin):
     """Structured pruning of attention heads and FFN neurons, and weight-level pruning of the matrices they live in.
@@ -25,8 +32,7 @@ class PruningConfig(ConfigMixin):
     head_sparsity: float = field_help(0.0, "Fraction of attention heads to remove, in [0, 1).")
     ffn_sparsity: float = field_help(0.0, "Fraction of FFN neurons to remove, in [0, 1).")
     scoring: str = field_help(
-        "movement", "Unit scoring method: one of hfprune.pruning.scoring.SCORERS (movement, movement_ste, "
-        "soft_movement, magnitude, random, head_importance, snip_momentum)."
+        "movement", "Unit scoring method, a name in hfprune.pruning.scoring.SCORERS.", choices=scorer_names
     )
     regularization: float = field_help(
         1.0, "soft_movement only: final weight of the L1 penalty on sigmoid(scores) (Sanh et al. 2020), >= 0, "
@@ -81,12 +87,10 @@ class PruningConfig(ConfigMixin):
     flops_seq_len: int = field_help(128, "Sequence length at which FLOPs are reported.")
 
     def __post_init__(self) -> None:
-        from hfprune.pruning.scoring import SCORERS
-
         name = type(self).__name__
         check_fraction(name, "head_sparsity", self.head_sparsity)
         check_fraction(name, "ffn_sparsity", self.ffn_sparsity)
-        check_choice(name, "scoring", self.scoring, tuple(SCORERS))
+        check_choice(name, "scoring", self.scoring, scorer_names())
         check_number(name, "regularization", self.regularization, minimum=0.0)
         if not (isinstance(self.threshold, (int, float)) and not isinstance(self.threshold, bool)
                 and 0 < self.threshold < 1):

@@ -9,6 +9,7 @@ import math
 import os
 import types
 import typing
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Self
 
@@ -16,11 +17,20 @@ from hfprune.errors import ConfigError
 from hfprune.utils.io import atomic_write_json
 
 
-def field_help(default: Any, help: str, **kwargs: Any) -> Any:
-    """A dataclass field with ``help`` metadata (and a factory for mutable defaults)."""
+def field_help(default: Any, help: str, choices: Callable[[], Iterable[str]] | None = None, **kwargs: Any) -> Any:
+    """A dataclass field with ``help`` metadata (and a factory for mutable defaults). ``choices`` returns the allowed
+    values (e.g. a registry's names) when called, so help texts and CLI flags list what is registered at the time."""
+    metadata = {"help": help} | ({"choices": choices} if choices is not None else {})
     if isinstance(default, (list, dict, set)):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help}, **kwargs)
-    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata, **kwargs)
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
+
+
+def field_help_text(field: dataclasses.Field) -> str:
+    """A field's ``help`` metadata, followed by its ``choices`` as registered now."""
+    text = field.metadata.get("help", "")
+    choices = field.metadata.get("choices")
+    return f"{text} One of: {', '.join(sorted(choices()))}." if choices else text
 
 
 def check_fraction(owner: str, name: str, value: Any, *, allow_one: bool = False) -> None:
