@@ -28,6 +28,7 @@ from hfprune.errors import HfpruneError
 from hfprune.models.trusted import index_shards, model_class, safe_load_config
 from hfprune.pruning.architectures import get_architecture
 from hfprune.pruning.compaction import compact
+from hfprune.pruning.companions import LOADING_HINT, LOADING_KEY, mark_pruned_folder, save_tokenizer
 from hfprune.pruning.config import PruningConfig
 from hfprune.pruning.masks import ACTIVE_PRUNERS, ACTIVE_WEIGHT_PRUNERS
 from hfprune.pruning.structure import CONFIG_KEY, PrunedStructure
@@ -51,18 +52,23 @@ def save_pruned(
 ) -> Path:
     """Save a (compacted) model with its structure, pruning config and sparsity report, atomically: everything is
     written to a temporary folder beside ``path`` and renamed into place, so an interrupted save leaves no partial
-    checkpoint. An existing non-empty ``path`` is refused unless ``overwrite``."""
+    checkpoint. An existing non-empty ``path`` is refused unless ``overwrite``. The tokenizer goes along:
+    ``processing_class``, or else the one saved in the folder the model was loaded from. A README.md and a
+    ``hfprune_loading`` line in config.json say how to load it (plain ``from_pretrained`` cannot)."""
     from hfprune.pruning.stats import sparsity_report
 
     path = Path(path)
     with _staged_folder(path, overwrite, "save_pruned") as staging:
-        PrunedStructure.of(model).attach(model)
+        structure = PrunedStructure.of(model)
+        structure.attach(model)
+        if not structure.is_dense:
+            setattr(model.config, LOADING_KEY, LOADING_HINT)
         model.save_pretrained(staging)
-        if processing_class is not None:
-            processing_class.save_pretrained(staging)
+        save_tokenizer(model, staging, processing_class)
         if pruning_config is not None:
             pruning_config.save_pretrained(staging)
         atomic_write_json(staging / "pruning_report.json", sparsity_report(model).to_dict())
+        mark_pruned_folder(model, staging, path)
     return path
 
 
@@ -118,9 +124,11 @@ def load_pruned(path_or_repo_id: str | os.PathLike, **hub_kwargs) -> PreTrainedM
     return model.eval()
 
 
-def export_dense(model: PreTrainedModel, path: str | os.PathLike, overwrite: bool = False) -> Path:
+def export_dense(model: PreTrainedModel, path: str | os.PathLike, overwrite: bool = False,
+                 processing_class: object | None = None) -> Path:
     """Write ``model`` zero-padded to its dense shapes: a checkpoint plain ``from_pretrained`` loads, with the same
-    predictions as the pruned model."""
+    predictions as the pruned model. The tokenizer goes along (``processing_class``, or else the one saved in the
+    folder the model was loaded from), so ``pipeline(task, model=path)`` works with nothing else."""
     structure = PrunedStructure.of(model)
     dense = type(model)(_dense_config(model.config)).to(model.device)  # the model's own class, recorded or not
     own_state = {k: v for k, v in model.state_dict().items()}
@@ -133,6 +141,7 @@ def export_dense(model: PreTrainedModel, path: str | os.PathLike, overwrite: boo
     path = Path(path)
     with _staged_folder(path, overwrite, "export_dense") as staging:
         dense.save_pretrained(staging)
+        save_tokenizer(model, staging, processing_class)
     return path
 
 
@@ -143,8 +152,9 @@ def _dense_config(config: PretrainedConfig) -> PretrainedConfig:
     if payload:
         for name, value in PrunedStructure.from_dict(payload).dense_fields(dense).items():
             setattr(dense, name, value)
-    if hasattr(dense, CONFIG_KEY):
-        delattr(dense, CONFIG_KEY)
+    for key in (CONFIG_KEY, LOADING_KEY):
+        if hasattr(dense, key):
+            delattr(dense, key)
     return dense
 
 
