@@ -33,6 +33,21 @@ def field_help_text(field: dataclasses.Field) -> str:
     return f"{text} One of: {', '.join(sorted(choices()))}." if choices else text
 
 
+def help_table(cls: type, base: type | None = None) -> str:
+    """A markdown table (field, default, what it does) of dataclass ``cls``'s fields (those it adds to dataclass
+    ``base``, if given), from their ``help`` metadata: documentation generated from where the fields are described."""
+    inherited = {f.name for f in dataclasses.fields(base)} if base is not None else set()
+    rows = ["| field | default | what it does |", "|---|---|---|"]
+    for field in dataclasses.fields(cls):
+        if field.name in inherited:
+            continue
+        name = field.name
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        text = field_help_text(field).replace("|", "\\|")  # a pipe would end the cell
+        rows.append(f"| `{name}` | `{default!r}` | {text} |")
+    return "\n".join(rows)
+
+
 def check_fraction(owner: str, name: str, value: Any, *, allow_one: bool = False) -> None:
     """Raise ConfigError unless ``value`` is a real number in [0, 1) (or [0, 1] with ``allow_one``)."""
     upper = "1]" if allow_one else "1)"
