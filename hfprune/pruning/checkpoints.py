@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoConfig, PreTrainedModel
+from transformers import PreTrainedModel
 
 from hfprune.errors import HfpruneError
 
@@ -53,13 +53,16 @@ def load_checkpoint_masked(checkpoint_dir: str | os.PathLike, compact: bool = Tr
     """The model of a pruning run's ``checkpoint-N`` folder with the masks of step N: its dense-shaped weights
     (``from_pretrained`` of the class in its config.json), the saved masks applied, and with ``compact`` the masked
     units sliced out and pruned weights zeroed, as the callback does at the end of training."""
+    from hfprune.models import safe_model_kwargs
+    from hfprune.models.trusted import model_class, safe_load_config
     from hfprune.pruning.config import PruningConfig
     from hfprune.pruning.pruner import StructuredPruner
-    from hfprune.pruning.serialization import _model_class
 
     state = checkpoint_callback_state(checkpoint_dir, name)
     config = PruningConfig.from_dict(state["args"]["config"])
-    model = _model_class(AutoConfig.from_pretrained(checkpoint_dir)).from_pretrained(checkpoint_dir).eval()
+    model_config = safe_load_config(checkpoint_dir, "checkpoint")
+    model_cls = model_class(model_config)
+    model = model_cls.from_pretrained(checkpoint_dir, **safe_model_kwargs({"config": model_config})).eval()
     pruner = StructuredPruner(model, config)
     pruner.load_state_dict(state["attributes"]["pruner_state"])
     if compact:

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
-from transformers import AutoTokenizer, PreTrainedModel
+from transformers import PreTrainedModel
 
 from hfprune.pruning.structure import PrunedStructure
 from hfprune.utils.logging import get_logger
@@ -26,8 +26,6 @@ LOADING_KEY = "hfprune_loading"
 LOADING_HINT = ("pruned by hfprune: per-layer head and FFN sizes that plain from_pretrained cannot build (it fails "
                 "with a size mismatch). Load with hfprune.load_pruned(path); for plain transformers, write a "
                 "zero-padded copy with hfprune.export_dense(hfprune.load_pruned(path), dense_dir).")
-# files whose presence marks a saved tokenizer in a model's source folder
-_TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
 
 
 def save_tokenizer(model: PreTrainedModel, folder: Path, processing_class: object | None = None) -> bool:
@@ -35,9 +33,11 @@ def save_tokenizer(model: PreTrainedModel, folder: Path, processing_class: objec
     from (``config._name_or_path``), so that ``pipeline(folder)`` works alone. False (logged) when neither is
     known."""
     if processing_class is None:
+        from hfprune.models import TOKENIZER_FILES, load_tokenizer
+
         source = getattr(model.config, "_name_or_path", "") or ""
-        if source and any(Path(source, name).is_file() for name in _TOKENIZER_FILES):
-            processing_class = AutoTokenizer.from_pretrained(source)
+        if source and any(Path(source, name).is_file() for name in TOKENIZER_FILES):
+            processing_class = load_tokenizer(source)  # refuses a tokenizer that asks for its own code
     if processing_class is None:
         logger.info("no tokenizer saved in %s: pass processing_class= (or save the tokenizer beside the model it was "
                     "loaded from) for pipeline(folder) to work alone", folder)
