@@ -20,6 +20,7 @@ from hfprune.pruning.compaction import UnitMasks, compact
 from hfprune.pruning.config import PruningConfig
 from hfprune.pruning.distributed import mean_across_processes
 from hfprune.pruning.masks import ACTIVE_PRUNERS, MaskHooks, round_kept_up, select_masks
+from hfprune.pruning.nonfinite import model_name
 from hfprune.pruning.schedule import cubic_sparsity
 from hfprune.pruning.scoring import build_scorer
 from hfprune.pruning.structure import PrunedStructure
@@ -35,6 +36,7 @@ class StructuredPruner:
     the individual weights of the matrices that carry them (``self.weights``)."""
 
     def __init__(self, model: PreTrainedModel, config: PruningConfig) -> None:
+        config.check_model(model.config, model_name(model))
         self.model = model
         self.config = config
         self.scorer = build_scorer(config.scoring, seed=config.seed)

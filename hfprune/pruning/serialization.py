@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import transformers
 from huggingface_hub import hf_hub_download
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
 
@@ -33,7 +33,7 @@ from hfprune.pruning.structure import CONFIG_KEY, PrunedStructure
 from hfprune.pruning.units import UnitKind, unit_groups
 from hfprune.pruning.weight.encoding import pack_bits, unpack_bits
 from hfprune.pruning.weight.matrices import prunable_matrices
-from hfprune.utils.io import atomic_write_json, replace_folder
+from hfprune.utils.io import atomic_write_json, disk_full_reported, replace_folder
 
 WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
@@ -84,8 +84,9 @@ def _staged_folder(path: Path, overwrite: bool, caller: str) -> Iterator[Path]:
             shutil.rmtree(leftover, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-{os.getpid()}-"))
     try:
-        yield staging
-        replace_folder(staging, path)
+        with disk_full_reported(path):
+            yield staging
+            replace_folder(staging, path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -101,17 +102,27 @@ def load_pruned(path_or_repo_id: str | os.PathLike, **hub_kwargs) -> PreTrainedM
             "checkpoint (load it with from_pretrained)"
         )
     structure = PrunedStructure.from_dict(payload)
+    structure.check_fits(config, f"{path_or_repo_id}/config.json")
     model = _build_with_structure(config, structure)
-    state = _load_state_dict(str(path_or_repo_id), **hub_kwargs)
+    _load_matching(model, _load_state_dict(str(path_or_repo_id), **hub_kwargs), f"load_pruned: weights in "
+                   f"{path_or_repo_id}")
+    return model.eval()
+
+
+def _load_matching(model: PreTrainedModel, state: dict[str, torch.Tensor], where: str) -> None:
+    """Load ``state`` into ``model`` after checking it has every weight, nothing else, and the recorded shapes
+    (torch's own size-mismatch error names neither the checkpoint nor the cause)."""
+    shapes = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    for name, tensor in state.items():
+        if name in shapes and tuple(tensor.shape) != shapes[name]:
+            raise HfpruneError(f"{where}: tensor {name!r} has shape {list(tensor.shape)}, expected "
+                               f"{list(shapes[name])} (the shape the recorded structure gives)")
     result = model.load_state_dict(state, strict=False)
     missing = set(result.missing_keys) - _tied_keys(model)
     if missing or result.unexpected_keys:
-        raise HfpruneError(
-            f"load_pruned: weights in {path_or_repo_id} do not match the recorded structure "
-            f"(missing {sorted(missing)[:5]}, unexpected {sorted(result.unexpected_keys)[:5]})"
-        )
+        raise HfpruneError(f"{where} do not match the recorded structure (missing {sorted(missing)[:5]}, "
+                           f"unexpected {sorted(result.unexpected_keys)[:5]})")
     model.tie_weights()
-    return model.eval()
 
 
 def export_dense(model: PreTrainedModel, path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -177,11 +188,25 @@ def _load_state_dict(path_or_repo_id: str, **hub_kwargs) -> dict[str, torch.Tens
         index_file = None
     if index_file is not None and index_file.is_file():
         shards = sorted(set(json.loads(index_file.read_text())["weight_map"].values()))
-        return {k: v for shard in shards for k, v in load_file(resolve(shard)).items()}
+        return {k: v for shard in shards for k, v in _read_weights(resolve(shard)).items()}
     weights = resolve(WEIGHTS_NAME)
     if not weights.is_file():
         raise HfpruneError(f"load_pruned: no {WEIGHTS_NAME} in {path_or_repo_id} (only safetensors weights are read)")
-    return load_file(weights)
+    return _read_weights(weights)
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """``safetensors.load_file``, with a truncated or foreign file reported as such, naming the file."""
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError) as exc:
+        raise _unreadable_weights(path, exc) from None
+
+
+def _unreadable_weights(path: Path, exc: Exception) -> HfpruneError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return HfpruneError(f"{path}: not a complete safetensors file ({first}); expected the weights saved with the "
+                        "model (re-save or re-download it)")
 
 
 def _tied_keys(model: PreTrainedModel) -> set[str]:
@@ -217,28 +242,28 @@ def load_compressed(path: str | os.PathLike) -> PreTrainedModel:
     config = AutoConfig.from_pretrained(path)
     payload = getattr(config, CONFIG_KEY, None)
     if payload:
-        model = _build_with_structure(config, PrunedStructure.from_dict(payload))
+        structure = PrunedStructure.from_dict(payload)
+        structure.check_fits(config, f"{path}/config.json")
+        model = _build_with_structure(config, structure)
     else:
         model = _model_class(config)(_dense_config(config))
     weights = path / WEIGHTS_NAME
-    with safe_open(str(weights), framework="pt") as handle:
-        metadata = handle.metadata() or {}
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError) as exc:
+        raise _unreadable_weights(weights, exc) from None
     if metadata.get("format") != COMPRESSED_FORMAT:
         raise HfpruneError(f"load_compressed: {weights} was not written by save_compressed (format "
                            f"{metadata.get('format')!r}); load it with load_pruned or from_pretrained")
-    stored = load_file(weights)
+    stored = _read_weights(weights)
     shapes = {name: tuple(t.shape) for name, t in model.state_dict().items()}
     for name in json.loads(metadata["compressed"]):
         bits = unpack_bits(stored.pop(name + _BITMASK), shapes[name])
         dense = torch.zeros(shapes[name], dtype=stored[name + _VALUES].dtype)
         dense[bits] = stored.pop(name + _VALUES)
         stored[name] = dense
-    result = model.load_state_dict(stored, strict=False)
-    missing = set(result.missing_keys) - _tied_keys(model)
-    if missing or result.unexpected_keys:
-        raise HfpruneError(f"load_compressed: weights in {path} do not match the recorded structure (missing "
-                           f"{sorted(missing)[:5]}, unexpected {sorted(result.unexpected_keys)[:5]})")
-    model.tie_weights()
+    _load_matching(model, stored, f"load_compressed: weights in {path}")
     return model.eval()
 
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from hfprune.errors import ConfigError, DataError, HfpruneError
 from hfprune.recipes.audits import AuditPlan, ModelAudit
-from hfprune.utils.io import atomic_write_json, contained_path, replace_folder
+from hfprune.utils.io import atomic_write_json, contained_path, disk_full_reported, replace_folder
 from hfprune.utils.logging import get_logger
 
 if TYPE_CHECKING:
@@ -158,9 +158,10 @@ def run_stage(stage_dir: Path, fingerprint: str, compute: Callable[[Path], Stage
     staging = stage_dir.with_name(f".{stage_dir.name}.staging-{os.getpid()}")
     staging.mkdir(parents=True)
     try:
-        result = compute(staging)
-        atomic_write_json(staging / STAGE_FILE, result.to_dict())  # the done-marker: written last
-        replace_folder(staging, stage_dir)
+        with disk_full_reported(stage_dir):
+            result = compute(staging)
+            atomic_write_json(staging / STAGE_FILE, result.to_dict())  # the done-marker: written last
+            replace_folder(staging, stage_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return result, True
@@ -229,7 +230,10 @@ class RecipeRunner:
         """Every check that can fail, before the first file is written (see the module docstring)."""
         with data_dir_env(self.recipe.data.data_dir):
             labels = self._check_data()
-        self._check_model(labels)
+        model_config = self._check_model(labels)
+        if model_config is not None:
+            for level in levels:  # the model is known: its head and FFN counts bound the per-layer minimums
+                level.pruning.check_model(model_config, self._model_key()[1], "pruning")
         try:
             self.plan.check_resources()
         except HfpruneError as exc:

@@ -230,6 +230,8 @@ def _train_and_save(
 ) -> tuple[float, float]:
     from transformers import AutoTokenizer, DataCollatorForLanguageModeling, Trainer, TrainingArguments, set_seed
 
+    from hfprune.pruning.nonfinite import NonFiniteCallback
+
     set_seed(config.seed)
     if config.base_model is not None:
         model, tokenizer = _pretrained(config)
@@ -245,7 +247,8 @@ def _train_and_save(
         seed=config.seed, data_seed=config.seed, dataloader_num_workers=0,
     )
     trainer = Trainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
-                      data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False))
+                      data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+                      callbacks=[NonFiniteCallback()])
     started = time.perf_counter()
     output = trainer.train()
     seconds = time.perf_counter() - started
