@@ -163,6 +163,20 @@ def test_tampered_structures_are_one_named_config_error(key, value, fragments, t
         assert fragment in message, (fragment, message)
 
 
+@pytest.mark.parametrize(("masks", "fragment"), [
+    (lambda: {"heads": [torch.ones(4)] * 3}, "compact: masks['heads']: expected one mask per layer (2), got 3"),
+    (lambda: {"neurons": [torch.ones(48), torch.ones(50)]},
+     "compact: masks['neurons'][1]: expected 48 values (one per neuron left in the layer), got 50"),
+], ids=["layer-count", "mask-length"])
+def test_masks_that_do_not_fit_the_model_are_one_named_error(masks, fragment):
+    from hfprune.pruning.units import UnitKind
+
+    model = tiny_model("bert")
+    with pytest.raises(HfpruneError) as info:
+        hfprune.compact(model, {UnitKind(kind): value for kind, value in masks().items()})
+    assert str(info.value) == fragment
+
+
 def _wrong_shape(path: Path) -> None:
     weights = load_file(path)
     name = next(n for n in weights if n.endswith("intermediate.dense.weight"))
@@ -350,16 +364,24 @@ def test_min_heads_above_the_head_count_is_refused_by_the_pruner():
 
 
 # ---------------------------------------------------------------------- 5. non-finite weights and losses
-def test_prune_with_a_diverging_learning_rate_stops_and_saves_no_model(model_dirs, tmp_path, capsys):
+# (command, its own flags) of the commands that train: the pruning (callback) and the dense fine-tuning
+DIVERGING = [("prune", ["--teacher", "{good}", "--prune-epochs", "1"]),
+             ("finetune", ["--model", "{good}", "--epochs", "1"])]
+
+
+@pytest.mark.parametrize(("command", "argv"), DIVERGING, ids=[c[0] for c in DIVERGING])
+def test_a_diverging_learning_rate_stops_training_and_saves_no_model(command, argv, model_dirs, tmp_path, capsys):
     """The reproduction of the issue: ``--learning-rate 1e30`` used to exit 0 with 41 of 41 tensors NaN."""
     out = tmp_path / "out"
-    code, err = _cli(capsys, "prune", "--teacher", str(model_dirs["good"]), "--train-samples", "32",
-                     "--prune-epochs", "1", "--batch-size", "8", "--max-length", "16", "--learning-rate", "1e30",
-                     "--output-dir", str(out))
-    line = _one_line_error(code, err, "prune", f"model {model_dirs['good']}: loss and gradients became non-finite "
+    argv = [a.replace("{good}", str(model_dirs["good"])) for a in argv]
+    code, err = _cli(capsys, command, *argv, "--train-samples", "32", "--batch-size", "8", "--max-length", "16",
+                     "--learning-rate", "1e30", "--output-dir", str(out))
+    line = _one_line_error(code, err, command, f"model {model_dirs['good']}: loss and gradients became non-finite "
                            "during training at step ", "with learning rate ", "no model was saved")
     assert "e+29" in line or "e+30" in line  # the learning rate of that step (after warm-up)
-    assert not (out / "pruned").exists() and not (out / "report.json").exists()
+    saved = [p for p in out.rglob("*") if p.name in ("model.safetensors", "report.json", "config.json")] \
+        if out.exists() else []
+    assert saved == []
 
 
 def test_prune_with_a_nan_weight_teacher_is_refused_before_writing(model_dirs, tmp_path, capsys):
@@ -480,6 +502,21 @@ def test_disk_full_during_save_names_the_folder_and_keeps_the_previous_model(wri
         assert torch.equal(hfprune.load_pruned(folder)(**tiny_inputs).logits, model(**tiny_inputs).logits)
 
 
+def test_disk_full_in_an_atomic_write_names_the_file_and_keeps_the_previous_one(tmp_path, monkeypatch):
+    import os
+
+    from hfprune.utils.io import atomic_write_json
+
+    target = tmp_path / "recipe.json"
+    atomic_write_json(target, {"before": 1})
+    monkeypatch.setattr(os, "fsync", _disk_full)
+    with pytest.raises(DiskFullError, match=rf"^{target}: the disk is full .*the previous file, if any, is intact"):
+        atomic_write_json(target, {"after": 2})
+    monkeypatch.undo()
+    assert json.loads(target.read_text()) == {"before": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["recipe.json"]
+
+
 def test_disk_full_in_a_recipe_stage_names_the_stage_and_keeps_it(tmp_path):
     from hfprune.recipes.runner import STAGE_FILE, run_stage
 
@@ -495,3 +532,18 @@ def test_disk_full_in_a_recipe_stage_names_the_stage_and_keeps_it(tmp_path):
         run_stage(stage, "fingerprint", compute, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dense"]
     assert (stage / STAGE_FILE).read_text() == "{}"
+
+
+def test_on_nonfinite_is_a_recipe_key_that_leaves_fingerprints_alone(tmp_path):
+    """A finished stage met no non-finite step, so the policy does not change its result: recipes written before
+    the option existed keep their fingerprints (and their finished stages)."""
+    from hfprune.recipes.schema import Recipe
+
+    base = _recipe(Path("model"), tmp_path / "out")
+    default = Recipe.from_dict(base)
+    skip = Recipe.from_dict({**base, "pruning": {"head_sparsity": 0.5, "on_nonfinite": "skip"}})
+    assert skip.pruning.on_nonfinite == "skip" and default.pruning.on_nonfinite == "stop"
+    assert skip.fingerprint() == Recipe.from_dict({**base, "pruning": {"head_sparsity": 0.5}}).fingerprint()
+    assert "on_nonfinite" not in default.result_dict()["pruning"]
+    with pytest.raises(ConfigError, match=r"^pruning.on_nonfinite: expected one of \['skip', 'stop'\], got 'nan'$"):
+        Recipe.from_dict({**base, "pruning": {"on_nonfinite": "nan"}})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hfprune.utils.config import ConfigMixin, check_choice, check_fraction, check_int, field_help
 
@@ -117,6 +117,12 @@ class PruningConfig(ConfigMixin):
                 f"{name}.weight_sparsity: weight_method {self.weight_method!r} fixes the weight sparsity, so expected "
                 f"{pattern}, got {self.weight_sparsity!r}"
             )
+
+    def result_dict(self) -> dict[str, Any]:
+        """The settings that determine a finished run's result, for fingerprints: ``on_nonfinite`` is left out (a
+        run that finished under "stop" met no non-finite step, so "skip" gives the same result), which keeps the
+        fingerprints of runs made before the option existed."""
+        return {k: v for k, v in self.to_dict().items() if k != "on_nonfinite"}
 
     def check_model(self, config: PretrainedConfig, where: str, prefix: str = "PruningConfig") -> None:
         """The per-layer minimums leave something to prune in a model of ``config`` (``where`` names it): a

@@ -223,7 +223,7 @@ class RecipeRunner:
                 "training": {k: training[k] for k in ("dense_epochs", "batch_size", "learning_rate", "seed")}}
 
     def level_settings(self, level: Level) -> dict[str, Any]:
-        return {**self.recipe.result_dict(), "pruning": level.pruning.to_dict(), "level": level.value}
+        return {**self.recipe.result_dict(), "pruning": level.pruning.result_dict(), "level": level.value}
 
     # ---- checks before anything is written ----
     def preflight(self, levels: list[Level]) -> None:

@@ -30,8 +30,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp creates 0600; give the file ordinary permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and is_disk_full(exc):
+            from hfprune.errors import DiskFullError
+
+            raise DiskFullError(f"{path}: the disk is full (no space left on device while writing it); the "
+                                "previous file, if any, is intact. Free some space and run again") from exc
         raise
 
 
