@@ -445,6 +445,29 @@ def test_callback_skip_policy_leaves_the_weights_of_skipped_steps_untouched(tmp_
     assert any(not torch.equal(p, before[name]) for name, p in model.named_parameters())
 
 
+def test_callback_stops_on_weights_that_became_non_finite_by_the_end(tmp_path):
+    """Gradients finite at every step, but the last update overflowed a weight: found when training ends, before
+    the model is compacted or saved."""
+    from transformers import TrainerCallback
+
+    class Overflow(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step == state.max_steps:
+                with torch.no_grad():
+                    model.bert.encoder.layer[1].intermediate.dense.weight[0, 0] = float("inf")
+
+    model = tiny_model("bert").train()
+    callback = _callback()
+    trainer = _nan_loss_trainer(model, callback, set(), tmp_path)
+    trainer.add_callback(Overflow())
+    with pytest.raises(NonFiniteError, match=r"model BertForSequenceClassification: weights became non-finite during "
+                                             r"training \(found after step 6\): 1 of \d+ "
+                                             r"tensors hold NaN or inf \(bert.encoder.layer.1.intermediate.dense."
+                                             r"weight\); no model was saved"):
+        trainer.train()
+    assert callback.pruner.scored_steps == 6
+
+
 def test_callback_refuses_a_model_with_non_finite_input_weights(tmp_path):
     model = tiny_model("bert").train()
     with torch.no_grad():

@@ -69,10 +69,6 @@ class MovementPruningCallback(TrainerCallback, ExportableState):
         if self._step_ok or fp16_scaled(args):  # an fp16 overflow step: the pruner skips its scores itself
             self.pruner.accumulate_scores()
 
-    def on_optimizer_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model=None,
-                          optimizer=None, **kwargs) -> None:
-        self.guard.check_weights(model, state.global_step + 1, learning_rate(optimizer))
-
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs) -> None:
         if not self._step_ok and self.guard.policy == "skip":
             return
@@ -84,6 +80,7 @@ class MovementPruningCallback(TrainerCallback, ExportableState):
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model=None,
                      **kwargs) -> None:
+        self.guard.check_weights(model, state.global_step)
         self.pruner.finalize(state.max_steps)
         if self.config.compact_on_train_end:
             self.structure = self.pruner.compact()

@@ -3,7 +3,7 @@
 Without these checks a model with one NaN weight, or a learning rate that makes training diverge, is pruned and
 saved as if nothing happened: the Trainer logs a NaN loss as the running average and the optimizer writes NaN into
 every weight. Input weights are checked once, before training (``check_finite_weights``; from the safetensors files
-in a preflight, ``check_weight_files``); gradients before each optimizer step and weights after it by a
+in a preflight, ``check_weight_files``); gradients before each optimizer step and weights when training ends by a
 ``NonFiniteGuard``, which the Trainer callbacks only call.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from hfprune.errors import ConfigError, NonFiniteError
+from hfprune.errors import ConfigError, HfpruneError, NonFiniteError
 from hfprune.pruning.config import NONFINITE_POLICIES
 from hfprune.utils.logging import get_logger
 
@@ -29,12 +29,23 @@ def model_name(model: PreTrainedModel) -> str:
     return getattr(model.config, "_name_or_path", "") or type(model).__name__
 
 
+def _has_nonfinite(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor`` holds a NaN or inf. Its sum is NaN or inf whenever an element is, and summing is ~25x
+    faster than ``isfinite(tensor).all()`` (MiniLM's 22.7M weights: 35 ms vs 0.9 s on one thread), so the elements
+    are looked at only when the sum is not finite (it can also overflow with finite elements)."""
+    if not tensor.is_floating_point():
+        return False
+    if bool(torch.isfinite(tensor.sum(dtype=torch.float32))):
+        return False
+    return not bool(torch.isfinite(tensor).all())
+
+
 def _nonfinite(named: Iterable[tuple[str, torch.Tensor]]) -> tuple[list[str], int]:
     """Names of the tensors holding NaN or inf, and how many tensors were looked at."""
     bad, total = [], 0
     for name, tensor in named:
         total += 1
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        if _has_nonfinite(tensor):
             bad.append(name)
     return bad, total
 
@@ -75,18 +86,25 @@ def check_weight_files(key: str, folder: Path) -> None:
         try:
             check_finite_weights(tensors(path), f"{key}: {folder}")
         except (SafetensorError, OSError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConfigError(f"{key}: {path} is not a complete safetensors file ({first}); expected the weights "
-                              "saved with the model") from None
+            raise ConfigError(f"{key}: {unreadable_weights(path, exc)}") from None
+
+
+def unreadable_weights(path: Path, exc: Exception) -> HfpruneError:
+    """The error for a safetensors file that safetensors cannot read (cut short, or not safetensors at all)."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return HfpruneError(f"{path}: not a complete safetensors file ({first}); expected the weights saved with the "
+                        "model (re-save or re-download it)")
 
 
 class NonFiniteGuard:
-    """Checks one training run's gradients before each optimizer step and its weights after it.
+    """Checks one training run's gradients before each optimizer step, and its weights when training ends.
 
     ``policy`` ``"stop"`` raises NonFiniteError at the first non-finite gradient; ``"skip"`` drops that step's
     gradients (every ``.grad`` set to None, so the optimizer leaves every weight as it was), logs a warning and
     returns False so the caller skips its own work for the step (score accumulation, mask update). Weights that
-    became non-finite after a step stop the run under either policy: an update cannot be skipped after the fact.
+    became non-finite stop the run under either policy: an update cannot be skipped after the fact. They are
+    checked once, at the end: a step with finite gradients that overflows the weights gives the next step
+    non-finite gradients, so only the last step could slip through otherwise (and a check costs ~45 ms on MiniLM).
     Under fp16 mixed precision, overflowing gradients are the loss scaler's business: it skips those steps itself.
     """
 
@@ -117,13 +135,12 @@ class NonFiniteGuard:
                        cause, len(self.skipped_steps))
         return False
 
-    def check_weights(self, model: PreTrainedModel, step: int, learning_rate: float | None) -> None:
+    def check_weights(self, model: PreTrainedModel, step: int) -> None:
         bad, total = _nonfinite(model.named_parameters())
         if bad:
-            raise NonFiniteError(f"model {model_name(model)}: weights became non-finite during training at step {step}"
-                                 f"{_lr(learning_rate)}: {len(bad)} of {total} tensors hold NaN or inf "
-                                 f"({_listing(bad)}); training stopped and no model was saved. Lower the learning "
-                                 "rate")
+            raise NonFiniteError(f"model {model_name(model)}: weights became non-finite during training (found after "
+                                 f"step {step}): {len(bad)} of {total} tensors hold NaN or inf ({_listing(bad)}); no "
+                                 "model was saved. Lower the learning rate")
 
 
 def _lr(learning_rate: float | None) -> str:
@@ -154,6 +171,6 @@ class NonFiniteCallback(TrainerCallback):
                               model=None, optimizer=None, **kwargs) -> None:
         self.guard.check_gradients(model, state.global_step + 1, learning_rate(optimizer), fp16_scaled(args))
 
-    def on_optimizer_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model=None,
-                          optimizer=None, **kwargs) -> None:
-        self.guard.check_weights(model, state.global_step + 1, learning_rate(optimizer))
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model=None,
+                     **kwargs) -> None:
+        self.guard.check_weights(model, state.global_step)

@@ -29,6 +29,7 @@ from hfprune.errors import HfpruneError
 from hfprune.pruning.compaction import compact
 from hfprune.pruning.config import PruningConfig
 from hfprune.pruning.masks import ACTIVE_PRUNERS, ACTIVE_WEIGHT_PRUNERS
+from hfprune.pruning.nonfinite import unreadable_weights
 from hfprune.pruning.structure import CONFIG_KEY, PrunedStructure
 from hfprune.pruning.units import UnitKind, unit_groups
 from hfprune.pruning.weight.encoding import pack_bits, unpack_bits
@@ -200,13 +201,7 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(path)
     except (SafetensorError, OSError) as exc:
-        raise _unreadable_weights(path, exc) from None
-
-
-def _unreadable_weights(path: Path, exc: Exception) -> HfpruneError:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return HfpruneError(f"{path}: not a complete safetensors file ({first}); expected the weights saved with the "
-                        "model (re-save or re-download it)")
+        raise unreadable_weights(path, exc) from None
 
 
 def _tied_keys(model: PreTrainedModel) -> set[str]:
@@ -252,7 +247,7 @@ def load_compressed(path: str | os.PathLike) -> PreTrainedModel:
         with safe_open(str(weights), framework="pt") as handle:
             metadata = handle.metadata() or {}
     except (SafetensorError, OSError) as exc:
-        raise _unreadable_weights(weights, exc) from None
+        raise unreadable_weights(weights, exc) from None
     if metadata.get("format") != COMPRESSED_FORMAT:
         raise HfpruneError(f"load_compressed: {weights} was not written by save_compressed (format "
                            f"{metadata.get('format')!r}); load it with load_pruned or from_pretrained")
