@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 import hfprune
 from hfprune.cli.main import main
 from hfprune.errors import ConfigError, DataError, DiskFullError, HfpruneError, NonFiniteError
-from hfprune.pruning.nonfinite import NonFiniteGuard
+from hfprune.pruning.nonfinite import NonFiniteGuard, _first_batch_outputs
 from hfprune.pruning.structure import CONFIG_KEY
 
 torch.set_num_threads(1)
@@ -466,6 +466,44 @@ def test_callback_stops_on_weights_that_became_non_finite_by_the_end(tmp_path):
                                              r"weight\); no model was saved"):
         trainer.train()
     assert callback.pruner.scored_steps == 6
+
+
+def test_callback_stops_on_finite_weights_that_give_non_finite_outputs(tmp_path):
+    """The last update of ``learning_rate: 1e30`` leaves every weight finite but ~1e30: one forward pass on a
+    training batch at the end finds it, instead of the evaluation after the model was saved."""
+    from transformers import TrainerCallback
+
+    class Explode(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step == state.max_steps:
+                with torch.no_grad():
+                    for parameter in model.parameters():
+                        parameter.mul_(1e30)
+
+    model = tiny_model("bert").train()
+    trainer = _nan_loss_trainer(model, _callback(), set(), tmp_path)
+    trainer.add_callback(Explode())
+    before = torch.get_rng_state()
+    with pytest.raises(NonFiniteError, match=r"model BertForSequenceClassification: training diverged \(found after "
+                                             r"step 6\): the weights are finite but the loss and logits of a "
+                                             r"training batch are NaN or inf; no model was saved"):
+        trainer.train()
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert model.training  # the check's eval mode is undone
+    assert not torch.equal(before, torch.get_rng_state())  # training drew random numbers, but the check does not:
+    state = torch.get_rng_state()
+    assert _first_batch_outputs(model, trainer.get_train_dataloader()) == ["loss", "logits"]
+    assert torch.equal(state, torch.get_rng_state())
+
+
+def test_a_diverging_recipe_run_stops_in_the_dense_stage_and_saves_no_model(model_dirs, tmp_path, capsys):
+    """``hfprune run`` used to fail only in the evaluation, with ``logits: expected finite values``."""
+    out = tmp_path / "out"
+    recipe = _write_recipe(tmp_path, _recipe(model_dirs["good"], out, training={"learning_rate": 1e30}))
+    code, err = _cli(capsys, "run", str(recipe))
+    _one_line_error(code, err, "run", f"model {model_dirs['good']}: training diverged (found after step ",
+                    "no model was saved")
+    assert sorted(p.name for p in out.iterdir()) == [".hfprune.lock", "recipe.json"]  # no stage, no model
 
 
 def test_callback_refuses_a_model_with_non_finite_input_weights(tmp_path):

@@ -79,8 +79,8 @@ class MovementPruningCallback(TrainerCallback, ExportableState):
                         report.weights_kept, report.weights_total)
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model=None,
-                     **kwargs) -> None:
-        self.guard.check_weights(model, state.global_step)
+                     train_dataloader=None, **kwargs) -> None:
+        self.guard.check_end(model, state.global_step, train_dataloader)
         self.pruner.finalize(state.max_steps)
         if self.config.compact_on_train_end:
             self.structure = self.pruner.compact()

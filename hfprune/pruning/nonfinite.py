@@ -3,14 +3,16 @@
 Without these checks a model with one NaN weight, or a learning rate that makes training diverge, is pruned and
 saved as if nothing happened: the Trainer logs a NaN loss as the running average and the optimizer writes NaN into
 every weight. Input weights are checked once, before training (``check_finite_weights``; from the safetensors files
-in a preflight, ``check_weight_files``); gradients before each optimizer step and weights when training ends by a
-``NonFiniteGuard``, which the Trainer callbacks only call.
+in a preflight, ``check_weight_files``); gradients before each optimizer step, and weights and one batch's output
+when training ends, by a ``NonFiniteGuard``, which the Trainer callbacks only call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import inspect
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import PreTrainedModel, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
@@ -97,7 +99,8 @@ def unreadable_weights(path: Path, exc: Exception) -> HfpruneError:
 
 
 class NonFiniteGuard:
-    """Checks one training run's gradients before each optimizer step, and its weights when training ends.
+    """Checks one training run's gradients before each optimizer step, and its weights (and one batch's output)
+    when training ends.
 
     ``policy`` ``"stop"`` raises NonFiniteError at the first non-finite gradient; ``"skip"`` drops that step's
     gradients (every ``.grad`` set to None, so the optimizer leaves every weight as it was), logs a warning and
@@ -135,12 +138,42 @@ class NonFiniteGuard:
                        cause, len(self.skipped_steps))
         return False
 
-    def check_weights(self, model: PreTrainedModel, step: int) -> None:
+    def check_end(self, model: PreTrainedModel, step: int, train_dataloader: Iterable[Any] | None = None) -> None:
+        """When training ends: the weights are finite, and so is the output of one training batch. The last update
+        can leave every weight finite yet so large (1e30 after ``learning_rate: 1e30``) that any forward pass gives
+        NaN; no gradient check sees that, and the run would save the model and fail later in its evaluation."""
         bad, total = _nonfinite(model.named_parameters())
         if bad:
             raise NonFiniteError(f"model {model_name(model)}: weights became non-finite during training (found after "
                                  f"step {step}): {len(bad)} of {total} tensors hold NaN or inf ({_listing(bad)}); no "
                                  "model was saved. Lower the learning rate")
+        outputs = _first_batch_outputs(model, train_dataloader)
+        if outputs:
+            raise NonFiniteError(f"model {model_name(model)}: training diverged (found after step {step}): the weights "
+                                 f"are finite but the {' and '.join(outputs)} of a training batch are NaN or inf; no "
+                                 "model was saved. Lower the learning rate")
+
+
+def _first_batch_outputs(model: PreTrainedModel, dataloader: Iterable[Any] | None) -> list[str]:
+    """Names of the non-finite outputs (loss, logits) of ``model`` on the first batch of ``dataloader``, in eval
+    mode, without gradients and without moving any random number generator (the run stays reproducible)."""
+    if dataloader is None:
+        return []
+    was_training = model.training
+    device = next(model.parameters()).device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
+        batch = next(iter(dataloader), None)
+        if not isinstance(batch, Mapping):
+            return []
+        accepted = inspect.signature(model.forward).parameters  # a trainer may add its own keys (cached logits)
+        model.eval()
+        try:
+            outputs = model(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()
+                               if k in accepted})
+        finally:
+            model.train(was_training)
+    return [name for name in ("loss", "logits") if isinstance(getattr(outputs, name, None), torch.Tensor)
+            and _has_nonfinite(getattr(outputs, name))]
 
 
 def _lr(learning_rate: float | None) -> str:
@@ -172,5 +205,5 @@ class NonFiniteCallback(TrainerCallback):
         self.guard.check_gradients(model, state.global_step + 1, learning_rate(optimizer), fp16_scaled(args))
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model=None,
-                     **kwargs) -> None:
-        self.guard.check_weights(model, state.global_step)
+                     train_dataloader=None, **kwargs) -> None:
+        self.guard.check_end(model, state.global_step, train_dataloader)
