@@ -67,7 +67,7 @@ class MovementPruningCallback(TrainerCallback, ExportableState):
         self._step_ok = self.guard.check_gradients(model, state.global_step + 1, learning_rate(optimizer),
                                                    fp16_scaled(args))
         if self._step_ok or fp16_scaled(args):  # an fp16 overflow step: the pruner skips its scores itself
-            self.pruner.accumulate_scores()
+            self.pruner.accumulate_scores(state.global_step, state.max_steps)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs) -> None:
         if not self._step_ok and self.guard.policy == "skip":

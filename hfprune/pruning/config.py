@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from hfprune.utils.config import ConfigMixin, check_choice, check_fraction, check_int, field_help
+from hfprune.utils.config import ConfigMixin, check_choice, check_fraction, check_int, check_number, field_help
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -29,9 +29,16 @@ class PruningConfig(ConfigMixin):
     head_sparsity: float = field_help(0.0, "Fraction of attention heads to remove, in [0, 1).")
     ffn_sparsity: float = field_help(0.0, "Fraction of FFN neurons to remove, in [0, 1).")
     scoring: str = field_help(
-        "movement", "Unit scoring method: one of hfprune.pruning.scoring.SCORERS (movement, magnitude, random, "
-        "head_importance, snip_momentum)."
+        "movement", "Unit scoring method: one of hfprune.pruning.scoring.SCORERS (movement, movement_ste, "
+        "soft_movement, magnitude, random, head_importance, snip_momentum)."
     )
+    regularization: float = field_help(
+        1.0, "soft_movement only: final weight of the L1 penalty on sigmoid(scores) (Sanh et al. 2020), >= 0, "
+        "ramping with the threshold. Scores move by about 1 per step (movement over its RMS); the penalty lowers "
+        "each by weight * sigmoid'(score) (up to weight / 4), so units must earn their place. 0 turns it off.")
+    threshold: float = field_help(
+        0.5, "soft_movement only: final threshold on sigmoid(score), in (0, 1); it ramps from 0 with the cubic "
+        "schedule, units below it are removed, at most head_sparsity / ffn_sparsity of them (lowest scores first).")
     allocation: str = field_help(
         "global", "'global': rank units of all layers together; 'per_layer': remove the same fraction in each layer."
     )
@@ -80,6 +87,12 @@ class PruningConfig(ConfigMixin):
         check_fraction(name, "head_sparsity", self.head_sparsity)
         check_fraction(name, "ffn_sparsity", self.ffn_sparsity)
         check_choice(name, "scoring", self.scoring, tuple(SCORERS))
+        check_number(name, "regularization", self.regularization, minimum=0.0)
+        if not (isinstance(self.threshold, (int, float)) and not isinstance(self.threshold, bool)
+                and 0 < self.threshold < 1):
+            from hfprune.errors import ConfigError
+
+            raise ConfigError(f"{name}.threshold: expected a number in (0, 1), got {self.threshold!r}")
         check_choice(name, "allocation", self.allocation, ALLOCATIONS)
         check_int(name, "min_heads_per_layer", self.min_heads_per_layer, minimum=0)
         check_int(name, "min_neurons_per_layer", self.min_neurons_per_layer, minimum=1)

@@ -19,7 +19,7 @@ from hfprune.errors import HfpruneError
 from hfprune.pruning.compaction import UnitMasks, compact
 from hfprune.pruning.config import PruningConfig
 from hfprune.pruning.distributed import mean_across_processes
-from hfprune.pruning.masks import ACTIVE_PRUNERS, MaskHooks, round_kept_up, select_masks
+from hfprune.pruning.masks import ACTIVE_PRUNERS, MaskHooks, round_kept_up
 from hfprune.pruning.nonfinite import model_name
 from hfprune.pruning.schedule import cubic_sparsity
 from hfprune.pruning.scoring import build_scorer
@@ -39,7 +39,8 @@ class StructuredPruner:
         config.check_model(model.config, model_name(model))
         self.model = model
         self.config = config
-        self.scorer = build_scorer(config.scoring, seed=config.seed)
+        self.scorer = build_scorer(config.scoring, seed=config.seed, regularization=config.regularization,
+                                   threshold=config.threshold)
         self.targets = {UnitKind.HEADS: config.head_sparsity, UnitKind.NEURONS: config.ffn_sparsity}
         self.min_per_layer = {
             UnitKind.HEADS: config.min_heads_per_layer, UnitKind.NEURONS: config.min_neurons_per_layer
@@ -72,25 +73,34 @@ class StructuredPruner:
         return structured or (self.weights is not None and self.weights.method.needs_gradients)
 
     # -- events ------------------------------------------------------------------------------------------------
-    def accumulate_scores(self) -> bool:
+    def accumulate_scores(self, step: int | None = None, total_steps: int | None = None) -> bool:
         """Add this optimizer step's contribution to the scores; skipped (False) if any gradient is not finite,
-        as happens on fp16 overflow steps that the optimizer skips too.
+        as happens on fp16 overflow steps that the optimizer skips too. ``step`` / ``total_steps`` place it on the
+        schedule (for scorers whose update depends on it); without them it counts as the end of the ramp.
 
         Weight scores see the straight-through gradient of every weight first; then the gradients of pruned
-        weights are zeroed (they are not trained), so unit scores see the gradients of the masked weights."""
+        weights are zeroed (they are not trained), so unit scores see the gradients of the masked weights -- except
+        a straight-through unit scorer's, which read theirs before, as weight masks also cover masked units."""
         finite = self.needs_gradients and self._gradients_finite()
         if finite and self.weights is not None:
             self.weights.accumulate_scores(check_finite=False)
+        progress = 1.0 if step is None else self._progress(step, total_steps)
+        units_first = self.scorer.straight_through
+        if finite and units_first:
+            self._accumulate_units(progress)
         if self.weights is not None:
             self.weights.mask_gradients()
         if not finite:
             return False
-        if self.scorer.needs_gradients:
-            for kind, groups in self.groups.items():
-                for group, state in zip(groups, self.scores[kind], strict=True):
-                    self.scorer.accumulate(group, state)
+        if not units_first:
+            self._accumulate_units(progress)
         self.scored_steps += 1
         return True
+
+    def _accumulate_units(self, progress: float) -> None:
+        if self.scorer.needs_gradients:
+            for kind, groups in self.groups.items():
+                self.scorer.accumulate_groups(groups, self.scores[kind], progress)
 
     def maybe_update_masks(self, step: int, total_steps: int) -> bool:
         """Recompute masks at the schedule's update points; masks are frozen during the cool-down. Between update
@@ -107,12 +117,13 @@ class StructuredPruner:
 
     def update_masks(self, step: int, total_steps: int) -> None:
         warmup, end = self._ramp(total_steps)
+        progress = self._progress(step, total_steps)
         for kind, groups in self.groups.items():
             sparsity = cubic_sparsity(step, total_steps, self.targets[kind], warmup, total_steps - end)
             scores = [mean_across_processes(self.scorer.score(g, s)) for g, s in zip(groups, self.scores[kind],
                                                                                       strict=True)]
-            masks = select_masks(scores, sparsity, self.config.allocation, self.min_per_layer[kind],
-                                 self.round_to[kind])
+            masks = self.scorer.select(scores, sparsity, self.config.allocation, self.min_per_layer[kind],
+                                       self.round_to[kind], progress)
             self.masks[kind] = round_kept_up(masks, scores, self.kept_multiple[kind])
             self.sparsity[kind] = sparsity
         if self.weights is not None:
@@ -141,7 +152,7 @@ class StructuredPruner:
     # -- masking -----------------------------------------------------------------------------------------------
     def attach(self) -> None:
         for kind, hooks in self._hooks.items():
-            hooks.install(self.groups[kind], self.masks[kind])
+            hooks.install(self.groups[kind], self.masks[kind], straight_through=self.scorer.straight_through)
         ACTIVE_PRUNERS[self.model] = self
         if self.weights is not None:
             self.weights.attach()
@@ -182,6 +193,11 @@ class StructuredPruner:
         warmup = int(self.config.warmup_ratio * total_steps)
         end = total_steps - int(self.config.cooldown_ratio * total_steps)
         return warmup, max(end, warmup)
+
+    def _progress(self, step: int, total_steps: int) -> float:
+        """The cubic schedule's fraction of the way to the final sparsities at ``step``, in [0, 1]."""
+        warmup, end = self._ramp(total_steps)
+        return cubic_sparsity(step, total_steps, 1.0, warmup, total_steps - end)
 
     def _gradients_finite(self) -> bool:
         if self.weights is not None:  # its matrices include every unit group's producers and consumer
