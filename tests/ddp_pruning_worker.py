@@ -13,12 +13,12 @@ from transformers import Trainer
 from hfprune import MovementPruningCallback, PruningConfig
 
 
-def main(out: Path, scoring: str) -> None:
+def main(out: Path, scoring: str = "movement", arch: str = "bert") -> None:
     config = PruningConfig(head_sparsity=0.5, ffn_sparsity=0.5, mask_update_interval=2, compact_on_train_end=False,
                            scoring=scoring, regularization=0.1)
     callback = MovementPruningCallback(config)
     args = training_args(out / "run", max_steps=12, ddp_backend="gloo")
-    trainer = Trainer(model=tiny_model("bert"), args=args, train_dataset=synthetic_classification(),
+    trainer = Trainer(model=tiny_model(arch), args=args, train_dataset=synthetic_classification(),
                       callbacks=[callback])
     trainer.train()
     pruner = callback.pruner
@@ -29,4 +29,4 @@ def main(out: Path, scoring: str) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "movement")
+    main(Path(sys.argv[1]), *sys.argv[2:])

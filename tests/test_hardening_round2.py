@@ -138,9 +138,9 @@ def _tamper(payload: dict, key: str, value) -> None:
 # (id, structure key, new value or function of the old one, fragments of the error)
 STRUCTURE_CASES = [
     ("one-layer-too-many", "kept_heads", lambda kept: [*kept, kept[0]],
-     ["kept_heads: expected one list per layer (2, the config's num_hidden_layers), got 3"]),
+     ["kept_heads: expected one list per layer (2, num_hidden_layers of config.json), got 3"]),
     ("one-layer-missing", "kept_neurons", lambda kept: kept[:1],
-     ["kept_neurons: expected one list per layer (2, the config's num_hidden_layers), got 1"]),
+     ["kept_neurons: expected one list per layer (2, num_hidden_layers of config.json), got 1"]),
     ("indices-as-strings", "kept_heads", lambda kept: [[str(i) for i in layer] for layer in kept],
      [f"{CONFIG_KEY}.kept_heads: expected a list (one per layer) of lists of integer indices, got list [['"]),
     ("count-as-string", "dense_num_heads", "4", [f"{CONFIG_KEY}.dense_num_heads: expected an integer, got str '4'"]),
@@ -186,7 +186,8 @@ def _wrong_shape(path: Path) -> None:
 
 # (id, how the weight file is damaged, fragments of the error)
 WEIGHT_CASES = [
-    ("shape-mismatch", _wrong_shape, ["intermediate.dense.weight' has shape [", "expected [", "recorded structure"]),
+    ("shape-mismatch", _wrong_shape, ["intermediate.dense.weight the shape [", "its safetensors weights [",
+                                        "expected them to agree"]),
     ("truncated", lambda path: path.write_bytes(path.read_bytes()[: path.stat().st_size // 2]),
      ["model.safetensors: not a complete safetensors file"]),
     ("garbage", lambda path: path.write_bytes(b"\x00garbage" * 100), ["model.safetensors: not a complete safetensors"]),

@@ -29,10 +29,10 @@ def test_callback_prunes_on_schedule_and_compacts(tmp_path, tiny_inputs):
         assert torch.equal(load_pruned(tmp_path / "out")(**tiny_inputs).logits, model(**tiny_inputs).logits)
 
 
-def _run(output_dir, resume=None, stop_at=None, scoring="movement"):
-    model = tiny_model("bert", seed=0)
+def _run(output_dir, resume=None, stop_at=None, scoring="movement", arch="bert", head_granularity="group"):
+    model = tiny_model(arch, seed=0)
     config = PruningConfig(head_sparsity=0.5, ffn_sparsity=0.5, mask_update_interval=3, compact_on_train_end=False,
-                           scoring=scoring, regularization=0.1)
+                           scoring=scoring, regularization=0.1, head_granularity=head_granularity)
     callbacks = [MovementPruningCallback(config)] + ([StopAt(stop_at)] if stop_at else [])
     args = training_args(output_dir, max_steps=24, save_strategy="steps", save_steps=5)
     trainer = Trainer(model=model, args=args, train_dataset=synthetic_classification(), callbacks=callbacks)
@@ -40,18 +40,24 @@ def _run(output_dir, resume=None, stop_at=None, scoring="movement"):
     return pruning_callback(trainer).pruner
 
 
-# a running sum, one that decays, the straight-through one and soft movement's regularised, thresholded scores
-@pytest.mark.parametrize("scoring", ["movement", "snip_momentum", "movement_ste", "soft_movement"])
-def test_resumed_run_ends_with_the_same_masks(tmp_path, scoring):
-    uninterrupted = _run(tmp_path / "a", scoring=scoring)
-    _run(tmp_path / "b", stop_at=13, scoring=scoring)  # killed after step 13; last checkpoint is step 10
-    resumed = _run(tmp_path / "b", resume=str(tmp_path / "b" / "checkpoint-10"), scoring=scoring)
+# a running sum, one that decays, the straight-through one and soft movement's regularised, thresholded scores;
+# and grouped-query attention pruned by query head
+@pytest.mark.parametrize("scoring,arch,granularity", [
+    ("movement", "bert", "group"), ("snip_momentum", "bert", "group"), ("movement_ste", "bert", "group"),
+    ("soft_movement", "bert", "group"), ("movement", "qwen2", "query"),
+])
+def test_resumed_run_ends_with_the_same_masks(tmp_path, scoring, arch, granularity):
+    kwargs = dict(scoring=scoring, arch=arch, head_granularity=granularity)
+    uninterrupted = _run(tmp_path / "a", **kwargs)
+    _run(tmp_path / "b", stop_at=13, **kwargs)  # killed after step 13; last checkpoint is step 10
+    resumed = _run(tmp_path / "b", resume=str(tmp_path / "b" / "checkpoint-10"), **kwargs)
     for kind in (UnitKind.HEADS, UnitKind.NEURONS):
         for expected, got in zip(uninterrupted.masks[kind], resumed.masks[kind], strict=True):
             assert torch.equal(expected, got)
         for expected, got in zip(uninterrupted.scores[kind], resumed.scores[kind], strict=True):
             assert torch.allclose(expected, got, rtol=1e-5, atol=1e-7)
-    assert 0 < sum(int(m.sum()) for m in resumed.masks[UnitKind.HEADS]) < 8
+    heads = resumed.masks[UnitKind.HEADS]
+    assert 0 < sum(int(m.sum()) for m in heads) < sum(m.numel() for m in heads)
 
 
 def _scores_after_two_steps(tmp_path, batch, accumulation, model_normalises_loss):
@@ -88,13 +94,16 @@ def test_gradient_accumulation_with_unnormalised_model_loss_keeps_the_ranking(tm
             assert torch.allclose(2 * a, b, rtol=1e-4, atol=1e-8)
 
 
-@pytest.mark.parametrize(("scoring", "port"), [("movement", 29517), ("movement_ste", 29519),
-                                             ("soft_movement", 29521)])
-def test_two_process_gloo_run_has_identical_masks_on_both_ranks(tmp_path, scoring, port):
-    ranks = run_two_processes("ddp_pruning_worker.py", tmp_path, port=port, args=(scoring,))
+@pytest.mark.parametrize(("scoring", "arch", "port"), [
+    ("movement", "bert", 29517), ("movement_ste", "bert", 29523), ("soft_movement", "bert", 29521),
+    ("movement", "mistral", 29518),
+])
+def test_two_process_gloo_run_has_identical_masks_on_both_ranks(tmp_path, scoring, arch, port):
+    ranks = run_two_processes("ddp_pruning_worker.py", tmp_path, port=port, args=(scoring, arch))
     assert ranks[0]["world_size"] == ranks[1]["world_size"] == 2
     assert ranks[0]["masks"] == ranks[1]["masks"]
     assert ranks[0]["scores"] == ranks[1]["scores"]  # scores come from DDP-averaged gradients: equal to the bit
+    # half of 2 layers x 4 heads (mistral: 4 key/value groups of 4 query heads each)
     heads_kept = sum(sum(layer) for layer in ranks[0]["masks"]["heads"])
     # soft movement removes the heads under its threshold, at most the target's 4 of 8
     assert 4 <= heads_kept < 8 if scoring == "soft_movement" else heads_kept == 4

@@ -19,6 +19,7 @@ import weakref
 import torch
 import torch.nn as nn
 
+from hfprune.errors import HfpruneError
 from hfprune.pruning.units import UnitGroup, as_out_in, weight_axes
 from hfprune.pruning.weight.hooks import masked_weight
 
@@ -28,25 +29,33 @@ def select_masks(
 ) -> list[torch.Tensor]:
     """Keep-masks (1 = keep) removing ``round(sparsity * total units)`` lowest-scoring units.
 
-    ``global`` ranks all layers' units together; ``per_layer`` removes the same fraction of each layer. Every layer
-    keeps at least its ``min_per_layer`` best units. Ties break by (layer, index) so every process agrees.
+    ``global`` ranks all layers' units together; ``per_layer`` removes the same fraction of each layer; ``uniform``
+    too, and keeps the same count in every layer after rounding. Every layer keeps at least its ``min_per_layer``
+    best units. Ties break by (layer, index) so every process agrees.
     With ``round_to`` > 1 each layer's kept count is then moved to a multiple of ``round_to`` (or the layer's full
     size), keeping the total as close to the unrounded one as those steps allow (see ``rounded_counts``).
     """
-    if allocation == "per_layer":
-        masks = [_layer_mask(s, round(sparsity * s.numel()), min_per_layer) for s in scores]
-    else:
+    sizes = [s.numel() for s in scores]
+    if allocation == "uniform" and len(set(sizes)) > 1:
+        raise HfpruneError(f"allocation 'uniform': expected layers of equal size, got {sizes} units")
+    if allocation == "global":
         masks = _global_masks(scores, sparsity, min_per_layer)
-    return round_masks(masks, scores, round_to, min_per_layer)
+    else:
+        masks = [_layer_mask(s, round(sparsity * s.numel()), min_per_layer) for s in scores]
+    return round_masks(masks, scores, round_to, min_per_layer, uniform=allocation == "uniform")
 
 
 def round_masks(masks: list[torch.Tensor], scores: list[torch.Tensor], round_to: int,
-                min_per_layer: int) -> list[torch.Tensor]:
+                min_per_layer: int, uniform: bool = False) -> list[torch.Tensor]:
     """``masks`` with each layer's kept count moved to a multiple of ``round_to`` (see ``rounded_counts``), the
-    best-scoring units kept."""
+    best-scoring units kept; with ``uniform`` every layer rounds alike."""
     if round_to <= 1:
         return masks
-    counts = rounded_counts([int(m.sum()) for m in masks], [s.numel() for s in scores], round_to, min_per_layer)
+    sizes = [s.numel() for s in scores]
+    if uniform:  # every layer rounds alike (the total's largest-remainder split would not)
+        counts = rounded_counts([int(masks[0].sum())], sizes[:1], round_to, min_per_layer) * len(masks)
+    else:
+        counts = rounded_counts([int(m.sum()) for m in masks], sizes, round_to, min_per_layer)
     return [_top_k_mask(s, k).float() for s, k in zip(scores, counts, strict=True)]
 
 

@@ -15,10 +15,11 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from hfprune.errors import HfpruneError
+from hfprune.errors import ConfigError, HfpruneError
 from hfprune.pruning.compaction import UnitMasks, compact
 from hfprune.pruning.config import PruningConfig
 from hfprune.pruning.distributed import mean_across_processes
+from hfprune.pruning.gqa import equal_group_masks
 from hfprune.pruning.masks import ACTIVE_PRUNERS, MaskHooks, round_kept_up
 from hfprune.pruning.nonfinite import model_name
 from hfprune.pruning.schedule import cubic_sparsity
@@ -46,7 +47,8 @@ class StructuredPruner:
             UnitKind.HEADS: config.min_heads_per_layer, UnitKind.NEURONS: config.min_neurons_per_layer
         }
         self.round_to = {UnitKind.HEADS: config.head_round_to, UnitKind.NEURONS: config.ffn_round_to}
-        self.groups = {kind: unit_groups(model, kind) for kind, target in self.targets.items() if target > 0}
+        self.groups = {kind: unit_groups(model, kind, config.head_granularity)
+                       for kind, target in self.targets.items() if target > 0}
         self.scores = {kind: [torch.zeros(g.num_units) for g in groups] for kind, groups in self.groups.items()}
         self.masks: UnitMasks = {k: [torch.ones(g.num_units) for g in groups] for k, groups in self.groups.items()}
         self.sparsity = dict.fromkeys(self.groups, 0.0)
@@ -54,6 +56,9 @@ class StructuredPruner:
         self._hooks = {kind: MaskHooks() for kind in self.groups}
         self.weights: WeightPruner | None = None
         if config.weight_sparsity > 0:
+            if any(group.shared for group in self.groups.get(UnitKind.HEADS, [])):
+                raise ConfigError("head_granularity: weight pruning follows key/value groups of grouped-query "
+                                  "attention, so expected 'group' with weight_sparsity > 0, got 'query'")
             self.weights = WeightPruner(model, config.weight_sparsity, config.weight_method, config.weight_allocation)
         self.kept_multiple = {kind: self._kept_multiple(groups) for kind, groups in self.groups.items()}
         self.attach()
@@ -124,7 +129,11 @@ class StructuredPruner:
                                                                                       strict=True)]
             masks = self.scorer.select(scores, sparsity, self.config.allocation, self.min_per_layer[kind],
                                        self.round_to[kind], progress)
-            self.masks[kind] = round_kept_up(masks, scores, self.kept_multiple[kind])
+            masks = round_kept_up(masks, scores, self.kept_multiple[kind])
+            if kind is UnitKind.HEADS:
+                masks = equal_group_masks(masks, scores, groups, self.config.allocation == "uniform",
+                                          self.min_per_layer[kind])
+            self.masks[kind] = masks
             self.sparsity[kind] = sparsity
         if self.weights is not None:
             self.weights.update_masks(cubic_sparsity(step, total_steps, self.weights.target, warmup, total_steps - end),
