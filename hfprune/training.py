@@ -18,7 +18,7 @@ import numpy as np
 from hfprune.errors import ConfigError, DataError
 from hfprune.models import DEFAULT_MODEL
 from hfprune.utils.config import ConfigMixin, check_int, check_number, field_help
-from hfprune.utils.io import atomic_write_json, replace_folder
+from hfprune.utils.io import atomic_write_json, disk_full_reported, replace_folder
 from hfprune.utils.lock import LOCK_FILE, output_lock
 from hfprune.utils.logging import get_logger
 
@@ -263,9 +263,9 @@ def finetune_classifier(config: FinetuneConfig) -> FinetuneResult:
     logger.info("training on %d CPU thread(s)", threads)
     with output_lock(target, "output_dir"):
         try:
-            with torch_threads(threads):
+            with torch_threads(threads), disk_full_reported(target):
                 accuracy, seconds = _train_and_save(config, train, evaluation, staging)
-            publish_directory(staging, target, config.overwrite)
+                publish_directory(staging, target, config.overwrite)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     logger.info("saved the fine-tuned model to %s", target)
@@ -306,6 +306,7 @@ def _train_and_save(
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
     from hfprune.models import load_model_for_task, load_tokenizer
+    from hfprune.pruning.nonfinite import NonFiniteCallback
 
     set_seed(config.seed)
     names = label_names(train)
@@ -327,6 +328,7 @@ def _train_and_save(
     trainer = Trainer(
         model=model, args=args, train_dataset=train_tok, eval_dataset=eval_tok, processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_accuracy,
+        callbacks=[NonFiniteCallback()],
     )
     started = time.perf_counter()
     trainer.train()

@@ -21,6 +21,7 @@ from hfprune.pruning.config import PruningConfig
 from hfprune.pruning.distributed import mean_across_processes
 from hfprune.pruning.gqa import equal_group_masks
 from hfprune.pruning.masks import ACTIVE_PRUNERS, MaskHooks, round_kept_up
+from hfprune.pruning.nonfinite import model_name
 from hfprune.pruning.schedule import cubic_sparsity
 from hfprune.pruning.scoring import build_scorer
 from hfprune.pruning.structure import PrunedStructure
@@ -36,6 +37,7 @@ class StructuredPruner:
     the individual weights of the matrices that carry them (``self.weights``)."""
 
     def __init__(self, model: PreTrainedModel, config: PruningConfig) -> None:
+        config.check_model(model.config, model_name(model))
         self.model = model
         self.config = config
         self.scorer = build_scorer(config.scoring, seed=config.seed, regularization=config.regularization,

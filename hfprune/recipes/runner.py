@@ -32,6 +32,7 @@ from hfprune.recipes.audits import AuditPlan, ModelAudit
 from hfprune.utils.io import (
     atomic_write_json,
     contained_path,
+    disk_full_reported,
     refuse_inputs_inside,
     refuse_links_within,
     replace_folder,
@@ -164,9 +165,10 @@ def run_stage(stage_dir: Path, fingerprint: str, compute: Callable[[Path], Stage
     staging = stage_dir.with_name(f".{stage_dir.name}.staging-{os.getpid()}")
     staging.mkdir(parents=True)
     try:
-        result = compute(staging)
-        atomic_write_json(staging / STAGE_FILE, result.to_dict())  # the done-marker: written last
-        replace_folder(staging, stage_dir)
+        with disk_full_reported(stage_dir):
+            result = compute(staging)
+            atomic_write_json(staging / STAGE_FILE, result.to_dict())  # the done-marker: written last
+            replace_folder(staging, stage_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return result, True
@@ -228,14 +230,17 @@ class RecipeRunner:
                 "training": {k: training[k] for k in ("dense_epochs", "batch_size", "learning_rate", "seed")}}
 
     def level_settings(self, level: Level) -> dict[str, Any]:
-        return {**self.recipe.result_dict(), "pruning": level.pruning.to_dict(), "level": level.value}
+        return {**self.recipe.result_dict(), "pruning": level.pruning.result_dict(), "level": level.value}
 
     # ---- checks before anything is written ----
     def preflight(self, levels: list[Level]) -> None:
         """Every check that can fail, before the first file is written (see the module docstring)."""
         with data_dir_env(self.recipe.data.data_dir):
             labels = self._check_data()
-        self._check_model(labels)
+        model_config = self._check_model(labels)
+        if model_config is not None:
+            for level in levels:  # the model is known: its head and FFN counts bound the per-layer minimums
+                level.pruning.check_model(model_config, self._model_key()[1], "pruning")
         try:
             self.plan.check_resources()
         except HfpruneError as exc:

@@ -137,6 +137,7 @@ def _train_and_save(config: MemberFinetuneConfig, split: MembershipSplit, stagin
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
     from hfprune.models import load_model_for_task, load_tokenizer
+    from hfprune.pruning.nonfinite import NonFiniteCallback
 
     set_seed(config.seed)
     names = split.extra["label_names"]
@@ -154,7 +155,7 @@ def _train_and_save(config: MemberFinetuneConfig, split: MembershipSplit, stagin
         seed=config.seed, data_seed=config.seed, dataloader_num_workers=0,
     )
     trainer = Trainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
-                      data_collator=DataCollatorWithPadding(tokenizer))
+                      data_collator=DataCollatorWithPadding(tokenizer), callbacks=[NonFiniteCallback()])
     started = time.perf_counter()
     output = trainer.train()
     seconds = time.perf_counter() - started

@@ -232,6 +232,7 @@ def _train_and_save(
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments, set_seed
 
     from hfprune.models import load_tokenizer
+    from hfprune.pruning.nonfinite import NonFiniteCallback
 
     set_seed(config.seed)
     if config.base_model is not None:
@@ -248,7 +249,8 @@ def _train_and_save(
         seed=config.seed, data_seed=config.seed, dataloader_num_workers=0,
     )
     trainer = Trainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
-                      data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False))
+                      data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+                      callbacks=[NonFiniteCallback()])
     started = time.perf_counter()
     output = trainer.train()
     seconds = time.perf_counter() - started
