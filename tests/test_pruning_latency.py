@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import tiny_model
 
-from hfprune.errors import ConfigError
+from hfprune.errors import ConfigError, HfpruneError
 from hfprune.pruning import PruningConfig, StructuredPruner, prune
 from hfprune.pruning.latency_budget import predicted_ms, select_for_latency
 from hfprune.pruning.latency_table import LatencyTable, cache_path, latency_table, measure_table, table_setting
@@ -180,3 +180,30 @@ def test_resume_keeps_the_table_and_the_masks():
     assert any(float(m.sum()) < m.numel() for masks in first.masks.values() for m in masks)
     for kind in first.masks:
         assert all(torch.equal(a, b) for a, b in zip(first.masks[kind], second.masks[kind], strict=True))
+
+
+def test_saved_model_carries_its_table_and_reports_predicted_and_measured(tmp_path, monkeypatch):
+    from hfprune import latency_report, load_pruned, save_pruned
+    from hfprune.utils import timing
+
+    dense = tiny_model("bert")
+    model = tiny_model("bert")
+    table = tiny_table(model)
+    prune(model, PruningConfig(latency_target=1.3, scoring="magnitude"), latency_table=table)
+    predicted = table.predict([g.num_units for g in unit_groups(model, UnitKind.HEADS)],
+                              [g.num_units for g in unit_groups(model, UnitKind.NEURONS)])
+    save_pruned(model, tmp_path / "pruned")
+    saved = json.loads((tmp_path / "pruned" / "latency_table.json").read_text())
+    assert LatencyTable.from_dict(saved) == table
+    assert saved["prediction"]["predicted_ms"] == pytest.approx(predicted)
+    reloaded = load_pruned(tmp_path / "pruned")
+    monkeypatch.setattr(timing, "interleaved_timings", FakeTimer())  # measured = the fake cost model, exactly
+    report = latency_report(reloaded, dense=dense, rounds=3)
+    assert report.predicted_speedup == pytest.approx(table.dense_predicted_ms / predicted)
+    assert report.predicted_speedup >= 1.3
+    assert report.measured_speedup == pytest.approx(fake_seconds(dense) / fake_seconds(reloaded))
+    assert report.measured_speedup == pytest.approx(report.predicted_speedup)  # the fake cost model is additive
+    assert report.measured_ms == pytest.approx(1000 * fake_seconds(reloaded))
+    assert (report.batch_size, report.seq_len, report.threads, report.rounds) == (1, 8, 1, 3)
+    with pytest.raises(HfpruneError, match="^latency_report: this model has no latency table"):
+        latency_report(tiny_model("bert"))

@@ -29,6 +29,7 @@ from hfprune.models.trusted import index_shards, model_class, safe_load_config
 from hfprune.pruning.architectures import get_architecture
 from hfprune.pruning.compaction import compact
 from hfprune.pruning.config import PruningConfig
+from hfprune.pruning.latency_report import load_latency_table, save_latency_table
 from hfprune.pruning.masks import ACTIVE_PRUNERS, ACTIVE_WEIGHT_PRUNERS
 from hfprune.pruning.structure import CONFIG_KEY, PrunedStructure
 from hfprune.pruning.units import UnitKind, unit_groups
@@ -63,6 +64,7 @@ def save_pruned(
         if pruning_config is not None:
             pruning_config.save_pretrained(staging)
         atomic_write_json(staging / "pruning_report.json", sparsity_report(model).to_dict())
+        save_latency_table(model, staging)  # the table of a latency-targeted run, with its prediction
     return path
 
 
@@ -115,6 +117,8 @@ def load_pruned(path_or_repo_id: str | os.PathLike, **hub_kwargs) -> PreTrainedM
             f"(missing {sorted(missing)[:5]}, unexpected {sorted(result.unexpected_keys)[:5]})"
         )
     model.tie_weights()
+    if Path(path_or_repo_id).is_dir():
+        load_latency_table(model, path_or_repo_id)
     return model.eval()
 
 
