@@ -207,3 +207,37 @@ def test_saved_model_carries_its_table_and_reports_predicted_and_measured(tmp_pa
     assert (report.batch_size, report.seq_len, report.threads, report.rounds) == (1, 8, 1, 3)
     with pytest.raises(HfpruneError, match="^latency_report: this model has no latency table"):
         latency_report(tiny_model("bert"))
+
+
+def _trainer_run(output_dir, resume=None, stop_at=None):
+    from pruning_trainer_utils import StopAt, pruning_callback, synthetic_classification, training_args
+    from transformers import Trainer
+
+    from hfprune import MovementPruningCallback
+
+    model = tiny_model("bert", seed=0)
+    config = PruningConfig(latency_target=1.3, mask_update_interval=3, compact_on_train_end=False)
+    callbacks = [MovementPruningCallback(config)] + ([StopAt(stop_at)] if stop_at else [])
+    args = training_args(output_dir, max_steps=24, save_strategy="steps", save_steps=5)
+    trainer = Trainer(model=model, args=args, train_dataset=synthetic_classification(), callbacks=callbacks)
+    trainer.train(resume_from_checkpoint=resume)
+    return pruning_callback(trainer).pruner
+
+
+def test_callback_reaches_the_target_and_resumes_with_its_table(tmp_path, monkeypatch):
+    monkeypatch.setenv("HFPRUNE_CACHE_DIR", str(tmp_path / "cache"))
+    table = tiny_table(tiny_model("bert"))
+    setting = table_setting(tiny_model("bert"), 1, 128, 1)  # the config's default latency setting
+    table = LatencyTable.from_dict({**table.to_dict(), "setting": setting})
+    table.save(cache_path(setting))  # the cached table: no timing in this test
+    uninterrupted = _trainer_run(tmp_path / "a")
+    _trainer_run(tmp_path / "b", stop_at=13)
+    # a re-measured table differs; the resumed run must keep the one its checkpoint holds
+    LatencyTable.from_dict({**table.to_dict(), "attention_ms": [2 * a for a in table.attention_ms]}).save(
+        cache_path(setting))
+    resumed = _trainer_run(tmp_path / "b", resume=str(tmp_path / "b" / "checkpoint-10"))
+    assert resumed.latency.table == table
+    for kind in (UnitKind.HEADS, UnitKind.NEURONS):
+        assert all(torch.equal(a, b) for a, b in zip(uninterrupted.masks[kind], resumed.masks[kind], strict=True))
+    assert resumed.latency.progress == 1.0
+    assert predicted_ms(table, resumed.masks) <= table.dense_predicted_ms / 1.3
