@@ -52,6 +52,27 @@ def test_table_recovers_the_cost_model_and_interpolates():
     assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in tiny_model("bert").parameters())
 
 
+def test_noisy_dips_are_fitted_away_and_blocks_scaled_to_the_measured_dense():
+    attention = {0: 0.0, 1: 1.0, 2: 3.0, 3: 2.0, 4: 4.0}  # ms per layer; 3 heads timed faster than 2: noise
+
+    def timer(models, inputs, rounds):
+        def ms(model):
+            heads = [g.num_units for g in unit_groups(model, UnitKind.HEADS)]
+            neurons = [g.num_units for g in unit_groups(model, UnitKind.NEURONS)]
+            extra = 1.0 if heads == [4, 4] and neurons == [48, 48] else 0.0  # the dense model: blocks do not add up
+            return 2.0 + sum(attention[h] for h in heads) + 0.01 * sum(neurons) + extra
+        return {name: [ms(model) / 1000] * rounds for name, model in models.items()}
+
+    table = measure_table(tiny_model("bert"), rounds=2, timer=timer, neuron_steps=[1, 48])
+    assert table.raw_attention_ms == pytest.approx([0, 1, 3, 2, 4])
+    scale = (11.96 - 2.02) / (2 * (4 + 0.47))
+    assert table.attention_ms == pytest.approx([0, scale, 2.5 * scale, 2.5 * scale, 4 * scale])  # isotonic fit
+    assert table.ffn_ms == pytest.approx([0, 0.47 * scale])
+    assert (table.floor_ms, table.dense_ms) == pytest.approx((2.02, 11.96))
+    assert table.additivity == pytest.approx((2.02 + 2 * 4.47) / 11.96)
+    assert table.dense_predicted_ms == pytest.approx(table.dense_ms)
+
+
 def test_table_is_cached_by_setting(tmp_path, monkeypatch):
     monkeypatch.setenv("HFPRUNE_CACHE_DIR", str(tmp_path))
     model = tiny_model("bert")

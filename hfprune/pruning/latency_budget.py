@@ -14,7 +14,9 @@ pay for their latency goes entirely: attention blocks down to ``min_heads_per_la
 down to ``min_neurons_per_layer`` (>= 1: compaction does not remove a whole FFN block).
 
 Scores of heads and of neurons live on different scales (a head carries many more weights), so each kind's scores
-are divided by the sum of their absolute values over all layers before the two kinds compete for the budget.
+are divided by the sum of their absolute values over all layers and multiplied by the kind's share of the dense
+model's block latency before the two kinds compete for the budget: a unit of average score then costs the same score
+per millisecond in either kind, and what goes first is decided by how the scores spread within each kind.
 The budget ramps on the cubic schedule from the dense model's predicted latency to the target.
 """
 
@@ -63,11 +65,13 @@ def select_for_latency(scores: dict[UnitKind, list[torch.Tensor]], table: Latenc
     """Keep-masks per kind and layer whose predicted latency (``table.predict``) is at most ``budget_ms`` (or as
     close as the minimum widths allow), removing the least score per millisecond first (module docstring)."""
     cost = {UnitKind.HEADS: table.attention, UnitKind.NEURONS: table.ffn}
+    dense_ms = {kind: sum(cost[kind](s.numel()) for s in layers) for kind, layers in scores.items()}
     blocks: list[_Block] = []
     for kind, layers in scores.items():
         total = float(sum(s.detach().float().abs().sum() for s in layers)) or 1.0
+        share = dense_ms[kind] / (sum(dense_ms.values()) or 1.0)
         for layer, score in enumerate(layers):
-            normalised = score.detach().float().cpu() / total
+            normalised = score.detach().float().cpu() * (share / total)
             order = torch.sort(normalised, stable=True).indices
             blocks.append(_Block(kind, layer, order, normalised[order], score.numel(),
                                  min(min_per_layer[kind], score.numel()), max(1, round_to[kind])))

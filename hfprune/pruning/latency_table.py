@@ -11,10 +11,13 @@ engine prunes is timed with its own modules and its own attention implementation
   ffn(1) = 0 (the floor holds each layer's 1-neuron FFN).
 
 A model's predicted latency is floor + sum over layers of attention(k_l) + ffn(n_l), interpolated linearly between
-measured widths; this assumes blocks cost the same in every layer and add up, which the table checks by timing the
-dense model too (``dense_ms`` against ``predict`` at full widths). Each width is timed interleaved with the dense
-model (``hfprune.utils.timing.interleaved_timings``) and recorded as its median per-round ratio to it times the
-dense median, so machine noise hits both alike. Heads are the engine's units with ``head_granularity: group``
+measured widths; this assumes blocks cost the same in every layer and add up. Each width is timed interleaved with
+the dense model (``hfprune.utils.timing.interleaved_timings``) and recorded as its median per-round ratio to it times
+the dense median, so machine noise hits both alike. Two corrections, both recorded: each block's costs are fitted
+non-decreasing in width (isotonic regression, scikit-learn), because a noisy dip (a wider block timed faster) would
+otherwise be exploited by the width search; and the block costs are scaled so that the dense model's prediction
+equals its measured latency (``additivity`` keeps the uncorrected ratio, predicted / measured dense), so a
+speedup target is relative to the dense model as measured. Heads are the engine's units with ``head_granularity: group``
 (key/value groups for grouped-query attention, heads elsewhere).
 """
 
@@ -42,7 +45,7 @@ from hfprune.utils.logging import get_logger
 
 logger = get_logger(__name__)
 
-TABLE_FORMAT = 1
+TABLE_FORMAT = 2  # part of the cache key: a table measured by older code is not reused
 TABLE_FILE_NAME = "latency_table.json"
 Timer = Callable[[dict[str, torch.nn.Module], dict[str, torch.Tensor], int], dict[str, list[float]]]
 """``interleaved_timings``' signature: models, inputs, rounds -> seconds per model and round."""
@@ -63,6 +66,11 @@ class LatencyTable:
     dense_ms: float
     """The dense model, timed whole (to check that blocks add up: compare with ``dense_predicted_ms``)."""
     rounds: int = 0
+    additivity: float = 1.0
+    """Before scaling: the blocks' predicted dense latency over the measured one (1 = blocks add up exactly)."""
+    raw_attention_ms: list[float] = field(default_factory=list)
+    raw_ffn_ms: list[float] = field(default_factory=list)
+    """The block costs as timed, before the monotone fit and the scaling."""
     format: int = field(default=TABLE_FORMAT)
 
     def attention(self, heads: int) -> float:
@@ -97,6 +105,9 @@ class LatencyTable:
                         neuron_steps=[int(x) for x in payload["neuron_steps"]],
                         ffn_ms=[float(x) for x in payload["ffn_ms"]], floor_ms=float(payload["floor_ms"]),
                         dense_ms=float(payload["dense_ms"]), rounds=int(payload.get("rounds", 0)),
+                        additivity=float(payload.get("additivity", 1.0)),
+                        raw_attention_ms=[float(x) for x in payload.get("raw_attention_ms", [])],
+                        raw_ffn_ms=[float(x) for x in payload.get("raw_ffn_ms", [])],
                         format=int(payload.get("format", TABLE_FORMAT)))
         except (KeyError, TypeError, ValueError) as error:
             raise HfpruneError(f"{source}: not a latency table ({type(error).__name__}: {error})") from None
@@ -151,7 +162,7 @@ def model_shapes(model: PreTrainedModel) -> dict[str, Any]:
 
 def table_setting(model: PreTrainedModel, batch_size: int, seq_len: int, threads: int) -> dict[str, Any]:
     """The cache key's fields for timing ``model`` at this batch size, sequence length and thread count."""
-    return {"device": device_name(), "threads": threads, "dtype": str(next(model.parameters()).dtype),
+    return {"format": TABLE_FORMAT, "device": device_name(), "threads": threads, "dtype": str(next(model.parameters()).dtype),
             "torch": torch.__version__, "shapes": model_shapes(model), "batch_size": batch_size, "seq_len": seq_len}
 
 
@@ -231,13 +242,29 @@ def measure_table(model: PreTrainedModel, batch_size: int = 1, seq_len: int = 12
         dense_ms = 1000 * statistics.median(dense_runs)
     finally:
         torch.set_num_threads(previous_threads)
+    raw_attention = [a * dense_ms for a in attention]
+    raw_ffn = [f * dense_ms for f in ffn_costs]
+    fitted_attention, fitted_ffn = _monotone(head_steps, raw_attention), _monotone(neuron_steps, raw_ffn)
+    floor_ms = floor_ratio * dense_ms
+    blocks = layers * (fitted_attention[-1] + fitted_ffn[-1])
+    scale = (dense_ms - floor_ms) / blocks if blocks > 0 and dense_ms > floor_ms else 1.0
     table = LatencyTable(setting=setting, layers=layers, head_steps=head_steps,
-                         attention_ms=[a * dense_ms for a in attention], neuron_steps=neuron_steps,
-                         ffn_ms=[f * dense_ms for f in ffn_costs], floor_ms=floor_ratio * dense_ms,
-                         dense_ms=dense_ms, rounds=rounds)
-    logger.info("latency table: dense %.2f ms measured, %.2f ms predicted from blocks; floor %.2f ms",
-                table.dense_ms, table.dense_predicted_ms, table.floor_ms)
+                         attention_ms=[a * scale for a in fitted_attention], neuron_steps=neuron_steps,
+                         ffn_ms=[f * scale for f in fitted_ffn], floor_ms=floor_ms, dense_ms=dense_ms,
+                         rounds=rounds, additivity=(floor_ms + blocks) / dense_ms, raw_attention_ms=raw_attention,
+                         raw_ffn_ms=raw_ffn)
+    logger.info("latency table: dense %.2f ms, floor %.2f ms; blocks predicted %.3f of the dense time (scaled to 1)",
+                table.dense_ms, table.floor_ms, table.additivity)
     return table
+
+
+def _monotone(steps: list[int], costs: list[float]) -> list[float]:
+    """The least-squares non-decreasing fit of ``costs`` over ``steps`` (a width never costs less than a smaller
+    one; dips are timing noise), keeping the first (zero-cost) width at zero."""
+    from sklearn.isotonic import IsotonicRegression
+
+    fitted = IsotonicRegression(increasing=True, y_min=0.0).fit_transform(steps, costs)
+    return [0.0, *(float(x) for x in fitted[1:])]
 
 
 def _first(kept: int, total: int) -> torch.Tensor:
