@@ -51,13 +51,15 @@ def run(args: argparse.Namespace) -> dict:
             print(json.dumps(row), flush=True)
             results.append(row)
     return {"command": args.command, "threads": args.threads, "rounds": args.rounds, "seq_len": args.seq_len,
-            "torch": torch.__version__, "machine": platform.processor() or platform.machine(), "results": results}
+            "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "load_average_1min_at_end": round(os.getloadavg()[0], 2), "results": results}
 
 
 def to_markdown(payload: dict) -> str:
     lines = [f"Command: `{payload['command']}` (torch {payload['torch']}, {payload['threads']} thread(s), seq "
              f"{payload['seq_len']}, {payload['rounds']} interleaved rounds, medians; wall time "
-             f"{payload.get('wall_time_s')} s). One-shot magnitude pruning, no training: not the issue's accuracy "
+             f"{payload.get('wall_time_s')} s; {payload.get('cpus')} CPUs, 1-min load average "
+             f"{payload.get('load_average_1min_at_end')} at the end). One-shot magnitude pruning, no training: not the issue's accuracy "
              "comparison.", "",
              "| target | batch | predicted | measured | measured / target | dense ms | pruned ms | table floor ms |",
              "|---|---|---|---|---|---|---|---|"]
