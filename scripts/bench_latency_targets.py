@@ -42,8 +42,9 @@ def run(args: argparse.Namespace) -> dict:
                                         ffn_round_to=args.ffn_round_to))
             table = LATENCY_TABLES[pruned]
             report = latency_report(pruned, dense=dense, rounds=args.rounds)
+            measured = report.measured
             row = {"target": target, "batch": batch, **report.to_dict(),
-                   "measured_over_target": report.measured_speedup / target,
+                   "measured_over_target": measured.speedup / target,
                    "table_dense_ms": table.dense_ms, "table_floor_ms": table.floor_ms,
                    "heads_per_layer": [len(h) for h in pruned.config.hfprune_structure["kept_heads"]],
                    "ffn_per_layer": [len(f) for f in pruned.config.hfprune_structure["kept_neurons"]],
@@ -59,14 +60,15 @@ def to_markdown(payload: dict) -> str:
     lines = [f"Command: `{payload['command']}` (torch {payload['torch']}, {payload['threads']} thread(s), seq "
              f"{payload['seq_len']}, {payload['rounds']} interleaved rounds, medians; wall time "
              f"{payload.get('wall_time_s')} s; {payload.get('cpus')} CPUs, 1-min load average "
-             f"{payload.get('load_average_1min_at_end')} at the end). One-shot magnitude pruning, no training: not the issue's accuracy "
-             "comparison.", "",
+             f"{payload.get('load_average_1min_at_end')} at the end). One-shot magnitude pruning, no training: not the "
+             "issue's accuracy comparison.", "",
              "| target | batch | predicted | measured | measured / target | dense ms | pruned ms | table floor ms |",
              "|---|---|---|---|---|---|---|---|"]
     for r in payload["results"]:
         lines.append(f"| {r['target']:.1f}x | {r['batch']} | {r['predicted_speedup']:.2f}x | "
-                     f"{r['measured_speedup']:.2f}x | {r['measured_over_target']:.2f} | {r['measured_dense_ms']:.1f} | "
-                     f"{r['measured_ms']:.1f} | {r['table_floor_ms']:.1f} |")
+                     f"{r['measured']['speedup']:.2f}x | {r['measured_over_target']:.2f} | "
+                     f"{r['measured']['dense_ms']:.1f} | {r['measured']['pruned_ms']:.1f} | "
+                     f"{r['table_floor_ms']:.1f} |")
     lines += ["", "Widths per layer:"] + [
         f"- {r['target']:.1f}x batch {r['batch']}: heads {r['heads_per_layer']}, FFN {r['ffn_per_layer']}"
         for r in payload["results"]]

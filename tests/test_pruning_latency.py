@@ -222,10 +222,12 @@ def test_saved_model_carries_its_table_and_reports_predicted_and_measured(tmp_pa
     report = latency_report(reloaded, dense=dense, rounds=3)
     assert report.predicted_speedup == pytest.approx(table.dense_predicted_ms / predicted)
     assert report.predicted_speedup >= 1.3
-    assert report.measured_speedup == pytest.approx(fake_seconds(dense) / fake_seconds(reloaded))
-    assert report.measured_speedup == pytest.approx(report.predicted_speedup)  # the fake cost model is additive
-    assert report.measured_ms == pytest.approx(1000 * fake_seconds(reloaded))
-    assert (report.batch_size, report.seq_len, report.threads, report.rounds) == (1, 8, 1, 3)
+    measured = report.measured
+    assert measured.speedup == pytest.approx(fake_seconds(dense) / fake_seconds(reloaded))
+    assert measured.speedup == pytest.approx(report.predicted_speedup)  # the fake cost model is additive
+    assert measured.pruned_ms == pytest.approx(1000 * fake_seconds(reloaded))
+    assert (report.batch_size, report.seq_len, report.threads, measured.rounds) == (1, 8, 1, 3)
+    assert report.to_dict()["measured"]["speedup"] == measured.speedup
     with pytest.raises(HfpruneError, match="^latency_report: this model has no latency table"):
         latency_report(tiny_model("bert"))
 
@@ -262,3 +264,15 @@ def test_callback_reaches_the_target_and_resumes_with_its_table(tmp_path, monkey
         assert all(torch.equal(a, b) for a, b in zip(uninterrupted.masks[kind], resumed.masks[kind], strict=True))
     assert resumed.latency.progress == 1.0
     assert predicted_ms(table, resumed.masks) <= table.dense_predicted_ms / 1.3
+
+
+def test_two_process_run_times_one_table_and_agrees_on_masks(tmp_path):
+    from pruning_trainer_utils import run_two_processes
+
+    ranks = run_two_processes("ddp_latency_worker.py", tmp_path, port=29531)
+    assert ranks[0]["world_size"] == ranks[1]["world_size"] == 2
+    assert ranks[0]["table"] == ranks[1]["table"]  # timed on rank 0 and sent, not timed twice
+    assert ranks[0]["masks"] == ranks[1]["masks"]
+    table = LatencyTable.from_dict(ranks[0]["table"])
+    masks = {UnitKind(kind): [torch.tensor(m) for m in layers] for kind, layers in ranks[0]["masks"].items()}
+    assert predicted_ms(table, masks) <= table.dense_predicted_ms / 1.1

@@ -31,6 +31,7 @@ import torch
 from transformers import PreTrainedModel
 
 from hfprune.errors import ConfigError
+from hfprune.pruning.distributed import from_main_process
 from hfprune.pruning.latency_table import LatencyTable, latency_table
 from hfprune.pruning.units import UnitKind
 
@@ -166,6 +167,7 @@ def latency_budget_of(model: PreTrainedModel, config: PruningConfig, table: Late
                       ) -> LatencyBudget:
     """The budget of ``config``'s latency target for ``model``, with ``table`` or the cached / measured one of the
     config's setting."""
-    if table is None:
-        table = latency_table(model, config.latency_batch_size, config.latency_seq_len, config.latency_threads)
+    if table is None:  # measured (or read) on rank 0 only: timings differ between processes, masks must not
+        table = LatencyTable.from_dict(from_main_process(lambda: latency_table(
+            model, config.latency_batch_size, config.latency_seq_len, config.latency_threads).to_dict()))
     return LatencyBudget(table, speedup=config.latency_target, target_ms=config.latency_target_ms)

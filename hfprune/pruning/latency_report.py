@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import PreTrainedModel
@@ -21,6 +21,9 @@ from hfprune.pruning.latency_budget import LATENCY_TABLES
 from hfprune.pruning.latency_table import TABLE_FILE_NAME, LatencyTable
 from hfprune.pruning.units import UnitKind, unit_groups
 from hfprune.utils.logging import get_logger
+
+if TYPE_CHECKING:
+    from hfprune.recipes.latency import Latency
 
 logger = get_logger(__name__)
 
@@ -35,10 +38,8 @@ class LatencyReport:
     batch_size: int
     seq_len: int
     threads: int
-    measured_dense_ms: float | None = None
-    measured_ms: float | None = None
-    measured_speedup: float | None = None
-    rounds: int | None = None
+    measured: Latency | None = None
+    """The interleaved measurement against the dense model (``hfprune.recipes.latency``), when asked for."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,12 +73,9 @@ def latency_report(model: PreTrainedModel, table: LatencyTable | None = None, de
             measured = measure_latency(dense, model, report["seq_len"], report["batch_size"], rounds)
         finally:
             torch.set_num_threads(previous)
-        report.update(measured_dense_ms=measured.dense_ms, measured_ms=measured.pruned_ms,
-                      measured_speedup=measured.speedup, rounds=rounds)
+        report["measured"] = measured
     result = LatencyReport(**report)
-    logger.info("latency: predicted %.2fx (%.2f ms)%s", result.predicted_speedup, result.predicted_ms,
-                "" if result.measured_speedup is None else
-                f", measured {result.measured_speedup:.2f}x ({result.measured_ms:.2f} ms)")
+    logger.info("latency: predicted %.2fx (%.2f ms)", result.predicted_speedup, result.predicted_ms)
     return result
 
 

@@ -162,8 +162,9 @@ def model_shapes(model: PreTrainedModel) -> dict[str, Any]:
 
 def table_setting(model: PreTrainedModel, batch_size: int, seq_len: int, threads: int) -> dict[str, Any]:
     """The cache key's fields for timing ``model`` at this batch size, sequence length and thread count."""
-    return {"format": TABLE_FORMAT, "device": device_name(), "threads": threads, "dtype": str(next(model.parameters()).dtype),
-            "torch": torch.__version__, "shapes": model_shapes(model), "batch_size": batch_size, "seq_len": seq_len}
+    return {"format": TABLE_FORMAT, "device": device_name(), "threads": threads,
+            "dtype": str(next(model.parameters()).dtype), "torch": torch.__version__, "shapes": model_shapes(model),
+            "batch_size": batch_size, "seq_len": seq_len}
 
 
 def cache_path(setting: dict[str, Any]) -> Path:
