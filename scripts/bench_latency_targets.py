@@ -43,8 +43,12 @@ def run(args: argparse.Namespace) -> dict:
             table = LATENCY_TABLES[pruned]
             report = latency_report(pruned, dense=dense, rounds=args.rounds)
             measured = report.measured
+            # the same two models timed again: how far the measurement itself moves on this machine
+            repeats = [latency_report(pruned, dense=dense, rounds=args.rounds).measured.speedup
+                       for _ in range(args.repeat - 1)]
             row = {"target": target, "batch": batch, **report.to_dict(),
                    "measured_over_target": measured.speedup / target,
+                   "repeated_measured_speedups": [measured.speedup, *repeats],
                    "table_dense_ms": table.dense_ms, "table_floor_ms": table.floor_ms,
                    "heads_per_layer": [len(h) for h in pruned.config.hfprune_structure["kept_heads"]],
                    "ffn_per_layer": [len(f) for f in pruned.config.hfprune_structure["kept_neurons"]],
@@ -62,13 +66,15 @@ def to_markdown(payload: dict) -> str:
              f"{payload.get('wall_time_s')} s; {payload.get('cpus')} CPUs, 1-min load average "
              f"{payload.get('load_average_1min_at_end')} at the end). One-shot magnitude pruning, no training: not the "
              "issue's accuracy comparison.", "",
-             "| target | batch | predicted | measured | measured / target | dense ms | pruned ms | table floor ms |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| target | batch | predicted | measured | measured / target | dense ms | pruned ms | table floor ms | "
+             "same models re-measured |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in payload["results"]:
         lines.append(f"| {r['target']:.1f}x | {r['batch']} | {r['predicted_speedup']:.2f}x | "
                      f"{r['measured']['speedup']:.2f}x | {r['measured_over_target']:.2f} | "
                      f"{r['measured']['dense_ms']:.1f} | {r['measured']['pruned_ms']:.1f} | "
-                     f"{r['table_floor_ms']:.1f} |")
+                     f"{r['table_floor_ms']:.1f} | "
+                     f"{', '.join(f'{x:.2f}x' for x in r['repeated_measured_speedups'])} |")
     lines += ["", "Widths per layer:"] + [
         f"- {r['target']:.1f}x batch {r['batch']}: heads {r['heads_per_layer']}, FFN {r['ffn_per_layer']}"
         for r in payload["results"]]
@@ -84,6 +90,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--ffn-round-to", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="time the same dense and pruned models this many times (measurement noise)")
     parser.add_argument("--cache", type=Path, default=None,
                         help="latency table cache folder (sets HFPRUNE_CACHE_DIR); default: hfprune's cache")
     args = parser.parse_args(argv)
