@@ -86,6 +86,10 @@ def test_table_is_cached_by_setting(tmp_path, monkeypatch):
     other = latency_table(model, batch_size=4, seq_len=8, rounds=2, timer=timer)
     assert timer.calls > measured and cache_path(other.setting) != cache_path(first.setting)
     assert table_setting(model, 1, 8, 2) != first.setting  # threads are part of the key
+    cache_path(first.setting).write_text("{not json")  # a damaged cache entry is measured again and replaced
+    calls = timer.calls
+    assert latency_table(model, batch_size=1, seq_len=8, rounds=2, timer=timer) == first and timer.calls > calls
+    assert LatencyTable.load(cache_path(first.setting)) == first
 
 
 def hand_table() -> LatencyTable:

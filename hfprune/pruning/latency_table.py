@@ -188,10 +188,14 @@ def latency_table(model: PreTrainedModel, batch_size: int = 1, seq_len: int = 12
     setting = table_setting(model, batch_size, seq_len, threads)
     path = cache_path(setting)
     if use_cache and path.is_file():
-        table = LatencyTable.load(path)
-        if table.setting == setting:
-            logger.info("latency table read from %s", path)
-            return table
+        try:
+            table = LatencyTable.load(path)
+        except HfpruneError as error:  # hfprune's own cache: a damaged entry is measured again, not fatal
+            logger.warning("%s; measuring the table again", error)
+        else:
+            if table.setting == setting:
+                logger.info("latency table read from %s", path)
+                return table
     table = measure_table(model, batch_size, seq_len, threads, rounds, timer)
     if use_cache:
         table.save(path)
