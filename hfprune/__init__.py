@@ -22,6 +22,7 @@ _EXPORTS = {
     "load_compressed": "hfprune.pruning.serialization",
     "prune": "hfprune.pruning.oneshot",
     "sparsity_report": "hfprune.pruning.stats",
+    "latency_report": "hfprune.pruning.latency_report",
     "DistillationTrainer": "hfprune.distill.trainer",
     "DistillationArguments": "hfprune.distill.trainer",
     "distillation_loss": "hfprune.distill.loss",

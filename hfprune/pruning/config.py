@@ -95,6 +95,15 @@ class PruningConfig(ConfigMixin):
         "weights, or weights that became non-finite, stop the run either way.")
     seed: int = field_help(42, "Seed of the random scorer (identical on every process and on resume).")
     flops_seq_len: int = field_help(128, "Sequence length at which FLOPs are reported.")
+    latency_target: float = field_help(
+        0.0, "Prune to this predicted speedup over the dense model (> 1) on this machine's CPU, at latency_batch_size, "
+        "latency_seq_len and latency_threads, instead of head_sparsity / ffn_sparsity: per-layer widths are chosen "
+        "against a latency table measured once and cached (hfprune.pruning.latency_table). 0 turns it off.")
+    latency_target_ms: float = field_help(
+        0.0, "Like latency_target, as a predicted forward latency in milliseconds (> 0); 0 turns it off.")
+    latency_batch_size: int = field_help(1, "Batch size at which the latency table is measured (>= 1).")
+    latency_seq_len: int = field_help(128, "Sequence length at which the latency table is measured (>= 1).")
+    latency_threads: int = field_help(1, "CPU threads with which the latency table is measured (>= 1).")
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -137,6 +146,7 @@ class PruningConfig(ConfigMixin):
         check_int(name, "seed", self.seed, minimum=0)
         check_int(name, "flops_seq_len", self.flops_seq_len, minimum=1)
         self._check_weights(name)
+        self._check_latency(name)
         if not isinstance(self.compact_on_train_end, bool):
             from hfprune.errors import ConfigError
 
@@ -178,3 +188,37 @@ class PruningConfig(ConfigMixin):
                 raise ConfigError(f"{prefix}.{name}: expected fewer than the {units} {what} per layer of {where} "
                                   f"(with {sparsity} {getattr(self, sparsity)} there must be some to remove), got "
                                   f"{minimum}")
+
+    @property
+    def latency_targeted(self) -> bool:
+        return bool(self.latency_target or self.latency_target_ms)
+
+    def _check_latency(self, name: str) -> None:
+        """A latency target decides both kinds' widths itself, so it excludes the settings that decide them too."""
+        from hfprune.errors import ConfigError
+
+        check_number(name, "latency_target_ms", self.latency_target_ms, minimum=0.0)
+        check_number(name, "latency_target", self.latency_target, minimum=0.0)
+        if 0 < self.latency_target <= 1:
+            raise ConfigError(f"{name}.latency_target: expected a speedup > 1 (or 0 for none), "
+                              f"got {self.latency_target!r}")
+        for field in ("latency_batch_size", "latency_seq_len", "latency_threads"):
+            check_int(name, field, getattr(self, field), minimum=1)
+        if not self.latency_targeted:
+            return
+        field = "latency_target" if self.latency_target else "latency_target_ms"
+        clashes = {
+            "latency_target_ms": bool(self.latency_target and self.latency_target_ms),
+            "head_sparsity": self.head_sparsity > 0, "ffn_sparsity": self.ffn_sparsity > 0,
+            "weight_sparsity": self.weight_sparsity > 0, "allocation": self.allocation == "uniform",
+            "scoring": self.scoring == "soft_movement", "head_granularity": self.head_granularity != "group",
+        }
+        expected = {"latency_target_ms": "0 (one target at a time)", "head_sparsity": "0 (the budget sets widths)",
+                    "ffn_sparsity": "0 (the budget sets widths)", "weight_sparsity": "0 (not in the latency model)",
+                    "allocation": "'global' or 'per_layer' (the budget sets per-layer widths)",
+                    "scoring": "a scorer other than soft_movement (its threshold sets the widths)",
+                    "head_granularity": "'group'"}
+        for clash, bad in clashes.items():
+            if bad:
+                raise ConfigError(f"{name}.{clash}: with {field} set, expected {expected[clash]}, got "
+                                  f"{getattr(self, clash)!r}")

@@ -9,6 +9,7 @@ from transformers import PreTrainedModel
 
 from hfprune.errors import HfpruneError
 from hfprune.pruning.config import PruningConfig
+from hfprune.pruning.latency_table import LatencyTable
 from hfprune.pruning.pruner import StructuredPruner
 from hfprune.pruning.structure import PrunedStructure
 
@@ -18,14 +19,16 @@ def prune(
     config: PruningConfig,
     dataloader: Iterable[Mapping[str, torch.Tensor]] | None = None,
     max_batches: int | None = None,
+    latency_table: LatencyTable | None = None,
 ) -> PrunedStructure:
     """Prune ``model`` in place to ``config``'s final sparsities and compact it.
 
     Gradient-based scores (movement, head_importance, movement weight methods) are accumulated over the calibration
     batches, one backward pass per batch; the batches must carry labels so the model returns a loss. Magnitude and
-    random scores need no data. Weight masks are applied: pruned weights are zeroed.
+    random scores need no data. Weight masks are applied: pruned weights are zeroed. With a latency target,
+    ``latency_table`` replaces the cached / measured table of the config's setting.
     """
-    pruner = StructuredPruner(model, config)
+    pruner = StructuredPruner(model, config, latency_table)
     if pruner.needs_gradients:
         if dataloader is None:
             raise HfpruneError(f"prune: scoring {config.scoring!r} / weight_method {config.weight_method!r} needs a "

@@ -20,6 +20,8 @@ from hfprune.pruning.compaction import UnitMasks, compact
 from hfprune.pruning.config import PruningConfig
 from hfprune.pruning.distributed import mean_across_processes
 from hfprune.pruning.gqa import equal_group_masks
+from hfprune.pruning.latency_budget import LATENCY_TABLES, latency_budget_of, predicted_ms
+from hfprune.pruning.latency_table import LatencyTable
 from hfprune.pruning.masks import ACTIVE_PRUNERS, MaskHooks, round_kept_up
 from hfprune.pruning.nonfinite import model_name
 from hfprune.pruning.schedule import cubic_sparsity
@@ -36,7 +38,8 @@ class StructuredPruner:
     """Prunes the heads and FFN neurons of ``model`` toward ``config``'s sparsities, and with ``weight_sparsity``
     the individual weights of the matrices that carry them (``self.weights``)."""
 
-    def __init__(self, model: PreTrainedModel, config: PruningConfig) -> None:
+    def __init__(self, model: PreTrainedModel, config: PruningConfig, latency_table: LatencyTable | None = None
+                 ) -> None:
         config.check_model(model.config, model_name(model))
         self.model = model
         self.config = config
@@ -47,8 +50,12 @@ class StructuredPruner:
             UnitKind.HEADS: config.min_heads_per_layer, UnitKind.NEURONS: config.min_neurons_per_layer
         }
         self.round_to = {UnitKind.HEADS: config.head_round_to, UnitKind.NEURONS: config.ffn_round_to}
+        # with a latency target the budget decides both kinds' widths (``latency_budget``); measured before masking
+        self.latency = latency_budget_of(model, config, latency_table) if config.latency_targeted else None
+        if self.latency is not None:
+            self.latency.check_feasible(self.min_per_layer)
         self.groups = {kind: unit_groups(model, kind, config.head_granularity)
-                       for kind, target in self.targets.items() if target > 0}
+                       for kind, target in self.targets.items() if target > 0 or self.latency is not None}
         self.scores = {kind: [torch.zeros(g.num_units) for g in groups] for kind, groups in self.groups.items()}
         self.masks: UnitMasks = {k: [torch.ones(g.num_units) for g in groups] for k, groups in self.groups.items()}
         self.sparsity = dict.fromkeys(self.groups, 0.0)
@@ -123,6 +130,16 @@ class StructuredPruner:
     def update_masks(self, step: int, total_steps: int) -> None:
         warmup, end = self._ramp(total_steps)
         progress = self._progress(step, total_steps)
+        if self.latency is not None:
+            scores = {kind: [mean_across_processes(self.scorer.score(g, s)) for g, s in
+                             zip(groups, self.scores[kind], strict=True)] for kind, groups in self.groups.items()}
+            self.masks = self.latency.select(scores, progress, self.min_per_layer, self.round_to)
+            self.sparsity = {kind: 1 - sum(float(m.sum()) for m in masks) / sum(m.numel() for m in masks)
+                             for kind, masks in self.masks.items()}
+            self.attach()
+            logger.debug("step %d: latency budget %.3f ms, predicted %.3f ms", step,
+                         self.latency.budget_ms(progress), predicted_ms(self.latency.table, self.masks))
+            return
         for kind, groups in self.groups.items():
             sparsity = cubic_sparsity(step, total_steps, self.targets[kind], warmup, total_steps - end)
             scores = [mean_across_processes(self.scorer.score(g, s)) for g, s in zip(groups, self.scores[kind],
@@ -145,7 +162,8 @@ class StructuredPruner:
     def finalize(self, total_steps: int) -> None:
         """Make sure the final sparsity is reached (e.g. when a run stopped before the end of its ramp)."""
         weights_short = self.weights is not None and self.weights.sparsity < self.weights.target
-        if weights_short or any(self.sparsity[kind] < self.targets[kind] for kind in self.groups):
+        latency_short = self.latency is not None and self.latency.progress < 1
+        if weights_short or latency_short or any(self.sparsity[kind] < self.targets[kind] for kind in self.groups):
             self.update_masks(total_steps, total_steps)
 
     def restore_best(self, state: dict[str, Any], checkpoint: str) -> None:
@@ -169,6 +187,8 @@ class StructuredPruner:
         masks = self.masks
         self.detach()
         structure = compact(self.model, masks)
+        if self.latency is not None:
+            LATENCY_TABLES[self.model] = self.latency.table
         if self.weights is not None and apply_weights:
             self.weights.apply()
         return structure
@@ -197,6 +217,7 @@ class StructuredPruner:
             "masks": {k.value: [m.tolist() for m in v] for k, v in self.masks.items()},
             "sparsity": {k.value: v for k, v in self.sparsity.items()},
             "weights": None if self.weights is None else self.weights.state_dict(),
+            "latency": None if self.latency is None else self.latency.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -210,6 +231,8 @@ class StructuredPruner:
                 raise HfpruneError("pruning state: weight_sparsity > 0 but the saved state has no weight masks "
                                    "(it was saved by a run without weight pruning)")
             self.weights.load_state_dict(state["weights"])
+        if self.latency is not None and state.get("latency"):
+            self.latency.load_state_dict(state["latency"])
         self.attach()
 
     # -- helpers -----------------------------------------------------------------------------------------------

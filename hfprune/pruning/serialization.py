@@ -30,6 +30,7 @@ from hfprune.pruning.architectures import get_architecture
 from hfprune.pruning.compaction import compact
 from hfprune.pruning.companions import LOADING_HINT, LOADING_KEY, mark_pruned_folder, save_tokenizer
 from hfprune.pruning.config import PruningConfig
+from hfprune.pruning.latency_report import load_latency_table, save_latency_table
 from hfprune.pruning.masks import ACTIVE_PRUNERS, ACTIVE_WEIGHT_PRUNERS
 from hfprune.pruning.nonfinite import unreadable_weights
 from hfprune.pruning.structure import CONFIG_KEY, PrunedStructure
@@ -70,6 +71,7 @@ def save_pruned(
             pruning_config.save_pretrained(staging)
         atomic_write_json(staging / "pruning_report.json", sparsity_report(model).to_dict())
         mark_pruned_folder(model, staging, path)
+        save_latency_table(model, staging)  # the table of a latency-targeted run, with its prediction
     return path
 
 
@@ -115,6 +117,8 @@ def load_pruned(path_or_repo_id: str | os.PathLike, **hub_kwargs) -> PreTrainedM
     files = _weight_files(str(path_or_repo_id), **hub_kwargs)
     model = _build_with_structure(config, structure, _weight_shapes(files), str(path_or_repo_id))
     _load_matching(model, _load_state_dict(files), f"load_pruned: weights in {path_or_repo_id}")
+    if Path(path_or_repo_id).is_dir():
+        load_latency_table(model, path_or_repo_id)
     return model.eval()
 
 

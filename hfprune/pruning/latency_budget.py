@@ -1,0 +1,173 @@
+"""Per-layer widths under a latency budget: which heads and FFN neurons to keep so the model meets a predicted
+latency on the user's device (issue #21), from a measured ``LatencyTable``.
+
+**Greedy by score per millisecond**, not a dynamic program. Every attention and FFN block starts at its current
+full width; at each step the block whose next removal (one unit, or ``head_round_to`` / ``ffn_round_to`` units) costs
+the least normalised score per millisecond saved gives it up, until the predicted latency meets the budget. Why:
+the objective is a sum over blocks, each block's kept score is concave in its width (units go lowest score first)
+and the measured latency is close to linear in width, so this is the fractional-knapsack order, optimal up to the
+last step; it costs O(units log blocks) per mask update. A dynamic program over layers would need the budget cut
+into millisecond bins and cost bins x widths x blocks (about 10^7-10^8 for MiniLM) at every update, and its extra
+optimality only shows where the table is far from linear (GEMM width effects), which the greedy still follows
+step by step since it reads the table's own millisecond difference of each step. A block whose last units do not
+pay for their latency goes entirely: attention blocks down to ``min_heads_per_layer`` (0 empties them), FFN blocks
+down to ``min_neurons_per_layer`` (>= 1: compaction does not remove a whole FFN block).
+
+Scores of heads and of neurons live on different scales (a head carries many more weights), so each kind's scores
+are divided by the sum of their absolute values over all layers and multiplied by the kind's share of the dense
+model's block latency before the two kinds compete for the budget: a unit of average score then costs the same score
+per millisecond in either kind, and what goes first is decided by how the scores spread within each kind.
+The budget ramps on the cubic schedule from the dense model's predicted latency to the target.
+"""
+
+from __future__ import annotations
+
+import heapq
+import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from transformers import PreTrainedModel
+
+from hfprune.errors import ConfigError
+from hfprune.pruning.distributed import from_main_process
+from hfprune.pruning.latency_table import LatencyTable, latency_table
+from hfprune.pruning.units import UnitKind
+
+if TYPE_CHECKING:
+    from hfprune.pruning.config import PruningConfig
+
+# model -> the latency table its pruning used (set at compaction; ``save_pruned`` writes it next to the model)
+LATENCY_TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+@dataclass
+class _Block:
+    kind: UnitKind
+    layer: int
+    order: torch.Tensor  # unit indices, lowest normalised score first (ties by index)
+    values: torch.Tensor  # normalised scores in that order
+    kept: int
+    low: int
+    step: int
+
+    def next_width(self) -> int | None:
+        if self.kept <= self.low:
+            return None
+        size = self.order.numel()
+        drop = (self.kept % self.step) or self.step if self.kept == size else self.step
+        return max(self.low, self.kept - drop)
+
+
+def select_for_latency(scores: dict[UnitKind, list[torch.Tensor]], table: LatencyTable, budget_ms: float,
+                       min_per_layer: dict[UnitKind, int], round_to: dict[UnitKind, int]) -> dict[UnitKind,
+                                                                                                  list[torch.Tensor]]:
+    """Keep-masks per kind and layer whose predicted latency (``table.predict``) is at most ``budget_ms`` (or as
+    close as the minimum widths allow), removing the least score per millisecond first (module docstring)."""
+    cost = {UnitKind.HEADS: table.attention, UnitKind.NEURONS: table.ffn}
+    dense_ms = {kind: sum(cost[kind](s.numel()) for s in layers) for kind, layers in scores.items()}
+    blocks: list[_Block] = []
+    for kind, layers in scores.items():
+        total = float(sum(s.detach().float().abs().sum() for s in layers)) or 1.0
+        share = dense_ms[kind] / (sum(dense_ms.values()) or 1.0)
+        for layer, score in enumerate(layers):
+            normalised = score.detach().float().cpu() * (share / total)
+            order = torch.sort(normalised, stable=True).indices
+            blocks.append(_Block(kind, layer, order, normalised[order], score.numel(),
+                                 min(min_per_layer[kind], score.numel()), max(1, round_to[kind])))
+    predicted = _predict(table, {kind: [s.numel() for s in layers] for kind, layers in scores.items()})
+    heap: list[tuple[float, int]] = []
+
+    def push(index: int) -> None:
+        block = blocks[index]
+        width = block.next_width()
+        if width is None:
+            return
+        size = block.order.numel()
+        lost = float(block.values[size - block.kept:size - width].sum())
+        saved = cost[block.kind](block.kept) - cost[block.kind](width)
+        heapq.heappush(heap, (lost / max(saved, 1e-9), index))
+
+    for index in range(len(blocks)):
+        push(index)
+    while predicted > budget_ms and heap:
+        _, index = heapq.heappop(heap)
+        block = blocks[index]
+        width = block.next_width()
+        predicted -= cost[block.kind](block.kept) - cost[block.kind](width)
+        block.kept = width
+        push(index)
+    masks: dict[UnitKind, list[torch.Tensor]] = {kind: [] for kind in scores}
+    for block in blocks:
+        mask = torch.zeros(block.order.numel())
+        mask[block.order[block.order.numel() - block.kept:]] = 1
+        masks[block.kind].append(mask.to(scores[block.kind][block.layer].device))
+    return masks
+
+
+def _predict(table: LatencyTable, widths: dict[UnitKind, list[int]]) -> float:
+    """The table's prediction; a kind that is not pruned stays at its full width."""
+    layers = table.layers
+    heads = widths.get(UnitKind.HEADS) or [table.head_steps[-1]] * layers
+    neurons = widths.get(UnitKind.NEURONS) or [table.neuron_steps[-1]] * layers
+    return table.predict(heads, neurons)
+
+
+def predicted_ms(table: LatencyTable, masks: dict[UnitKind, list[torch.Tensor]]) -> float:
+    """The table's prediction for the widths these keep-masks leave."""
+    widths = {kind: [int((m > 0).sum()) for m in layer_masks] for kind, layer_masks in masks.items()}
+    return _predict(table, widths)
+
+
+class LatencyBudget:
+    """The latency target of one pruning run: its table, the target in milliseconds, and where the ramp stands."""
+
+    def __init__(self, table: LatencyTable, speedup: float = 0.0, target_ms: float = 0.0) -> None:
+        self.table = table
+        self.speedup = speedup
+        self.target_ms = target_ms if target_ms > 0 else table.dense_predicted_ms / speedup
+        self.progress = 0.0
+
+    def budget_ms(self, progress: float) -> float:
+        """The budget at ``progress`` (the cubic schedule's fraction, in [0, 1]): dense at 0, the target at 1."""
+        dense = self.table.dense_predicted_ms
+        return dense - progress * (dense - self.target_ms)
+
+    def check_feasible(self, min_per_layer: dict[UnitKind, int]) -> None:
+        """A one-line error when even the minimum widths are predicted slower than the target."""
+        table = self.table
+        fastest = table.predict([min_per_layer[UnitKind.HEADS]] * table.layers,
+                                [min_per_layer[UnitKind.NEURONS]] * table.layers)
+        if fastest > self.target_ms:
+            field = "latency_target_ms" if self.speedup <= 0 else "latency_target"
+            asked = f"{self.target_ms:.3g} ms" if self.speedup <= 0 else f"{self.speedup:g}x"
+            raise ConfigError(
+                f"PruningConfig.{field}: {asked} is out of reach on this device: the minimum widths are predicted "
+                f"at {fastest:.3g} ms (floor {table.floor_ms:.3g} ms), at most "
+                f"{table.dense_predicted_ms / fastest:.2f}x the dense {table.dense_predicted_ms:.3g} ms")
+
+    def select(self, scores: dict[UnitKind, list[torch.Tensor]], progress: float, min_per_layer: dict[UnitKind, int],
+               round_to: dict[UnitKind, int]) -> dict[UnitKind, list[torch.Tensor]]:
+        self.progress = progress
+        return select_for_latency(scores, self.table, self.budget_ms(progress), min_per_layer, round_to)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"table": self.table.to_dict(), "progress": self.progress}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume with the saved table (not a re-measured one), so the masks chosen next are the same."""
+        self.table = LatencyTable.from_dict(state["table"], "pruning state latency table")
+        if self.speedup > 0:
+            self.target_ms = self.table.dense_predicted_ms / self.speedup
+        self.progress = float(state["progress"])
+
+
+def latency_budget_of(model: PreTrainedModel, config: PruningConfig, table: LatencyTable | None = None
+                      ) -> LatencyBudget:
+    """The budget of ``config``'s latency target for ``model``, with ``table`` or the cached / measured one of the
+    config's setting."""
+    if table is None:  # measured (or read) on rank 0 only: timings differ between processes, masks must not
+        table = LatencyTable.from_dict(from_main_process(lambda: latency_table(
+            model, config.latency_batch_size, config.latency_seq_len, config.latency_threads).to_dict()))
+    return LatencyBudget(table, speedup=config.latency_target, target_ms=config.latency_target_ms)

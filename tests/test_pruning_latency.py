@@ -1,0 +1,282 @@
+"""Latency targets (issue #21): the measured table (with an injected timer, so numbers not timings are checked),
+its cache, the greedy widths under a budget, and the pruner / one-shot paths that use them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import tiny_model
+
+from hfprune.errors import ConfigError, HfpruneError
+from hfprune.pruning import PruningConfig, StructuredPruner, prune
+from hfprune.pruning.latency_budget import predicted_ms, select_for_latency
+from hfprune.pruning.latency_table import LatencyTable, cache_path, latency_table, measure_table, table_setting
+from hfprune.pruning.units import UnitKind, unit_groups
+
+FLOOR_S, HEAD_S, ATTENTION_S, NEURON_S = 0.002, 0.0001, 0.0005, 0.00001
+
+
+def fake_seconds(model: torch.nn.Module) -> float:
+    """A made-up cost model read off the widths: floor + per layer (fixed attention cost if any head, per head,
+    per neuron). The table must recover exactly these numbers."""
+    heads = [g.num_units for g in unit_groups(model, UnitKind.HEADS)]
+    neurons = [g.num_units for g in unit_groups(model, UnitKind.NEURONS)]
+    return FLOOR_S + sum(HEAD_S * h + (ATTENTION_S if h else 0.0) for h in heads) + NEURON_S * sum(neurons)
+
+
+class FakeTimer:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, models, inputs, rounds):
+        self.calls += 1
+        return {name: [fake_seconds(model)] * rounds for name, model in models.items()}
+
+
+def test_table_recovers_the_cost_model_and_interpolates():
+    model = tiny_model("bert")  # 2 layers, 4 heads, 48 FFN neurons
+    table = measure_table(model, batch_size=2, seq_len=8, rounds=3, timer=FakeTimer(), neuron_steps=[1, 24, 48])
+    assert table.head_steps == [0, 1, 2, 3, 4]
+    assert table.floor_ms == pytest.approx(1000 * (FLOOR_S + 2 * NEURON_S))
+    assert table.attention_ms == pytest.approx([0.0] + [1000 * (HEAD_S * k + ATTENTION_S) for k in range(1, 5)])
+    assert table.ffn_ms == pytest.approx([0.0, 1000 * NEURON_S * 23, 1000 * NEURON_S * 47])
+    assert table.ffn(12) == pytest.approx(1000 * NEURON_S * 11)  # linear between the measured 1 and 24
+    assert table.dense_ms == pytest.approx(1000 * fake_seconds(model))
+    assert table.dense_predicted_ms == pytest.approx(table.dense_ms)  # the cost model is additive
+    assert table.predict([0, 2], [1, 48]) == pytest.approx(
+        1000 * (FLOOR_S + HEAD_S * 2 + ATTENTION_S + NEURON_S * 49))
+    assert table.setting["batch_size"] == 2 and table.setting["shapes"]["head_units"] == 4
+    assert LatencyTable.from_dict(json.loads(json.dumps(table.to_dict()))) == table
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in tiny_model("bert").parameters())
+
+
+def test_noisy_dips_are_fitted_away_and_blocks_scaled_to_the_measured_dense():
+    attention = {0: 0.0, 1: 1.0, 2: 3.0, 3: 2.0, 4: 4.0}  # ms per layer; 3 heads timed faster than 2: noise
+
+    def timer(models, inputs, rounds):
+        def ms(model):
+            heads = [g.num_units for g in unit_groups(model, UnitKind.HEADS)]
+            neurons = [g.num_units for g in unit_groups(model, UnitKind.NEURONS)]
+            extra = 1.0 if heads == [4, 4] and neurons == [48, 48] else 0.0  # the dense model: blocks do not add up
+            return 2.0 + sum(attention[h] for h in heads) + 0.01 * sum(neurons) + extra
+        return {name: [ms(model) / 1000] * rounds for name, model in models.items()}
+
+    table = measure_table(tiny_model("bert"), rounds=2, timer=timer, neuron_steps=[1, 48])
+    assert table.raw_attention_ms == pytest.approx([0, 1, 3, 2, 4])
+    scale = (11.96 - 2.02) / (2 * (4 + 0.47))
+    assert table.attention_ms == pytest.approx([0, scale, 2.5 * scale, 2.5 * scale, 4 * scale])  # isotonic fit
+    assert table.ffn_ms == pytest.approx([0, 0.47 * scale])
+    assert (table.floor_ms, table.dense_ms) == pytest.approx((2.02, 11.96))
+    assert table.additivity == pytest.approx((2.02 + 2 * 4.47) / 11.96)
+    assert table.dense_predicted_ms == pytest.approx(table.dense_ms)
+
+
+def test_table_is_cached_by_setting(tmp_path, monkeypatch):
+    monkeypatch.setenv("HFPRUNE_CACHE_DIR", str(tmp_path))
+    model = tiny_model("bert")
+    timer = FakeTimer()
+    first = latency_table(model, batch_size=1, seq_len=8, rounds=2, timer=timer)
+    measured = timer.calls
+    assert measured > 0 and cache_path(first.setting).is_file()
+    assert cache_path(first.setting).parent.parent == tmp_path
+    again = latency_table(model, batch_size=1, seq_len=8, rounds=2, timer=timer)
+    assert again == first and timer.calls == measured  # read, not re-timed
+    other = latency_table(model, batch_size=4, seq_len=8, rounds=2, timer=timer)
+    assert timer.calls > measured and cache_path(other.setting) != cache_path(first.setting)
+    assert table_setting(model, 1, 8, 2) != first.setting  # threads are part of the key
+    cache_path(first.setting).write_text("{not json")  # a damaged cache entry is measured again and replaced
+    calls = timer.calls
+    assert latency_table(model, batch_size=1, seq_len=8, rounds=2, timer=timer) == first and timer.calls > calls
+    assert LatencyTable.load(cache_path(first.setting)) == first
+
+
+def hand_table() -> LatencyTable:
+    """2 layers; attention 1 ms + 0.5 ms per head, FFN 0.125 ms per neuron beyond the first; floor 1 ms.
+    Dense: 1 + 2 * 3 + 2 * 5.875 = 18.75 ms. Binary-exact numbers, so budgets compare exactly."""
+    return LatencyTable(setting={}, layers=2, head_steps=[0, 1, 2, 3, 4], attention_ms=[0, 1.5, 2, 2.5, 3],
+                        neuron_steps=[1, 48], ffn_ms=[0, 5.875], floor_ms=1.0, dense_ms=18.75)
+
+
+def hand_scores() -> dict[UnitKind, list[torch.Tensor]]:
+    """Layer 0's heads matter a lot, layer 1's hardly; layer 0's neurons matter less than layer 1's."""
+    return {UnitKind.HEADS: [torch.full((4,), 10.0), torch.tensor([0.1, 0.2, 0.3, 0.4])],
+            UnitKind.NEURONS: [1 + 0.001 * torch.arange(48.0), 2 + 0.01 * torch.arange(48.0)]}
+
+
+@pytest.mark.parametrize("min_heads", [0, 1])
+def test_greedy_widths_meet_the_budget_and_keep_the_best_units(min_heads):
+    table = hand_table()
+    budget = table.dense_predicted_ms / 2  # 9.375 ms
+    masks = select_for_latency(hand_scores(), table, budget, {UnitKind.HEADS: min_heads, UnitKind.NEURONS: 1},
+                               {UnitKind.HEADS: 1, UnitKind.NEURONS: 1})
+    # per ms: layer 1's heads cost least score, then layer 0's neurons, then layer 1's lowest neurons; layer 0's
+    # heads never go. min_heads 0: attention 1 emptied (-3 ms), 47 + 4 neurons (-6.375 ms). min_heads 1: its best
+    # head stays (-1.5 ms), 47 + 16 neurons (-7.875 ms).
+    assert masks[UnitKind.HEADS][0].tolist() == [1, 1, 1, 1]
+    assert masks[UnitKind.HEADS][1].tolist() == [0, 0, 0, min_heads]
+    assert masks[UnitKind.NEURONS][0].tolist() == [0] * 47 + [1]
+    removed = 4 if min_heads == 0 else 16
+    assert masks[UnitKind.NEURONS][1].tolist() == [0] * removed + [1] * (48 - removed)
+    assert predicted_ms(table, masks) == budget
+
+
+def test_round_to_removes_whole_steps():
+    table = hand_table()
+    masks = select_for_latency(hand_scores(), table, 12.0, {UnitKind.HEADS: 1, UnitKind.NEURONS: 1},
+                               {UnitKind.HEADS: 1, UnitKind.NEURONS: 16})
+    widths = [int(m.sum()) for m in masks[UnitKind.NEURONS]]
+    assert all(w % 16 == 0 or w == 1 for w in widths) and predicted_ms(table, masks) <= 12.0
+
+
+@pytest.mark.parametrize("overrides,field", [
+    ({"latency_target": 0.5}, "latency_target"),
+    ({"latency_target": 2.0, "latency_target_ms": 5.0}, "latency_target_ms"),
+    ({"latency_target": 2.0, "head_sparsity": 0.5}, "head_sparsity"),
+    ({"latency_target_ms": 5.0, "ffn_sparsity": 0.5}, "ffn_sparsity"),
+    ({"latency_target": 2.0, "allocation": "uniform"}, "allocation"),
+    ({"latency_target": 2.0, "scoring": "soft_movement"}, "scoring"),
+    ({"latency_target_ms": -1.0}, "latency_target_ms"),
+    ({"latency_threads": 0}, "latency_threads"),
+    ({"latency_seq_len": 0}, "latency_seq_len"),
+])
+def test_config_errors_name_the_field(overrides, field):
+    with pytest.raises(ConfigError, match=rf"^PruningConfig\.{field}: ") as error:
+        PruningConfig(**overrides)
+    assert "\n" not in str(error.value)
+
+
+def tiny_table(model) -> LatencyTable:
+    return measure_table(model, batch_size=1, seq_len=8, rounds=1, timer=FakeTimer())
+
+
+def test_unreachable_target_is_refused_before_pruning():
+    model = tiny_model("bert")
+    with pytest.raises(ConfigError, match=r"^PruningConfig\.latency_target: 50x is out of reach"):
+        StructuredPruner(model, PruningConfig(latency_target=50.0, scoring="magnitude"),
+                         latency_table=tiny_table(model))
+
+
+@pytest.mark.parametrize("arch", ["bert", "gpt2", "llama"])
+def test_masked_logits_equal_compacted_logits_under_budget(arch, tiny_inputs):
+    model = tiny_model(arch)
+    table = tiny_table(model)
+    config = PruningConfig(latency_target=1.5, scoring="magnitude", min_heads_per_layer=0)
+    pruner = StructuredPruner(model, config, latency_table=table)
+    pruner.update_masks(1, 1)
+    assert predicted_ms(table, pruner.masks) <= table.dense_predicted_ms / 1.5
+    with torch.no_grad():
+        masked = model(**tiny_inputs).logits
+    pruner.compact()
+    with torch.no_grad():
+        compacted = model(**tiny_inputs).logits
+    torch.testing.assert_close(compacted, masked, rtol=1e-5, atol=1e-5)
+    kept = ([g.num_units for g in unit_groups(model, UnitKind.HEADS)],
+            [g.num_units for g in unit_groups(model, UnitKind.NEURONS)])
+    assert table.predict(*kept) == predicted_ms(table, pruner.masks)
+
+
+def test_one_shot_prune_reaches_the_target_without_data():
+    model = tiny_model("bert")
+    table = tiny_table(model)
+    prune(model, PruningConfig(latency_target=1.3, scoring="random"), latency_table=table)
+    heads = [g.num_units for g in unit_groups(model, UnitKind.HEADS)]
+    neurons = [g.num_units for g in unit_groups(model, UnitKind.NEURONS)]
+    assert min(heads) >= 1 and table.predict(heads, neurons) <= table.dense_predicted_ms / 1.3
+
+
+def test_resume_keeps_the_table_and_the_masks():
+    model = tiny_model("bert")
+    config = PruningConfig(latency_target=1.4, scoring="magnitude", warmup_ratio=0.0, cooldown_ratio=0.0)
+    table = tiny_table(model)
+    first = StructuredPruner(model, config, latency_table=table)
+    first.update_masks(5, 10)
+    state = json.loads(json.dumps(first.state_dict()))
+    first.detach()
+    other = LatencyTable.from_dict({**table.to_dict(), "attention_ms": [2 * a for a in table.attention_ms]})
+    second = StructuredPruner(model, config, latency_table=other)
+    second.load_state_dict(state)
+    assert second.latency.table == table
+    for kind in first.masks:
+        assert all(torch.equal(a, b) for a, b in zip(first.masks[kind], second.masks[kind], strict=True))
+    first.update_masks(8, 10)
+    second.update_masks(8, 10)
+    assert any(float(m.sum()) < m.numel() for masks in first.masks.values() for m in masks)
+    for kind in first.masks:
+        assert all(torch.equal(a, b) for a, b in zip(first.masks[kind], second.masks[kind], strict=True))
+
+
+def test_saved_model_carries_its_table_and_reports_predicted_and_measured(tmp_path, monkeypatch):
+    from hfprune import latency_report, load_pruned, save_pruned
+    from hfprune.utils import timing
+
+    dense = tiny_model("bert")
+    model = tiny_model("bert")
+    table = tiny_table(model)
+    prune(model, PruningConfig(latency_target=1.3, scoring="magnitude"), latency_table=table)
+    predicted = table.predict([g.num_units for g in unit_groups(model, UnitKind.HEADS)],
+                              [g.num_units for g in unit_groups(model, UnitKind.NEURONS)])
+    save_pruned(model, tmp_path / "pruned")
+    saved = json.loads((tmp_path / "pruned" / "latency_table.json").read_text())
+    assert LatencyTable.from_dict(saved) == table
+    assert saved["prediction"]["predicted_ms"] == pytest.approx(predicted)
+    reloaded = load_pruned(tmp_path / "pruned")
+    monkeypatch.setattr(timing, "interleaved_timings", FakeTimer())  # measured = the fake cost model, exactly
+    report = latency_report(reloaded, dense=dense, rounds=3)
+    assert report.predicted_speedup == pytest.approx(table.dense_predicted_ms / predicted)
+    assert report.predicted_speedup >= 1.3
+    measured = report.measured
+    assert measured.speedup == pytest.approx(fake_seconds(dense) / fake_seconds(reloaded))
+    assert measured.speedup == pytest.approx(report.predicted_speedup)  # the fake cost model is additive
+    assert measured.pruned_ms == pytest.approx(1000 * fake_seconds(reloaded))
+    assert (report.batch_size, report.seq_len, report.threads, measured.rounds) == (1, 8, 1, 3)
+    assert report.to_dict()["measured"]["speedup"] == measured.speedup
+    with pytest.raises(HfpruneError, match="^latency_report: this model has no latency table"):
+        latency_report(tiny_model("bert"))
+
+
+def _trainer_run(output_dir, resume=None, stop_at=None):
+    from pruning_trainer_utils import StopAt, pruning_callback, synthetic_classification, training_args
+    from transformers import Trainer
+
+    from hfprune import MovementPruningCallback
+
+    model = tiny_model("bert", seed=0)
+    config = PruningConfig(latency_target=1.3, mask_update_interval=3, compact_on_train_end=False)
+    callbacks = [MovementPruningCallback(config)] + ([StopAt(stop_at)] if stop_at else [])
+    args = training_args(output_dir, max_steps=24, save_strategy="steps", save_steps=5)
+    trainer = Trainer(model=model, args=args, train_dataset=synthetic_classification(), callbacks=callbacks)
+    trainer.train(resume_from_checkpoint=resume)
+    return pruning_callback(trainer).pruner
+
+
+def test_callback_reaches_the_target_and_resumes_with_its_table(tmp_path, monkeypatch):
+    monkeypatch.setenv("HFPRUNE_CACHE_DIR", str(tmp_path / "cache"))
+    table = tiny_table(tiny_model("bert"))
+    setting = table_setting(tiny_model("bert"), 1, 128, 1)  # the config's default latency setting
+    table = LatencyTable.from_dict({**table.to_dict(), "setting": setting})
+    table.save(cache_path(setting))  # the cached table: no timing in this test
+    uninterrupted = _trainer_run(tmp_path / "a")
+    _trainer_run(tmp_path / "b", stop_at=13)
+    # a re-measured table differs; the resumed run must keep the one its checkpoint holds
+    LatencyTable.from_dict({**table.to_dict(), "attention_ms": [2 * a for a in table.attention_ms]}).save(
+        cache_path(setting))
+    resumed = _trainer_run(tmp_path / "b", resume=str(tmp_path / "b" / "checkpoint-10"))
+    assert resumed.latency.table == table
+    for kind in (UnitKind.HEADS, UnitKind.NEURONS):
+        assert all(torch.equal(a, b) for a, b in zip(uninterrupted.masks[kind], resumed.masks[kind], strict=True))
+    assert resumed.latency.progress == 1.0
+    assert predicted_ms(table, resumed.masks) <= table.dense_predicted_ms / 1.3
+
+
+def test_two_process_run_times_one_table_and_agrees_on_masks(tmp_path):
+    from pruning_trainer_utils import run_two_processes
+
+    ranks = run_two_processes("ddp_latency_worker.py", tmp_path, port=29531)
+    assert ranks[0]["world_size"] == ranks[1]["world_size"] == 2
+    assert ranks[0]["table"] == ranks[1]["table"]  # timed on rank 0 and sent, not timed twice
+    assert ranks[0]["masks"] == ranks[1]["masks"]
+    table = LatencyTable.from_dict(ranks[0]["table"])
+    masks = {UnitKind(kind): [torch.tensor(m) for m in layers] for kind, layers in ranks[0]["masks"].items()}
+    assert predicted_ms(table, masks) <= table.dense_predicted_ms / 1.1
