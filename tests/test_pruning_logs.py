@@ -44,14 +44,14 @@ class _Capture(TrainerCallback):
                                "weight": 1 - kept / total, "masked_for": dict(pruner.sparsity)})
 
 
-def _trainer(tmp_path, monkeypatch, config: PruningConfig, place_first: bool):
+def _trainer(tmp_path, monkeypatch, config: PruningConfig, place_first: bool, report_to: tuple[str, ...] = ()):
     """A 10-step run logging every step, with a stand-in for a ``report_to`` integration placed where the Trainer
     places those (right after its flow-control callback) and a capture after the pruning callback."""
     integration = _Capture()
     monkeypatch.setattr(transformers.trainer, "get_reporting_integration_callbacks", lambda report_to: [integration])
     pruning = MovementPruningCallback(config)
     after = _Capture(pruning)
-    args = training_args(tmp_path, max_steps=10, logging_strategy="steps", logging_steps=1)
+    args = training_args(tmp_path, max_steps=10, logging_strategy="steps", logging_steps=1, report_to=list(report_to))
     trainer = Trainer(model=tiny_model("bert"), args=args, train_dataset=synthetic_classification(),
                       callbacks=[] if place_first else [pruning])
     if place_first:
@@ -88,9 +88,13 @@ def test_every_log_carries_the_sparsity_of_the_masks_and_the_schedules_targets(t
     assert [pruning_keys(entry) for entry in trainer.state.log_history] == captured
 
 
-def test_appended_callback_logs_reach_the_history_but_not_earlier_integrations(tmp_path, monkeypatch):
-    trainer, pruning, integration, after = _trainer(tmp_path, monkeypatch, CONFIG, place_first=False)
-    trainer.train()
+def test_appended_callback_logs_reach_the_history_but_not_earlier_integrations(tmp_path, monkeypatch, caplog):
+    trainer, pruning, integration, after = _trainer(tmp_path, monkeypatch, CONFIG, place_first=False,
+                                                    report_to=("tensorboard",))
+    with caplog.at_level("WARNING", logger="hfprune"):
+        trainer.train()
+    late = [r for r in caplog.records if "add_pruning_callback" in r.getMessage()]
+    assert len(late) == 1 and "['tensorboard']" in late[0].getMessage()
     assert all(not any(key.startswith("pruning/") for key in logs) for _, logs in integration.logs)
     assert all(f"pruning/{key}" in logs for _, logs in after.logs for key in KEYS)
     assert all("pruning/head_sparsity" in entry for entry in trainer.state.log_history)
