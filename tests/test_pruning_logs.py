@@ -86,6 +86,11 @@ def test_every_log_carries_the_sparsity_of_the_masks_and_the_schedules_targets(t
     assert len(integration.logs) == len(after.logs) == len(trainer.state.log_history) == 11
     captured = [pruning_keys(logs) for _, logs in after.logs]
     assert [pruning_keys(entry) for entry in trainer.state.log_history] == captured
+    # after training the model is compacted: an evaluation's log counts what compaction left
+    trainer.evaluate(synthetic_classification(n=8))
+    final = after.logs[-1][1]
+    assert "eval_loss" in final and final["pruning/head_sparsity"] == final["pruning/ffn_sparsity"] == 0.5
+    assert final["pruning/weight_sparsity"] == pytest.approx(step_logs[-1][1]["pruning/weight_sparsity"])
 
 
 def test_appended_callback_logs_reach_the_history_but_not_earlier_integrations(tmp_path, monkeypatch, caplog):
