@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "PruningConfig": "hfprune.pruning.config",
     "MovementPruningCallback": "hfprune.pruning.callback",
+    "add_pruning_callback": "hfprune.pruning.callback",
     "StructuredPruner": "hfprune.pruning.pruner",
     "compact": "hfprune.pruning.compaction",
     "load_pruned": "hfprune.pruning.serialization",

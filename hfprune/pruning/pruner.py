@@ -159,6 +159,15 @@ class StructuredPruner:
         logger.debug("step %d: sparsity %s, weights %s", step, {k.value: round(v, 4) for k, v in self.sparsity.items()},
                      None if self.weights is None else round(self.weights.sparsity, 4))
 
+    def scheduled_sparsities(self, step: int, total_steps: int) -> dict[str, float]:
+        """The schedule's sparsity at ``step`` for heads, FFN neurons and weights (0 for what is not pruned): what
+        masks are chosen for at an update point; between update points the masks keep the last update's."""
+        warmup, end = self._ramp(total_steps)
+        weights = 0.0 if self.weights is None else self.weights.target
+        finals = {"head": self.targets[UnitKind.HEADS], "ffn": self.targets[UnitKind.NEURONS], "weight": weights}
+        return {name: cubic_sparsity(step, total_steps, final, warmup, total_steps - end)
+                for name, final in finals.items()}
+
     def finalize(self, total_steps: int) -> None:
         """Make sure the final sparsity is reached (e.g. when a run stopped before the end of its ramp)."""
         weights_short = self.weights is not None and self.weights.sparsity < self.weights.target

@@ -160,3 +160,14 @@ def sparsity_report(model: PreTrainedModel, seq_len: int = 128) -> SparsityRepor
         flops=flops, flops_dense=flops_dense,
         seq_len=seq_len, weights_kept=weights_kept, weights_total=weights_total,
     )
+
+
+def training_log(model: PreTrainedModel, targets: dict[str, float], seq_len: int = 128) -> dict[str, float]:
+    """``pruning/*`` values for the Trainer's log dict: the head / FFN-neuron / weight / FLOPs sparsity the model
+    has now (masks of the attached pruner counted as removed) and the schedule's ``targets`` (``head``, ``ffn``,
+    ``weight``, from ``StructuredPruner.scheduled_sparsities``)."""
+    report = sparsity_report(model, seq_len)
+    values = {"head_sparsity": report.head_sparsity, "ffn_sparsity": report.ffn_sparsity,
+              "weight_sparsity": report.weight_sparsity, "flops_sparsity": report.flops_sparsity,
+              **{f"target_{name}_sparsity": value for name, value in targets.items()}}
+    return {f"pruning/{name}": float(value) for name, value in values.items()}
