@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from hfprune.errors import ConfigError
-from hfprune.recipes.families import FAMILIES, family_levels
+from hfprune.recipes.families import family_levels
+from hfprune.recipes.families_spec import FAMILIES
 from hfprune.recipes.sweep import REPORT_DIR, run_sweep
 from tests import test_sweep
 from tests.test_sweep import PNG_MAGIC, tiny_recipe

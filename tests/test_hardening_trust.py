@@ -71,8 +71,8 @@ def test_package_source_loads_no_pickles_and_never_trusts_remote_code():
 
 def test_a_model_folder_holding_only_a_pickle_is_refused(tmp_path):
     """``pytorch_model.bin`` is a pickle that could run code on load: hfprune never reads it."""
+    from hfprune.audit.model_audit import load_model_dir
     from hfprune.models import ModelNotFoundError, load_model_for_task
-    from hfprune.recipes.audits import load_model_dir
 
     model = tiny_model("bert")
     model.config.architectures = ["BertForSequenceClassification"]

@@ -80,7 +80,7 @@ def counted(monkeypatch):
             reference_name="dense", n_resamples=0)
         return [result], loyalty
 
-    monkeypatch.setattr("hfprune.recipes.audits.robustness_audit", robustness_audit)
+    monkeypatch.setattr("hfprune.audit.model_audit.robustness_audit", robustness_audit)
     return calls
 
 

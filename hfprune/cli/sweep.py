@@ -39,7 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from hfprune.recipes.families import parse_list
+    from hfprune.recipes.families_spec import parse_list
     from hfprune.recipes.report import REPORT_MD, RunReport
     from hfprune.recipes.runner import RecipeRunner
     from hfprune.recipes.schema import load_recipe

@@ -27,14 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
+from hfprune.audit.model_audit import AuditPlan, ModelAudit
 from hfprune.errors import ConfigError, DataError, HfpruneError
-from hfprune.recipes.audits import AuditPlan, ModelAudit
 from hfprune.utils.io import atomic_write_json, contained_path, replace_folder
 from hfprune.utils.logging import get_logger
 
 if TYPE_CHECKING:
+    from hfprune.audit.model_audit import LoadedModel
     from hfprune.pruning.config import PruningConfig
-    from hfprune.recipes.audits import LoadedModel
     from hfprune.recipes.schema import Recipe
 
 logger = get_logger(__name__)
@@ -102,6 +102,20 @@ class Level:
     @property
     def label(self) -> str:
         return Path(self.name).name
+
+
+def audit_plan(recipe: Recipe, split: str) -> AuditPlan:
+    """The audit plan a recipe's ``audits`` section describes (the audit package never reads a recipe)."""
+    r, p = recipe.audits.robustness, recipe.audits.privacy
+    privacy = ["mia"] if p.enabled else []
+    if p.enabled and not recipe.is_classifier:
+        privacy += ["extraction"] + (["exposure"] if p.canaries.repetitions else [])
+    return AuditPlan(
+        dataset=recipe.data.dataset, split=split, max_length=recipe.data.max_length,
+        recipes=list(r.recipes) if r.enabled else [], n_examples={n: r.examples_for(n) for n in r.recipes},
+        query_budget=r.query_budget, n_loyalty_examples=r.n_loyalty_examples, robustness_seed=r.seed,
+        privacy=privacy, mia_attacks=list(p.attacks), n_resamples=r.n_resamples, privacy_resamples=p.n_resamples,
+    )
 
 
 def diff_settings(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -208,7 +222,7 @@ class RecipeRunner:
         self.recipe = recipe
         self.overwrite = overwrite
         self.root = recipe.output_dir
-        self.plan = AuditPlan.from_recipe(recipe, eval_split_name(recipe))
+        self.plan = audit_plan(recipe, eval_split_name(recipe))
         self.step = Steps()
         self._dense: LoadedModel | None = None
         self._lock_depth = 0
@@ -364,7 +378,7 @@ class RecipeRunner:
 
     def dense_model(self, dense: StageResult) -> LoadedModel:
         """The dense model (loaded once per process), the teacher and reference of every level."""
-        from hfprune.recipes.audits import load_model_dir
+        from hfprune.audit.model_audit import load_model_dir
 
         if self._dense is None:
             self._dense = load_model_dir(dense.model_path(self.root / DENSE_STAGE))
@@ -372,9 +386,9 @@ class RecipeRunner:
 
     def _compute_dense(self, staging: Path, settings: dict[str, Any]) -> StageResult:
         from hfprune import __version__
+        from hfprune.audit.model_audit import load_model_dir, run_model_audit
         from hfprune.audit.robustness import AuditTarget
         from hfprune.pruning.stats import sparsity_report
-        from hfprune.recipes.audits import load_model_dir, run_model_audit
         from hfprune.workflows.audited_run import evaluate_model, train_dense
 
         seconds: dict[str, float] = {}
@@ -405,10 +419,10 @@ class RecipeRunner:
     def _compute_level(self, staging: Path, level: Level, dense_stage: StageResult,
                        settings: dict[str, Any]) -> StageResult:
         from hfprune import __version__
+        from hfprune.audit.model_audit import run_model_audit
         from hfprune.audit.privacy.runs import AuditedRun
         from hfprune.audit.robustness import AuditTarget
         from hfprune.pruning.stats import sparsity_report
-        from hfprune.recipes.audits import run_model_audit
         from hfprune.recipes.latency import measure_latency
         from hfprune.workflows.audited_run import evaluate_model, prune_and_distill
 

@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Self
 from hfprune.errors import ConfigError, DataError
 from hfprune.models import DEFAULT_MODEL
 from hfprune.pruning.config import PruningConfig
+from hfprune.recipes.families_spec import check_families
 from hfprune.utils.config import (
     check_choice,
     check_fraction,
@@ -383,13 +384,11 @@ class SweepSection(Section):
                                      f"{list(SWEEP_FIELDS)}")
     families: list[str] = field_help(
         [], "pruning families compared at equal parameter count (structured, weight, combined; see "
-        "hfprune.recipes.families); non-empty: hfprune sweep runs these instead of sparsities x apply_to")
+        "hfprune.recipes.families_spec); non-empty: hfprune sweep runs these instead of sparsities x apply_to")
     param_sparsities: list[float] = field_help(
         [0.5, 0.9], "families mode: fractions of the prunable encoder-layer weights removed, each in (0, 1)")
 
     def __post_init__(self) -> None:
-        from hfprune.recipes.families import check_families
-
         check_sparsities(self.key("sparsities"), self.sparsities)
         if not self.apply_to:
             raise ConfigError(f"{self.key('apply_to')}: expected at least one of {list(SWEEP_FIELDS)}")
