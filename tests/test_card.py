@@ -91,7 +91,7 @@ def _metrics(card: ModelCard) -> dict[str, tuple[float, str]]:
 
 
 def test_card_parses_and_model_index_holds_the_measured_metrics(pruned_dir, tmp_path):
-    from hfprune.recipes.card import build_model_card
+    from hfprune.hub.card import build_model_card
 
     path = tmp_path / "README.md"
     build_model_card(pruned_dir, REPO_ID).save(path)
@@ -115,7 +115,7 @@ def test_card_parses_and_model_index_holds_the_measured_metrics(pruned_dir, tmp_
 def test_card_sections_describe_procedure_structure_loading_and_versions(pruned_dir):
     import transformers
 
-    from hfprune.recipes.card import build_model_card
+    from hfprune.hub.card import build_model_card
 
     text = build_model_card(pruned_dir, REPO_ID).text
     for heading in ("## Results", "## Robustness and privacy audit", "## Pruning procedure", "## Structure kept",
@@ -135,7 +135,7 @@ def test_card_sections_describe_procedure_structure_loading_and_versions(pruned_
 
 
 def test_card_with_dense_export_says_how_to_load_it(pruned_dir):
-    from hfprune.recipes.card import build_model_card
+    from hfprune.hub.card import build_model_card
 
     text = build_model_card(pruned_dir, REPO_ID, dense_export=True).text
     assert f'from_pretrained("{REPO_ID}", subfolder="dense-export")' in text
@@ -143,7 +143,7 @@ def test_card_with_dense_export_says_how_to_load_it(pruned_dir):
 
 def test_card_from_a_standalone_audit(tmp_path):
     """A pruned model without run results: the metrics of an `hfprune audit` folder go into model-index."""
-    from hfprune.recipes.card import build_model_card
+    from hfprune.hub.card import build_model_card
 
     model_dir = tiny_pruned_model_dir(tmp_path)
     constructed_audit("pruned").save(tmp_path / "audit")
@@ -155,7 +155,7 @@ def test_card_from_a_standalone_audit(tmp_path):
 
 
 def test_token_never_appears_in_the_card(pruned_dir, monkeypatch):
-    from hfprune.recipes.card import build_model_card
+    from hfprune.hub.card import build_model_card
 
     secret = "hf_" + "s3cr3t" * 6
     monkeypatch.setenv("HF_TOKEN", secret)
@@ -163,7 +163,7 @@ def test_token_never_appears_in_the_card(pruned_dir, monkeypatch):
 
 
 def test_a_dense_model_has_no_pruned_card(tmp_path):
-    from hfprune.recipes.card import build_model_card
+    from hfprune.hub.card import build_model_card
 
     (tmp_path / "config.json").write_text(json.dumps({"architectures": ["BertForSequenceClassification"]}))
     with pytest.raises(ConfigError, match=r"is not a pruned hfprune model \(no hfprune_structure in config\.json\)"):

@@ -246,7 +246,7 @@ def test_demo_recipe_end_to_end_at_small_size(tmp_path):
     from huggingface_hub import ModelCard
 
     import hfprune
-    from hfprune.recipes.card import build_model_card
+    from hfprune.hub.card import build_model_card
     from hfprune.recipes.runner import run_recipe
     from hfprune.recipes.schema import load_recipe
 

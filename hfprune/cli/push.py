@@ -32,8 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from hfprune.recipes.card import build_model_card
-    from hfprune.recipes.push import check_repo_id, push_model
+    from hfprune.hub.card import build_model_card
+    from hfprune.hub.push import check_repo_id, push_model
 
     if args.dry_run:
         check_repo_id(args.repo_id)

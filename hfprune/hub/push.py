@@ -47,7 +47,7 @@ def hub_endpoint(endpoint: str | None = None) -> str | None:
 
 def stage_upload(model_dir: Path, card_text: str, staging: Path, dense_export: bool) -> list[str]:
     """Fill ``staging`` with what is uploaded; returns the repo paths, sorted."""
-    from hfprune.recipes.card import DENSE_EXPORT_DIR
+    from hfprune.hub.card import DENSE_EXPORT_DIR
 
     for entry in sorted(model_dir.iterdir()):
         # hidden files (a run's .hfprune.lock, editors' droppings) are not part of the model
@@ -88,7 +88,7 @@ def push_model(
     """Create ``repo_id`` (if needed) and upload the pruned model in ``model_dir`` with its card."""
     from huggingface_hub import HfApi
 
-    from hfprune.recipes.card import build_model_card
+    from hfprune.hub.card import build_model_card
 
     check_repo_id(repo_id)
     model_dir = Path(model_dir)
