@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from hfprune.errors import ConfigError
-from hfprune.recipes.families import family_levels
+from hfprune.pipeline.families import family_levels
+from hfprune.pipeline.sweep import REPORT_DIR, run_sweep
 from hfprune.recipes.families_spec import FAMILIES
-from hfprune.recipes.sweep import REPORT_DIR, run_sweep
 from tests import test_sweep
 from tests.test_sweep import PNG_MAGIC, tiny_recipe
 
@@ -136,7 +136,7 @@ def test_cli_modes_are_exclusive_and_checked(tiny_model_dir, tmp_path, capsys):
     import yaml
 
     from hfprune.cli import sweep as sweep_command
-    from hfprune.recipes.sweep import plan_levels
+    from hfprune.pipeline.sweep import plan_levels
     from tests.test_sweep import tiny_payload
 
     recipe = tiny_recipe(tiny_model_dir, tmp_path / "run")
@@ -167,8 +167,8 @@ def test_cli_modes_are_exclusive_and_checked(tiny_model_dir, tmp_path, capsys):
 
 
 def test_equal_parameter_check_flags_a_family_off_target():
-    from hfprune.recipes.families import equal_parameter_check
-    from hfprune.recipes.runner import StageResult
+    from hfprune.pipeline.families import equal_parameter_check
+    from hfprune.pipeline.results import StageResult
 
     def stage(name: str, kept: int) -> StageResult:
         level = float(name.split("-")[1]) if "-" in name else None

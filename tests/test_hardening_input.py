@@ -350,9 +350,9 @@ def _config_classes() -> list[type]:
     from hfprune.audit.privacy.classifier import MemberFinetuneConfig
     from hfprune.audit.privacy.lm import CanaryLMConfig
     from hfprune.audit.robustness.config import AuditConfig
+    from hfprune.pipeline.prune_classifier import PruneClassifierConfig
     from hfprune.pruning.config import PruningConfig
     from hfprune.training import FinetuneConfig
-    from hfprune.workflows.prune_classifier import PruneClassifierConfig
 
     return [PruningConfig, FinetuneConfig, PruneClassifierConfig, MemberFinetuneConfig, CanaryLMConfig, AuditConfig,
             PrivacyAuditConfig]

@@ -136,7 +136,7 @@ def _tiny_recipe(model_dir: Path, out: Path) -> dict:
 
 
 def test_a_sweep_level_named_outside_the_run_is_refused_before_writing(tmp_path, monkeypatch):
-    from hfprune.recipes import sweep
+    from hfprune.pipeline import sweep
     from hfprune.recipes.schema import Recipe
 
     monkeypatch.setattr(sweep, "level_name", lambda value: f"../escape-{value:.2f}")
@@ -169,7 +169,7 @@ def _digest(folder: Path) -> dict[str, tuple[str, int]]:
 
 
 def test_prune_classifier_leaves_the_dense_teacher_byte_identical(tmp_path):
-    from hfprune.workflows.prune_classifier import PruneClassifierConfig, prune_classifier
+    from hfprune.pipeline.prune_classifier import PruneClassifierConfig, prune_classifier
 
     dense = _tiny_dense_dir(tmp_path)
     before = _digest(dense)
@@ -181,7 +181,7 @@ def test_prune_classifier_leaves_the_dense_teacher_byte_identical(tmp_path):
 
 
 def test_a_recipe_run_leaves_its_input_model_byte_identical(tmp_path):
-    from hfprune.recipes.runner import run_recipe
+    from hfprune.pipeline.runner import run_recipe
     from hfprune.recipes.schema import Recipe
 
     dense = _tiny_dense_dir(tmp_path)

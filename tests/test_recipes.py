@@ -13,9 +13,9 @@ import yaml
 from hfprune.cli import run as run_command
 from hfprune.cli import sweep as sweep_command
 from hfprune.errors import ConfigError, DataError, HfpruneError
-from hfprune.recipes.runner import RecipeRunner, single_level
+from hfprune.pipeline.runner import RecipeRunner, single_level
+from hfprune.pipeline.sweep import parse_sparsities, sweep_levels
 from hfprune.recipes.schema import Recipe, load_recipe, read_recipe_file
-from hfprune.recipes.sweep import parse_sparsities, sweep_levels
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 GOOD = {"name": "t", "model": {"name": "minilm"}, "data": {"dataset": "glue/sst2"}}

@@ -15,9 +15,9 @@ import torch
 from pruning_trainer_utils import count_calls
 
 from hfprune.errors import ConfigError
-from hfprune.recipes import runner as runner_module
+from hfprune.pipeline import runner as runner_module
+from hfprune.pipeline.sweep import REPORT_DIR, run_sweep
 from hfprune.recipes.schema import Recipe
-from hfprune.recipes.sweep import REPORT_DIR, run_sweep
 
 torch.set_num_threads(1)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -62,9 +62,9 @@ def counted(monkeypatch):
     """Count dense trainings, prunings and attacks; attacks return constructed results (ASR grows with the share of
     heads removed: 1/4 dense, 4/4 at half the heads)."""
     from hfprune.audit.results import summarize_attack_log, summarize_loyalty
-    from hfprune.workflows import audited_run
+    from hfprune.pipeline import stages
 
-    calls = count_calls(monkeypatch, audited_run, "train_dense", "prune_and_distill")
+    calls = count_calls(monkeypatch, stages, "train_dense", "prune_and_distill")
     calls["attack"] = 0
 
     def robustness_audit(plan, target, reference, out, dataset=None):
@@ -126,26 +126,26 @@ def test_sweep_writes_levels_report_and_plots_and_resumes_without_recomputing(ti
 
 
 def test_interrupted_level_leaves_nothing_and_is_redone(tiny_model_dir, tmp_path, counted, monkeypatch):
-    from hfprune.workflows import audited_run
+    from hfprune.pipeline import stages
 
     out = tmp_path / "run"
     recipe = tiny_recipe(tiny_model_dir, out)
     run_sweep(recipe, [0.5])
-    real_evaluate = audited_run.evaluate_model
+    real_evaluate = stages.evaluate_model
     evaluations = []
 
     def crashing_evaluate(model, tokenizer, recipe):
         evaluations.append(1)
         raise KeyboardInterrupt  # the user pressed Ctrl-C in the middle of the level
 
-    monkeypatch.setattr(audited_run, "evaluate_model", crashing_evaluate)
+    monkeypatch.setattr(stages, "evaluate_model", crashing_evaluate)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(recipe, [0.5, 0.7])
     assert not (out / "levels/sparsity-0.70").exists()
     assert [p.name for p in (out / "levels").iterdir()] == ["sparsity-0.50"]  # no staging folder left
     stale = out / "levels" / ".sparsity-0.70.staging-999999999"  # left by a process that no longer exists
     stale.mkdir()
-    monkeypatch.setattr(audited_run, "evaluate_model", real_evaluate)
+    monkeypatch.setattr(stages, "evaluate_model", real_evaluate)
     result = run_sweep(recipe, [0.5, 0.7])
     assert result.computed == ["levels/sparsity-0.70"] and evaluations == [1]
     assert not stale.exists()
@@ -247,7 +247,7 @@ def test_demo_recipe_end_to_end_at_small_size(tmp_path):
 
     import hfprune
     from hfprune.hub.card import build_model_card
-    from hfprune.recipes.runner import run_recipe
+    from hfprune.pipeline.runner import run_recipe
     from hfprune.recipes.schema import load_recipe
 
     demo = Path(__file__).resolve().parent.parent / "recipes" / "minilm-sst2-offline.yaml"

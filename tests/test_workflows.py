@@ -7,8 +7,8 @@ import pytest
 from hfprune.data import load_dataset
 from hfprune.errors import ConfigError
 from hfprune.models import load_tokenizer
+from hfprune.pipeline.prune_classifier import PruneClassifierConfig, _splits
 from hfprune.training import drop_unlabelled, tokenize_for_classification
-from hfprune.workflows.prune_classifier import PruneClassifierConfig, _splits
 
 
 def test_train_skip_must_be_a_non_negative_integer():

@@ -1,9 +1,9 @@
 """What a recipe may name as a pruning family (``sweep.families``, ``hfprune sweep --families``): the family rules,
-their registry and the name checks. Kept apart from :mod:`hfprune.recipes.families` (which builds and compares the
+their registry and the name checks. Kept apart from :mod:`hfprune.pipeline.families` (which builds and compares the
 levels) so that validating a recipe never imports the pipeline.
 
 A family maps a parameter sparsity p (the fraction of the prunable encoder-layer weights removed) to the pruning
-fields that remove it; see :mod:`hfprune.recipes.families` for the three families' definitions.
+fields that remove it; see :mod:`hfprune.pipeline.families` for the three families' definitions.
 """
 
 from __future__ import annotations

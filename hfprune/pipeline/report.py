@@ -14,7 +14,7 @@ from hfprune.utils.io import atomic_write_bytes, atomic_write_json, atomic_write
 from hfprune.utils.logging import get_logger
 
 if TYPE_CHECKING:
-    from hfprune.recipes.runner import StageResult
+    from hfprune.pipeline.results import StageResult
     from hfprune.recipes.schema import Recipe
 
 logger = get_logger(__name__)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -24,6 +25,9 @@ from hfprune.utils.lock import output_lock
 from hfprune.utils.logging import get_logger
 
 logger = get_logger(__name__)
+
+# PruningConfig field -> the field of PruneClassifierConfig it is set from, where the names differ
+_PRUNING_FIELDS = {"warmup_ratio": "pruning_warmup_ratio", "flops_seq_len": "max_length"}
 
 
 @dataclasses.dataclass
@@ -75,7 +79,12 @@ class PruneClassifierConfig(ConfigMixin):
         check_number(owner, "hidden_distill_weight", self.hidden_distill_weight, minimum=0)
         for name in ("teacher_epochs", "prune_epochs", "learning_rate", "distill_temperature"):
             check_number(owner, name, getattr(self, name), minimum=0, inclusive=False)
-        self.pruning_config()  # validates sparsities and scorer
+        try:
+            self.pruning_config()  # validates sparsities and scorer
+        except ConfigError as exc:  # name this config's field too, not only the PruningConfig field it sets
+            raise ConfigError(re.sub(r"^PruningConfig\.(\w+)",
+                                     lambda m: f"{owner}.{_PRUNING_FIELDS.get(m[1], m[1])} sets {m[0]}",
+                                     str(exc))) from None
 
     def pruning_config(self) -> PruningConfig:
         return PruningConfig(head_sparsity=self.head_sparsity, ffn_sparsity=self.ffn_sparsity, scoring=self.scoring,

@@ -17,7 +17,7 @@ settings that remove that fraction:
 
 Each (family, p) is a sweep level in ``levels/<family>-<p>/`` with the usual done-marker resumption. After the
 levels, each gets ``efficiency.json`` (parameters, bytes on disk, dense- and sparse-kernel latency, see
-:mod:`hfprune.recipes.efficiency`), also computed once and reused. The achieved remaining fraction of each level is
+:mod:`hfprune.pipeline.efficiency`), also computed once and reused. The achieved remaining fraction of each level is
 read back from its SparsityReport (nonzero prunable weights / the dense model's prunable weights) and checked to be
 equal across families within ``EQUAL_TOLERANCE``.
 """
@@ -32,12 +32,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hfprune.errors import ConfigError
+from hfprune.pipeline.results import DENSE_STAGE, Level
 from hfprune.recipes.families_spec import FAMILIES, check_families
 from hfprune.utils.io import atomic_write_json
 from hfprune.utils.logging import get_logger
 
 if TYPE_CHECKING:
-    from hfprune.recipes.runner import Level, StageResult
+    from hfprune.pipeline.results import StageResult
     from hfprune.recipes.schema import Recipe
 
 logger = get_logger(__name__)
@@ -58,7 +59,6 @@ def family_of(stage_name: str) -> str:
 def family_levels(recipe: Recipe, families: list[str] | None = None,
                   param_sparsities: list[float] | None = None) -> list[Level]:
     """One level per (parameter sparsity, family); defaults from the recipe's sweep section."""
-    from hfprune.recipes.runner import Level
     from hfprune.recipes.schema import check_sparsities
 
     names = list(recipe.sweep.families if families is None else families)
@@ -130,10 +130,9 @@ def equal_parameter_check(dense: StageResult, levels: list[StageResult],
 def efficiency_stage(runner: Any, level: StageResult, dense: StageResult,
                      rounds: dict[int, int] | None = None) -> dict[str, Any]:
     """The level's ``efficiency.json``: read back when it was computed for this stage (same fingerprint), else
-    measured (see :mod:`hfprune.recipes.efficiency`) and written atomically."""
+    measured (see :mod:`hfprune.pipeline.efficiency`) and written atomically."""
     from hfprune.audit.model_audit import load_model_dir
-    from hfprune.recipes.efficiency import EFFICIENCY_FILE, measure_efficiency
-    from hfprune.recipes.runner import DENSE_STAGE
+    from hfprune.pipeline.efficiency import EFFICIENCY_FILE, measure_efficiency
 
     stage_dir = runner.root / family_level_name(family_of(level.name), float(level.level))
     path = stage_dir / EFFICIENCY_FILE
@@ -154,7 +153,7 @@ def efficiency_stage(runner: Any, level: StageResult, dense: StageResult,
 def families_efficiency(runner: Any, dense: StageResult, levels: list[StageResult],
                         rounds: dict[int, int] | None = None) -> dict[str, dict[str, Any]]:
     """``efficiency_stage`` of every level (stage name -> record), on the recipe's CPU threads."""
-    from hfprune.recipes.runner import data_dir_env
+    from hfprune.pipeline.runner import data_dir_env
     from hfprune.training import idle_cores, torch_threads
 
     threads = runner.recipe.training.threads or idle_cores()

@@ -17,91 +17,28 @@ swaps a finished stage for its recomputed version only once the new one is compl
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
-from hfprune.audit.model_audit import AuditPlan, ModelAudit
+from hfprune.audit.model_audit import AuditPlan
 from hfprune.errors import ConfigError, DataError, HfpruneError
+from hfprune.pipeline.results import DENSE_STAGE, STAGE_FILE, Level, StageResult
 from hfprune.utils.io import atomic_write_json, contained_path, replace_folder
 from hfprune.utils.logging import get_logger
 
 if TYPE_CHECKING:
     from hfprune.audit.model_audit import LoadedModel
-    from hfprune.pruning.config import PruningConfig
     from hfprune.recipes.schema import Recipe
 
 logger = get_logger(__name__)
 
-STAGE_FILE = "stage.json"
 RECIPE_FILE = "recipe.json"
 RESULTS_FILE = "hfprune_results.json"  # written into a pruned model folder: what its model card reports
-DENSE_STAGE = "dense"
-
-
-# ---------------------------------------------------------------------------------------------------------- stages
-@dataclass
-class StageResult:
-    """What one stage measured; saved as its ``stage.json`` done-marker."""
-
-    name: str
-    kind: str  # "dense" or "pruned"
-    level: float | None
-    fingerprint: str
-    settings: dict[str, Any]
-    model_dir: str  # relative to the stage folder, or absolute (a teacher used in place)
-    quality: dict[str, Any]
-    sparsity: dict[str, Any]
-    audit: dict[str, Any]
-    seconds: dict[str, float]
-    pruning: dict[str, Any] | None = None
-    latency: dict[str, Any] | None = None
-    hfprune_version: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, payload: dict[str, Any]) -> Self:
-        names = {f.name for f in dataclasses.fields(cls)}
-        if not isinstance(payload, dict) or not {"name", "kind", "fingerprint"} <= set(payload) <= names:
-            raise ConfigError(f"{STAGE_FILE}: expected a stage record with keys {sorted(names)}")
-        return cls(**payload)
-
-    @classmethod
-    def load(cls, stage_dir: Path) -> Self:
-        path = stage_dir / STAGE_FILE
-        try:
-            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{path}: cannot read the stage record ({exc})") from None
-
-    @property
-    def model_audit(self) -> ModelAudit:
-        return ModelAudit.from_dict(self.audit)
-
-    def model_path(self, stage_dir: Path) -> Path:
-        path = Path(self.model_dir)
-        return path if path.is_absolute() else stage_dir / path
-
-
-@dataclass(frozen=True)
-class Level:
-    """One pruned model of a run: its folder (relative to the run folder), sparsity level and pruning config."""
-
-    name: str
-    value: float | None
-    pruning: PruningConfig
-
-    @property
-    def label(self) -> str:
-        return Path(self.name).name
 
 
 def audit_plan(recipe: Recipe, split: str) -> AuditPlan:
@@ -183,7 +120,7 @@ def run_stage(stage_dir: Path, fingerprint: str, compute: Callable[[Path], Stage
 # ------------------------------------------------------------------------------------------------------ the runner
 @contextlib.contextmanager
 def data_dir_env(data_dir: str | None) -> Iterator[None]:
-    """Point hfprune's dataset loader at ``data.data_dir`` for the block (the workflows read HFPRUNE_DATA_DIR)."""
+    """Point hfprune's dataset loader at ``data.data_dir`` for the block (the pipeline stages read HFPRUNE_DATA_DIR)."""
     from hfprune.data.paths import DATA_DIR_ENV
 
     if data_dir is None:
@@ -217,7 +154,7 @@ class RecipeRunner:
     """Runs a recipe's dense stage and pruned levels in ``recipe.output_dir``; see the module docstring."""
 
     def __init__(self, recipe: Recipe, overwrite: bool = False) -> None:
-        from hfprune.workflows.audited_run import eval_split_name
+        from hfprune.pipeline.stages import eval_split_name
 
         self.recipe = recipe
         self.overwrite = overwrite
@@ -388,8 +325,8 @@ class RecipeRunner:
         from hfprune import __version__
         from hfprune.audit.model_audit import load_model_dir, run_model_audit
         from hfprune.audit.robustness import AuditTarget
+        from hfprune.pipeline.stages import evaluate_model, train_dense
         from hfprune.pruning.stats import sparsity_report
-        from hfprune.workflows.audited_run import evaluate_model, train_dense
 
         seconds: dict[str, float] = {}
         if self.recipe.model.teacher is not None:
@@ -422,9 +359,9 @@ class RecipeRunner:
         from hfprune.audit.model_audit import run_model_audit
         from hfprune.audit.privacy.runs import AuditedRun
         from hfprune.audit.robustness import AuditTarget
+        from hfprune.pipeline.latency import measure_latency
+        from hfprune.pipeline.stages import evaluate_model, prune_and_distill
         from hfprune.pruning.stats import sparsity_report
-        from hfprune.recipes.latency import measure_latency
-        from hfprune.workflows.audited_run import evaluate_model, prune_and_distill
 
         dense = self.dense_model(dense_stage)
         if dense.split is None:
@@ -481,7 +418,7 @@ def single_level(recipe: Recipe) -> list[Level]:
 
 def run_recipe(recipe: Recipe, overwrite: bool = False) -> tuple[StageResult, list[StageResult]]:
     """Run one recipe (dense + one pruned model) and write the report; returns the stage results."""
-    from hfprune.recipes.report import RunReport
+    from hfprune.pipeline.report import RunReport
 
     runner = RecipeRunner(recipe, overwrite)
     with runner.locked(single_level(recipe)):  # the report too is written under the folder's lock

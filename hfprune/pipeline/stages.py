@@ -1,6 +1,6 @@
 """The training stages of an audited run, for classifiers and causal LMs: what ``hfprune run`` executes.
 
-Unlike :mod:`hfprune.workflows.prune_classifier`, the dense model is trained on a *recorded* member split
+Unlike :mod:`hfprune.pipeline.prune_classifier`, the dense model is trained on a *recorded* member split
 (:func:`~hfprune.audit.privacy.finetune_on_members`, :func:`~hfprune.audit.privacy.train_canary_lm`), and the pruned
 student is trained on exactly those members (plus the same canaries for an LM): a membership-inference audit of the
 pruned model is then scored against the right ground truth, and no non-member is ever trained on.
