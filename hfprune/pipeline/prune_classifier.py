@@ -103,7 +103,7 @@ class PruneClassifierResult:
     def to_markdown(self, config: PruneClassifierConfig) -> str:
         s = self.sparsity
         return "\n".join([
-            f"# hfprune: {config.model} on {config.dataset}", "",
+            f"# hfprune: {config.teacher if config.teacher is not None else config.model} on {config.dataset}", "",
             f"Pruning: {config.scoring} scores, {s['head_sparsity']:.0%} of heads and {s['ffn_sparsity']:.0%} of "
             f"FFN neurons removed, distillation {'on' if config.distill else 'off'}.", "",
             f"| model | dev accuracy | parameters | layer FLOPs (seq {s['seq_len']}) |",
@@ -143,7 +143,9 @@ def _prune_classifier(config: PruneClassifierConfig, out: Path) -> PruneClassifi
     with torch_threads(config.threads or idle_cores()):
         started = time.perf_counter()
         dense_dir, dense_accuracy = _dense_teacher(config, out)
-        seconds["dense fine-tuning"] = time.perf_counter() - started
+        # a --teacher is only evaluated: its time is not a fine-tuning time
+        seconds["dense evaluation" if config.teacher is not None else "dense fine-tuning"] = (
+            time.perf_counter() - started)
         started = time.perf_counter()
         pruned_accuracy, report = prune_and_save(config, dense_dir, out / "pruned")
         seconds["pruning"] = time.perf_counter() - started
