@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from hfprune.audit.results import LoyaltyResult, RobustnessResult
 from hfprune.errors import ConfigError
-from hfprune.utils.io import atomic_write_json, atomic_write_text, replace_folder
+from hfprune.utils.io import atomic_write_json, atomic_write_text, staged_folder
 from hfprune.utils.logging import get_logger
 
 if TYPE_CHECKING:
@@ -309,9 +309,6 @@ def audit_saved_model(
 ) -> ModelAudit:
     """Audit any saved model (``hfprune audit``): every check first, then the audit in a staging folder that is
     renamed to ``out`` once ``audit.json`` and the reports are complete."""
-    import os
-    import shutil
-
     from hfprune.audit.robustness import AuditTarget
     from hfprune.training import idle_cores, torch_threads
 
@@ -322,17 +319,11 @@ def audit_saved_model(
     reference = load_model_dir(reference_dir) if reference_dir is not None else None
     dataset = _audit_dataset(plan)
     label = name or (Path(model_dir).resolve().parent.name if Path(model_dir).name == "model" else Path(model_dir).name)
-    staging = out.with_name(f".{out.name}.staging-{os.getpid()}")
-    staging.mkdir(parents=True)
-    try:
-        with torch_threads(threads or idle_cores()):
-            target = AuditTarget(label, loaded.model, loaded.tokenizer)
-            ref = None if reference is None else AuditTarget("reference", reference.model, reference.tokenizer)
-            result = run_model_audit(plan, target, staging, reference=ref, split=loaded.split, canaries=loaded.canaries,
+    with staged_folder(out) as staging, torch_threads(threads or idle_cores()):
+        target = AuditTarget(label, loaded.model, loaded.tokenizer)
+        ref = None if reference is None else AuditTarget("reference", reference.model, reference.tokenizer)
+        result = run_model_audit(plan, target, staging, reference=ref, split=loaded.split, canaries=loaded.canaries,
                                  dataset=dataset, step=lambda message: logger.info("%s", message))
-        replace_folder(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return result
 
 

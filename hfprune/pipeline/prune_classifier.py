@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 import re
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +18,7 @@ from hfprune.errors import ConfigError
 from hfprune.models import DEFAULT_MODEL
 from hfprune.pruning.config import PruningConfig
 from hfprune.utils.config import ConfigMixin, check_fraction, check_int, check_number, field_help
-from hfprune.utils.io import atomic_write_json, atomic_write_text
+from hfprune.utils.io import atomic_write_json, atomic_write_text, staged_folder
 from hfprune.utils.lock import output_lock
 from hfprune.utils.logging import get_logger
 
@@ -201,13 +199,12 @@ def _evaluate_dir(config: PruneClassifierConfig, model_dir: Path) -> float:
 
 
 def _evaluate(config: PruneClassifierConfig, model, tokenizer, evaluation) -> float:
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+    from transformers import DataCollatorWithPadding, Trainer
 
-    from hfprune.training import compute_accuracy
+    from hfprune.training import compute_accuracy, trainer_args
 
     with tempfile.TemporaryDirectory() as scratch:
-        args = TrainingArguments(output_dir=scratch, use_cpu=True, per_device_eval_batch_size=128,
-                                 report_to="none", disable_tqdm=True)
+        args = trainer_args(scratch, per_device_eval_batch_size=128, disable_tqdm=True)
         trainer = Trainer(model=model, args=args, eval_dataset=evaluation, compute_metrics=compute_accuracy,
                           data_collator=DataCollatorWithPadding(tokenizer))
         return float(trainer.evaluate()["eval_accuracy"])
@@ -221,33 +218,30 @@ def prune_and_save(config: PruneClassifierConfig, dense_dir: Path, target: Path)
     from hfprune.distill import DistillationArguments, DistillationTrainer
     from hfprune.models import load_tokenizer, safe_model_kwargs
     from hfprune.pruning import MovementPruningCallback, save_pruned, sparsity_report
-    from hfprune.training import compute_accuracy
+    from hfprune.training import TrainingSettings, compute_accuracy, trainer_args
 
     tokenizer = load_tokenizer(dense_dir)
     student = AutoModelForSequenceClassification.from_pretrained(dense_dir, **safe_model_kwargs({}))
     train, evaluation = _splits(config, tokenizer)
-    staging = target.with_name(f".{target.name}.trainer-{os.getpid()}")
-    args = DistillationArguments(
-        output_dir=str(staging), use_cpu=True, num_train_epochs=config.prune_epochs,
-        per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=128,
-        learning_rate=config.learning_rate, warmup_steps=0.1, weight_decay=0.01, save_strategy="no",
-        logging_steps=20, report_to="none", seed=config.seed, data_seed=config.seed,
-        distill_alpha=config.distill_alpha if config.distill else 1.0, distill_temperature=config.distill_temperature,
-        hidden_distill_weight=config.hidden_distill_weight if config.distill else 0.0,
-    )
+    # weight decay 0.01 as in training.finetune_classifier (hfprune run's stages use 0.0; see issue 15)
+    settings = TrainingSettings(config.prune_epochs, config.batch_size, config.learning_rate, config.seed,
+                                weight_decay=0.01)
     pruning = config.pruning_config()
-    common = dict(model=student, args=args, train_dataset=train, eval_dataset=evaluation, processing_class=tokenizer,
-                  data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_accuracy,
-                  callbacks=[MovementPruningCallback(pruning)])
-    if config.distill:
-        teacher = copy.deepcopy(student)
-        trainer = DistillationTrainer(teacher_model=teacher, **common)
-    else:
-        trainer = Trainer(**common)
-    try:
+    with staged_folder(target, publish=None, kind="trainer") as scratch:  # the Trainer's working files, never kept
+        args = trainer_args(
+            scratch, settings, args_class=DistillationArguments, per_device_eval_batch_size=128,
+            distill_alpha=config.distill_alpha if config.distill else 1.0,
+            distill_temperature=config.distill_temperature,
+            hidden_distill_weight=config.hidden_distill_weight if config.distill else 0.0,
+        )
+        common = dict(model=student, args=args, train_dataset=train, eval_dataset=evaluation,
+                      processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
+                      compute_metrics=compute_accuracy, callbacks=[MovementPruningCallback(pruning)])
+        if config.distill:
+            trainer = DistillationTrainer(teacher_model=copy.deepcopy(student), **common)
+        else:
+            trainer = Trainer(**common)
         trainer.train()
         accuracy = float(trainer.evaluate()["eval_accuracy"])
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     save_pruned(student, target, pruning_config=pruning, processing_class=tokenizer, overwrite=config.overwrite)
     return accuracy, sparsity_report(student, pruning.flops_seq_len).to_dict()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from hfprune.audit.model_audit import AuditPlan
 from hfprune.errors import ConfigError, DataError, HfpruneError
 from hfprune.pipeline.results import DENSE_STAGE, STAGE_FILE, Level, StageResult
-from hfprune.utils.io import atomic_write_json, contained_path, replace_folder
+from hfprune.utils.io import atomic_write_json, contained_path, staged_folder
 from hfprune.utils.logging import get_logger
 
 if TYPE_CHECKING:
@@ -74,27 +73,6 @@ def _fingerprint(settings: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _remove_leftovers(stage_dir: Path) -> None:
-    """Staging and swap folders an interrupted run of this stage left behind (their process is gone)."""
-    for prefix in (f".{stage_dir.name}.staging-", f".{stage_dir.name}.old-"):
-        for leftover in stage_dir.parent.glob(prefix + "*"):
-            pid = leftover.name.rsplit("-", 1)[-1]
-            if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
-                continue
-            logger.info("removing %s left by an interrupted run", leftover)
-            shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def run_stage(stage_dir: Path, fingerprint: str, compute: Callable[[Path], StageResult],
               overwrite: bool = False) -> tuple[StageResult, bool]:
     """The stage's result: read from its done-marker when finished with this ``fingerprint``, else computed into a
@@ -105,15 +83,9 @@ def run_stage(stage_dir: Path, fingerprint: str, compute: Callable[[Path], Stage
             logger.info("%s: finished earlier with the same settings; reusing it", stage_dir)
             return result, False
         raise ConfigError(f"{stage_dir}: computed from different settings; pass --overwrite to recompute it")
-    _remove_leftovers(stage_dir)
-    staging = stage_dir.with_name(f".{stage_dir.name}.staging-{os.getpid()}")
-    staging.mkdir(parents=True)
-    try:
+    with staged_folder(stage_dir) as staging:  # also removes what an interrupted run of this stage left
         result = compute(staging)
         atomic_write_json(staging / STAGE_FILE, result.to_dict())  # the done-marker: written last
-        replace_folder(staging, stage_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return result, True
 
 

@@ -224,30 +224,25 @@ def prune_and_distill(
     """Prune a copy of the dense model while distilling from it, on the dense model's own training examples, and
     save it (``save_pruned``, with the recorded split and canaries) into ``target``. ``scratch`` holds the
     Trainer's working files and is removed. Returns the compacted model and the training seconds."""
-    from transformers import Trainer, TrainingArguments
+    from transformers import Trainer
 
     from hfprune.distill import DistillationArguments, DistillationTrainer
     from hfprune.pruning import MovementPruningCallback, save_pruned
+    from hfprune.training import TrainingSettings, trainer_args
 
     spec = task_spec(recipe.model.task)
     student = copy.deepcopy(dense.model).train()
     train = spec.train_dataset(dense, recipe)
     t, d = recipe.training, recipe.distillation
-    common = dict(
-        output_dir=str(scratch), use_cpu=True, num_train_epochs=t.prune_epochs,
-        per_device_train_batch_size=t.batch_size, learning_rate=t.prune_learning_rate or t.learning_rate,
-        warmup_steps=0.1, weight_decay=0.0,
-        save_strategy="no", eval_strategy="no", logging_steps=20, report_to="none", seed=t.seed, data_seed=t.seed,
-        dataloader_num_workers=0,
-    )
+    settings = TrainingSettings(t.prune_epochs, t.batch_size, t.prune_learning_rate or t.learning_rate, t.seed)
     trainer_kwargs = dict(model=student, train_dataset=train, processing_class=dense.tokenizer,
                           data_collator=spec.collator(dense.tokenizer), callbacks=[MovementPruningCallback(pruning)])
     if d.enabled:
-        args = DistillationArguments(**common, distill_alpha=d.alpha, distill_temperature=d.temperature,
-                                     hidden_distill_weight=d.hidden_weight)
+        args = trainer_args(scratch, settings, args_class=DistillationArguments, distill_alpha=d.alpha,
+                            distill_temperature=d.temperature, hidden_distill_weight=d.hidden_weight)
         trainer = DistillationTrainer(teacher_model=copy.deepcopy(dense.model), args=args, **trainer_kwargs)
     else:
-        trainer = Trainer(args=TrainingArguments(**common), **trainer_kwargs)
+        trainer = Trainer(args=trainer_args(scratch, settings), **trainer_kwargs)
     logger.info("pruning %s (heads %.0f%%, FFN %.0f%%, weights %.0f%%, %s scores) with distillation %s",
                 recipe.model.name or "the dense model", 100 * pruning.head_sparsity, 100 * pruning.ffn_sparsity,
                 100 * pruning.weight_sparsity, pruning.scoring, "on" if d.enabled else "off")
