@@ -183,3 +183,11 @@ def test_equal_parameter_check_flags_a_family_off_target():
     assert check["0.50"]["remaining"] == {"structured": 0.5, "weight": 0.5, "combined": 0.508}
     assert check["0.50"]["spread"] == pytest.approx(0.008) and check["0.50"]["equal"]
     assert check["0.90"]["spread"] == pytest.approx(0.03) and not check["0.90"]["equal"]
+
+
+def test_a_family_name_registered_twice_names_the_rule_holding_it():
+    from hfprune.recipes.families_spec import register_family
+
+    with pytest.raises(ConfigError, match=r"^family 'weight': already registered by _weight$"):
+        register_family("weight")(lambda base, p: {})
+    assert FAMILIES["weight"].__name__ == "_weight"

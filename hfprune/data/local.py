@@ -23,6 +23,7 @@ from hfprune.data import paths, readers
 from hfprune.data.paths import DATA_DIR_ENV
 from hfprune.errors import ConfigError, DataError
 from hfprune.utils.logging import get_logger
+from hfprune.utils.registry import add, check_free
 
 if TYPE_CHECKING:
     import datasets
@@ -66,12 +67,12 @@ _ALIASES: dict[str, str] = {}
 def register(spec: LocalDataset) -> LocalDataset:
     """Add ``spec`` under its name and aliases (case-insensitive); a name taken twice is an error."""
     keys = [key.lower() for key in (spec.name, *spec.aliases)]
-    taken = {key: _ALIASES[key] for key in keys if key in _ALIASES}
-    if taken or len(set(keys)) != len(keys):
-        raise ConfigError(f"dataset {spec.name!r}: name(s) already registered or repeated: {taken or keys}")
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"dataset {spec.name!r}: expected distinct names and aliases, got {keys}")
+    for key in keys:  # every name checked before any is added
+        check_free(_ALIASES, key, f"dataset {spec.name!r}: name")
     _ALIASES.update(dict.fromkeys(keys, spec.name))
-    _REGISTRY[spec.name] = spec
-    return spec
+    return add(_REGISTRY, spec.name, spec, "dataset")
 
 
 def lookup(name: str) -> LocalDataset | None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from hfprune.errors import ConfigError
+from hfprune.utils.registry import add
 
 if TYPE_CHECKING:
     from hfprune.pruning.config import PruningConfig
@@ -26,10 +27,7 @@ def register_family(name: str) -> Callable[[FamilyRule], FamilyRule]:
     """Decorator adding a family rule (base pruning config, p -> pruning fields to set) to ``FAMILIES``."""
 
     def decorate(rule: FamilyRule) -> FamilyRule:
-        if name in FAMILIES:
-            raise ValueError(f"family {name!r} is already registered")
-        FAMILIES[name] = rule
-        return rule
+        return add(FAMILIES, name, rule, "family")
 
     return decorate
 
