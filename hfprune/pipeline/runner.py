@@ -17,7 +17,6 @@ swaps a finished stage for its recomputed version only once the new one is compl
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from hfprune.audit.model_audit import AuditPlan
 from hfprune.errors import ConfigError, DataError, HfpruneError
 from hfprune.pipeline.results import DENSE_STAGE, STAGE_FILE, Level, StageResult
+from hfprune.utils.config import fingerprint
 from hfprune.utils.io import atomic_write_json, contained_path, staged_folder
 from hfprune.utils.logging import get_logger
 
@@ -65,12 +65,6 @@ def diff_settings(old: dict[str, Any], new: dict[str, Any], prefix: str = "") ->
         elif a != b:
             changed.append(dotted)
     return changed
-
-
-def _fingerprint(settings: dict[str, Any]) -> str:
-    import hashlib
-
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def run_stage(stage_dir: Path, fingerprint: str, compute: Callable[[Path], StageResult],
@@ -225,7 +219,7 @@ class RecipeRunner:
             if not (stage_dir / STAGE_FILE).is_file():
                 continue
             done = StageResult.load(stage_dir)
-            if done.fingerprint != _fingerprint(settings):
+            if done.fingerprint != fingerprint(settings):
                 changed = diff_settings(done.settings, settings)
                 raise ConfigError(f"output.dir: {stage_dir} was computed from a different recipe (changed: "
                                   f"{', '.join(changed) or 'unknown'}); choose another output.dir or pass --overwrite")
@@ -275,13 +269,13 @@ class RecipeRunner:
 
     def dense_stage(self) -> StageResult:
         settings = self.dense_settings()
-        result, _ = run_stage(self.root / DENSE_STAGE, _fingerprint(settings),
+        result, _ = run_stage(self.root / DENSE_STAGE, fingerprint(settings),
                               lambda staging: self._compute_dense(staging, settings), self.overwrite)
         return result
 
     def level_stage(self, level: Level, dense: StageResult) -> StageResult:
         settings = self.level_settings(level)
-        result, _ = run_stage(contained_path(self.root, level.name, "level"), _fingerprint(settings),
+        result, _ = run_stage(contained_path(self.root, level.name, "level"), fingerprint(settings),
                               lambda staging: self._compute_level(staging, level, dense, settings), self.overwrite)
         return result
 
@@ -319,7 +313,7 @@ class RecipeRunner:
                             step=self.step)
         seconds["audit"] = audit.seconds
         return StageResult(
-            name=DENSE_STAGE, kind="dense", level=None, fingerprint=_fingerprint(settings), settings=settings,
+            name=DENSE_STAGE, kind="dense", level=None, fingerprint=fingerprint(settings), settings=settings,
             model_dir=model_dir, quality=quality.to_dict(),
             sparsity=sparsity_report(loaded.model, self.recipe.data.max_length).to_dict(), audit=audit.to_dict(),
             seconds=seconds, hfprune_version=__version__,
@@ -361,7 +355,7 @@ class RecipeRunner:
                             canaries=dense.canaries, step=self.step)
         seconds["audit"] = audit.seconds
         result = StageResult(
-            name=level.label, kind="pruned", level=level.value, fingerprint=_fingerprint(settings),
+            name=level.label, kind="pruned", level=level.value, fingerprint=fingerprint(settings),
             settings=settings, model_dir="model", quality=quality.to_dict(), sparsity=report.to_dict(),
             audit=audit.to_dict(), seconds=seconds, pruning=level.pruning.to_dict(), latency=latency,
             hfprune_version=__version__,

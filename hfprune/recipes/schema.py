@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
-import json
 import math
 import os
 import re
@@ -29,6 +27,7 @@ from hfprune.utils.config import (
     check_int,
     check_number,
     field_help,
+    fingerprint,
     matches_type,
     type_name,
 )
@@ -476,7 +475,7 @@ class Recipe(Section):
 
     def fingerprint(self) -> str:
         """SHA-256 of everything that determines the results (not the output folder or the sweep levels)."""
-        return hashlib.sha256(json.dumps(self.result_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        return fingerprint(self.result_dict())
 
     def result_dict(self) -> dict[str, Any]:
         """The recipe without the keys that do not change results (output, sweep, name, description, threads)."""
