@@ -51,7 +51,7 @@ def tiny_payload(model_dir: Path, out: Path, **pruning) -> dict:
         "data": {"dataset": "glue/sst2", "train_samples": 32, "eval_samples": 32, "max_length": 16},
         "training": {"dense_epochs": 1, "prune_epochs": 1, "batch_size": 16, "learning_rate": 1e-3, "threads": 1},
         "pruning": {"scoring": "magnitude", **pruning},
-        "audits": {"robustness": {"recipes": ["deepwordbug"], "n_examples": 5, "n_resamples": 0},
+        "audits": {"robustness": {"attacks": ["deepwordbug"], "n_examples": 5, "n_resamples": 0},
                    "privacy": {"n_nonmembers": 32, "n_resamples": 0}, "latency_rounds": 1},
         "output": {"dir": str(out)},
     }
@@ -255,7 +255,7 @@ def test_demo_recipe_end_to_end_at_small_size(tmp_path):
         "output.dir": str(tmp_path / "run"), "training.threads": 1, "training.dense_epochs": 1.0,
         "training.prune_epochs": 1.0, "data.train_samples": 96, "data.eval_samples": 128,
         "audits.privacy.n_nonmembers": 96, "audits.privacy.n_resamples": 100, "audits.robustness.n_examples": 4,
-        "audits.robustness.n_examples_per_recipe": {"pwws": 2}, "audits.robustness.n_loyalty_examples": 64,
+        "audits.robustness.n_examples_per_attack": {"pwws": 2}, "audits.robustness.n_loyalty_examples": 64,
         "audits.robustness.n_resamples": 100, "audits.latency_rounds": 3,
     })
     dense, (pruned,) = run_recipe(recipe)

@@ -48,7 +48,7 @@ def audit_plan(recipe: Recipe, split: str) -> AuditPlan:
         privacy += ["extraction"] + (["exposure"] if p.canaries.repetitions else [])
     return AuditPlan(
         dataset=recipe.data.dataset, split=split, max_length=recipe.data.max_length,
-        recipes=list(r.recipes) if r.enabled else [], n_examples={n: r.examples_for(n) for n in r.recipes},
+        recipes=list(r.attacks) if r.enabled else [], n_examples={n: r.examples_for(n) for n in r.attacks},
         query_budget=r.query_budget, n_loyalty_examples=r.n_loyalty_examples, robustness_seed=r.seed,
         privacy=privacy, mia_attacks=list(p.attacks), n_resamples=r.n_resamples, privacy_resamples=p.n_resamples,
     )
@@ -150,7 +150,7 @@ class RecipeRunner:
         try:
             self.plan.check_resources()
         except HfpruneError as exc:
-            raise type(exc)(f"audits.robustness.recipes: {exc}") from None
+            raise type(exc)(f"audits.robustness.attacks: {exc}") from None
         self._check_output(levels)
 
     def _model_key(self) -> tuple[str, str] | None:
