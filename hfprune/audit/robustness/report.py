@@ -18,6 +18,7 @@ from hfprune.audit.robustness.config import AuditConfig
 from hfprune.audit.robustness.log import AttackLog
 from hfprune.audit.robustness.sample import AttackSample
 from hfprune.audit.robustness.transfer import TransferResult, TransferRun
+from hfprune.audit.sparsity import SPARSITY_AXIS
 from hfprune.errors import ConfigError
 from hfprune.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from hfprune.utils.logging import get_logger
@@ -30,8 +31,6 @@ ATTACK_LOG_CSV = "attack_log.csv"
 TRANSFER_LOG_CSV = "transfer_log.csv"
 PLOTS_DIR = "plots"
 MARKERS = ("o", "s", "^", "D", "v", "P")  # overlapping series stay distinguishable
-# AuditConfig.sparsity_measure -> what the x axis counts
-SPARSITY_AXIS = {"params": "parameters", "flops": "encoder FLOPs", "heads": "attention heads", "ffn": "FFN neurons"}
 
 
 @dataclass
