@@ -130,7 +130,7 @@ SWEEP_LEVELS = [0.3, 0.6]
 
 def sweep_recipe(model_dir: Path, out: Path):
     """test_sweep's tiny recipe without the TextAttack audit (its import alone takes seconds)."""
-    from test_sweep import tiny_payload
+    from helpers import tiny_payload
 
     from hfprune.recipes.schema import Recipe
 

@@ -8,15 +8,12 @@ import math
 
 import pytest
 import torch
+from helpers import PNG_MAGIC, tiny_recipe
 
 from hfprune.errors import ConfigError
 from hfprune.pipeline.families import family_levels
 from hfprune.pipeline.sweep import REPORT_DIR, run_sweep
 from hfprune.recipes.families_spec import FAMILIES
-from tests import test_sweep
-from tests.test_sweep import PNG_MAGIC, tiny_recipe
-
-tiny_model_dir, counted = test_sweep.tiny_model_dir, test_sweep.counted  # the fixtures of test_sweep
 
 torch.set_num_threads(1)
 

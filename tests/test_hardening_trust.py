@@ -26,7 +26,7 @@ import pytest
 import torch
 import yaml
 from conftest import tiny_model
-from test_push import REPO_ID, TOKEN, hub, pruned_dir  # noqa: F401 - fixtures of the loopback Hub
+from helpers import REPO_ID, TOKEN
 
 from hfprune.cli.main import main
 from hfprune.errors import ConfigError, HfpruneError, OutputDirLockedError

@@ -9,79 +9,17 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from pruning_trainer_utils import count_calls
+from helpers import PNG_MAGIC, tiny_payload, tiny_recipe
 
 from hfprune.errors import ConfigError
 from hfprune.pipeline import runner as runner_module
 from hfprune.pipeline.sweep import REPORT_DIR, run_sweep
-from hfprune.recipes.schema import Recipe
 
 torch.set_num_threads(1)
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    """A tiny random BERT classifier saved with MiniLM's tokenizer (so SST-2 sentences tokenise)."""
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    from hfprune.models import resolve_model
-
-    torch.manual_seed(0)
-    model = BertForSequenceClassification(BertConfig(
-        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
-        max_position_embeddings=128, num_labels=2))
-    target = tmp_path_factory.mktemp("tiny") / "tiny-bert"
-    model.save_pretrained(target)
-    AutoTokenizer.from_pretrained(resolve_model("minilm")).save_pretrained(target)
-    return target
-
-
-def tiny_recipe(model_dir: Path, out: Path, **pruning) -> Recipe:
-    return Recipe.from_dict(tiny_payload(model_dir, out, **pruning))
-
-
-def tiny_payload(model_dir: Path, out: Path, **pruning) -> dict:
-    return {
-        "name": "tiny-sweep",
-        "model": {"name": str(model_dir)},
-        "data": {"dataset": "glue/sst2", "train_samples": 32, "eval_samples": 32, "max_length": 16},
-        "training": {"dense_epochs": 1, "prune_epochs": 1, "batch_size": 16, "learning_rate": 1e-3, "threads": 1},
-        "pruning": {"scoring": "magnitude", **pruning},
-        "audits": {"robustness": {"attacks": ["deepwordbug"], "n_examples": 5, "n_resamples": 0},
-                   "privacy": {"n_nonmembers": 32, "n_resamples": 0}, "latency_rounds": 1},
-        "output": {"dir": str(out)},
-    }
-
-
-@pytest.fixture
-def counted(monkeypatch):
-    """Count dense trainings, prunings and attacks; attacks return constructed results (ASR grows with the share of
-    heads removed: 1/4 dense, 4/4 at half the heads)."""
-    from hfprune.audit.results import summarize_attack_log, summarize_loyalty
-    from hfprune.pipeline import stages
-
-    calls = count_calls(monkeypatch, stages, "train_dense", "prune_and_distill")
-    calls["attack"] = 0
-
-    def robustness_audit(plan, target, reference, out, dataset=None):
-        from hfprune.pruning.stats import sparsity_report
-
-        calls["attack"] += 1
-        flipped = min(4, 1 + round(6 * sparsity_report(target.model).head_sparsity))  # 1 dense, 4 at half the heads
-        outcomes = ["successful"] * flipped + ["failed"] * (4 - flipped) + ["skipped"]
-        result = summarize_attack_log(outcomes, np.zeros(5), np.ones(5), model_name=target.name,
-                                      sparsity=target.sparsity, recipe="deepwordbug", n_resamples=0)
-        loyalty = None if reference is None else summarize_loyalty(
-            np.eye(2)[[0, 1, 1]], np.eye(2)[[0, 1, 0]], model_name=target.name, sparsity=target.sparsity,
-            reference_name="dense", n_resamples=0)
-        return [result], loyalty
-
-    monkeypatch.setattr("hfprune.audit.model_audit.robustness_audit", robustness_audit)
-    return calls
 
 
 def _marker_mtimes(out: Path) -> dict[str, int]:
