@@ -284,13 +284,14 @@ def finetune_classifier(config: FinetuneConfig) -> FinetuneResult:
     Training happens in a hidden staging folder next to the output directory, which is published only after the
     model, tokenizer, config and metrics are all written.
     """
+    from hfprune.data import eval_split as default_eval_split
     from hfprune.data import load_dataset
     from hfprune.models.checks import check_model_source
 
     target = config.resolved_output_dir()
     check_output_dir(target, config.overwrite)
     splits = load_dataset(config.dataset)
-    eval_split = config.eval_split or ("validation" if "validation" in splits else "test")
+    eval_split = default_eval_split(config.dataset, config.eval_split, available=splits)
     for split in (config.train_split, eval_split):
         if split not in splits:
             raise DataError(f"dataset {config.dataset!r} has no split {split!r}; available: {sorted(splits)}")

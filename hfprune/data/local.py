@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -73,6 +73,18 @@ def register(spec: LocalDataset) -> LocalDataset:
         check_free(_ALIASES, key, f"dataset {spec.name!r}: name")
     _ALIASES.update(dict.fromkeys(keys, spec.name))
     return add(_REGISTRY, spec.name, spec, "dataset")
+
+
+def eval_split(dataset: str, requested: str | None = None, available: Iterable[str] | None = None) -> str:
+    """The split every pipeline evaluates on: ``requested`` when given, else validation when the dataset has it,
+    else test. ``available`` are the split names of the loaded dataset; without them a registered dataset's splits
+    are used (an unregistered Hub dataset is assumed to have a validation split)."""
+    if requested:
+        return requested
+    if available is None:
+        spec = lookup(dataset)
+        available = None if spec is None else spec.splits
+    return "validation" if available is None or "validation" in available else "test"
 
 
 def lookup(name: str) -> LocalDataset | None:

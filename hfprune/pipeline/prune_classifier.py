@@ -173,11 +173,12 @@ def _dense_teacher(config: PruneClassifierConfig, out: Path) -> tuple[Path, floa
 
 def _splits(config: PruneClassifierConfig, tokenizer) -> tuple[Any, Any]:
     """The tokenised pruning sample (the teacher's shuffle, from ``train_skip`` on) and evaluation split."""
+    from hfprune.data import eval_split as default_eval_split
     from hfprune.data import load_dataset
     from hfprune.training import drop_unlabelled, tokenize_for_classification
 
     splits = load_dataset(config.dataset)
-    eval_split = "validation" if "validation" in splits else "test"
+    eval_split = default_eval_split(config.dataset, available=splits)
     train = drop_unlabelled(splits["train"]).shuffle(seed=config.seed)
     if config.train_skip >= len(train):
         raise ConfigError(f"train_skip: expected fewer than the {len(train)} labelled training examples of "

@@ -180,15 +180,10 @@ def task_spec(task: str) -> TaskSpec:
 
 
 def eval_split_name(recipe: Recipe) -> str:
-    """``data.eval_split``, else validation when the dataset has it, else test."""
-    if recipe.data.eval_split:
-        return recipe.data.eval_split
-    from hfprune.data import lookup
+    """``data.eval_split``, else validation when the dataset has it, else test (:func:`hfprune.data.eval_split`)."""
+    from hfprune.data import eval_split
 
-    spec = lookup(recipe.data.dataset)
-    if spec is not None and "validation" not in spec.splits:
-        return "test"
-    return "validation"
+    return eval_split(recipe.data.dataset, recipe.data.eval_split)
 
 
 def eval_rows(recipe: Recipe) -> tuple[str, datasets.Dataset]:
