@@ -156,6 +156,9 @@ def contains_model(directory: Path) -> bool:
 
 def check_output_dir(directory: Path, overwrite: bool) -> None:
     """Refuse a directory that already holds a model unless ``overwrite``; a file in its place is always an error."""
+    from hfprune.utils.io import refuse_symlink
+
+    refuse_symlink(directory, "output_dir", "a folder, not a link (a model is never written or replaced through one)")
     if directory.exists() and not directory.is_dir():
         raise ConfigError(f"output_dir: {directory} exists and is not a directory")
     if directory.is_dir() and contains_model(directory) and not overwrite:
@@ -290,6 +293,11 @@ def finetune_classifier(config: FinetuneConfig) -> FinetuneResult:
 
     target = config.resolved_output_dir()
     check_output_dir(target, config.overwrite)
+    if config.overwrite:
+        from hfprune.models import resolve_model
+        from hfprune.utils.io import refuse_inputs_inside
+
+        refuse_inputs_inside(target, {"model": resolve_model(config.model)}, "output_dir")
     splits = load_dataset(config.dataset)
     eval_split = default_eval_split(config.dataset, config.eval_split, available=splits)
     for split in (config.train_split, eval_split):

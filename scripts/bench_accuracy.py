@@ -11,6 +11,8 @@ dense teacher being the 0% row. Resumable: the teacher and the rows already in t
 
 (measured: 3.3 h of cell time for the 32 cells, 1 thread a cell, two or three cells at a time on 2 cores)
     python scripts/bench_accuracy.py --sparsities 0.5 --scorers movement --out /tmp/acc  # one cell
+    python scripts/bench_accuracy.py --sparsities 0.5 0.7 --scorers movement movement_ste soft_movement \
+        snip_momentum magnitude --out /tmp/acc  # issue 17's scorers (soft_movement with its default settings)
 """
 
 from __future__ import annotations

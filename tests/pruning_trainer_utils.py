@@ -49,13 +49,15 @@ class StopAt(TrainerCallback):
             control.should_training_stop = True
 
 
-def run_two_processes(worker: str, out, port: int) -> list[dict]:
-    """Launch ``worker`` (a script beside the tests) on 2 CPU processes with torch.distributed.run (gloo) and
-    return what each rank wrote to ``out/rank{r}.json``."""
+def run_two_processes(worker: str, out, port: int, args: tuple[str, ...] = ()) -> list[dict]:
+    """Launch ``worker`` (a script beside the tests) on 2 CPU processes with torch.distributed.run (gloo), with
+    ``out`` and then ``args`` as its arguments, and return what each rank wrote to ``out/rank{r}.json``."""
     here = Path(__file__).parent
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(here)}
+    # the caller's PYTHONPATH stays after the tests folder, so the workers import the same hfprune as the tests
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(here), os.environ.get("PYTHONPATH")]))}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-               str(here / worker), str(out)]
+               str(here / worker), str(out), *args]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return [json.loads((Path(out) / f"rank{r}.json").read_text()) for r in (0, 1)]

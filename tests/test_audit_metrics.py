@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from hfprune.audit import metrics
+from hfprune.audit import intervals, metrics
 from hfprune.audit.results import (
     CanaryExposureResult,
     LoyaltyResult,
@@ -24,9 +24,9 @@ from hfprune.audit.results import (
 )
 from hfprune.errors import ConfigError
 
-# JS divergence of p=[1,0] and q=[1/2,1/2] in bits, with m=[3/4,1/4]:
-# KL(p||m) = log2(4/3);  KL(q||m) = 1/2 log2(2/3) + 1/2 log2(2)
-JS_HALF = math.sqrt(0.5 * math.log2(4 / 3) + 0.5 * (0.5 * math.log2(2 / 3) + 0.5))
+# JS divergence of p=[1,0] and q=[1/2,1/2] in nats (natural log, as Xu et al.'s code), with m=[3/4,1/4]:
+# KL(p||m) = ln(4/3);  KL(q||m) = 1/2 ln(2/3) + 1/2 ln(2)
+JS_HALF = math.sqrt(0.5 * math.log(4 / 3) + 0.5 * (0.5 * math.log(2 / 3) + 0.5 * math.log(2)))
 
 
 class FakeTensor:
@@ -61,7 +61,7 @@ def test_label_loyalty_three_of_four_agree():
 
 def test_js_distance_known_distributions():
     assert metrics.js_distance([0.2, 0.3, 0.5], [0.2, 0.3, 0.5]) == pytest.approx(0.0, abs=1e-7)
-    assert metrics.js_distance([1.0, 0.0], [0.0, 1.0]) == pytest.approx(1.0)
+    assert metrics.js_distance([1.0, 0.0], [0.0, 1.0]) == pytest.approx(math.sqrt(math.log(2)))  # disjoint: sqrt(ln 2)
     assert metrics.js_distance([1.0, 0.0], [0.5, 0.5]) == pytest.approx(JS_HALF)
     rows = metrics.js_distance([[1.0, 0.0], [0.5, 0.5]], [[0.5, 0.5], [0.5, 0.5]])
     np.testing.assert_allclose(rows, [JS_HALF, 0.0], atol=1e-7)
@@ -92,16 +92,16 @@ def test_logits_and_probabilities_give_the_same_loyalty():
     assert metrics.probability_loyalty(ref_logits, oth_logits, from_logits=True) == pytest.approx(from_logits)
     assert metrics.label_loyalty(ref_logits, oth_logits) == metrics.label_loyalty(ref_probs, oth_probs)
     # brute force: 1 - JS distance per row, averaged
-    expected = np.mean([1 - math.sqrt(_js_divergence_bits(p, q)) for p, q in zip(ref_probs, oth_probs, strict=True)])
+    expected = np.mean([1 - math.sqrt(_js_divergence_nats(p, q)) for p, q in zip(ref_probs, oth_probs, strict=True)])
     assert from_logits == pytest.approx(expected)
 
 
-def _js_divergence_bits(p, q):
-    """JS divergence in bits, written out term by term in plain Python."""
+def _js_divergence_nats(p, q):
+    """JS divergence in nats (natural log), written out term by term in plain Python."""
     m = [(a + b) / 2 for a, b in zip(p, q, strict=True)]
 
     def kl_to_m(x):
-        return sum(a * math.log2(a / c) for a, c in zip(x, m, strict=True) if a > 0)
+        return sum(a * math.log(a / c) for a, c in zip(x, m, strict=True) if a > 0)
 
     return 0.5 * kl_to_m(p) + 0.5 * kl_to_m(q)
 
@@ -212,9 +212,10 @@ def test_exposure_definition():
         metrics.exposure(9, 8)
 
 
-def test_exposure_exact_ties_favour_the_canary():
-    # space of 4 (canary 2.0 included); one candidate strictly lower -> rank 2 -> log2(4) - log2(2)
-    assert metrics.exposure_exact(2.0, [3.0, 1.0, 2.0, 2.0]) == pytest.approx(1.0)
+def test_exposure_exact_counts_ties_as_carlini_et_al():
+    # space of 4 (canary 2.0 included); 3 candidates <= 2.0 (1.0 and both 2.0s) -> rank 3 -> log2(4) - log2(3)
+    # (Carlini et al. 2019 count ties; counting only strictly lower candidates gave rank 2 and exposure 1.0)
+    assert metrics.exposure_exact(2.0, [3.0, 1.0, 2.0, 2.0]) == pytest.approx(math.log2(4 / 3))
     assert metrics.exposure_exact(1.0, [3.0, 1.0, 2.0, 2.0]) == pytest.approx(2.0)
     np.testing.assert_allclose(metrics.exposure_exact([1.0, 3.0], [3.0, 1.0, 2.0, 2.0]), [2.0, 0.0])
 
@@ -284,8 +285,11 @@ def test_metric_with_ci_format():
     assert MetricWithCI(0.8734, 0.8512, 0.8941).format() == "0.873 [0.851, 0.894]"
     assert MetricWithCI(np.float64(0.5)).format() == "0.500"
     assert MetricWithCI(math.nan).format() == "n/a"
-    assert MetricWithCI.from_dict(MetricWithCI(math.nan).to_dict()).to_dict() == {"value": None, "low": None,
-                                                                                  "high": None}
+    assert MetricWithCI.from_dict(MetricWithCI(math.nan).to_dict()).to_dict() == {
+        "value": None, "low": None, "high": None, "n": None, "method": None}
+    estimate = MetricWithCI(0.5, 0.2, 0.8, n=np.int64(10), method="Clopper-Pearson")
+    assert MetricWithCI.from_dict(json.loads(json.dumps(estimate.to_dict()))) == estimate
+    assert estimate.n == 10 and isinstance(estimate.n, int)
 
 
 def _example_results():
@@ -349,3 +353,91 @@ def test_markdown_has_header_and_one_row_per_result():
     assert "0.667 [" in lines[2]  # success rate with its interval
     with pytest.raises(ConfigError, match="results"):
         results_to_markdown([])
+
+
+# ---------------------------------------------------------------------------------------------------- intervals
+def test_exact_interval_of_all_successes_is_not_zero_width():
+    # Clopper-Pearson at k = n: the lower end solves p^n = alpha/2, so 25/25 gives 0.025^(1/25) = 0.8628
+    assert intervals.proportion_ci(25, 25) == pytest.approx((0.025 ** (1 / 25), 1.0))
+    assert intervals.proportion_ci(0, 10) == pytest.approx((0.0, 1 - 0.025 ** (1 / 10)))
+    # Wilson: (p + z^2/2n +- z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n) at p = 0.5, n = 10
+    z = 1.959963984540054
+    half = z * math.sqrt(0.25 / 10 + z**2 / 400)
+    assert intervals.proportion_ci(5, 10, method="wilson") == pytest.approx(
+        ((0.5 + z**2 / 20 - half) / (1 + z**2 / 10), (0.5 + z**2 / 20 + half) / (1 + z**2 / 10)))
+    assert all(math.isnan(end) for end in intervals.proportion_ci(0, 0))
+    with pytest.raises(ConfigError, match="interval"):
+        intervals.proportion_ci(1, 2, method="wald")
+
+
+def test_attack_success_of_every_attacked_example_has_the_exact_interval():
+    # the defect of issue 16: the percentile bootstrap gave [1.000, 1.000] for 25 successes out of 25
+    result = summarize_attack_log(["successful"] * 25 + ["skipped"] * 5, [10.0] * 30, [50.0] * 30, model_name="m",
+                                  sparsity=0.5, recipe="deepwordbug", n_resamples=200)
+    asr = result.attack_success_rate
+    assert (asr.value, asr.n, asr.method) == (1.0, 25, "Clopper-Pearson")
+    assert (asr.low, asr.high) == pytest.approx((0.8628, 1.0), abs=1e-4)
+    assert result.clean_accuracy.n == 30 and result.clean_accuracy.value == pytest.approx(25 / 30)
+    assert result.mean_perturbed_word_pct.format(1) == "10.0 [10.0, 10.0]"  # constant data: no spread to resample
+    assert result.outcomes == ["successful"] * 25 + ["skipped"] * 5
+
+
+def test_bca_interval_of_a_mean_and_of_an_auc():
+    data = np.random.default_rng(3).normal(size=400)
+    low, high = intervals.bca_ci(intervals.mean_statistic, data, n_resamples=2000)
+    assert low < data.mean() < high
+    assert high - low == pytest.approx(2 * 1.96 * data.std() / math.sqrt(data.size), rel=0.15)
+    assert intervals.bca_ci(intervals.mean_statistic, data, n_resamples=500, seed=4) == intervals.bca_ci(
+        intervals.mean_statistic, data, n_resamples=500, seed=4)
+    assert all(math.isnan(end) for end in intervals.bca_ci(intervals.mean_statistic, data[:1]))
+    members, nonmembers = np.round(data[:150] + 0.5, 1), np.round(data[150:], 1)  # rounded: many ties
+    from sklearn.metrics import roc_auc_score
+
+    expected = roc_auc_score(np.r_[np.ones(150), np.zeros(250)], np.r_[members, nonmembers])
+    assert float(intervals.auc_two_sample(members, nonmembers)) == pytest.approx(expected)
+    low, high = intervals.bca_ci(intervals.auc_two_sample, members, nonmembers, paired=False, n_resamples=500)
+    assert low < expected < high
+
+
+def test_balanced_accuracy_from_ks_matches_the_roc_curve():
+    rng = np.random.default_rng(11)
+    for _ in range(10):
+        scores, member = np.round(rng.normal(size=80), 1), rng.integers(0, 2, size=80)
+        fpr, tpr, _ = metrics.roc_curve(scores, member)
+        assert metrics.balanced_accuracy(scores, member) == pytest.approx(np.max((tpr + 1 - fpr) / 2))
+
+
+def test_tpr_at_an_unresolved_fpr_is_not_a_number():
+    rng = np.random.default_rng(12)
+    member = np.r_[np.ones(600), np.zeros(600)].astype(bool)
+    result = summarize_membership(rng.normal(size=1200) + member, member, model_name="m", sparsity=0.0,
+                                  attack="loss", n_resamples=0)
+    assert math.isnan(result.tpr_at_0_1pct_fpr.value)  # 0.6 expected false positives: not resolved
+    assert result.tpr_cell(0.001) == "unresolved: needs 5000 non-members (FPR >= 0.83% resolved)"
+    one_pct = summarize_membership(result.scores, member, model_name="m", sparsity=0.0, attack="loss",
+                                   n_resamples=300).tpr_at_1pct_fpr  # 6 expected false positives: resolved
+    assert one_pct.value == pytest.approx(metrics.tpr_at_fpr(result.scores, member, 0.01))
+    assert (one_pct.n, one_pct.method) == (1200, "BCa bootstrap") and one_pct.low < one_pct.value < one_pct.high
+    assert "unresolved" in results_to_markdown([result])
+
+
+def test_vectorised_tpr_at_fpr_matches_the_roc_curve_with_ties():
+    rng = np.random.default_rng(13)
+    for fpr in (0.0, 0.05, 0.1, 0.3, 1.0):
+        scores, member = np.round(rng.normal(size=(2, 60)), 1), rng.integers(0, 2, size=(2, 60)).astype(bool)
+        batch = intervals.tpr_two_sample(np.stack([scores[0][member[0]][:20], scores[1][member[1]][:20]]),
+                                         np.stack([scores[0][~member[0]][:20], scores[1][~member[1]][:20]]), fpr)
+        for row in range(2):
+            labels = np.r_[np.ones(20), np.zeros(20)]
+            values = np.r_[scores[row][member[row]][:20], scores[row][~member[row]][:20]]
+            assert batch[row] == pytest.approx(metrics.tpr_at_fpr(values, labels, fpr))
+
+
+def test_exposure_of_few_canaries_lists_the_values_without_an_interval():
+    few = summarize_exposure([3.0, 9.0], model_name="m", sparsity=0.0, repetitions=2, space_size=10**6,
+                             method="exact")
+    assert not few.mean_exposure.has_interval and few.mean_exposure.n == 2
+    assert few.exposure_cell() == "6.00 (values 3.00, 9.00; too few canaries for an interval)"
+    many = summarize_exposure(np.arange(10.0), model_name="m", sparsity=0.0, repetitions=2, space_size=10**6,
+                              method="exact", n_resamples=500)
+    assert many.mean_exposure.has_interval and many.mean_exposure.method == "BCa bootstrap"

@@ -101,8 +101,9 @@ def test_separable_scores_give_auc_one_and_full_tpr_at_low_fpr(attack):
     result = get_probe(attack, **FAST)(inputs)
     assert result.attack == attack
     assert result.auc.value == 1.0
-    assert result.tpr_at_0_1pct_fpr.value == 1.0
     assert result.tpr_at_1pct_fpr.value == 1.0
+    # 1000 non-members give 1 expected false positive at 0.1% FPR: too few to resolve it (was reported as 1.0)
+    assert math.isnan(result.tpr_at_0_1pct_fpr.value)
     assert result.balanced_accuracy.value == 1.0
     assert (result.n_members, result.n_nonmembers) == (300, 1000)
     assert result.roc_fpr[0] == 0.0 and result.roc_tpr[-1] == 1.0
@@ -128,7 +129,7 @@ def test_reference_calibration_removes_example_difficulty():
     inputs = MembershipInputs(target, member, "constructed", reference=binary_stats(difficulty))
     calibrated = get_probe("reference", **FAST)(inputs)
     raw = get_probe("loss", **FAST)(inputs)
-    assert calibrated.auc.value == 1.0 and calibrated.tpr_at_0_1pct_fpr.value == 1.0
+    assert calibrated.auc.value == 1.0 and calibrated.tpr_at_1pct_fpr.value == 1.0
     assert 0.55 < raw.auc.value < 0.7
 
 
@@ -273,12 +274,14 @@ def test_canary_ranked_first_in_a_space_of_two_to_the_k_has_exposure_k(byte_toke
     canaries = CanarySet([Canary("1" * k, 10), Canary("0" * k, 0), Canary("1" * (k - 1) + "0", 1)], n_digits=k,
                          alphabet="01", template="pin {secret}")
     exposures = CanaryExposureProbe(method="exact").exposures(CanaryInputs(model, byte_tokenizer, canaries, "rigged"))
-    # "1"*k is first of 2^k; "0"*k last; one 0 among ones ties with k-1 others at ranks 2..k+1: first of the tie
-    np.testing.assert_allclose(exposures, [k, 0.0, k - 1.0], atol=1e-9)
+    # "1"*k is first of 2^k; "0"*k last; one 0 among ones ties with k-1 others at ranks 2..k+1: ties count
+    # against the canary (Carlini et al. 2019), so its rank is k + 1
+    tied = k - math.log2(k + 1)
+    np.testing.assert_allclose(exposures, [k, 0.0, tied], atol=1e-9)
     results = CanaryExposureProbe(method="exact", n_resamples=0)(CanaryInputs(model, byte_tokenizer, canaries, "r"))
     assert [(r.repetitions, r.mean_exposure.value, r.method) for r in results] == [
-        (0, pytest.approx(0.0, abs=1e-9), "exact"), (1, pytest.approx(k - 1.0), "exact"), (10, pytest.approx(k),
-                                                                                          "exact")]
+        (0, pytest.approx(0.0, abs=1e-9), "exact"), (1, pytest.approx(tied), "exact"), (10, pytest.approx(k),
+                                                                                        "exact")]
     assert results[2].space_size == 2**k
 
 
@@ -293,7 +296,7 @@ def test_exact_exposure_equals_brute_force_rank_on_a_random_tiny_lm(byte_tokeniz
     batched = sequence_log_perplexity_bits(model, byte_tokenizer, texts, batch_size=64)
     np.testing.assert_allclose(batched[:50], one_by_one, rtol=1e-9)
     for canary, value in zip(canaries.canaries, exposures, strict=True):
-        rank = 1 + int(np.sum(batched < batched[secrets.index(canary.secret)]))
+        rank = int(np.sum(batched <= batched[secrets.index(canary.secret)]))
         assert value == pytest.approx(math.log2(1000) - math.log2(rank))
 
 
@@ -333,6 +336,10 @@ def test_causal_lm_stats_mask_padding_and_fill_zlib(byte_tokenizer):
     np.testing.assert_array_equal(together.n_tokens, [len(t) for t in texts])  # BOS + one token per byte, minus 1
     np.testing.assert_allclose(together.lira, -together.loss)
     np.testing.assert_array_equal(together.zlib_bits, [zlib_entropy(t) for t in texts])
+    # zlib measures what the perplexity scores: BOS + 9 bytes at max_length 10 (the first text fits exactly)
+    cut = causal_lm_stats(model, byte_tokenizer, texts, batch_size=3, max_length=10)
+    np.testing.assert_array_equal(cut.zlib_bits, [zlib_entropy(t[:9]) for t in texts])
+    assert cut.n_tokens.tolist() == [9, 9, 9]
     byte_tokenizer.padding_side = "left"  # scoring pads on the right whatever the tokenizer's default
     try:
         np.testing.assert_array_equal(causal_lm_stats(model, byte_tokenizer, texts, batch_size=3).loss, together.loss)
@@ -491,7 +498,8 @@ def test_member_finetuning_records_its_split_and_shadows_feed_reference_and_lira
 
 def test_canary_lm_run_records_split_and_canaries(tmp_path):
     config = CanaryLMConfig(n_members=12, n_nonmembers=6, max_length=24, vocab_size=300, n_layer=1, n_embd=16,
-                            n_head=2, canary_repetitions=[0, 5], epochs=1.0, batch_size=8, threads=1,
+                            n_head=2, canary_repetitions=[0, 5], canaries_per_repetition=1, epochs=1.0,
+                            batch_size=8, threads=1,
                             output_dir=str(tmp_path / "lm"))
     run = train_canary_lm(config)
     loaded = load_run(run.output_dir)

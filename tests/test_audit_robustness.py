@@ -344,12 +344,12 @@ def test_loyalty_probe_by_hand(tok):
     itself = probe(reference, sample)
     assert itself.label_loyalty.value == 1.0 and itself.probability_loyalty.value == pytest.approx(1.0)
     # knows only "good": disagrees on "great film" -> 3 of 4 labels agree. There p = (a, 1 - a) vs (1 - a, a)
-    # with a = 1 / (1 + e^2); JS divergence of mirrored pairs = 1 - H2(a), so loyalty = 1 - sqrt(1 - H2(a)).
+    # with a = 1 / (1 + e^2); JS divergence (nats) of mirrored pairs = ln 2 - H(a), so loyalty = 1 - sqrt(ln 2 - H(a))
     other = probe(AuditTarget("pruned", KeywordClassifier(tok, ["good"]), tok, 0.3), sample)
     a = 1 / (1 + math.exp(2))
-    h2 = -(a * math.log2(a) + (1 - a) * math.log2(1 - a))
+    entropy = -(a * math.log(a) + (1 - a) * math.log(1 - a))
     assert other.label_loyalty.value == 0.75
-    assert other.probability_loyalty.value == pytest.approx((3 + 1 - math.sqrt(1 - h2)) / 4, abs=1e-9)
+    assert other.probability_loyalty.value == pytest.approx((3 + 1 - math.sqrt(math.log(2) - entropy)) / 4, abs=1e-9)
     assert (other.model_name, other.sparsity, other.reference_name, other.n_examples) == ("pruned", 0.3, "dense", 4)
 
 

@@ -41,6 +41,18 @@ def test_card_parses_and_model_index_holds_the_measured_metrics(pruned_dir, tmp_
     assert model_index[0]["name"] == "minilm-sst2-pruned" and len(model_index[0]["results"]) == 2
 
 
+def test_card_opens_with_what_pruning_changed(pruned_dir):
+    from hfprune.hub.card import build_model_card
+
+    text = str(build_model_card(pruned_dir, REPO_ID))
+    assert text.index("## What pruning changed") < text.index("## Results")
+    # dense and pruned audits are constructed alike: the same 4 attacked examples, the same membership scores
+    # no discordant pair among 4: +- 1 - 0.025^(1/4) = 0.602, the most a discordance rate of 0/4 allows
+    assert ("- attack success (deepwordbug, on examples both classify correctly): **no detectable change**, +0.000 "
+            "[-0.602, +0.602], p = 1.000 (Holm p = 1.000); dense 0.750, pruned 0.750, n = 4") in text
+    assert "- MIA AUC (loss): **no detectable change**, +0.000 [+0.000, +0.000], p = 1.000" in text
+
+
 def test_card_sections_describe_procedure_structure_loading_and_versions(pruned_dir):
     import transformers
 

@@ -43,6 +43,7 @@ def test_env_json_reports_versions_data_dir_and_default_model(capsys):
     assert set(report["data_dir"]) == {"path", "exists", "source"}
     assert "glue/sst2" in report["local_datasets"]
     assert report["default_model"]["name"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert report["offline_models"]["HuggingFaceTB/SmolLM2-135M-Instruct"]["aliases"][0] == "smollm2"
 
 
 def test_env_json_lists_recipes_with_deepwordbug_runnable_and_textfooler_missing(capsys, tmp_path, monkeypatch):

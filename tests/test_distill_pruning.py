@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 from conftest import tiny_model
 from pruning_trainer_utils import synthetic_classification, training_args
@@ -12,13 +13,15 @@ from hfprune import DistillationArguments, DistillationTrainer, MovementPruningC
 from hfprune.pruning.units import UnitKind, unit_groups
 
 
-def test_prune_while_distilling_compacts_student_and_leaves_teacher_untouched(tmp_path, tiny_inputs):
+@pytest.mark.parametrize("scoring", ["movement", "soft_movement"])  # soft movement's scores learn under the mask
+def test_prune_while_distilling_compacts_student_and_leaves_teacher_untouched(tmp_path, tiny_inputs, scoring):
     student = tiny_model("bert", seed=0)
     teacher = copy.deepcopy(student)
     teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()}
     args = training_args(tmp_path, cls=DistillationArguments, max_steps=16, distill_alpha=0.5,
                          distill_temperature=2.0, hidden_distill_weight=1.0)
-    callback = MovementPruningCallback(PruningConfig(head_sparsity=0.5, ffn_sparsity=0.5, mask_update_interval=2))
+    callback = MovementPruningCallback(PruningConfig(head_sparsity=0.5, ffn_sparsity=0.5, mask_update_interval=2,
+                                                     scoring=scoring, regularization=0.1))
     trainer = DistillationTrainer(model=student, teacher_model=teacher, args=args,
                                   train_dataset=synthetic_classification(), callbacks=[callback])
     trainer.train()

@@ -123,7 +123,7 @@ CLI_CASES = [
      ["model.name: ", "three-labels is a classifier with 3 labels but the dataset has 2 (negative, positive)"]),
     ("unsupported-t5", {"model": {"name": "{t5}"}}, None,
      ["model.name: ", "has model_type 't5', which hfprune cannot prune; expected one of ['bert', 'distilbert', "
-      "'gpt2', 'roberta']"]),
+      "'gpt2', 'llama', 'mistral', 'qwen2', 'qwen3', 'roberta']"]),
     ("unknown-model-type", {"model": {"name": "{unknown-type}"}}, None, ["model_type 'frobnicator'"]),
     ("missing-tokenizer", {"model": {"name": "{no-tokenizer}"}}, None,
      ["model.name: ", "no-tokenizer has no tokenizer (expected one of ['tokenizer.json'"]),

@@ -27,6 +27,8 @@ import torch
 import yaml
 from conftest import tiny_model
 from helpers import REPO_ID, TOKEN
+from helpers_security import tiny_dense_dir as _tiny_dense_dir
+from helpers_security import tiny_recipe as _tiny_recipe
 
 from hfprune.cli.main import main
 from hfprune.errors import ConfigError, HfpruneError, OutputDirLockedError
@@ -108,31 +110,6 @@ def test_a_link_out_of_the_output_folder_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"^level: 'levels/sparsity-0\.50' resolves to .*elsewhere.*, outside "):
         contained_path(tmp_path / "run", "levels/sparsity-0.50", "level")
     assert contained_path(tmp_path / "run", "levels2/sparsity-0.50", "level") == tmp_path / "run/levels2/sparsity-0.50"
-
-
-def _tiny_dense_dir(root: Path) -> Path:
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    from hfprune.models import resolve_model
-
-    torch.manual_seed(0)
-    BertForSequenceClassification(BertConfig(
-        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
-        max_position_embeddings=128, num_labels=2)).save_pretrained(root / "dense")
-    AutoTokenizer.from_pretrained(resolve_model("minilm")).save_pretrained(root / "dense")
-    return root / "dense"
-
-
-def _tiny_recipe(model_dir: Path, out: Path) -> dict:
-    return {
-        "name": "trust", "model": {"name": str(model_dir)},
-        "data": {"dataset": "glue/sst2", "train_samples": 16, "eval_samples": 16, "max_length": 16},
-        "training": {"dense_epochs": 1, "prune_epochs": 1, "batch_size": 8, "learning_rate": 1e-3, "threads": 1},
-        "pruning": {"head_sparsity": 0.5, "ffn_sparsity": 0.5, "scoring": "magnitude"},
-        "audits": {"robustness": {"enabled": False}, "privacy": {"n_nonmembers": 16, "n_resamples": 0},
-                   "latency_rounds": 0},
-        "output": {"dir": str(out)},
-    }
 
 
 def test_a_sweep_level_named_outside_the_run_is_refused_before_writing(tmp_path, monkeypatch):

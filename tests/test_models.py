@@ -60,7 +60,7 @@ def test_unreachable_name_offline_raises_and_points_to_the_default():
     assert "someone/definitely-not-a-model-xyz" in message and DEFAULT_MODEL in message and "offline" in message
 
 
-def test_trust_remote_code_is_never_added(monkeypatch):
+def test_trust_remote_code_is_always_off(monkeypatch):
     import transformers
 
     seen: dict = {}
@@ -71,9 +71,9 @@ def test_trust_remote_code_is_never_added(monkeypatch):
 
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", fake_from_pretrained)
     assert load_model_for_task("minilm", task="causal_lm") == "model"
-    assert "trust_remote_code" not in seen and seen["name"] == str(Path(minilm.get_model_path()))
-    load_model_for_task("minilm", task="causal-lm", trust_remote_code=True)
-    assert seen["trust_remote_code"] is True
+    assert seen["trust_remote_code"] is False and seen["name"] == str(Path(minilm.get_model_path()))
+    with pytest.raises(ConfigError, match=r"^trust_remote_code: hfprune never runs code shipped with a model"):
+        load_model_for_task("minilm", task="causal-lm", trust_remote_code=True)
 
 
 @pytest.mark.parametrize(

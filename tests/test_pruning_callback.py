@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import tiny_model
 from pruning_trainer_utils import StopAt, pruning_callback, run_two_processes, synthetic_classification, training_args
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
 from hfprune import MovementPruningCallback, PruningConfig, load_pruned
 from hfprune.pruning.units import UnitKind, unit_groups
@@ -29,10 +29,10 @@ def test_callback_prunes_on_schedule_and_compacts(tmp_path, tiny_inputs):
         assert torch.equal(load_pruned(tmp_path / "out")(**tiny_inputs).logits, model(**tiny_inputs).logits)
 
 
-def _run(output_dir, resume=None, stop_at=None, scoring="movement"):
-    model = tiny_model("bert", seed=0)
+def _run(output_dir, resume=None, stop_at=None, scoring="movement", arch="bert", head_granularity="group"):
+    model = tiny_model(arch, seed=0)
     config = PruningConfig(head_sparsity=0.5, ffn_sparsity=0.5, mask_update_interval=3, compact_on_train_end=False,
-                           scoring=scoring)
+                           scoring=scoring, regularization=0.1, head_granularity=head_granularity)
     callbacks = [MovementPruningCallback(config)] + ([StopAt(stop_at)] if stop_at else [])
     args = training_args(output_dir, max_steps=24, save_strategy="steps", save_steps=5)
     trainer = Trainer(model=model, args=args, train_dataset=synthetic_classification(), callbacks=callbacks)
@@ -40,17 +40,24 @@ def _run(output_dir, resume=None, stop_at=None, scoring="movement"):
     return pruning_callback(trainer).pruner
 
 
-@pytest.mark.parametrize("scoring", ["movement", "snip_momentum"])  # a running sum, and one that decays
-def test_resumed_run_ends_with_the_same_masks(tmp_path, scoring):
-    uninterrupted = _run(tmp_path / "a", scoring=scoring)
-    _run(tmp_path / "b", stop_at=13, scoring=scoring)  # killed after step 13; last checkpoint is step 10
-    resumed = _run(tmp_path / "b", resume=str(tmp_path / "b" / "checkpoint-10"), scoring=scoring)
+# a running sum, one that decays, the straight-through one and soft movement's regularised, thresholded scores;
+# and grouped-query attention pruned by query head
+@pytest.mark.parametrize("scoring,arch,granularity", [
+    ("movement", "bert", "group"), ("snip_momentum", "bert", "group"), ("movement_ste", "bert", "group"),
+    ("soft_movement", "bert", "group"), ("movement", "qwen2", "query"),
+])
+def test_resumed_run_ends_with_the_same_masks(tmp_path, scoring, arch, granularity):
+    kwargs = dict(scoring=scoring, arch=arch, head_granularity=granularity)
+    uninterrupted = _run(tmp_path / "a", **kwargs)
+    _run(tmp_path / "b", stop_at=13, **kwargs)  # killed after step 13; last checkpoint is step 10
+    resumed = _run(tmp_path / "b", resume=str(tmp_path / "b" / "checkpoint-10"), **kwargs)
     for kind in (UnitKind.HEADS, UnitKind.NEURONS):
         for expected, got in zip(uninterrupted.masks[kind], resumed.masks[kind], strict=True):
             assert torch.equal(expected, got)
         for expected, got in zip(uninterrupted.scores[kind], resumed.scores[kind], strict=True):
             assert torch.allclose(expected, got, rtol=1e-5, atol=1e-7)
-    assert 0 < sum(int(m.sum()) for m in resumed.masks[UnitKind.HEADS]) < 8
+    heads = resumed.masks[UnitKind.HEADS]
+    assert 0 < sum(int(m.sum()) for m in heads) < sum(m.numel() for m in heads)
 
 
 def _scores_after_two_steps(tmp_path, batch, accumulation, model_normalises_loss):
@@ -87,12 +94,19 @@ def test_gradient_accumulation_with_unnormalised_model_loss_keeps_the_ranking(tm
             assert torch.allclose(2 * a, b, rtol=1e-4, atol=1e-8)
 
 
-def test_two_process_gloo_run_has_identical_masks_on_both_ranks(tmp_path):
-    ranks = run_two_processes("ddp_pruning_worker.py", tmp_path, port=29517)
+@pytest.mark.parametrize(("scoring", "arch", "port"), [
+    ("movement", "bert", 29517), ("movement_ste", "bert", 29523), ("soft_movement", "bert", 29521),
+    ("movement", "mistral", 29518),
+])
+def test_two_process_gloo_run_has_identical_masks_on_both_ranks(tmp_path, scoring, arch, port):
+    ranks = run_two_processes("ddp_pruning_worker.py", tmp_path, port=port, args=(scoring, arch))
     assert ranks[0]["world_size"] == ranks[1]["world_size"] == 2
     assert ranks[0]["masks"] == ranks[1]["masks"]
+    assert ranks[0]["scores"] == ranks[1]["scores"]  # scores come from DDP-averaged gradients: equal to the bit
+    # half of 2 layers x 4 heads (mistral: 4 key/value groups of 4 query heads each)
     heads_kept = sum(sum(layer) for layer in ranks[0]["masks"]["heads"])
-    assert heads_kept == 4
+    # soft movement removes the heads under its threshold, at most the target's 4 of 8
+    assert 4 <= heads_kept < 8 if scoring == "soft_movement" else heads_kept == 4
 
 
 def test_bf16_mixed_precision_run_scores_in_float32_and_compacts(tmp_path):
@@ -106,3 +120,54 @@ def test_bf16_mixed_precision_run_scores_in_float32_and_compacts(tmp_path):
                for scores in pruner.scores.values() for s in scores)
     assert pruner.scored_steps == 10
     assert sum(g.num_units for g in unit_groups(model, UnitKind.HEADS)) == 4
+
+
+class _UnitHistory(TrainerCallback):
+    """After every optimizer step: masks, scores and the weights (producer rows and consumer columns) of every
+    FFN neuron, read from the pruning callback placed before this one."""
+
+    def __init__(self, pruning: MovementPruningCallback) -> None:
+        self.pruning = pruning
+        self.steps = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        pruner = self.pruning.pruner
+        weights = [torch.cat([values.reshape(values.shape[0], -1) for values, _ in group.views()], 1).clone()
+                   for group in pruner.groups[UnitKind.NEURONS]]
+        self.steps.append((torch.cat(pruner.masks[UnitKind.NEURONS]), torch.cat(pruner.scores[UnitKind.NEURONS]),
+                           torch.cat(weights)))
+
+
+def _revivals(tmp_path, scoring):
+    """Plain SGD (no momentum), so a unit's weights move only when they get a gradient. Returns the history and,
+    for every pruned -> kept flip, whether the unit's weights at revival equal those it had when pruned."""
+    config = PruningConfig(ffn_sparsity=0.5, mask_update_interval=2, compact_on_train_end=False, scoring=scoring)
+    pruning = MovementPruningCallback(config)
+    history = _UnitHistory(pruning)
+    trainer = Trainer(model=tiny_model("bert", seed=0), train_dataset=synthetic_classification(),
+                      args=training_args(tmp_path / scoring, max_steps=40, optim="sgd", learning_rate=0.05),
+                      callbacks=[pruning, history])
+    trainer.train()
+    stale, pruned_weights = [], {}
+    for masks, _, weights in history.steps:
+        for unit in range(masks.numel()):
+            if masks[unit] == 0 and unit not in pruned_weights:
+                pruned_weights[unit] = weights[unit]
+            elif masks[unit] == 1 and unit in pruned_weights:
+                stale.append(torch.equal(pruned_weights.pop(unit), weights[unit]))
+    return history.steps, stale
+
+
+def test_straight_through_scores_and_weights_of_masked_units_keep_moving(tmp_path):
+    """The revival policy: masks are re-chosen at each update, and with the estimator a masked unit's score and
+    weights keep learning, so a unit that comes back is up to date. Without it (``movement``) masked scores freeze
+    and a revived unit comes back with the weights it had when pruned."""
+    steps, stale = _revivals(tmp_path, "movement_ste")
+    masked_steps = [(before[1] != after[1])[before[0] == 0] for before, after in zip(steps, steps[1:], strict=False)]
+    assert sum(m.numel() for m in masked_steps) > 100
+    assert all(bool(m.all()) for m in masked_steps)  # every masked unit's score moved at every step
+    assert len(stale) > 0 and not any(stale)  # units came back, none with the weights it had when pruned
+    steps, stale = _revivals(tmp_path, "movement")
+    assert not any(bool((before[1] != after[1])[before[0] == 0].any())
+                   for before, after in zip(steps, steps[1:], strict=False))
+    assert len(stale) > 0 and all(stale)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TINY_ARCHS, tiny_model
+from conftest import TINY_ARCHS, TINY_DECODERS, TINY_GQA, tiny_model
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from hfprune.errors import ConfigError, UnsupportedModelError
@@ -21,12 +21,19 @@ from hfprune.pruning import (
 )
 from hfprune.pruning.units import UnitKind, unit_groups
 
-CASES = [(arch, "classification") for arch in TINY_ARCHS] + [("gpt2", "causal_lm")]
+CASES = ([(arch, "classification") for arch in TINY_ARCHS] + [("gpt2", "causal_lm")]
+         + [(arch, "causal_lm") for arch in TINY_DECODERS])
 
 
 def logits(model, inputs) -> torch.Tensor:
     with torch.no_grad():
         return model(**inputs).logits
+
+
+def queries_per_unit(arch: str) -> int:
+    """Query heads in one head unit of the default ('group') granularity: a key/value group's."""
+    heads, kv_heads, _, _ = TINY_GQA.get(arch, (1, 1, 0, 0))
+    return heads // kv_heads
 
 
 @pytest.mark.parametrize("arch,task", CASES)
@@ -45,12 +52,15 @@ def test_compacted_logits_equal_masked_logits(arch, task, head_sparsity, ffn_spa
     structure = pruner.compact()
     compacted = logits(model, tiny_inputs)
     assert (compacted - masked).abs().max() < 1e-4
-    # each layer keeps exactly what its mask kept, and at least one head
-    for layer, group in enumerate(unit_groups(model, UnitKind.HEADS)):
+    # each layer keeps exactly the query heads its mask kept, and at least one
+    for layer, group in enumerate(unit_groups(model, UnitKind.HEADS, "query")):
         assert group.num_units == len(structure.kept_heads[layer]) >= 1
     report = sparsity_report(model)
-    assert report.heads_kept == round((1 - head_sparsity) * report.heads_total)
+    per_unit = queries_per_unit(arch)
+    assert report.heads_kept == round((1 - head_sparsity) * report.heads_total / per_unit) * per_unit
     assert report.neurons_kept == round((1 - ffn_sparsity) * report.neurons_total)
+    assert report.params == sum(p.numel() for p in model.parameters())
+    assert report.params_dense == sum(p.numel() for p in tiny_model(arch, task).parameters())
 
 
 def test_global_allocation_can_be_uneven_and_counts_drop():
@@ -118,7 +128,8 @@ def test_compaction_twice_composes_kept_indices(tiny_inputs):
 def test_unsupported_model_type_lists_supported():
     from transformers import T5Config
 
-    with pytest.raises(UnsupportedModelError, match=r"\['bert', 'distilbert', 'gpt2', 'roberta'\]"):
+    with pytest.raises(UnsupportedModelError, match=r"\['bert', 'distilbert', 'gpt2', 'llama', 'mistral', 'qwen2', "
+                                                    r"'qwen3', 'roberta'\]"):
         get_architecture(T5Config())
 
 
@@ -149,14 +160,15 @@ def test_a_layer_can_lose_its_whole_attention_block(arch, task, tiny_inputs, tmp
     pruner.attach()
     masked = logits(model, tiny_inputs)
     structure = pruner.compact()
-    assert structure.kept_heads == [[], [0, 2]]
+    per_unit = queries_per_unit(arch)  # the 4 units of a GQA decoder are key/value groups of per_unit query heads
+    assert structure.kept_heads == [[], [h for unit in (0, 2) for h in range(unit * per_unit, (unit + 1) * per_unit)]]
     assert (logits(model, tiny_inputs) - masked).abs().max() < 1e-5
     model.save_pretrained(tmp_path / "pruned")
     assert torch.equal(logits(load_pruned(tmp_path / "pruned"), tiny_inputs), logits(model, tiny_inputs))
     export_dense(model, tmp_path / "dense")
     cls = AutoModelForCausalLM if task == "causal_lm" else AutoModelForSequenceClassification
     assert (logits(cls.from_pretrained(tmp_path / "dense").eval(), tiny_inputs) - masked).abs().max() < 1e-5
-    assert sparsity_report(model).heads_kept == 2
+    assert sparsity_report(model).heads_kept == 2 * per_unit
 
 
 def test_global_allocation_with_min_zero_can_empty_a_layer():
@@ -205,9 +217,9 @@ def test_round_to_keeps_multiples_and_compacted_logits_equal_masked(arch, task, 
     for group in unit_groups(model, UnitKind.HEADS):
         assert group.num_units % 2 == 0 and group.num_units > 0
     report = sparsity_report(model)
-    # 30% of 2 x 48 neurons = 28.8 -> 32 (nearest multiple of 8); 50% of 2 x 4 heads = 4
+    # 30% of 2 x 48 neurons = 28.8 -> 32 (nearest multiple of 8); 50% of 2 x 4 heads (or key/value groups) = 4
     assert report.neurons_kept == 32
-    assert report.heads_kept == 4
+    assert report.heads_kept == 4 * queries_per_unit(arch)
 
 
 @pytest.mark.parametrize("field", ["ffn_round_to", "head_round_to"])

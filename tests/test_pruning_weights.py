@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from conftest import TINY_ARCHS, tiny_model
+from conftest import TINY_ARCHS, TINY_DECODERS, TINY_GQA, tiny_model
 from pruning_trainer_utils import StopAt, pruning_callback, run_two_processes, synthetic_classification, training_args
 from safetensors import safe_open
 from transformers import Trainer, TrainerCallback
@@ -30,7 +30,8 @@ from hfprune.pruning.units import UnitKind
 from hfprune.pruning.weight.encoding import decode_floats, decode_mask, encode_floats, encode_mask
 from hfprune.pruning.weight.matrices import prunable_matrices
 
-CASES = [(arch, "classification") for arch in TINY_ARCHS] + [("gpt2", "causal_lm")]
+CASES = ([(arch, "classification") for arch in TINY_ARCHS] + [("gpt2", "causal_lm")]
+         + [(arch, "causal_lm") for arch in TINY_DECODERS])
 
 
 def logits(model, inputs) -> torch.Tensor:
@@ -195,8 +196,12 @@ def test_compaction_slices_weight_masks_and_keeps_the_logits(arch, task, tiny_in
     assert (logits(model, tiny_inputs) - masked).abs().max() < 1e-5
     after = sparsity_report(model)
     assert (after.weights_kept, after.weights_total) == (before.weights_kept, before.weights_total)
-    # weights in play: per layer 2 heads x 8 dims of Q, K, V rows and O columns, and 29 of 48 FFN neurons
-    assert before.weights_total == 2 * (4 * 16 * 32 + 2 * 29 * 32)
+    # weights in play: per layer 2 heads x 8 dims of Q, K, V rows and O columns, and 29 of 48 FFN neurons; for the
+    # decoders 2 of 4 key/value groups (their query heads and k/v head: q, k, v rows and o columns), and 29 neurons
+    # in gate, up and down
+    heads, kv_heads, head_dim, hidden = TINY_GQA.get(arch, (4, 4, 8, 32))
+    attention = 2 * head_dim * hidden * (2 * heads // kv_heads + 2)
+    assert before.weights_total == 2 * (attention + (3 if arch in TINY_GQA else 2) * 29 * hidden)
     assert before.weight_sparsity == pytest.approx(0.6, abs=1e-3)
     pruner.weights.apply()
     assert (logits(model, tiny_inputs) - masked).abs().max() < 1e-5

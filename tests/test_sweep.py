@@ -42,10 +42,23 @@ def test_sweep_writes_levels_report_and_plots_and_resumes_without_recomputing(ti
     report = (out / REPORT_DIR / "report.md").read_text()
     rows = [line for line in report.splitlines() if line.startswith("| ")]
     assert rows[1].startswith("| **dense (reference)** | 0.0% | 8/8 | 96/96 |")
-    assert "| 0.250 | 1 (reference) |" in rows[1]
-    assert rows[2].startswith("| sparsity-0.00 | 0.0% | 8/8 | 96/96 |") and "| 0.250 | 0.667 |" in rows[2]
+    # attack success rates are proportions with exact intervals (no resampling needed): 1/4 and 4/4
+    assert "| 0.250 [0.006, 0.806] | 1 (reference) |" in rows[1]
+    assert rows[2].startswith("| sparsity-0.00 | 0.0% | 8/8 | 96/96 |")
+    assert "| 0.250 [0.006, 0.806] | 0.667 [0.094, 0.992] |" in rows[2]  # loyalty 2 of 3, exact interval
     assert rows[3].startswith("| sparsity-0.50 |") and "| 4/8 | 48/96 |" in rows[3]
-    assert "| 1.000 | 0.667 |" in rows[3]  # constructed ASR at half the heads: 4 of 4 flipped; loyalty 2 of 3
+    assert "| 1.000 [0.398, 1.000] | 0.667 [0.094, 0.992] |" in rows[3]  # constructed ASR at half the heads: 4 of 4
+    # the report opens with the paired tests: 3 attacks flipped only on the pruned model, McNemar p = 2 / 2^3;
+    # the difference's interval maps the Clopper-Pearson interval of 3/3, [0.025^(1/3), 1], through 3/4 (2t - 1)
+    assert report.split("\n## ")[1].startswith("What pruning changed")
+    assert ("- attack success (deepwordbug, on examples both classify correctly): **no detectable change**, "
+            "+0.750 [-0.311, +0.750], p = 0.250 (Holm p = 1.000); dense 0.250, pruned 1.000, n = 4, exact McNemar "
+            "(0 only dense, 3 only pruned)") in report
+    # accuracy is compared on the 32 evaluation examples each stage recorded (per-example correctness)
+    assert "- accuracy: **" in report and "n = 32, exact McNemar" in report
+    changes = json.loads((out / REPORT_DIR / "report.json").read_text())["changes"]
+    assert [c["metric"] for c in changes["sparsity-0.50"]][:2] == [
+        "accuracy", "attack success (deepwordbug, on examples both classify correctly)"]
     plots = {p.name for p in (out / REPORT_DIR / "plots").iterdir()}
     assert plots == {"accuracy_vs_sparsity.png", "latency_vs_sparsity.png", "attack_success_vs_sparsity.png",
                      "mia_auc_vs_sparsity.png"}

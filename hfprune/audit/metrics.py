@@ -120,11 +120,14 @@ def label_loyalty(reference: ArrayLike, other: ArrayLike) -> float:
 
 
 def js_distance(p: ArrayLike, q: ArrayLike) -> np.ndarray:
-    """Jensen-Shannon distance per row: sqrt of the JS divergence with base-2 logs, so it lies in [0, 1].
+    """Jensen-Shannon distance per row (scipy's ``jensenshannon``): sqrt of the JS divergence in natural log, as in
+    Xu et al. 2021's reference code, so it lies in [0, sqrt(ln 2)] = [0, 0.833].
 
     ``p`` and ``q`` are probability vectors along the last axis (1-D for one pair, 2-D for one pair per row);
-    identical rows give 0, rows with disjoint support give 1. The result has shape ``p.shape[:-1]``.
+    identical rows give 0, rows with disjoint support sqrt(ln 2). The result has shape ``p.shape[:-1]``.
     """
+    from scipy.spatial import distance
+
     pa, qa = _to_numpy("p", p), _to_numpy("q", q)
     _same_shape("p", pa, "q", qa)
     for name, array in (("p", pa), ("q", qa)):
@@ -132,23 +135,13 @@ def js_distance(p: ArrayLike, q: ArrayLike) -> np.ndarray:
             raise ConfigError(f"{name}: expected finite probabilities of shape (n_classes,) or (n, n_classes)")
         if not looks_like_probabilities(array):
             raise ConfigError(f"{name}: expected non-negative rows summing to 1")
-    pa = pa / pa.sum(axis=-1, keepdims=True)
-    qa = qa / qa.sum(axis=-1, keepdims=True)
-    mid = 0.5 * (pa + qa)
-    divergence = 0.5 * _kl_base2(pa, mid) + 0.5 * _kl_base2(qa, mid)
-    # rounding can leave a tiny negative divergence for identical rows, or just above 1 for disjoint ones
-    return np.sqrt(np.clip(divergence, 0.0, 1.0))
-
-
-def _kl_base2(p: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """KL(p || m) in bits with 0 * log 0 = 0; m > 0 wherever p > 0 because m is the mixture containing p."""
-    positive = p > 0
-    ratio = np.where(positive, p, 1.0) / np.where(positive, m, 1.0)
-    return np.sum(np.where(positive, p * np.log2(ratio), 0.0), axis=-1)
+    # rounding can leave a tiny negative divergence (NaN distance) for identical rows
+    return np.nan_to_num(distance.jensenshannon(pa, qa, axis=-1), nan=0.0)
 
 
 def probability_loyalty(reference: ArrayLike, other: ArrayLike, from_logits: bool | None = None) -> float:
-    """Mean over examples of 1 - JS distance between the two models' predicted distributions (Xu et al. 2021).
+    """Mean over examples of 1 - JS distance (natural log) between the two models' predicted distributions
+    (Xu et al. 2021); 1 for identical predictions, 1 - sqrt(ln 2) = 0.167 for disjoint ones.
 
     ``from_logits=None`` decides per input: a matrix whose entries are non-negative and whose rows sum to 1 (within
     1e-4) is taken as probabilities, anything else as logits and passed through a softmax. Pass True or False to
@@ -268,48 +261,26 @@ def mean_queries(
 def roc_auc(scores: ArrayLike, is_member: ArrayLike) -> float:
     """Area under the ROC curve of a membership-inference attack (higher score = more likely a member).
 
-    Computed as the Mann-Whitney U statistic over (n_members * n_nonmembers): the probability that a random member
-    outscores a random non-member, ties counting one half. This equals the trapezoidal area under the full ROC
-    curve, i.e. sklearn's ``roc_auc_score``.
+    sklearn's ``roc_auc_score``: the probability that a random member outscores a random non-member, ties counting
+    one half (the Mann-Whitney U over n_members * n_nonmembers).
     """
+    from sklearn.metrics import roc_auc_score
+
     score, member = _as_membership(scores, is_member)
-    ranks = _average_ranks(score)
-    n_pos = int(member.sum())
-    n_neg = member.size - n_pos
-    u_statistic = ranks[member].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u_statistic / (n_pos * n_neg))
-
-
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks with tied values sharing the mean of their ranks (scipy's ``rankdata(method='average')``)."""
-    order = np.argsort(values, kind="mergesort")
-    sorted_values = values[order]
-    # start index of each run of equal values, and each run's average rank
-    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
-    ends = np.r_[starts[1:], values.size]
-    run_rank = (starts + 1 + ends) / 2.0
-    ranks = np.empty(values.size)
-    ranks[order] = np.repeat(run_rank, ends - starts)
-    return ranks
+    return float(roc_auc_score(member, score))
 
 
 def roc_curve(scores: ArrayLike, is_member: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ROC points of the rule "member if score >= threshold", one per distinct score, from strictest to loosest.
 
-    Returns ``(fpr, tpr, thresholds)``. The first point is (0, 0) at threshold +inf, the last (1, 1) at the lowest
-    score, as sklearn's ``roc_curve(..., drop_intermediate=False)``; collinear points are kept so that
+    Returns ``(fpr, tpr, thresholds)`` from sklearn's ``roc_curve(..., drop_intermediate=False)``: the first point
+    is (0, 0) at threshold +inf, the last (1, 1) at the lowest score; collinear points are kept so that
     :func:`tpr_at_fpr` sees every achievable operating point.
     """
+    from sklearn import metrics as sk_metrics
+
     score, member = _as_membership(scores, is_member)
-    order = np.argsort(-score, kind="mergesort")
-    sorted_score, sorted_member = score[order], member[order]
-    # the last index of each run of equal scores: a threshold admits a whole run of ties at once
-    last = np.flatnonzero(np.r_[sorted_score[1:] != sorted_score[:-1], True])
-    true_pos = np.cumsum(sorted_member)[last]
-    false_pos = (last + 1) - true_pos
-    tpr = np.r_[0.0, true_pos / member.sum()]
-    fpr = np.r_[0.0, false_pos / (~member).sum()]
-    thresholds = np.r_[np.inf, sorted_score[last]]
+    fpr, tpr, thresholds = sk_metrics.roc_curve(member, score, drop_intermediate=False)
     return fpr, tpr, thresholds
 
 
@@ -333,8 +304,20 @@ def balanced_accuracy(scores: ArrayLike, is_member: ArrayLike) -> float:
     (1 + advantage) / 2 with Yeom et al. 2018's membership advantage max(TPR - FPR). The threshold is chosen on the
     evaluation data itself, so it is an optimistic (upper) estimate; it is at least 0.5 (the trivial thresholds).
     """
-    fprs, tprs, _ = roc_curve(scores, is_member)
-    return float(np.max((tprs + 1.0 - fprs) / 2.0))
+    score, member = _as_membership(scores, is_member)
+    return float(balanced_accuracy_two_sample(score[member], score[~member]))
+
+
+def balanced_accuracy_two_sample(members: np.ndarray, nonmembers: np.ndarray, axis: int = -1) -> np.ndarray:
+    """:func:`balanced_accuracy` from the two score samples, vectorised along ``axis`` for the bootstrap.
+
+    max over thresholds of TPR - FPR is the one-sided two-sample Kolmogorov-Smirnov statistic
+    sup_t (F_nonmembers(t) - F_members(t)) (scipy's ``ks_2samp``), so the best balanced accuracy is 1/2 + D/2.
+    """
+    from scipy import stats
+
+    distance = stats.ks_2samp(nonmembers, members, alternative="greater", axis=axis, method="asymp").statistic
+    return 0.5 + 0.5 * np.maximum(distance, 0.0)
 
 
 # ------------------------------------------------------------------------------------------------ canary exposure
@@ -364,15 +347,15 @@ def exposure_exact(canary_score: ArrayLike, all_candidate_scores: ArrayLike) -> 
     """Exposure by enumeration: the canary's rank among every candidate in the randomness space R.
 
     ``all_candidate_scores`` holds the log-perplexity of every candidate in R, the inserted canary included, so
-    |R| = its length. rank = 1 + the number of candidates with strictly lower log-perplexity: ties with the canary
-    do not push it down, giving the most favourable rank (an upper bound on exposure when scores tie).
-    ``canary_score`` may be an array of several canaries' scores sharing the same space.
+    |R| = its length. rank = the number of candidates whose log-perplexity is <= the canary's (the canary itself
+    included), as Carlini et al. 2019 rank it: a candidate the model finds exactly as likely counts against the
+    canary. ``canary_score`` may be an array of several canaries' scores sharing the same space.
     """
     canary = _to_numpy("canary_score", canary_score)
     candidates = np.sort(_as_vector("all_candidate_scores", all_candidate_scores))
     if not np.all(np.isfinite(canary)):
         raise ConfigError("canary_score: expected finite log-perplexities")
-    rank = 1 + np.searchsorted(candidates, canary, side="left")  # count of candidates strictly below
+    rank = np.maximum(np.searchsorted(candidates, canary, side="right"), 1)  # candidates <= the canary
     return exposure(rank, candidates.size)
 
 

@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any, Self
 
 from hfprune.audit.results import LoyaltyResult, RobustnessResult
 from hfprune.errors import ConfigError
-from hfprune.utils.io import atomic_write_json, atomic_write_text, staged_folder
+from hfprune.utils.io import (
+    atomic_write_json,
+    atomic_write_text,
+    refuse_inputs_inside,
+    refuse_symlink,
+    staged_folder,
+)
 from hfprune.utils.logging import get_logger
 
 if TYPE_CHECKING:
@@ -314,6 +320,10 @@ def audit_saved_model(
 
     out = Path(out)
     _check_audit_out(out, overwrite)
+    from hfprune.data.paths import data_dir
+
+    refuse_inputs_inside(out, {"MODEL_DIR": model_dir, "--reference": reference_dir, "--split-from": split_from,
+                               "--data": plan.dataset, "the data folder": str(data_dir())}, "--out")
     loaded = load_model_dir(model_dir, split_from)
     _check_plan_fits(plan, loaded)
     reference = load_model_dir(reference_dir) if reference_dir is not None else None
@@ -328,6 +338,7 @@ def audit_saved_model(
 
 
 def _check_audit_out(out: Path, overwrite: bool) -> None:
+    refuse_symlink(out, "--out", "a folder, not a link (an audit is never written or replaced through one)")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out: {out} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not overwrite:

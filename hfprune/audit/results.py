@@ -8,6 +8,7 @@ and a ``from_dict`` that rejects unknown keys; :func:`result_from_dict` dispatch
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,10 +16,14 @@ from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 
-from hfprune.audit import metrics
+from hfprune.audit import intervals, metrics
+from hfprune.audit.intervals import ProportionMethod
 from hfprune.errors import ConfigError
 
 EXPOSURE_METHODS = ("exact", "skewnorm")
+BCA = "BCa bootstrap"
+# the false-positive rates a membership result reports a TPR at -> its field
+TPR_FIELDS = {0.01: "tpr_at_1pct_fpr", 0.001: "tpr_at_0_1pct_fpr"}
 
 
 def _plain(value: Any) -> Any:
@@ -41,36 +46,49 @@ def _json_float(value: float | None) -> float | None:
 
 @dataclass(frozen=True)
 class MetricWithCI:
-    """A point estimate with an optional bootstrap confidence interval [low, high]."""
+    """A point estimate, its confidence interval [low, high] when known, the n behind it and the interval method.
+
+    ``method`` names how the interval was made ("Clopper-Pearson", "Wilson", "BCa bootstrap"); ``n`` is the number
+    of examples (or canaries) the value rests on, the denominator for a proportion.
+    """
 
     value: float
     low: float | None = None
     high: float | None = None
+    n: int | None = None
+    method: str | None = None
 
     def __post_init__(self) -> None:
         # frozen: coerce numpy scalars (and None value read back from JSON) through object.__setattr__
         object.__setattr__(self, "value", math.nan if self.value is None else float(self.value))
         object.__setattr__(self, "low", _float_or_none(self.low))
         object.__setattr__(self, "high", _float_or_none(self.high))
+        object.__setattr__(self, "n", None if self.n is None else int(self.n))
         if (self.low is None) != (self.high is None):
             raise ConfigError(f"MetricWithCI: expected both low and high or neither, got {self.low}, {self.high}")
+
+    @property
+    def has_interval(self) -> bool:
+        return self.low is not None and self.high is not None and not (math.isnan(self.low) or math.isnan(self.high))
 
     def format(self, digits: int = 3) -> str:
         """"0.873 [0.851, 0.894]", or "0.873" without an interval, or "n/a" when undefined."""
         if math.isnan(self.value):
             return "n/a"
         text = f"{self.value:.{digits}f}"
-        if self.low is None or self.high is None or math.isnan(self.low) or math.isnan(self.high):
+        if not self.has_interval:
             return text
         return f"{text} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
 
-    def to_dict(self) -> dict[str, float | None]:
-        return {"value": _json_float(self.value), "low": _json_float(self.low), "high": _json_float(self.high)}
+    def to_dict(self) -> dict[str, Any]:
+        return {"value": _json_float(self.value), "low": _json_float(self.low), "high": _json_float(self.high),
+                "n": self.n, "method": self.method}
 
     @classmethod
     def from_dict(cls, payload: dict[str, Any]) -> Self:
-        if not isinstance(payload, dict) or not set(payload) <= {"value", "low", "high"} or "value" not in payload:
-            raise ConfigError(f"MetricWithCI: expected a mapping with value, low, high; got {payload!r}")
+        allowed = {"value", "low", "high", "n", "method"}
+        if not isinstance(payload, dict) or not set(payload) <= allowed or "value" not in payload:
+            raise ConfigError(f"MetricWithCI: expected a mapping with keys from {sorted(allowed)}; got {payload!r}")
         return cls(**payload)
 
 
@@ -129,6 +147,7 @@ class RobustnessResult(_Result):
     mean_queries: MetricWithCI
     query_budget: int | None = None
     seed: int | None = None
+    outcomes: list[str] | None = None  # per example, in sample order: the paired tests compare models on them
 
     def markdown_cells(self) -> dict[str, str]:
         return {
@@ -163,7 +182,7 @@ class LoyaltyResult(_Result):
             "reference": self.reference_name,
             "n": str(self.n_examples),
             "label loyalty": self.label_loyalty.format(),
-            "probability loyalty": self.probability_loyalty.format(),
+            "probability loyalty (1 - JS distance, natural log)": self.probability_loyalty.format(),
         }
 
 
@@ -185,6 +204,8 @@ class MembershipInferenceResult(_Result):
     roc_fpr: list[float] | None = None
     roc_tpr: list[float] | None = None
     seed: int | None = None
+    scores: list[float] | None = None  # per example, in split order: the paired tests compare models on them
+    is_member: list[bool] | None = None
 
     def __post_init__(self) -> None:
         if (self.roc_fpr is None) != (self.roc_tpr is None):
@@ -199,9 +220,16 @@ class MembershipInferenceResult(_Result):
             "members / non-members": f"{self.n_members} / {self.n_nonmembers}",
             "AUC": self.auc.format(),
             "balanced acc": self.balanced_accuracy.format(),
-            "TPR@1% FPR": self.tpr_at_1pct_fpr.format(),
-            "TPR@0.1% FPR": self.tpr_at_0_1pct_fpr.format(),
+            "TPR@1% FPR": self.tpr_cell(0.01),
+            "TPR@0.1% FPR": self.tpr_cell(0.001),
         }
+
+    def tpr_cell(self, fpr: float) -> str:
+        """The TPR at ``fpr`` with its interval, or, when the non-members cannot resolve ``fpr``, what it needs."""
+        if not intervals.fpr_resolved(fpr, self.n_nonmembers):
+            return (f"unresolved: needs {intervals.nonmembers_needed(fpr)} non-members (FPR >= "
+                    f"{intervals.smallest_resolved_fpr(self.n_nonmembers):.2%} resolved)")
+        return getattr(self, TPR_FIELDS[fpr]).format()
 
 
 @dataclass
@@ -219,6 +247,7 @@ class CanaryExposureResult(_Result):
     max_exposure: float
     method: Literal["exact", "skewnorm"]
     seed: int | None = None
+    exposures: list[float] | None = None  # per canary, in canary order: the paired test compares models on them
 
     def __post_init__(self) -> None:
         if self.method not in EXPOSURE_METHODS:
@@ -231,10 +260,18 @@ class CanaryExposureResult(_Result):
             "repetitions": str(self.repetitions),
             "canaries": str(self.n_canaries),
             "log2 |R|": f"{math.log2(self.space_size):.1f}",
-            "mean exposure": self.mean_exposure.format(2),
+            "mean exposure": self.exposure_cell(),
             "max exposure": f"{self.max_exposure:.2f}",
             "method": self.method,
         }
+
+
+    def exposure_cell(self) -> str:
+        """The mean with its interval, or, below MIN_BOOTSTRAP_N canaries, every value and no interval."""
+        if self.n_canaries < intervals.MIN_BOOTSTRAP_N and self.exposures:
+            listed = ", ".join(f"{value:.2f}" for value in self.exposures)
+            return f"{self.mean_exposure.format(2)} (values {listed}; too few canaries for an interval)"
+        return self.mean_exposure.format(2)
 
 
 AuditResult = RobustnessResult | LoyaltyResult | MembershipInferenceResult | CanaryExposureResult
@@ -267,21 +304,28 @@ def _markdown_line(cells: list[str]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- constructors
-def _with_ci(
-    metric_fn: Callable[..., float],
-    *arrays: Any,
-    n_resamples: int,
-    confidence: float,
-    seed: int,
-    stratify: Any = None,
+def proportion_estimate(
+    successes: int, trials: int, *, confidence: float = 0.95, interval: ProportionMethod = "exact"
 ) -> MetricWithCI:
-    """The metric on all data, with a bootstrap interval unless ``n_resamples`` is 0."""
-    value = metric_fn(*arrays)
-    if n_resamples == 0:
-        return MetricWithCI(value)
-    low, high = metrics.bootstrap_ci(metric_fn, *arrays, n_resamples=n_resamples, confidence=confidence,
-                                     seed=seed, stratify=stratify)
-    return MetricWithCI(value, low, high)
+    """successes / trials with its exact (Clopper-Pearson) or Wilson interval; NaN without trials."""
+    low, high = intervals.proportion_ci(successes, trials, confidence, interval)
+    value = successes / trials if trials else math.nan
+    return MetricWithCI(value, low, high, trials, intervals.PROPORTION_METHODS[interval])
+
+
+def mean_estimate(
+    values: np.ndarray, *, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> MetricWithCI:
+    """The mean of ``values`` with a BCa bootstrap interval; no interval below MIN_BOOTSTRAP_N values or when
+    ``n_resamples`` is 0, NaN when empty."""
+    if values.size == 0:
+        return MetricWithCI(math.nan, n=0)
+    value = float(np.mean(values))
+    if n_resamples == 0 or values.size < intervals.MIN_BOOTSTRAP_N:
+        return MetricWithCI(value, n=values.size)
+    low, high = intervals.bca_ci(intervals.mean_statistic, values, n_resamples=n_resamples, confidence=confidence,
+                                 seed=seed)
+    return MetricWithCI(value, low, high, values.size, BCA)
 
 
 def summarize_attack_log(
@@ -297,27 +341,39 @@ def summarize_attack_log(
     n_resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    interval: ProportionMethod = "exact",
 ) -> RobustnessResult:
-    """Summarise a per-example TextAttack log ("successful"/"failed"/"skipped", word %, queries) with bootstrap CIs.
+    """Summarise a per-example TextAttack log ("successful"/"failed"/"skipped", word %, queries).
 
-    Every metric is resampled over the same examples with the same seed; see :mod:`hfprune.audit.metrics` for the
-    definitions and :func:`~hfprune.audit.metrics.mean_queries` for ``queries_over``.
+    The three rates are proportions with exact intervals (``interval="wilson"`` for Wilson's); the mean word % and
+    query count get BCa bootstrap intervals over the examples they average (none when ``n_resamples`` is 0). The
+    outcomes are kept, one per example in sample order, for paired comparisons between models.
+    See :mod:`hfprune.audit.metrics` for the definitions and :func:`~hfprune.audit.metrics.mean_queries` for
+    ``queries_over``.
     """
-    kinds = np.asarray(outcomes, dtype=str)
-    metrics.count_outcomes(kinds)  # validate once up front, before any resampling
-    ci = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
+    kinds = np.char.lower(np.asarray(outcomes, dtype=str))
+    counts = metrics.count_outcomes(kinds)
+    attacked = counts.successful + counts.failed
+    rate = {"confidence": confidence, "interval": interval}
+    boot = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
+    words = metrics._per_example("perturbed_word_pcts", perturbed_word_pcts, kinds)
+    metrics.mean_perturbed_word_pct(kinds, words)  # validates: no NaN where averaged
+    costs = metrics._per_example("queries", queries, kinds)
+    metrics.mean_queries(kinds, costs, over=queries_over)
+    averaged = kinds == "successful" if queries_over == "successful" else kinds != "skipped"
     return RobustnessResult(
         model_name=model_name,
         sparsity=float(sparsity),
         recipe=recipe,
         n_examples=int(kinds.size),
-        clean_accuracy=_with_ci(metrics.clean_accuracy, kinds, **ci),
-        accuracy_under_attack=_with_ci(metrics.accuracy_under_attack, kinds, **ci),
-        attack_success_rate=_with_ci(metrics.attack_success_rate, kinds, **ci),
-        mean_perturbed_word_pct=_with_ci(metrics.mean_perturbed_word_pct, kinds, perturbed_word_pcts, **ci),
-        mean_queries=_with_ci(lambda k, q: metrics.mean_queries(k, q, over=queries_over), kinds, queries, **ci),
+        clean_accuracy=proportion_estimate(attacked, counts.total, **rate),
+        accuracy_under_attack=proportion_estimate(counts.failed, counts.total, **rate),
+        attack_success_rate=proportion_estimate(counts.successful, attacked, **rate),
+        mean_perturbed_word_pct=mean_estimate(words[kinds == "successful"], **boot),
+        mean_queries=mean_estimate(costs[averaged], **boot),
         query_budget=query_budget,
         seed=seed,
+        outcomes=kinds.tolist(),
     )
 
 
@@ -332,20 +388,23 @@ def summarize_loyalty(
     n_resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    interval: ProportionMethod = "exact",
 ) -> LoyaltyResult:
-    """Label and probability loyalty of ``other`` to ``reference`` (both (n, n_classes)), with bootstrap CIs."""
+    """Label loyalty (a proportion, exact interval) and probability loyalty (a mean over examples, BCa bootstrap)
+    of ``other`` to ``reference`` (both (n, n_classes))."""
     ref = metrics._as_matrix("reference", reference)
     oth = metrics._as_matrix("other", other)
-    ci = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
+    metrics._same_shape("reference", ref, "other", oth)
+    agree = int(np.count_nonzero(ref.argmax(axis=1) == oth.argmax(axis=1)))
+    per_example = 1.0 - metrics.js_distance(metrics._probabilities("reference", ref, from_logits),
+                                            metrics._probabilities("other", oth, from_logits))
     return LoyaltyResult(
         model_name=model_name,
         sparsity=float(sparsity),
         reference_name=reference_name,
         n_examples=int(ref.shape[0]),
-        label_loyalty=_with_ci(metrics.label_loyalty, ref, oth, **ci),
-        probability_loyalty=_with_ci(
-            lambda r, o: metrics.probability_loyalty(r, o, from_logits=from_logits), ref, oth, **ci
-        ),
+        label_loyalty=proportion_estimate(agree, ref.shape[0], confidence=confidence, interval=interval),
+        probability_loyalty=mean_estimate(per_example, n_resamples=n_resamples, confidence=confidence, seed=seed),
         seed=seed,
     )
 
@@ -362,27 +421,46 @@ def summarize_membership(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> MembershipInferenceResult:
-    """AUC, best balanced accuracy and TPR at 1% / 0.1% FPR of an attack's scores, with stratified bootstrap CIs.
+    """AUC, best balanced accuracy and TPR at 1% / 0.1% FPR of an attack's scores.
 
-    Resampling is stratified by ``is_member`` so each resample keeps the member/non-member counts (and both
-    classes). ``keep_roc`` stores every ROC point for plotting (log-scale plots need the low-FPR ones).
+    AUC, balanced accuracy and TPR at a fixed FPR get BCa bootstrap intervals that resample members and
+    non-members separately (each resample keeps both counts). A TPR's threshold is itself estimated from the
+    non-members, so an exact binomial interval over the members alone would ignore most of its noise (it covered
+    56-74% in benchmarks/intervals). A TPR is NaN when the non-members cannot resolve its FPR (fewer than
+    ``intervals.MIN_FALSE_POSITIVES`` expected false positives). ``keep_roc`` stores every ROC point for plotting;
+    the scores are always kept, one per example in split order, for paired comparisons between models.
     """
     score, member = metrics._as_membership(scores, is_member)
-    ci = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed, "stratify": member}
     fpr, tpr, _ = metrics.roc_curve(score, member) if keep_roc else (None, None, None)
+    n_members, n_nonmembers = int(member.sum()), int((~member).sum())
+    boot = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed, "paired": False}
+
+    def two_sample(statistic: Callable[..., Any], value: float, vectorized: bool = True) -> MetricWithCI:
+        if n_resamples == 0:
+            return MetricWithCI(value, n=member.size)
+        low, high = intervals.bca_ci(statistic, score[member], score[~member], vectorized=vectorized, **boot)
+        return MetricWithCI(value, low, high, member.size, BCA)
+
+    def tpr_at(rate: float) -> MetricWithCI:
+        if not intervals.fpr_resolved(rate, n_nonmembers):
+            return MetricWithCI(math.nan, n=member.size)
+        return two_sample(functools.partial(intervals.tpr_two_sample, fpr=rate),
+                          metrics.tpr_at_fpr(score, member, rate))
+
     return MembershipInferenceResult(
         model_name=model_name,
         sparsity=float(sparsity),
         attack=attack,
-        n_members=int(member.sum()),
-        n_nonmembers=int((~member).sum()),
-        auc=_with_ci(metrics.roc_auc, score, member, **ci),
-        balanced_accuracy=_with_ci(metrics.balanced_accuracy, score, member, **ci),
-        tpr_at_1pct_fpr=_with_ci(lambda s, m: metrics.tpr_at_fpr(s, m, 0.01), score, member, **ci),
-        tpr_at_0_1pct_fpr=_with_ci(lambda s, m: metrics.tpr_at_fpr(s, m, 0.001), score, member, **ci),
+        n_members=n_members,
+        n_nonmembers=n_nonmembers,
+        auc=two_sample(intervals.auc_two_sample, metrics.roc_auc(score, member)),
+        balanced_accuracy=two_sample(metrics.balanced_accuracy_two_sample, metrics.balanced_accuracy(score, member)),
+        **{name: tpr_at(rate) for rate, name in TPR_FIELDS.items()},
         roc_fpr=None if fpr is None else fpr.tolist(),
         roc_tpr=None if tpr is None else tpr.tolist(),
         seed=seed,
+        scores=score.tolist(),
+        is_member=member.tolist(),
     )
 
 
@@ -398,17 +476,18 @@ def summarize_exposure(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> CanaryExposureResult:
-    """Mean (with a bootstrap CI over canaries) and max exposure of the canaries inserted ``repetitions`` times."""
+    """Mean (with a BCa bootstrap interval over canaries, none below MIN_BOOTSTRAP_N canaries) and max exposure of
+    the canaries inserted ``repetitions`` times; every canary's exposure is kept, in canary order."""
     values = metrics._as_vector("exposures", exposures)
-    ci = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
     return CanaryExposureResult(
         model_name=model_name,
         sparsity=float(sparsity),
         repetitions=int(repetitions),
         n_canaries=int(values.size),
         space_size=int(space_size),
-        mean_exposure=_with_ci(lambda v: float(np.mean(v)), values, **ci),
+        mean_exposure=mean_estimate(values, n_resamples=n_resamples, confidence=confidence, seed=seed),
         max_exposure=float(values.max()),
         method=method,
         seed=seed,
+        exposures=values.tolist(),
     )

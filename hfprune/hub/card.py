@@ -185,6 +185,20 @@ def _summary(inputs: CardInputs, repo_id: str) -> str:
     return "\n".join(parts)
 
 
+def _changes(inputs: CardInputs) -> str:
+    """"What pruning changed": paired tests of this model against the dense one, when both records allow them."""
+    from hfprune.audit.compare import PairedRecords, changes_markdown, compare_models, decide_groups
+    from hfprune.audit.model_audit import ModelAudit
+
+    pruned, dense = inputs.results.get("pruned"), inputs.results.get("dense")
+    if not pruned or not dense:
+        return ""
+    dense_audit = ModelAudit.from_dict(dense["audit"]) if dense.get("audit") else None
+    found = compare_models(PairedRecords.of(dense["quality"], dense_audit),
+                           PairedRecords.of(pruned["quality"], inputs.audit))
+    return changes_markdown(decide_groups({"this model": found})).rstrip() if found else ""
+
+
 def _results(inputs: CardInputs) -> str:
     pruned, dense = inputs.results.get("pruned"), inputs.results.get("dense")
     if not pruned or not dense:
@@ -317,7 +331,7 @@ def build_model_card(
     from huggingface_hub import ModelCard
 
     inputs = CardInputs(model_dir, audit_dir)
-    sections = [_summary(inputs, repo_id), _results(inputs), _audit_section(inputs), _procedure(inputs),
-                _structure(inputs), _loading(inputs, repo_id, dense_export), _versions()]
+    sections = [_summary(inputs, repo_id), _changes(inputs), _results(inputs), _audit_section(inputs),
+                _procedure(inputs), _structure(inputs), _loading(inputs, repo_id, dense_export), _versions()]
     body = "\n\n".join(section for section in sections if section) + "\n"
     return ModelCard(f"---\n{card_data(inputs, repo_id).to_yaml()}\n---\n\n{body}")

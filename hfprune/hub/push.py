@@ -23,6 +23,10 @@ logger = get_logger(__name__)
 
 # files of a run's model folder that never leave the machine
 PRIVATE_FILES = frozenset({"membership_split.json", "canaries.json", "training_args.bin"})
+# what may go up besides the card: configs, weights and tokenizers (JSON, safetensors, vocabularies); anything else in
+# the folder (notes, pickles, code, keys) stays local
+UPLOAD_SUFFIXES = (".json", ".safetensors")
+UPLOAD_NAMES = frozenset({"vocab.txt", "merges.txt", "spiece.model", "tokenizer.model", "sentencepiece.bpe.model"})
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -45,33 +49,52 @@ def hub_endpoint(endpoint: str | None = None) -> str | None:
     return (endpoint or os.environ.get("HF_ENDPOINT") or "").rstrip("/") or None
 
 
-def stage_upload(model_dir: Path, card_text: str, staging: Path, dense_export: bool) -> list[str]:
-    """Fill ``staging`` with what is uploaded; returns the repo paths, sorted."""
+def upload_files(model_dir: Path) -> list[Path]:
+    """The files of ``model_dir`` that are uploaded: regular files on the allow-list (``UPLOAD_SUFFIXES``,
+    ``UPLOAD_NAMES``), not private, not hidden (a run's .hfprune.lock). A symbolic link in the folder is an error
+    naming it (``ln -s ~/.cache/huggingface/token notes.txt`` must not upload the token); other files are left out
+    with a log line. The folder itself is the one the user named, link or not."""
+    from hfprune.utils.io import refuse_symlink
+
+    if not model_dir.is_dir():
+        raise ConfigError(f"MODEL_DIR: {model_dir} is not a folder; expected a model folder written by hfprune")
+    chosen, skipped = [], []
+    for entry in sorted(model_dir.iterdir()):
+        refuse_symlink(entry, "MODEL_DIR", "regular files only: push never uploads through a link")
+        if entry.name.startswith(".") or entry.name in PRIVATE_FILES or entry.name == "README.md":
+            continue
+        if entry.is_file() and (entry.suffix in UPLOAD_SUFFIXES or entry.name in UPLOAD_NAMES):
+            chosen.append(entry)
+        else:
+            skipped.append(entry.name)
+    if skipped:
+        logger.warning("not uploading %s (not a config, weights or tokenizer file)", ", ".join(skipped))
+    return chosen
+
+
+def stage_upload(model_dir: Path, files: list[Path], card_text: str, staging: Path, dense_export: bool) -> list[str]:
+    """Fill ``staging`` with what is uploaded (``files`` of ``upload_files`` and the card); returns the repo paths,
+    sorted."""
     from hfprune.hub.card import DENSE_EXPORT_DIR
 
-    for entry in sorted(model_dir.iterdir()):
-        # hidden files (a run's .hfprune.lock, editors' droppings) are not part of the model
-        if entry.is_file() and entry.name not in PRIVATE_FILES and entry.name != "README.md" and not (
-            entry.name.startswith(".")
-        ):
-            _link_or_copy(entry, staging / entry.name)
+    for entry in files:
+        _link_or_copy(entry, staging / entry.name)
     (staging / "README.md").write_text(card_text, encoding="utf-8")
     if dense_export:
-        from transformers import AutoTokenizer
-
+        from hfprune.models import load_tokenizer
         from hfprune.pruning.serialization import export_dense, load_pruned
 
         logger.info("exporting a zero-padded dense copy for loading without hfprune")
         export_dense(load_pruned(model_dir), staging / DENSE_EXPORT_DIR)
-        AutoTokenizer.from_pretrained(str(model_dir)).save_pretrained(staging / DENSE_EXPORT_DIR)
+        load_tokenizer(model_dir).save_pretrained(staging / DENSE_EXPORT_DIR)
     return sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
     try:
-        os.link(source, target)  # same file system: no copy of the weights
+        os.link(source, target, follow_symlinks=False)  # same file system: no copy of the weights
     except OSError:
-        shutil.copy2(source, target)
+        shutil.copy2(source, target, follow_symlinks=False)
 
 
 def push_model(
@@ -94,10 +117,11 @@ def push_model(
     model_dir = Path(model_dir)
     if not (model_dir / "model.safetensors").is_file() and not (model_dir / "model.safetensors.index.json").is_file():
         raise ConfigError(f"MODEL_DIR: {model_dir} has no safetensors weights (model.safetensors)")
+    chosen = upload_files(model_dir)  # a link in the folder is refused before the card reads it or the Hub is called
     card = build_model_card(model_dir, repo_id, audit_dir=audit_dir, dense_export=dense_export)
     api = HfApi(endpoint=hub_endpoint(endpoint), token=token)
     with tempfile.TemporaryDirectory(prefix="hfprune-push-") as scratch:
-        files = stage_upload(model_dir, str(card), Path(scratch), dense_export)
+        files = stage_upload(model_dir, chosen, str(card), Path(scratch), dense_export)
         logger.info("creating %s on %s", repo_id, api.endpoint)
         repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         logger.info("uploading %d files to %s", len(files), repo_id)

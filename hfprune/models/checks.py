@@ -4,7 +4,6 @@ Each error names the key the user set (``model.name``, ``teacher``...), the mode
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -21,18 +20,6 @@ def require_supported(key: str, where: str, model_type: Any) -> None:
                                     f"expected one of {sorted(ARCHITECTURES)}")
 
 
-def check_model_type_file(key: str, config_file: Path) -> None:
-    """The ``model_type`` of a local ``config.json`` is supported (read before transformers parses the file, which
-    fails with less helpful errors on a model type it does not know)."""
-    try:
-        payload = json.loads(config_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{key}: {config_file} is not readable UTF-8 JSON ({exc})") from None
-    if not isinstance(payload, dict):
-        raise ConfigError(f"{key}: {config_file}: expected a JSON object, got {type(payload).__name__}")
-    require_supported(key, str(config_file.parent), payload.get("model_type"))
-
-
 def check_model_source(key: str, name: str | os.PathLike, *, labels: list[str] | None = None,
                        max_length: int | None = None, length_key: str = "max_length") -> Any:
     """Load only the config of ``name`` and check it (see the module docstring); returns the config.
@@ -40,22 +27,17 @@ def check_model_source(key: str, name: str | os.PathLike, *, labels: list[str] |
     ``labels``: the dataset's class names, when a classifier is trained; a checkpoint that already has a
     classification head must have as many. ``max_length``: the input length the run truncates to.
     """
-    from transformers import AutoConfig
-
-    from hfprune.models import check_tokenizer_dir, max_positions, resolve_model
+    from hfprune.models import ModelNotFoundError, check_tokenizer_dir, max_positions, resolve_model
+    from hfprune.models.trusted import safe_load_config
 
     where = os.fspath(name)
     resolved = resolve_model(where)
-    if Path(resolved).is_dir():
-        check_model_type_file(key, Path(resolved) / "config.json")
-        check_tokenizer_dir(resolved, key)
     try:
-        config = AutoConfig.from_pretrained(resolved, trust_remote_code=False)
-    except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"{key}: cannot load {where!r} here ({first}); without Hub access only model "
-                          "directories and the embedded minilm load") from None
-    require_supported(key, where, config.model_type)
+        config = safe_load_config(resolved, key)
+    except ModelNotFoundError as exc:  # a recipe's model that cannot be read is a mistake in the recipe
+        raise ConfigError(str(exc)) from None
+    if Path(resolved).is_dir():
+        check_tokenizer_dir(resolved, key)
     has_head = any(arch.endswith("ForSequenceClassification") for arch in getattr(config, "architectures", None) or [])
     if labels is not None and has_head and config.num_labels != len(labels):
         raise ConfigError(f"{key}: {where} is a classifier with {config.num_labels} labels but the dataset has "

@@ -118,6 +118,11 @@ def prune_classifier(config: PruneClassifierConfig) -> PruneClassifierResult:
 
     out = Path(config.output_dir)
     check_output_dir(out / "pruned", config.overwrite)
+    if config.overwrite:
+        from hfprune.models import resolve_model
+        from hfprune.utils.io import refuse_inputs_inside
+
+        refuse_inputs_inside(out, {"teacher": config.teacher, "model": resolve_model(config.model)}, "output_dir")
     _check_inputs(config)
     with output_lock(out, "output_dir"):
         return _prune_classifier(config, out)
@@ -190,12 +195,10 @@ def _splits(config: PruneClassifierConfig, tokenizer) -> tuple[Any, Any]:
 
 
 def _evaluate_dir(config: PruneClassifierConfig, model_dir: Path) -> float:
-    from transformers import AutoModelForSequenceClassification
-
-    from hfprune.models import load_tokenizer, safe_model_kwargs
+    from hfprune.models import load_model_for_task, load_tokenizer
 
     tokenizer = load_tokenizer(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, **safe_model_kwargs({}))
+    model = load_model_for_task(model_dir, "sequence-classification")
     return _evaluate(config, model, tokenizer, _splits(config, tokenizer)[1])
 
 
@@ -214,15 +217,15 @@ def _evaluate(config: PruneClassifierConfig, model, tokenizer, evaluation) -> fl
 def prune_and_save(config: PruneClassifierConfig, dense_dir: Path, target: Path) -> tuple[float, dict[str, float]]:
     """Prune a copy of the fine-tuned model in ``dense_dir`` (distilling from it when ``config.distill``), save it
     to ``target`` and return its accuracy and sparsity report; ``config.teacher``/``output_dir`` are not used."""
-    from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer
+    from transformers import DataCollatorWithPadding, Trainer
 
     from hfprune.distill import DistillationArguments, DistillationTrainer
-    from hfprune.models import load_tokenizer, safe_model_kwargs
+    from hfprune.models import load_model_for_task, load_tokenizer
     from hfprune.pruning import MovementPruningCallback, save_pruned, sparsity_report
     from hfprune.training import TrainingSettings, compute_accuracy, trainer_args
 
     tokenizer = load_tokenizer(dense_dir)
-    student = AutoModelForSequenceClassification.from_pretrained(dense_dir, **safe_model_kwargs({}))
+    student = load_model_for_task(dense_dir, "sequence-classification")
     train, evaluation = _splits(config, tokenizer)
     # weight decay 0.01 as in training.finetune_classifier (hfprune run's stages use 0.0; see issue 15)
     settings = TrainingSettings(config.prune_epochs, config.batch_size, config.learning_rate, config.seed,

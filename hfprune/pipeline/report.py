@@ -14,6 +14,7 @@ from hfprune.utils.io import atomic_write_bytes, atomic_write_json, atomic_write
 from hfprune.utils.logging import get_logger
 
 if TYPE_CHECKING:
+    from hfprune.audit.compare import Comparison
     from hfprune.pipeline.results import StageResult
     from hfprune.recipes.schema import Recipe
 
@@ -41,6 +42,7 @@ class Series:
     label: str
     points: list[Point] = field(default_factory=list)
     reference: float | None = None
+    reference_band: tuple[float, float] | None = None  # the dense value's interval, drawn as a band
 
 
 @dataclass
@@ -75,6 +77,19 @@ class RunReport:
     def all_stages(self) -> list[StageResult]:
         return [self.dense, *self.levels]
 
+    def changes(self) -> dict[str, list[Comparison]]:
+        """Each level against the dense model on the same examples, Holm-adjusted across the whole report."""
+        from hfprune.audit.compare import PairedRecords, compare_models, decide_groups
+
+        dense = PairedRecords.of(self.dense.quality, self.dense.model_audit)
+        return decide_groups({stage.name: compare_models(dense, PairedRecords.of(stage.quality, stage.model_audit))
+                              for stage in self.levels})
+
+    def changes_markdown(self) -> str:
+        from hfprune.audit.compare import changes_markdown
+
+        return changes_markdown(self.changes())
+
     # ---- markdown ----
     def to_markdown(self) -> str:
         r = self.recipe
@@ -82,7 +97,8 @@ class RunReport:
         lines = [f"# {title}", ""]
         if r.description:
             lines += [r.description, ""]
-        lines += [self._settings_line(), "", "## Results", "", self.results_table(), "", self._notes(), ""]
+        lines += [self.changes_markdown(), self._settings_line(), "", "## Results", "", self.results_table(), "",
+                  self._notes(), ""]
         lines += [f"![{name}]({PLOTS_DIR}/{file})" for name, file in self.plot_files().items()]
         lines += ["", "## Time", "", self._time_table(), ""]
         return "\n".join(lines)
@@ -113,14 +129,14 @@ class RunReport:
     def _row(self, stage: StageResult, recipes: list[str], loyalty_column: bool, exposure: bool) -> list[str]:
         s, audit = stage.sparsity, stage.model_audit
         name = "**dense (reference)**" if stage.kind == "dense" else stage.name
-        quality = f"{stage.quality['value']:.4f}"
+        quality = _quality_cell(stage.quality)
         if stage.kind != "dense":
             quality += f" ({stage.quality['value'] - self.dense.quality['value']:+.4f})"
         latency = "" if stage.latency is None else f"{stage.latency['pruned_ms']:.1f} ({stage.latency['speedup']:.2f}x)"
         if stage.kind == "dense":
             latency = self._dense_latency_cell()
         asr = {r.recipe: r.attack_success_rate.format() for r in audit.robustness}
-        loyalty = "" if audit.loyalty is None else f"{audit.loyalty.label_loyalty.value:.3f}"
+        loyalty = "" if audit.loyalty is None else audit.loyalty.label_loyalty.format()
         mia = audit.strongest_mia()
         row = [name, f"{100 * max(0.0, s['param_sparsity']):.1f}%", f"{s['heads_kept']}/{s['heads_total']}",
                f"{s['neurons_kept']}/{s['neurons_total']}", quality, latency,
@@ -129,8 +145,9 @@ class RunReport:
             row.append(loyalty if stage.kind != "dense" else "1 (reference)")
         row.append("" if mia is None else f"{self._mia_cell(audit, mia[0])} ({mia[0]})")
         if exposure:
-            top = audit.max_exposure()
-            row.append("" if top is None else f"{top[1]:.2f} ({top[0]} repetitions)")
+            exposed = audit.privacy.exposure if audit.privacy is not None else []
+            top = max(exposed, key=lambda r: r.repetitions) if exposed else None
+            row.append("" if top is None else f"{top.exposure_cell()} ({top.repetitions} repetitions)")
         return row
 
     @staticmethod
@@ -160,7 +177,8 @@ class RunReport:
             threads = f"{lat['threads']} torch thread" + ("s" if lat["threads"] != 1 else "")
             parts.append(f"Latency: median CPU forward at sequence length {lat['seq_len']}, batch {lat['batch_size']}, "
                          f"{threads}, dense and pruned timed interleaved ({lat['rounds']} rounds).")
-        parts.append("Intervals are 95% bootstrap CIs. Per-model details: each stage's audit/audit.md.")
+        parts.append("Intervals are 95%: exact (Clopper-Pearson) for accuracy and attack success rates, BCa bootstrap "
+                     "for AUC and mean exposure. Per-model details: each stage's audit/audit.md.")
         return " ".join(parts)
 
     def _time_table(self) -> str:
@@ -176,7 +194,8 @@ class RunReport:
         from hfprune import __version__
 
         return {"kind": "hfprune_run_report", "hfprune_version": __version__, "recipe": self.recipe.to_dict(),
-                "dense": self.dense.to_dict(), "levels": [stage.to_dict() for stage in self.levels]}
+                "dense": self.dense.to_dict(), "levels": [stage.to_dict() for stage in self.levels],
+                "changes": {name: [c.to_dict() for c in found] for name, found in self.changes().items()}}
 
     # ---- plots ----
     def plot_specs(self) -> dict[str, tuple[str, Callable[[], list[Series]]]]:
@@ -196,8 +215,7 @@ class RunReport:
         return {name: f"{name}.png" for name, (_, build) in self.plot_specs().items() if _has_data(build())}
 
     def _quality_series(self) -> list[Series]:
-        points = [Point(self.x(s), float(s.quality["value"])) for s in self.levels]
-        return [Series(self.quality_metric, points, float(self.dense.quality["value"]))]
+        return [self._metric_series(self.quality_metric, lambda stage: _quality_estimate(stage.quality))]
 
     def _latency_series(self) -> list[Series]:
         levels = [s for s in self.levels if s.latency]
@@ -235,7 +253,10 @@ class RunReport:
             if value is not None and not math.isnan(value.value):
                 points.append(Point(self.x(stage), value.value, value.low, value.high))
         reference = metric(self.dense)
-        return Series(label, points, None if reference is None else reference.value)
+        if reference is None:
+            return Series(label, points)
+        band = (reference.low, reference.high) if reference.has_interval else None
+        return Series(label, points, reference.value, band)
 
     def save_plots(self, directory: Path) -> dict[str, Path]:
         written = {}
@@ -269,6 +290,20 @@ def model_display_name(recipe: Recipe) -> str:
     return DEFAULT_MODEL if name.lower() in DEFAULT_MODEL_ALIASES else name
 
 
+def _quality_estimate(quality: dict[str, Any]) -> Any:
+    """The quality as a MetricWithCI: an accuracy recorded per example gets its exact interval."""
+    from hfprune.audit.results import MetricWithCI, proportion_estimate
+
+    per_example = quality.get("per_example")
+    if quality["metric"] != "accuracy" or not per_example:
+        return MetricWithCI(float(quality["value"]))
+    return proportion_estimate(int(round(sum(per_example))), len(per_example))
+
+
+def _quality_cell(quality: dict[str, Any]) -> str:
+    return _quality_estimate(quality).format(4)
+
+
 def _epochs(value: float) -> str:
     return f"{value:g} epoch" + ("" if value == 1 else "s")
 
@@ -297,6 +332,8 @@ def _render(series: list[Series], x_label: str, y_label: str, chance: float | No
             errors = [[p.value - (p.low if p.low is not None else p.value) for p in points],
                       [(p.high if p.high is not None else p.value) - p.value for p in points]]
             axis.errorbar(xs, ys, yerr=errors, marker="os^Dv"[number % 5], capsize=3, color=color, label=line.label)
+            if line.reference_band is not None:
+                axis.axhspan(*line.reference_band, color=color, alpha=0.12, linewidth=0)
             if line.reference is not None:
                 axis.axhline(line.reference, color=color, linestyle="--", alpha=0.7,
                              label=f"dense reference ({line.label})" if len(series) > 1 else "dense reference")

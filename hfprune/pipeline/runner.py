@@ -27,7 +27,13 @@ from hfprune.audit.model_audit import AuditPlan
 from hfprune.errors import ConfigError, DataError, HfpruneError
 from hfprune.pipeline.results import DENSE_STAGE, STAGE_FILE, Level, StageResult
 from hfprune.utils.config import fingerprint
-from hfprune.utils.io import atomic_write_json, contained_path, staged_folder
+from hfprune.utils.io import (
+    atomic_write_json,
+    contained_path,
+    refuse_inputs_inside,
+    refuse_links_within,
+    staged_folder,
+)
 from hfprune.utils.logging import get_logger
 
 if TYPE_CHECKING:
@@ -160,6 +166,17 @@ class RecipeRunner:
             return "model.teacher", model.teacher
         return None if model.name is None else ("model.name", model.name)
 
+    def input_paths(self) -> dict[str, str | None]:
+        """Dotted key -> every local path the run reads (models, data folder, a dataset given as a path):
+        ``--overwrite`` refuses to replace a folder holding one of them."""
+        from hfprune.data.paths import data_dir
+        from hfprune.models import resolve_model
+
+        model, data = self.recipe.model, self.recipe.data
+        return {"model.name": None if model.name is None else resolve_model(model.name),
+                "model.teacher": model.teacher, "data.data_dir": str(data_dir(data.data_dir)),
+                "data.dataset": data.dataset}
+
     def _check_model(self, labels: list[str] | None) -> Any:
         from hfprune.audit.privacy.split import SPLIT_FILE
         from hfprune.models.checks import check_model_source
@@ -208,10 +225,13 @@ class RecipeRunner:
         root = self.root
         for level in levels:
             contained_path(root, level.name, "level")
+        if root.is_dir():
+            refuse_links_within(root, "output.dir")
         if root.exists() and any(p.name != LOCK_FILE for p in root.iterdir()) and not (root / RECIPE_FILE).is_file():
             raise ConfigError(f"output.dir: {root} is not empty and holds no hfprune run ({RECIPE_FILE}); choose "
                               "another folder")
         if self.overwrite:
+            refuse_inputs_inside(root, self.input_paths(), "output.dir")
             return
         stages = [(root / DENSE_STAGE, self.dense_settings())]
         stages += [(root / level.name, self.level_settings(level)) for level in levels]

@@ -46,6 +46,9 @@ class Quality:
     split: str
     higher_is_better: bool
     extra: dict[str, float]
+    # per evaluation example, in split order (1/0 correct for a classifier, the text's mean NLL for an LM): the
+    # paired dense-vs-pruned tests of the report compare models on them
+    per_example: list[float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,7 +121,7 @@ class ClassificationTask(TaskSpec):
         stats = classifier_stats(model, tokenizer, list(rows[columns[0]]), list(rows["label"]), 64,
                                  recipe.data.max_length)
         return Quality("accuracy", float(np.mean(stats.correct)), len(rows), split, True,
-                       {"mean_loss": float(np.mean(stats.loss))})
+                       {"mean_loss": float(np.mean(stats.loss))}, np.asarray(stats.correct, dtype=float).tolist())
 
 
 class CausalLMTask(TaskSpec):
@@ -167,7 +170,8 @@ class CausalLMTask(TaskSpec):
         weights = stats.n_tokens if stats.n_tokens is not None else np.ones(len(texts))
         nll = float(np.average(stats.loss, weights=weights))
         return Quality("perplexity", math.exp(nll), len(texts), split, False,
-                       {"nll": nll, "next_token_accuracy": float(np.average(stats.correct, weights=weights))})
+                       {"nll": nll, "next_token_accuracy": float(np.average(stats.correct, weights=weights))},
+                       np.asarray(stats.loss, dtype=float).tolist())
 
 
 TASK_SPECS: dict[str, TaskSpec] = {spec.name: spec for spec in (ClassificationTask(), CausalLMTask())}

@@ -60,7 +60,7 @@ class MovementPruningCallback(TrainerCallback, ExportableState):
 
     def on_pre_optimizer_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                               **kwargs) -> None:
-        self.pruner.accumulate_scores()
+        self.pruner.accumulate_scores(state.global_step, state.max_steps)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs) -> None:
         if self.pruner.maybe_update_masks(state.global_step, state.max_steps):

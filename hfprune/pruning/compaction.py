@@ -32,25 +32,68 @@ def compact(model: PreTrainedModel, masks: UnitMasks | None = None) -> PrunedStr
     structure = PrunedStructure.of(model)
     for kind, kind_masks in masks.items():
         kept_table = structure.kept_heads if kind is UnitKind.HEADS else structure.kept_neurons
-        for group, mask in zip(unit_groups(model, kind), kind_masks, strict=True):
+        for group, mask in zip(_groups_for(model, kind, kind_masks), kind_masks, strict=True):
             kept = torch.nonzero(mask.detach().cpu() > 0).flatten()
             if kept.numel() == group.num_units:
                 continue
             if weights is not None:
+                if group.shared:
+                    raise HfpruneError("compact: weight masks cannot follow query-head masks of grouped-query "
+                                       "attention; use key/value group masks (head_granularity 'group')")
                 weights.keep_units(group, kept)
+            heads = group.query_heads(kept)
             group.keep(kept)
-            kept_table[group.layer] = [kept_table[group.layer][i] for i in kept.tolist()]
+            kept_table[group.layer] = [kept_table[group.layer][i] for i in heads.tolist()]
             if kind is UnitKind.HEADS:
-                set_head_count(model, group, kept.numel())
+                set_head_count(model, group)
                 if kept.numel() == 0:
                     empty_attention(model, transformer_layers(model)[group.layer])
     structure.attach(model)
+    express_uniform_widths(model, structure)
     return structure
 
 
-def set_head_count(model: PreTrainedModel, group: UnitGroup, num_heads: int) -> None:
-    """Rewrite the attention module's head-count attributes after slicing (per the architecture table)."""
+def _groups_for(model: PreTrainedModel, kind: UnitKind, masks: list[torch.Tensor]) -> list[UnitGroup]:
+    """Each layer's unit group in the view its mask is in: key/value groups or query heads (grouped-query
+    attention); the two coincide elsewhere."""
+    by_group = unit_groups(model, kind, "group")
+    if kind is UnitKind.NEURONS:
+        return by_group
+    by_query = unit_groups(model, kind, "query")
+    chosen = []
+    for group, query, mask in zip(by_group, by_query, masks, strict=True):
+        if mask.numel() not in (group.num_units, query.num_units):
+            raise HfpruneError(f"compact: layer {group.layer} has {query.num_units} heads in {group.num_units} "
+                               f"key/value groups; got a head mask of {mask.numel()}")
+        chosen.append(group if mask.numel() == group.num_units else query)
+    return chosen
+
+
+def set_head_count(model: PreTrainedModel, group: UnitGroup) -> None:
+    """Rewrite the attention module's head-count attributes after slicing (per the architecture table), from the
+    weights' shapes."""
     spec = get_architecture(model)
-    values = {"heads": num_heads, "width": num_heads * group.unit_width}
+    heads = int(group.query_heads(torch.arange(group.num_units)).numel())
+    kv = group.num_shared if group.shared else (group.num_units if spec.kv_producers else heads)
+    values = {"heads": heads, "width": heads * group.head_dim, "groups": heads // kv if kv else 1}
     for attr, what in spec.head_count_attrs:
         setattr(group.attention, attr, values[what])
+
+
+def express_uniform_widths(model: PreTrainedModel, structure: PrunedStructure) -> None:
+    """Write widths that every layer shares into ``model.config`` (as far as the config can express them: head
+    counts only with an explicit ``head_dim`` field), so that plain ``from_pretrained`` builds the pruned shapes;
+    widths that differ between layers go back to their dense values (``load_pruned`` rebuilds those)."""
+    spec = get_architecture(model)
+    config = model.config
+    neurons = {len(kept) for kept in structure.kept_neurons}
+    setattr(config, spec.ffn_size_field, neurons.pop() if len(neurons) == 1 else structure.dense_ffn_size)
+    if spec.head_dim_field is None:
+        return
+    heads = {(g.num_units, g.num_shared or g.num_units) for g in unit_groups(model, UnitKind.HEADS, "query")}
+    num_heads, num_kv = heads.pop() if len(heads) == 1 else (0, 0)
+    if num_heads == 0:
+        num_heads, num_kv = structure.dense_num_heads, structure.dense_num_kv_heads
+    setattr(config, spec.num_heads_field, num_heads)
+    if spec.num_kv_heads_field:
+        setattr(config, spec.num_kv_heads_field, num_kv)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hfprune.utils.config import ConfigMixin, check_choice, check_fraction, check_int, field_help
+from hfprune.pruning.units import HEAD_GRANULARITIES
+from hfprune.utils.config import ConfigMixin, check_choice, check_fraction, check_int, check_number, field_help
 
-ALLOCATIONS = ("global", "per_layer")
+ALLOCATIONS = ("global", "per_layer", "uniform")
 WEIGHT_ALLOCATIONS = ("per_matrix", "global")
 
 
@@ -24,11 +25,27 @@ class PruningConfig(ConfigMixin):
     head_sparsity: float = field_help(0.0, "Fraction of attention heads to remove, in [0, 1).")
     ffn_sparsity: float = field_help(0.0, "Fraction of FFN neurons to remove, in [0, 1).")
     scoring: str = field_help(
-        "movement", "Unit scoring method: one of hfprune.pruning.scoring.SCORERS (movement, magnitude, random, "
-        "head_importance, snip_momentum)."
+        "movement", "Unit scoring method: one of hfprune.pruning.scoring.SCORERS (movement, movement_ste, "
+        "soft_movement, magnitude, random, head_importance, snip_momentum)."
     )
+    regularization: float = field_help(
+        1.0, "soft_movement only: final weight of the L1 penalty on sigmoid(scores) (Sanh et al. 2020), >= 0, "
+        "ramping with the threshold. Scores move by about 1 per step (movement over its RMS); the penalty lowers "
+        "each by weight * sigmoid'(score) (up to weight / 4), so units must earn their place. 0 turns it off.")
+    threshold: float = field_help(
+        0.5, "soft_movement only: final threshold on sigmoid(score), in (0, 1); it ramps from 0 with the cubic "
+        "schedule, units below it are removed, at most head_sparsity / ffn_sparsity of them (lowest scores first).")
     allocation: str = field_help(
-        "global", "'global': rank units of all layers together; 'per_layer': remove the same fraction in each layer."
+        "global", "'global': rank units of all layers together; 'per_layer': remove the same fraction in each layer; "
+        "'uniform': keep the same widths in every layer, so that where the config can express them (FFN width "
+        "always; head counts for decoders with a head_dim field, e.g. Llama, Qwen2, Mistral) the saved model is a "
+        "standard transformers checkpoint that plain from_pretrained loads."
+    )
+    head_granularity: str = field_help(
+        "group", "Unit of attention pruning for grouped-query attention (Llama, Qwen2, Mistral): 'group' removes "
+        "whole key/value groups (the k/v head with every query head that reads it; query heads per k/v head stay); "
+        "'query' removes single query heads while every kept group keeps the same number of them (a group goes with "
+        "its last query head). Both are the same for ordinary multi-head attention."
     )
     min_heads_per_layer: int = field_help(
         1, "Heads every layer keeps. 0 allows removing a layer's whole attention block (its output is then the "
@@ -70,7 +87,24 @@ class PruningConfig(ConfigMixin):
         check_fraction(name, "head_sparsity", self.head_sparsity)
         check_fraction(name, "ffn_sparsity", self.ffn_sparsity)
         check_choice(name, "scoring", self.scoring, tuple(SCORERS))
+        check_number(name, "regularization", self.regularization, minimum=0.0)
+        if not (isinstance(self.threshold, (int, float)) and not isinstance(self.threshold, bool)
+                and 0 < self.threshold < 1):
+            from hfprune.errors import ConfigError
+
+            raise ConfigError(f"{name}.threshold: expected a number in (0, 1), got {self.threshold!r}")
         check_choice(name, "allocation", self.allocation, ALLOCATIONS)
+        check_choice(name, "head_granularity", self.head_granularity, HEAD_GRANULARITIES)
+        if self.allocation == "uniform" and self.min_heads_per_layer == 0:
+            from hfprune.errors import ConfigError
+
+            raise ConfigError(f"{name}.min_heads_per_layer: allocation 'uniform' keeps the same heads in every layer, "
+                              "so expected >= 1 (0 could remove every layer's attention)")
+        if self.allocation == "uniform" and self.scoring == "soft_movement":
+            from hfprune.errors import ConfigError
+
+            raise ConfigError(f"{name}.allocation: 'uniform' needs one width for every layer, which soft_movement's "
+                              "per-unit threshold does not give; expected 'global' or 'per_layer' with soft_movement")
         check_int(name, "min_heads_per_layer", self.min_heads_per_layer, minimum=0)
         check_int(name, "min_neurons_per_layer", self.min_neurons_per_layer, minimum=1)
         check_int(name, "ffn_round_to", self.ffn_round_to, minimum=1)

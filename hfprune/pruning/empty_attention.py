@@ -49,7 +49,7 @@ def empty_attention(model: PreTrainedModel, layer: nn.Module) -> None:
     """Replace ``layer``'s attention module (all of whose heads are gone) by ``EmptyAttention``."""
     spec = get_architecture(model)
     prefix = spec.attention + "."
-    inside = [p for p in (*spec.head_producers, spec.head_consumer) if p.startswith(prefix)]
+    inside = [p for p in (*spec.head_producers, *spec.kv_producers, spec.head_consumer) if p.startswith(prefix)]
     attention = layer.get_submodule(spec.attention)
     children = {path[len(prefix):]: layer.get_submodule(path) for path in inside}
     consumer = spec.head_consumer[len(prefix):] if spec.head_consumer.startswith(prefix) else None

@@ -15,11 +15,12 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from hfprune.errors import HfpruneError
+from hfprune.errors import ConfigError, HfpruneError
 from hfprune.pruning.compaction import UnitMasks, compact
 from hfprune.pruning.config import PruningConfig
 from hfprune.pruning.distributed import mean_across_processes
-from hfprune.pruning.masks import ACTIVE_PRUNERS, MaskHooks, round_kept_up, select_masks
+from hfprune.pruning.gqa import equal_group_masks
+from hfprune.pruning.masks import ACTIVE_PRUNERS, MaskHooks, round_kept_up
 from hfprune.pruning.schedule import cubic_sparsity
 from hfprune.pruning.scoring import build_scorer
 from hfprune.pruning.structure import PrunedStructure
@@ -37,13 +38,15 @@ class StructuredPruner:
     def __init__(self, model: PreTrainedModel, config: PruningConfig) -> None:
         self.model = model
         self.config = config
-        self.scorer = build_scorer(config.scoring, seed=config.seed)
+        self.scorer = build_scorer(config.scoring, seed=config.seed, regularization=config.regularization,
+                                   threshold=config.threshold)
         self.targets = {UnitKind.HEADS: config.head_sparsity, UnitKind.NEURONS: config.ffn_sparsity}
         self.min_per_layer = {
             UnitKind.HEADS: config.min_heads_per_layer, UnitKind.NEURONS: config.min_neurons_per_layer
         }
         self.round_to = {UnitKind.HEADS: config.head_round_to, UnitKind.NEURONS: config.ffn_round_to}
-        self.groups = {kind: unit_groups(model, kind) for kind, target in self.targets.items() if target > 0}
+        self.groups = {kind: unit_groups(model, kind, config.head_granularity)
+                       for kind, target in self.targets.items() if target > 0}
         self.scores = {kind: [torch.zeros(g.num_units) for g in groups] for kind, groups in self.groups.items()}
         self.masks: UnitMasks = {k: [torch.ones(g.num_units) for g in groups] for k, groups in self.groups.items()}
         self.sparsity = dict.fromkeys(self.groups, 0.0)
@@ -51,6 +54,9 @@ class StructuredPruner:
         self._hooks = {kind: MaskHooks() for kind in self.groups}
         self.weights: WeightPruner | None = None
         if config.weight_sparsity > 0:
+            if any(group.shared for group in self.groups.get(UnitKind.HEADS, [])):
+                raise ConfigError("head_granularity: weight pruning follows key/value groups of grouped-query "
+                                  "attention, so expected 'group' with weight_sparsity > 0, got 'query'")
             self.weights = WeightPruner(model, config.weight_sparsity, config.weight_method, config.weight_allocation)
         self.kept_multiple = {kind: self._kept_multiple(groups) for kind, groups in self.groups.items()}
         self.attach()
@@ -70,25 +76,34 @@ class StructuredPruner:
         return structured or (self.weights is not None and self.weights.method.needs_gradients)
 
     # -- events ------------------------------------------------------------------------------------------------
-    def accumulate_scores(self) -> bool:
+    def accumulate_scores(self, step: int | None = None, total_steps: int | None = None) -> bool:
         """Add this optimizer step's contribution to the scores; skipped (False) if any gradient is not finite,
-        as happens on fp16 overflow steps that the optimizer skips too.
+        as happens on fp16 overflow steps that the optimizer skips too. ``step`` / ``total_steps`` place it on the
+        schedule (for scorers whose update depends on it); without them it counts as the end of the ramp.
 
         Weight scores see the straight-through gradient of every weight first; then the gradients of pruned
-        weights are zeroed (they are not trained), so unit scores see the gradients of the masked weights."""
+        weights are zeroed (they are not trained), so unit scores see the gradients of the masked weights -- except
+        a straight-through unit scorer's, which read theirs before, as weight masks also cover masked units."""
         finite = self.needs_gradients and self._gradients_finite()
         if finite and self.weights is not None:
             self.weights.accumulate_scores(check_finite=False)
+        progress = 1.0 if step is None else self._progress(step, total_steps)
+        units_first = self.scorer.straight_through
+        if finite and units_first:
+            self._accumulate_units(progress)
         if self.weights is not None:
             self.weights.mask_gradients()
         if not finite:
             return False
-        if self.scorer.needs_gradients:
-            for kind, groups in self.groups.items():
-                for group, state in zip(groups, self.scores[kind], strict=True):
-                    self.scorer.accumulate(group, state)
+        if not units_first:
+            self._accumulate_units(progress)
         self.scored_steps += 1
         return True
+
+    def _accumulate_units(self, progress: float) -> None:
+        if self.scorer.needs_gradients:
+            for kind, groups in self.groups.items():
+                self.scorer.accumulate_groups(groups, self.scores[kind], progress)
 
     def maybe_update_masks(self, step: int, total_steps: int) -> bool:
         """Recompute masks at the schedule's update points; masks are frozen during the cool-down. Between update
@@ -105,13 +120,18 @@ class StructuredPruner:
 
     def update_masks(self, step: int, total_steps: int) -> None:
         warmup, end = self._ramp(total_steps)
+        progress = self._progress(step, total_steps)
         for kind, groups in self.groups.items():
             sparsity = cubic_sparsity(step, total_steps, self.targets[kind], warmup, total_steps - end)
             scores = [mean_across_processes(self.scorer.score(g, s)) for g, s in zip(groups, self.scores[kind],
                                                                                       strict=True)]
-            masks = select_masks(scores, sparsity, self.config.allocation, self.min_per_layer[kind],
-                                 self.round_to[kind])
-            self.masks[kind] = round_kept_up(masks, scores, self.kept_multiple[kind])
+            masks = self.scorer.select(scores, sparsity, self.config.allocation, self.min_per_layer[kind],
+                                       self.round_to[kind], progress)
+            masks = round_kept_up(masks, scores, self.kept_multiple[kind])
+            if kind is UnitKind.HEADS:
+                masks = equal_group_masks(masks, scores, groups, self.config.allocation == "uniform",
+                                          self.min_per_layer[kind])
+            self.masks[kind] = masks
             self.sparsity[kind] = sparsity
         if self.weights is not None:
             self.weights.update_masks(cubic_sparsity(step, total_steps, self.weights.target, warmup, total_steps - end),
@@ -139,7 +159,7 @@ class StructuredPruner:
     # -- masking -----------------------------------------------------------------------------------------------
     def attach(self) -> None:
         for kind, hooks in self._hooks.items():
-            hooks.install(self.groups[kind], self.masks[kind])
+            hooks.install(self.groups[kind], self.masks[kind], straight_through=self.scorer.straight_through)
         ACTIVE_PRUNERS[self.model] = self
         if self.weights is not None:
             self.weights.attach()
@@ -180,6 +200,11 @@ class StructuredPruner:
         warmup = int(self.config.warmup_ratio * total_steps)
         end = total_steps - int(self.config.cooldown_ratio * total_steps)
         return warmup, max(end, warmup)
+
+    def _progress(self, step: int, total_steps: int) -> float:
+        """The cubic schedule's fraction of the way to the final sparsities at ``step``, in [0, 1]."""
+        warmup, end = self._ramp(total_steps)
+        return cubic_sparsity(step, total_steps, 1.0, warmup, total_steps - end)
 
     def _gradients_finite(self) -> bool:
         if self.weights is not None:  # its matrices include every unit group's producers and consumer

@@ -2,16 +2,30 @@
 
 A scorer is a plain object. ``accumulate`` is called once per optimizer step with the (already accumulated,
 unscaled) gradients present and adds to a per-layer state tensor that the pruner owns, saves and resumes;
-``score`` turns that state into per-unit scores when masks are chosen. Both work per ``UnitGroup``.
+``score`` turns that state into per-unit scores when masks are chosen. Both work per ``UnitGroup``. ``select``
+turns the scores of all layers into keep-masks (top-k for the scheduled sparsity, unless the scorer says otherwise).
+
+Which gradient a scorer sees under the mask follows its paper (``straight_through``):
+- ``movement_ste`` and ``soft_movement`` (Sanh et al. 2020; Lagunas et al. 2021 for blocks) learn their scores
+  through a straight-through estimator: the pruner masks units with ``MaskHooks(straight_through=True)``, so masked
+  units' weights get dL/dW' and their scores keep moving.
+- ``movement`` is the pre-estimator version (masked units get no gradient, their scores freeze), kept as it is
+  because every published hfprune number so far was measured with it.
+- ``head_importance`` (Michel et al. 2019) is |dL/d gate| at the current mask. For a kept head that is what it
+  reads; a pruned head stays pruned in the paper, so its gate gradient is never used and no estimator is needed.
+- ``snip_momentum`` follows Intel Neural Compressor, which zeroes pruned weights in place: |W * dL/dW| of a pruned
+  unit is 0 there, so its score decays with the momentum. No estimator, as in INC.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import ClassVar
 
 import torch
 
+from hfprune.pruning.masks import round_masks, select_masks
 from hfprune.pruning.units import UnitGroup
 from hfprune.utils.registry import registering
 
@@ -42,6 +56,10 @@ class UnitScorer:
 
     name: ClassVar[str]
     needs_gradients: ClassVar[bool] = False
+    straight_through: ClassVar[bool] = False
+    """True when masked units must keep receiving gradients (the pruner then masks with the estimator)."""
+    settings: ClassVar[tuple[str, ...]] = ()
+    """PruningConfig fields passed to the constructor besides ``seed``."""
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
@@ -49,14 +67,27 @@ class UnitScorer:
     def accumulate(self, group: UnitGroup, state: torch.Tensor) -> None:
         """Add this step's contribution to ``state`` (shape: group.num_units) in place."""
 
+    def accumulate_groups(self, groups: list[UnitGroup], states: list[torch.Tensor], progress: float = 1.0) -> None:
+        """This step's contribution for every layer's group of one kind; each group on its own unless a scorer
+        needs to see them together (or where the step is on the schedule, ``progress`` as in ``select``)."""
+        for group, state in zip(groups, states, strict=True):
+            self.accumulate(group, state)
+
     def score(self, group: UnitGroup, state: torch.Tensor) -> torch.Tensor:
         return state.clone()
+
+    def select(self, scores: list[torch.Tensor], sparsity: float, allocation: str, min_per_layer: int,
+               round_to: int, progress: float) -> list[torch.Tensor]:
+        """Keep-masks for the scheduled ``sparsity``; ``progress`` in [0, 1] is the cubic schedule's fraction of
+        the way to the final sparsity."""
+        return select_masks(scores, sparsity, allocation, min_per_layer, round_to)
 
 
 @register_scorer("movement")
 class MovementScorer(UnitScorer):
     """First-order movement (Sanh et al. 2020; block form of Lagunas et al. 2021): S = -sum_t W_t * dL/dW_t,
-    summed over every weight of the unit. High when fine-tuning pushes the unit's weights away from zero."""
+    summed over every weight of the unit. High when fine-tuning pushes the unit's weights away from zero. No
+    gradient passes the mask, so a masked unit's score freezes (``movement_ste`` is the estimator version)."""
 
     needs_gradients = True
 
@@ -64,6 +95,65 @@ class MovementScorer(UnitScorer):
         contribution = _sum_weight_times_grad(group.views())
         if contribution is not None:
             state -= contribution.to(state.device)
+
+
+@register_scorer("movement_ste")
+class StraightThroughMovementScorer(MovementScorer):
+    """Movement as published (Sanh et al. 2020, in the block form of Lagunas et al. 2021): S = -sum_t W_t * dL/dW'_t
+    over every weight of the unit, W' the masked weights, with the gradient passed through the mask. For a kept
+    unit that is ``movement``; a masked unit keeps scoring (its consumer columns' part is the gradient at its gate)
+    and keeps training, so it can earn its way back with up-to-date weights and score."""
+
+    straight_through = True
+
+
+@register_scorer("soft_movement")
+class SoftMovementScorer(StraightThroughMovementScorer):
+    """Soft movement (Sanh et al. 2020) at unit level: learned scores S, units kept while sigmoid(S) > tau.
+
+    S descends the loss plus lambda * sum of sigmoid(S) (the L1 penalty on the gates) by one SGD step per
+    optimizer step: + the straight-through movement -sum W * dL/dW', divided by its root mean square over all
+    units of the kind (all layers' heads, or all layers' neurons) at that step, - lambda * sigmoid'(S), lambda
+    ramping up to ``regularization`` along with the threshold (as in Sanh et al.'s code: no penalty in warm-up).
+    Raw movement per step is orders of magnitude below 1 and differs between heads and neurons; normalised, S
+    moves by about one per step, so the threshold on sigmoid(S) and the penalty mean the same on any model
+    (Sanh et al. learn S with Adam, scale-free too). The regulariser depends on S alone and no model weight
+    depends on it, so its gradient is applied here rather than added to the training loss: that works the same
+    under any Trainer, distillation, gradient accumulation and DDP.
+
+    The threshold tau ramps from 0 to ``threshold`` with the cubic schedule (Sanh et al. schedule the threshold
+    too); ``head_sparsity`` / ``ffn_sparsity`` ramp alongside and cap how much the threshold may remove (lowest
+    scores first), so the sparsity ends between 0 and the target: the penalty decides how close.
+    """
+
+    settings = ("regularization", "threshold")
+
+    def __init__(self, seed: int = 0, regularization: float = 1.0, threshold: float = 0.5) -> None:
+        super().__init__(seed)
+        self.regularization = regularization
+        self.threshold = threshold
+
+    def accumulate(self, group: UnitGroup, state: torch.Tensor) -> None:
+        self.accumulate_groups([group], [state])
+
+    def accumulate_groups(self, groups: list[UnitGroup], states: list[torch.Tensor], progress: float = 1.0) -> None:
+        products = [_sum_weight_times_grad(group.views()) for group in groups]
+        present = [p for p in products if p is not None]
+        scale = torch.cat(present).square().mean().sqrt() if present else torch.tensor(0.0)
+        penalty = self.regularization * progress
+        for product, state in zip(products, states, strict=True):
+            gate = torch.sigmoid(state)
+            if product is not None and scale > 0:
+                state -= (product / scale).to(state.device)
+            state -= penalty * gate * (1 - gate)
+
+    def select(self, scores: list[torch.Tensor], sparsity: float, allocation: str, min_per_layer: int,
+               round_to: int, progress: float) -> list[torch.Tensor]:
+        allowed = select_masks(scores, sparsity, allocation, min_per_layer)  # what the schedule lets go at most
+        tau = self.threshold * progress
+        cut = math.log(tau / (1 - tau)) if tau > 0 else float("-inf")  # sigmoid(S) > tau  <=>  S > logit(tau)
+        masks = [torch.maximum(kept, (score > cut).float()) for score, kept in zip(scores, allowed, strict=True)]
+        return round_masks(masks, scores, round_to, min_per_layer)
 
 
 @register_scorer("head_importance")
@@ -120,9 +210,11 @@ class RandomScorer(UnitScorer):
         return torch.rand(group.num_units, generator=generator).to(state.device)
 
 
-def build_scorer(name: str, seed: int = 0) -> UnitScorer:
+def build_scorer(name: str, seed: int = 0, **settings: float) -> UnitScorer:
+    """The scorer ``name``; ``settings`` may hold any PruningConfig field, the scorer takes those it names."""
     if name not in SCORERS:
         from hfprune.errors import ConfigError
 
         raise ConfigError(f"scoring: expected one of {sorted(SCORERS)}, got {name!r}")
-    return SCORERS[name](seed=seed)
+    scorer = SCORERS[name]
+    return scorer(seed=seed, **{key: settings[key] for key in scorer.settings if key in settings})

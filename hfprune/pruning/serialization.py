@@ -14,18 +14,19 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
-import transformers
 from huggingface_hub import hf_hub_download
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
+from transformers import PretrainedConfig, PreTrainedModel
 
 from hfprune.errors import HfpruneError
+from hfprune.models.trusted import index_shards, model_class, safe_load_config
+from hfprune.pruning.architectures import get_architecture
 from hfprune.pruning.compaction import compact
 from hfprune.pruning.config import PruningConfig
 from hfprune.pruning.masks import ACTIVE_PRUNERS, ACTIVE_WEIGHT_PRUNERS
@@ -73,8 +74,10 @@ def _staged_folder(path: Path, overwrite: bool, caller: str) -> Iterator[Path]:
     after: a process killed at any point leaves either the old or the new model complete at ``path`` (or, between
     the two renames, the old one complete at ``.<name>.old-<pid>``). Staging folders of killed processes are removed.
     """
+    from hfprune.utils.io import refuse_symlink
     from hfprune.utils.lock import pid_alive
 
+    refuse_symlink(path, caller, "a folder, not a link (a model is never written or replaced through one)")
     if path.exists() and any(path.iterdir()) and not overwrite:
         raise HfpruneError(f"{caller}: {path} exists and is not empty; choose a new folder or pass overwrite=True")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -93,7 +96,7 @@ def _staged_folder(path: Path, overwrite: bool, caller: str) -> Iterator[Path]:
 
 def load_pruned(path_or_repo_id: str | os.PathLike, **hub_kwargs) -> PreTrainedModel:
     """Rebuild a pruned model saved by hfprune (local folder or Hub repo id) with its exact per-layer shapes."""
-    config = AutoConfig.from_pretrained(path_or_repo_id, **hub_kwargs)
+    config = safe_load_config(path_or_repo_id, "load_pruned", **hub_kwargs)
     payload = getattr(config, CONFIG_KEY, None)
     if not payload:
         raise HfpruneError(
@@ -101,8 +104,9 @@ def load_pruned(path_or_repo_id: str | os.PathLike, **hub_kwargs) -> PreTrainedM
             "checkpoint (load it with from_pretrained)"
         )
     structure = PrunedStructure.from_dict(payload)
-    model = _build_with_structure(config, structure)
-    state = _load_state_dict(str(path_or_repo_id), **hub_kwargs)
+    files = _weight_files(str(path_or_repo_id), **hub_kwargs)
+    model = _build_with_structure(config, structure, _weight_shapes(files), str(path_or_repo_id))
+    state = _load_state_dict(files)
     result = model.load_state_dict(state, strict=False)
     missing = set(result.missing_keys) - _tied_keys(model)
     if missing or result.unexpected_keys:
@@ -123,7 +127,8 @@ def export_dense(model: PreTrainedModel, path: str | os.PathLike, overwrite: boo
     dense_state = dense.state_dict()
     dense.load_state_dict({k: v for k, v in own_state.items() if dense_state[k].shape == v.shape}, strict=False)
     for kind, kept_table in ((UnitKind.HEADS, structure.kept_heads), (UnitKind.NEURONS, structure.kept_neurons)):
-        for mine, theirs in zip(unit_groups(model, kind), unit_groups(dense, kind), strict=True):
+        # the query-head view: the recorded structure numbers query heads, whatever granularity pruned them
+        for mine, theirs in zip(unit_groups(model, kind, "query"), unit_groups(dense, kind, "query"), strict=True):
             mine.scatter_into(theirs, torch.tensor(kept_table[mine.layer], dtype=torch.long))
     path = Path(path)
     with _staged_folder(path, overwrite, "export_dense") as staging:
@@ -132,39 +137,65 @@ def export_dense(model: PreTrainedModel, path: str | os.PathLike, overwrite: boo
 
 
 def _dense_config(config: PretrainedConfig) -> PretrainedConfig:
+    """``config`` with the dense widths back (compaction writes widths shared by all layers into it)."""
     dense = copy.deepcopy(config)
+    payload = getattr(dense, CONFIG_KEY, None)
+    if payload:
+        for name, value in PrunedStructure.from_dict(payload).dense_fields(dense).items():
+            setattr(dense, name, value)
     if hasattr(dense, CONFIG_KEY):
         delattr(dense, CONFIG_KEY)
     return dense
 
 
-def _model_class(config: PretrainedConfig) -> type[PreTrainedModel]:
-    names = getattr(config, "architectures", None) or []
-    cls = getattr(transformers, names[0], None) if names else None
-    if cls is None:
-        raise HfpruneError(f"config.architectures: expected a transformers model class name, got {names!r}")
-    return cls
+def _build_with_structure(config: PretrainedConfig, structure: PrunedStructure,
+                          weights: dict[str, tuple[int, ...]] | None = None, where: str = "") -> PreTrainedModel:
+    """A model of the saved class, sliced to the saved per-layer head and neuron counts.
 
-
-def _build_with_structure(config: PretrainedConfig, structure: PrunedStructure) -> PreTrainedModel:
-    """A model of the saved class, sliced to the saved per-layer head and neuron counts."""
-    model = _model_class(config)(_dense_config(config))
+    Nothing of the recorded sizes is trusted before it is checked: the structure must agree with the config
+    (``PrunedStructure.check_against``), the model is first built on the meta device (no memory) and every tensor
+    shape compared with the safetensors headers in ``weights``, and the FFN is built only as wide as the widest kept
+    layer, so a tampered ``dense_ffn_size`` or ``intermediate_size`` never allocates its dense width."""
+    structure.check_against(config)
+    spec = get_architecture(config)
+    built = _dense_config(config)
+    width = max([1, *(len(k) for k in structure.kept_neurons)])
+    setattr(built, spec.ffn_size_field, width)
     masks = {
-        UnitKind.HEADS: [_first_n(structure.dense_num_heads, len(k)) for k in structure.kept_heads],
-        UnitKind.NEURONS: [_first_n(structure.dense_ffn_size, len(k)) for k in structure.kept_neurons],
+        UnitKind.HEADS: [_indicator(structure.dense_num_heads, k) for k in structure.kept_heads],
+        # neurons have no grouping, so the first len(k) of the narrowed FFN give the same shapes
+        UnitKind.NEURONS: [_indicator(width, range(len(k))) for k in structure.kept_neurons],
     }
-    compact(model, masks)
-    structure.attach(model)
-    return model
+
+    def build(meta: bool = False) -> PreTrainedModel:
+        with torch.device("meta") if meta else nullcontext():
+            model = model_class(config)(copy.deepcopy(built))
+        compact(model, masks)
+        setattr(model.config, spec.ffn_size_field, getattr(config, spec.ffn_size_field))
+        structure.attach(model)
+        return model
+
+    if weights is not None:
+        shapes = {name: tuple(t.shape) for name, t in build(meta=True).state_dict().items()}
+        for name, shape in shapes.items():
+            if name in weights and weights[name] != shape:
+                raise HfpruneError(f"load_pruned: {where}: {CONFIG_KEY} and config.json give {name} the shape "
+                                   f"{list(shape)}, its safetensors weights {list(weights[name])}; expected them "
+                                   "to agree")
+    return build()
 
 
-def _first_n(total: int, n: int) -> torch.Tensor:
+def _indicator(total: int, kept: Sequence[int]) -> torch.Tensor:
+    """A keep-mask of the recorded units: only the shapes matter, but grouped-query attention needs the real
+    pattern (which key/value groups keep how many query heads)."""
     mask = torch.zeros(total)
-    mask[:n] = 1
+    mask[list(kept)] = 1
     return mask
 
 
-def _load_state_dict(path_or_repo_id: str, **hub_kwargs) -> dict[str, torch.Tensor]:
+def _weight_files(path_or_repo_id: str, **hub_kwargs) -> list[Path]:
+    """The safetensors files of a saved model: the shards its index names (confined to its folder), else
+    ``model.safetensors``."""
     local = Path(path_or_repo_id)
     if local.is_dir():
         resolve = local.joinpath
@@ -176,17 +207,37 @@ def _load_state_dict(path_or_repo_id: str, **hub_kwargs) -> dict[str, torch.Tens
     except Exception:  # noqa: BLE001 - a missing index on the Hub means a single-file checkpoint
         index_file = None
     if index_file is not None and index_file.is_file():
-        shards = sorted(set(json.loads(index_file.read_text())["weight_map"].values()))
-        return {k: v for shard in shards for k, v in load_file(resolve(shard)).items()}
+        return [resolve(shard) for shard in index_shards(index_file, local=local.is_dir())]
     weights = resolve(WEIGHTS_NAME)
     if not weights.is_file():
         raise HfpruneError(f"load_pruned: no {WEIGHTS_NAME} in {path_or_repo_id} (only safetensors weights are read)")
-    return load_file(weights)
+    return [weights]
+
+
+def _weight_shapes(files: list[Path]) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape, read from the safetensors headers only (nothing is loaded)."""
+    shapes = {}
+    for file in files:
+        with safe_open(str(file), framework="pt") as handle:
+            shapes.update({name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()})  # noqa: SIM118
+    return shapes
+
+
+def _load_state_dict(files: list[Path]) -> dict[str, torch.Tensor]:
+    return {name: tensor for file in files for name, tensor in load_file(file).items()}
 
 
 def _tied_keys(model: PreTrainedModel) -> set[str]:
-    tied = getattr(model, "_tied_weights_keys", None) or {}
-    return set(tied if not isinstance(tied, dict) else tied.keys())
+    """Names of parameters that are really tied to an earlier one (what ``save_pretrained`` leaves out). Not the
+    class's ``_tied_weights_keys``: those are only candidates, e.g. a Llama with ``tie_word_embeddings=False`` has
+    its own ``lm_head``, which must be saved and loaded."""
+    seen: set[int] = set()
+    tied = set()
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if id(param) in seen:
+            tied.add(name)
+        seen.add(id(param))
+    return tied
 
 
 def save_compressed(model: PreTrainedModel, path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -214,12 +265,12 @@ def load_compressed(path: str | os.PathLike) -> PreTrainedModel:
     """Rebuild a model written by ``save_compressed``: the recorded head / FFN structure, dense weights restored
     from values + bitmask. Predictions are identical to the saved model's."""
     path = Path(path)
-    config = AutoConfig.from_pretrained(path)
+    config = safe_load_config(path, "load_compressed")
     payload = getattr(config, CONFIG_KEY, None)
     if payload:
         model = _build_with_structure(config, PrunedStructure.from_dict(payload))
     else:
-        model = _model_class(config)(_dense_config(config))
+        model = model_class(config)(_dense_config(config))
     weights = path / WEIGHTS_NAME
     with safe_open(str(weights), framework="pt") as handle:
         metadata = handle.metadata() or {}

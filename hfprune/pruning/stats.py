@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import torch
 from transformers import PreTrainedModel
 
-from hfprune.pruning.architectures import get_architecture
 from hfprune.pruning.masks import ACTIVE_PRUNERS
 from hfprune.pruning.structure import PrunedStructure
-from hfprune.pruning.units import UnitKind, unit_groups
+from hfprune.pruning.units import UnitGroup, UnitKind, unit_groups
 from hfprune.pruning.weight.pruner import weight_counts
 
 
@@ -71,45 +71,92 @@ class SparsityReport:
                 "nonzero_param_sparsity": self.nonzero_param_sparsity}
 
 
-def layer_flops(hidden: int, heads: int, head_dim: int, ffn: int, seq_len: int) -> int:
-    """FLOPs (2 per multiply-add) of one transformer layer on one sequence: Q/K/V/O projections, attention
-    scores and context, FFN. Embeddings, norms and task heads are left out: pruning does not change them."""
-    width = heads * head_dim
-    projections = 2 * seq_len * hidden * width * 4
-    attention = 2 * 2 * seq_len * seq_len * width
-    feed_forward = 2 * 2 * seq_len * hidden * ffn
-    return projections + attention + feed_forward
+@dataclass(frozen=True)
+class _LayerCosts:
+    """Parameters and FLOPs that one query head, one key/value head (grouped-query attention only; else 0) and one
+    FFN neuron of a layer cost, read off its weights' shapes: the same code counts every architecture."""
+
+    head_params: int
+    kv_params: int
+    neuron_params: int
+    head_flops: int
+    kv_flops: int
+    neuron_flops: int
+
+    @classmethod
+    def of(cls, heads: UnitGroup, neurons: UnitGroup, seq_len: int) -> _LayerCosts:
+        # query heads in the query view: q rows (k/v rows too where they have as many heads) and output columns
+        head_tensors, kv_tensors = heads.unit_tensors(), heads.shared_tensors()
+        # attention scores (q k^T) and context (p v): seq_len^2 * head_dim multiply-adds each, per query head
+        attention = 2 * 2 * seq_len * seq_len * heads.head_dim
+        return cls(
+            head_params=sum(t.per_unit() for t in head_tensors),
+            kv_params=sum(t.per_unit() for t in kv_tensors),
+            neuron_params=sum(t.per_unit() for t in neurons.unit_tensors()),
+            head_flops=sum(t.flops_per_unit(seq_len) for t in head_tensors) + attention,
+            kv_flops=sum(t.flops_per_unit(seq_len) for t in kv_tensors),
+            neuron_flops=sum(t.flops_per_unit(seq_len) for t in neurons.unit_tensors()),
+        )
+
+    def params(self, heads: int, kv_heads: int, neurons: int) -> int:
+        return heads * self.head_params + kv_heads * self.kv_params + neurons * self.neuron_params
+
+    def flops(self, heads: int, kv_heads: int, neurons: int) -> int:
+        """FLOPs (2 per multiply-add) of the layer's prunable matrices and attention on one sequence. Embeddings,
+        norms and task heads are left out: pruning does not change them."""
+        return heads * self.head_flops + kv_heads * self.kv_flops + neurons * self.neuron_flops
+
+
+def model_flops(model: PreTrainedModel, seq_len: int = 128) -> int:
+    """FLOPs of ``model``'s transformer layers as its weights are now (masks ignored), on one sequence: works for
+    any model of a supported architecture, whoever pruned it, as long as whole heads and neurons were removed."""
+    total = 0
+    for heads, neurons in zip(unit_groups(model, UnitKind.HEADS, "query"), unit_groups(model, UnitKind.NEURONS),
+                              strict=True):
+        total += _LayerCosts.of(heads, neurons, seq_len).flops(heads.num_units, heads.num_shared, neurons.num_units)
+    return total
+
+
+def _kept_units(pruner: object | None, kind: UnitKind, layer: int, group: UnitGroup) -> torch.Tensor:
+    """Indices (the layer's current numbering) of the units of ``group`` the attached pruner has not masked; query
+    heads for heads, whatever view the pruner masks them in."""
+    masks = getattr(pruner, "masks", {})
+    if kind not in masks:
+        return torch.arange(group.num_units)
+    mask_group = pruner.groups[kind][layer]
+    kept = torch.nonzero(masks[kind][layer].detach().cpu() > 0).flatten()
+    return mask_group.query_heads(kept) if kind is UnitKind.HEADS else kept
 
 
 def sparsity_report(model: PreTrainedModel, seq_len: int = 128) -> SparsityReport:
     """Units, weights, parameters and FLOPs kept, counting masked units and weights of attached pruners as removed.
-    FLOPs count only removed heads and neurons (dense kernels do not skip zero weights)."""
-    spec = get_architecture(model)
-    config = model.config
-    hidden, head_dim = int(getattr(config, spec.hidden_size_field)), spec.head_dim(config)
-    dense = PrunedStructure.dense(model)
+    FLOPs count only removed heads and neurons (dense kernels do not skip zero weights). Heads are query heads; a
+    key/value head of grouped-query attention counts as removed once no query head reads it."""
+    structure = PrunedStructure.of(model)
+    dense_kv = structure.dense_num_kv_heads or 0
     pruner = ACTIVE_PRUNERS.get(model)
-    kept: dict[UnitKind, list[int]] = {}
-    compacted_params = masked_params = 0
-    for kind, dense_count in ((UnitKind.HEADS, dense.dense_num_heads), (UnitKind.NEURONS, dense.dense_ffn_size)):
-        kept[kind] = []
-        for group in unit_groups(model, kind):
-            masked = 0
-            if pruner is not None and kind in pruner.masks:
-                masked = int((pruner.masks[kind][group.layer] == 0).sum())
-            kept[kind].append(group.num_units - masked)
-            compacted_params += (dense_count - group.num_units) * group.params_per_unit()
-            masked_params += masked * group.params_per_unit()
+    heads_kept = neurons_kept = compacted_params = masked_params = flops = flops_dense = 0
+    layers = unit_groups(model, UnitKind.HEADS, "query")
+    for heads, neurons in zip(layers, unit_groups(model, UnitKind.NEURONS), strict=True):
+        costs = _LayerCosts.of(heads, neurons, seq_len)
+        kept_heads = _kept_units(pruner, UnitKind.HEADS, heads.layer, heads)
+        kept_kv = int(torch.unique(kept_heads // heads.queries_per_kv).numel()) if heads.shared else 0
+        kept_neurons = int(_kept_units(pruner, UnitKind.NEURONS, neurons.layer, neurons).numel())
+        now = (heads.num_units, heads.num_shared, neurons.num_units)
+        kept = (int(kept_heads.numel()), kept_kv, kept_neurons)
+        dense = (structure.dense_num_heads, dense_kv if heads.shared else 0, structure.dense_ffn_size)
+        compacted_params += costs.params(*dense) - costs.params(*now)
+        masked_params += costs.params(*now) - costs.params(*kept)
+        flops += costs.flops(*kept)
+        flops_dense += costs.flops(*dense)
+        heads_kept += kept[0]
+        neurons_kept += kept_neurons
     params = sum(p.numel() for p in model.parameters())
-    layers = len(kept[UnitKind.HEADS])
     weights_kept, weights_total = weight_counts(model)
-    flops = sum(layer_flops(hidden, h, head_dim, f, seq_len)
-                for h, f in zip(kept[UnitKind.HEADS], kept[UnitKind.NEURONS], strict=True))
     return SparsityReport(
-        heads_kept=sum(kept[UnitKind.HEADS]), heads_total=layers * dense.dense_num_heads,
-        neurons_kept=sum(kept[UnitKind.NEURONS]), neurons_total=layers * dense.dense_ffn_size,
+        heads_kept=heads_kept, heads_total=len(layers) * structure.dense_num_heads,
+        neurons_kept=neurons_kept, neurons_total=len(layers) * structure.dense_ffn_size,
         params=params - masked_params, params_dense=params + compacted_params,
-        flops=flops, flops_dense=layers * layer_flops(hidden, dense.dense_num_heads, head_dim, dense.dense_ffn_size,
-                                                      seq_len),
+        flops=flops, flops_dense=flops_dense,
         seq_len=seq_len, weights_kept=weights_kept, weights_total=weights_total,
     )

@@ -10,12 +10,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from transformers import PreTrainedModel
+from transformers import PretrainedConfig, PreTrainedModel
 
 from hfprune.errors import ConfigError
 from hfprune.pruning.architectures import get_architecture
 
 CONFIG_KEY = "hfprune_structure"
+# a recorded dense width (heads or FFN neurons) the config cannot confirm may be at most this many times hidden_size
+MAX_WIDTH_PER_HIDDEN = 16
 
 
 @dataclass
@@ -25,13 +27,17 @@ class PrunedStructure:
     dense_ffn_size: int
     kept_heads: list[list[int]]
     kept_neurons: list[list[int]]
+    dense_num_kv_heads: int | None = None
+    """Key/value heads per layer of the dense model (grouped-query attention only)."""
 
     @classmethod
     def dense(cls, model: PreTrainedModel) -> PrunedStructure:
         spec = get_architecture(model)
         heads, ffn = spec.num_heads(model.config), spec.ffn_size(model.config)
         layers = int(model.config.num_hidden_layers)
-        return cls(model.config.model_type, heads, ffn, [list(range(heads))] * layers, [list(range(ffn))] * layers)
+        kv_heads = spec.num_kv_heads(model.config) if spec.kv_producers else None
+        return cls(model.config.model_type, heads, ffn, [list(range(heads))] * layers, [list(range(ffn))] * layers,
+                   kv_heads)
 
     @classmethod
     def of(cls, model: PreTrainedModel) -> PrunedStructure:
@@ -59,6 +65,52 @@ class PrunedStructure:
                     raise ConfigError(
                         f"{CONFIG_KEY}.{name}[{layer}]: expected sorted unique indices in [0, {limit}), got {indices}"
                     )
+
+    def check_against(self, config: PretrainedConfig) -> None:
+        """The recorded dense sizes are the config's own (model type, heads, FFN width, layer count): a tampered
+        size is refused here, before a model is built from it. ConfigError naming the field.
+
+        Where compaction rewrote a config width to the one every layer kept (``dense_fields``; ``allocation:
+        uniform``), the config holds the kept width instead; the recorded dense size can then only be bounded, by
+        ``MAX_WIDTH_PER_HIDDEN`` times the hidden size, so that a tampered one cannot allocate gigabytes."""
+        spec = get_architecture(config)
+        if type(self.model_type) is not str or self.model_type != config.model_type:
+            raise ConfigError(f"{CONFIG_KEY}.model_type: expected {config.model_type!r} (model_type of config.json), "
+                              f"got {self.model_type!r}")
+        rewritable = self.dense_fields(config)
+        bound = MAX_WIDTH_PER_HIDDEN * int(config.hidden_size)
+        for name, field, value, kept in (("dense_num_heads", spec.num_heads_field, spec.num_heads(config),
+                                          self.kept_heads),
+                                         ("dense_ffn_size", spec.ffn_size_field, spec.ffn_size(config),
+                                          self.kept_neurons)):
+            got = getattr(self, name)
+            if type(got) is int and got == value:
+                continue
+            uniform = {len(k) for k in kept} == {value} and field in rewritable
+            if not (type(got) is int and uniform and value <= got <= bound):
+                also = f" or, as every layer keeps {value}, an integer in [{value}, {bound}]" if uniform else ""
+                raise ConfigError(f"{CONFIG_KEY}.{name}: expected {value!r} ({field} of config.json){also}, "
+                                  f"got {got!r}")
+        kv = self.dense_num_kv_heads
+        divides = type(kv) is int and 1 <= kv <= self.dense_num_heads and self.dense_num_heads % kv == 0
+        if kv is not None and not divides:
+            raise ConfigError(f"{CONFIG_KEY}.dense_num_kv_heads: expected a divisor of dense_num_heads "
+                              f"({self.dense_num_heads}), got {kv!r}")
+        layers = int(config.num_hidden_layers)
+        for name in ("kept_heads", "kept_neurons"):
+            if len(getattr(self, name)) != layers:
+                raise ConfigError(f"{CONFIG_KEY}.{name}: expected one list per layer ({layers}, num_hidden_layers "
+                                  f"of config.json), got {len(getattr(self, name))}")
+
+    def dense_fields(self, config: PretrainedConfig) -> dict[str, int]:
+        """The config fields that describe the dense widths (compaction may rewrite them to the pruned ones)."""
+        spec = get_architecture(config)
+        fields = {spec.ffn_size_field: self.dense_ffn_size}
+        if spec.head_dim_field is not None:
+            fields[spec.num_heads_field] = self.dense_num_heads
+            if spec.num_kv_heads_field and self.dense_num_kv_heads is not None:
+                fields[spec.num_kv_heads_field] = self.dense_num_kv_heads
+        return fields
 
     def attach(self, model: PreTrainedModel) -> None:
         setattr(model.config, CONFIG_KEY, self.to_dict())

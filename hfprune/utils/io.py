@@ -61,11 +61,46 @@ def contained_path(root: str | os.PathLike, relative: str | os.PathLike, key: st
     return path
 
 
+def refuse_symlink(path: str | os.PathLike, key: str, expected: str = "a real folder, not a link") -> None:
+    """ConfigError naming ``key`` when ``path`` is a symbolic link: hfprune never writes, replaces, reads as part of
+    its own output, or uploads, through a link (it would act on whatever the link points at)."""
+    from hfprune.errors import ConfigError
+
+    if Path(path).is_symlink():
+        raise ConfigError(f"{key}: {path} is a symbolic link (to {os.readlink(path)}); expected {expected}")
+
+
+def refuse_links_within(folder: str | os.PathLike, key: str) -> None:
+    """``refuse_symlink`` for everything inside ``folder`` (links are listed, never entered): a run folder holds only
+    what hfprune wrote, and a linked ``dense/`` or ``plots/`` would make it read or write elsewhere."""
+    for parent, folders, files in os.walk(folder):
+        for name in sorted(folders + files):
+            refuse_symlink(Path(parent) / name, key, f"a folder written by hfprune, without links (remove {name})")
+
+
+def refuse_inputs_inside(folder: str | os.PathLike, inputs: dict[str, str | os.PathLike | None], key: str,
+                         action: str = "--overwrite would delete") -> None:
+    """ConfigError naming ``key`` when one of ``inputs`` (dotted key -> path the run reads; None or a Hub name that
+    is no local path is skipped) lies inside ``folder`` or is ``folder``, links resolved on both sides: replacing
+    or emptying ``folder`` must never remove a model or data set the same run reads."""
+    from hfprune.errors import ConfigError
+
+    base = Path(folder).expanduser().resolve()
+    for name, value in inputs.items():
+        if value is None or not os.path.lexists(os.path.expanduser(value)):
+            continue
+        where = Path(os.path.expanduser(value)).resolve()
+        if where.is_relative_to(base):
+            raise ConfigError(f"{key}: {action} {name} ({where}), which lies inside {base}; move it out of that "
+                              f"folder or choose another {key}")
+
+
 def replace_folder(staging: str | os.PathLike, target: str | os.PathLike) -> None:
     """Rename the finished ``staging`` folder to ``target``. An existing ``target`` is renamed aside first and deleted
     only once the new one is in place: a process killed at any point leaves one complete folder at ``target`` (or,
     between the two renames, the old one at ``.<name>.old-<pid>``)."""
     staging, target = Path(staging), Path(target)
+    refuse_symlink(target, "output folder", "a folder to replace, not a link (the link is never followed)")
     if target.exists():
         old = target.with_name(f".{target.name}.old-{os.getpid()}")
         os.replace(target, old)

@@ -64,8 +64,13 @@ def output_lock(directory: str | os.PathLike, key: str = "output_dir") -> Iterat
         return
     path = folder / LOCK_FILE
     try:
-        handle = open(path, "a+", encoding="ascii")  # noqa: SIM115 - held open for the whole block
+        # O_NOFOLLOW: a lock file replaced by a link would otherwise have the PID written over its target
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o666)
+        handle = open(fd, "a+", encoding="ascii")  # noqa: SIM115 - held open for the whole block
     except OSError as exc:
+        if path.is_symlink():
+            raise ConfigError(f"{key}: {path} is a symbolic link; expected the lock file hfprune writes (remove "
+                              "the link)") from None
         raise ConfigError(f"{key}: cannot write {path} ({exc.strerror or exc}); expected a writable folder") from None
     try:
         try:

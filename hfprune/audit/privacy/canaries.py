@@ -145,7 +145,7 @@ class CanarySet:
 
 def make_canaries(
     repetitions: Sequence[int],
-    per_repetition: int = 1,
+    per_repetition: int = 10,
     n_digits: int = 4,
     alphabet: str = DIGITS,
     template: str = DEFAULT_TEMPLATE,

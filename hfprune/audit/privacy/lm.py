@@ -55,7 +55,8 @@ class CanaryLMConfig(ConfigMixin):
     n_head: int = field_help(4, "attention heads (offline path)")
     canary_repetitions: list[int] = field_help([0, 1, 10, 100], "repetition counts; 0 = control canaries never "
                                                "inserted; empty: no canaries (e.g. for a reference model)")
-    canaries_per_repetition: int = field_help(1, "canaries drawn for each repetition count")
+    canaries_per_repetition: int = field_help(10, "canaries drawn for each repetition count (from 5 on, the mean "
+                                              "exposure gets an interval)")
     canary_digits: int = field_help(4, "secret length: |R| = len(canary_alphabet) ** canary_digits")
     canary_alphabet: str = field_help(DIGITS, "characters a secret is drawn from")
     canary_template: str = field_help(DEFAULT_TEMPLATE, "canary sentence with a {secret} placeholder")
@@ -222,15 +223,16 @@ def _train_and_save(
     config: CanaryLMConfig, split: MembershipSplit, corpus: list[str], staging: Path,
     tokenizer_dir: str | os.PathLike | None,
 ) -> tuple[float, float]:
-    from transformers import AutoTokenizer, DataCollatorForLanguageModeling, Trainer, set_seed
+    from transformers import DataCollatorForLanguageModeling, Trainer, set_seed
 
+    from hfprune.models import load_tokenizer
     from hfprune.training import TrainingSettings, trainer_args
 
     set_seed(config.seed)
     if config.base_model is not None:
         model, tokenizer = _pretrained(config)
     else:
-        tokenizer = (AutoTokenizer.from_pretrained(str(tokenizer_dir)) if tokenizer_dir is not None
+        tokenizer = (load_tokenizer(tokenizer_dir) if tokenizer_dir is not None
                      else train_tokenizer(split.member_texts, config.vocab_size))  # no canaries: no secret merges
         model = build_gpt2(config, tokenizer)
     train = _tokenized(corpus, tokenizer, config.max_length)

@@ -18,6 +18,7 @@ from typing import Any, Self
 
 import numpy as np
 
+from hfprune.audit.intervals import MIN_FALSE_POSITIVES, smallest_resolved_fpr
 from hfprune.audit.results import (
     CanaryExposureResult,
     MembershipInferenceResult,
@@ -304,16 +305,21 @@ def _plot_roc(report: PrivacyReport, plt: Any) -> Any:
     rows = math.ceil(len(attacks) / columns)
     figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 4 * rows), squeeze=False)
     for axis, attack in zip(axes.flat, attacks, strict=False):
+        nonmembers = []
         for entry in report.entries:
             for result in [*entry.membership, *entry.extraction]:
                 if result.attack == attack and result.roc_fpr is not None:
                     axis.plot(np.maximum(result.roc_fpr, 1e-4), np.maximum(result.roc_tpr, 1e-4),
                               label=f"{entry.model_name} (AUC {result.auc.value:.3f})")
+                    nonmembers.append(result.n_nonmembers)
         axis.plot([1e-4, 1], [1e-4, 1], color="grey", linestyle=":")
+        # left of this line a TPR rests on fewer than MIN_FALSE_POSITIVES expected false positives: not a rate
+        axis.axvspan(1e-4, min(1.0, smallest_resolved_fpr(min(nonmembers))), color="grey", alpha=0.15, linewidth=0,
+                     label=f"unresolved (< {MIN_FALSE_POSITIVES} expected false positives)")
         axis.set(xscale="log", yscale="log", xlabel="FPR", ylabel="TPR", title=attack)
         axis.legend(fontsize=7)
     for axis in list(axes.flat)[len(attacks):]:
         axis.set_visible(False)
-    figure.suptitle("ROC curves, log scale (rates of 0 drawn at 1e-4)")
+    figure.suptitle("ROC curves, log-log (Carlini et al. 2022; rates of 0 drawn at 1e-4)")
     figure.tight_layout()
     return figure

@@ -256,7 +256,8 @@ def causal_lm_stats(
     """Per-sequence statistics of a causal LM: token means of NLL, true-token probability, entropy and accuracy.
 
     ``loss`` is the log-perplexity (nats per token), the score of the loss and perplexity-ranking attacks;
-    ``zlib_bits`` is filled from the texts for the zlib-ratio attack.
+    ``zlib_bits`` is filled for the zlib-ratio attack from the same truncated text the perplexity scores (a ratio of
+    a truncated perplexity to a full-text zlib length would vary with the text's length, not its memorisation).
     """
     sums = causal_lm_token_scores(model, tokenizer, texts, batch_size, max_length)
     count = sums.n_tokens
@@ -267,7 +268,18 @@ def causal_lm_stats(
         correct=sums.correct / count,
         lira=-sums.nll / count,
         n_tokens=count,
-    ).with_texts(texts)
+    ).with_texts(scored_texts(tokenizer, texts, _input_limit(model, max_length)))
+
+
+def scored_texts(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int | None) -> list[str]:
+    """The part of each text a model scores: a text longer than ``max_length`` tokens is cut to those tokens
+    (decoded without special tokens); a shorter one is kept as written, so decoding never alters it."""
+    if max_length is None:
+        return list(texts)
+    rows = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    full = tokenizer(list(texts))["input_ids"]
+    return [text if len(whole) <= max_length else tokenizer.decode(row, skip_special_tokens=True)
+            for text, row, whole in zip(texts, rows, full, strict=True)]
 
 
 def sequence_log_perplexity_bits(

@@ -14,8 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from hfprune.audit import metrics
-from hfprune.audit.results import AuditResult, MetricWithCI, _Result, result_from_dict
+from hfprune.audit.results import AuditResult, MetricWithCI, _Result, proportion_estimate, result_from_dict
 from hfprune.audit.robustness.base import AuditTarget, Probe
 from hfprune.audit.robustness.config import AuditConfig
 from hfprune.audit.robustness.log import AttackLog
@@ -132,14 +131,9 @@ class TransferProbe(Probe[TransferRun]):
         )
 
     def _with_ci(self, correct: np.ndarray, fooled: np.ndarray) -> MetricWithCI:
-        if correct.size == 0:
-            return MetricWithCI(math.nan)
-        value = transfer_rate(correct, fooled)
-        if self.config.n_resamples == 0 or math.isnan(value):
-            return MetricWithCI(value)
-        low, high = metrics.bootstrap_ci(transfer_rate, correct, fooled, n_resamples=self.config.n_resamples,
-                                         confidence=self.config.confidence, seed=self.config.seed)
-        return MetricWithCI(value, low, high)
+        """Transfer rate: a proportion of the eligible examples, with its exact interval."""
+        return proportion_estimate(int(np.count_nonzero(fooled & correct)), int(correct.sum()),
+                                   confidence=self.config.confidence)
 
 
 def _model_input(texts: tuple[str, ...]) -> str | tuple[str, ...]:

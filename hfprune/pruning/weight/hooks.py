@@ -60,7 +60,8 @@ class WeightMaskHooks:
         for module, mask in zip(modules, masks, strict=True):
             swap = _SwapWeight(mask)
             self._handles.append(module.register_forward_pre_hook(swap.before))
-            self._handles.append(module.register_forward_hook(swap.after, always_call=True))
+            # prepended: a unit mask hook swapping the same weight must be undone after this one (LIFO)
+            self._handles.append(module.register_forward_hook(swap.after, always_call=True, prepend=True))
 
     def remove(self) -> None:
         for handle in self._handles:

@@ -41,11 +41,17 @@ class PrunableMatrix:
 
     def remaining(self, unit_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows (out) and columns (in) left by a unit keep-mask of this matrix's layer and kind (None: all)."""
+        if unit_mask is None:
+            return self.remaining_features(None)
+        blocks = self.blocks if self.is_producer else 1
+        return self.remaining_features(feature_mask(unit_mask.detach().cpu(), self.unit_width, blocks))
+
+    def remaining_features(self, features: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows (out) and columns (in) left when only ``features`` (along the unit axis; None: all) are kept."""
         out_features, in_features = self.out_in(self.weight).shape
         rows = torch.ones(out_features, dtype=torch.bool)
         cols = torch.ones(in_features, dtype=torch.bool)
-        if unit_mask is not None:
-            features = feature_mask(unit_mask.detach().cpu(), self.unit_width, self.blocks if self.is_producer else 1)
+        if features is not None:
             rows, cols = (features, cols) if self.is_producer else (rows, features)
         return rows, cols
 
@@ -66,7 +72,7 @@ def prunable_matrices(model: PreTrainedModel) -> list[PrunableMatrix]:
         for group in groups:
             for module in group.producers:
                 matrices.append(PrunableMatrix(names[id(module)], module, group.layer, group.kind, True,
-                                               group.unit_width, group.blocks))
+                                               group.width_of(module), group.blocks))
             matrices.append(PrunableMatrix(names[id(group.consumer)], group.consumer, group.layer, group.kind, False,
                                            group.unit_width, group.blocks))
     return matrices

@@ -218,7 +218,10 @@ def weight_counts(model: PreTrainedModel) -> tuple[int, int]:
     kept = total = 0
     for matrix in prunable_matrices(model):
         kind_masks = unit_masks.get(matrix.kind)
-        rows, cols = matrix.remaining(None if kind_masks is None else kind_masks[matrix.layer])
+        features = None
+        if kind_masks is not None:  # through the pruner's own view of the units (GQA: key/value groups or queries)
+            features = structured.groups[matrix.kind][matrix.layer].features(matrix.module, kind_masks[matrix.layer])
+        rows, cols = matrix.remaining_features(features)
         region = matrix.out_in(matrix.weight.detach())[rows.to(matrix.weight.device)][:, cols.to(matrix.weight.device)]
         total += region.numel()
         kept += int(torch.count_nonzero(region))
