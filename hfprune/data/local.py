@@ -8,8 +8,6 @@ offline. A name without a local copy falls back to the Hub.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import shutil
 import warnings
@@ -22,6 +20,7 @@ from typing import TYPE_CHECKING
 from hfprune.data import paths, readers
 from hfprune.data.paths import DATA_DIR_ENV
 from hfprune.errors import ConfigError, DataError
+from hfprune.utils.config import fingerprint
 from hfprune.utils.logging import get_logger
 from hfprune.utils.registry import add, check_free
 
@@ -275,7 +274,7 @@ def _load_split(spec: LocalDataset, split: str, root: Path) -> datasets.Dataset:
     key_material = [LOADER_VERSION, spec.name, split, dict(spec.features)] + [
         [str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in files
     ]
-    key = hashlib.sha256(json.dumps(key_material, sort_keys=True).encode()).hexdigest()[:16]
+    key = fingerprint(key_material)
     target = paths.cache_dir() / spec.name.replace("/", "__") / f"{split}-{key}"
     return _cached(target, lambda: _build(spec, source, files))
 
