@@ -19,3 +19,11 @@ class UnsupportedModelError(HfpruneError, ValueError):
 
 class OutputDirLockedError(HfpruneError, RuntimeError):
     """Another hfprune run holds the lock of the output folder (see :mod:`hfprune.utils.lock`)."""
+
+
+class NonFiniteError(HfpruneError, ArithmeticError):
+    """A model's weights, loss or gradients hold NaN or inf (see :mod:`hfprune.pruning.nonfinite`)."""
+
+
+class DiskFullError(HfpruneError, OSError):
+    """The disk filled up while hfprune wrote a folder (see :func:`hfprune.utils.io.disk_full_reported`)."""

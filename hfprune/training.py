@@ -18,7 +18,7 @@ import numpy as np
 from hfprune.errors import ConfigError, DataError
 from hfprune.models import DEFAULT_MODEL
 from hfprune.utils.config import ConfigMixin, check_int, check_number, field_help
-from hfprune.utils.io import atomic_write_json, replace_folder, staged_folder
+from hfprune.utils.io import atomic_write_json, disk_full_reported, replace_folder, staged_folder
 from hfprune.utils.lock import LOCK_FILE, output_lock
 from hfprune.utils.logging import get_logger
 
@@ -310,7 +310,8 @@ def finetune_classifier(config: FinetuneConfig) -> FinetuneResult:
     check_model_source("model", config.model, labels=label_names(train), max_length=config.max_length)
     threads = config.threads or idle_cores()
     logger.info("training on %d CPU thread(s)", threads)
-    with output_lock(target, "output_dir"), staged_folder(target, publish(config.overwrite)) as staging:
+    with output_lock(target, "output_dir"), disk_full_reported(target), \
+            staged_folder(target, publish(config.overwrite)) as staging:
         with torch_threads(threads):
             accuracy, seconds = _train_and_save(config, train, evaluation, staging)
     logger.info("saved the fine-tuned model to %s", target)
@@ -351,6 +352,7 @@ def _train_and_save(
     from transformers import DataCollatorWithPadding, Trainer, set_seed
 
     from hfprune.models import load_model_for_task, load_tokenizer
+    from hfprune.pruning.nonfinite import NonFiniteCallback
 
     set_seed(config.seed)
     names = label_names(train)
@@ -369,6 +371,7 @@ def _train_and_save(
     trainer = Trainer(
         model=model, args=args, train_dataset=train_tok, eval_dataset=eval_tok, processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_accuracy,
+        callbacks=[NonFiniteCallback()],
     )
     started = time.perf_counter()
     trainer.train()

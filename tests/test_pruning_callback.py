@@ -9,6 +9,7 @@ from pruning_trainer_utils import StopAt, pruning_callback, run_two_processes, s
 from transformers import Trainer, TrainerCallback
 
 from hfprune import MovementPruningCallback, PruningConfig, load_pruned
+from hfprune.pruning.checkpoints import load_checkpoint_masked
 from hfprune.pruning.units import UnitKind, unit_groups
 
 
@@ -58,6 +59,70 @@ def test_resumed_run_ends_with_the_same_masks(tmp_path, scoring, arch, granulari
             assert torch.allclose(expected, got, rtol=1e-5, atol=1e-7)
     heads = resumed.masks[UnitKind.HEADS]
     assert 0 < sum(int(m.sum()) for m in heads) < sum(m.numel() for m in heads)
+
+
+@pytest.mark.parametrize("checkpoint", [5, 15])
+def test_resume_from_an_earlier_checkpoint_ends_with_the_same_masks(tmp_path, checkpoint):
+    """A finished run leaves checkpoints 5..20; resuming from an early one starts from that step's own masks and
+    scores (not the last checkpoint's nor the final ones), so it ends where the uninterrupted run ended."""
+    uninterrupted = _run(tmp_path / "a")
+    resumed = _run(tmp_path / "a", resume=str(tmp_path / "a" / f"checkpoint-{checkpoint}"))
+    for kind in (UnitKind.HEADS, UnitKind.NEURONS):
+        for expected, got in zip(uninterrupted.masks[kind], resumed.masks[kind], strict=True):
+            assert torch.equal(expected, got)
+        for expected, got in zip(uninterrupted.scores[kind], resumed.scores[kind], strict=True):
+            assert torch.allclose(expected, got, rtol=1e-5, atol=1e-7)
+
+
+class _MaskedLogitsAtSave(TrainerCallback):
+    """The model's masked logits on a fixed batch whenever a checkpoint is saved (after the pruning callback's
+    mask update of that step), and each step's masks."""
+
+    def __init__(self, pruning: MovementPruningCallback, inputs: dict) -> None:
+        self.pruning, self.inputs = pruning, inputs
+        self.logits, self.masks = {}, {}
+
+    def on_save(self, args, state, control, model=None, **kwargs):
+        with torch.no_grad():
+            self.logits[state.global_step] = model(**self.inputs).logits.clone()
+        self.masks[state.global_step] = [m.clone() for m in self.pruning.pruner.masks[UnitKind.HEADS]]
+
+
+@pytest.mark.parametrize("scoring", ["movement", "soft_movement"])
+def test_load_best_model_at_end_is_the_best_checkpoints_masked_model_compacted(tmp_path, tiny_inputs, scoring):
+    """Evaluation every 2 steps with a metric that is best at the first one (step 2): the final model is step 2's
+    weights with step 2's masks, compacted -- not step 2's weights with the last step's masks."""
+    calls = []
+
+    def first_is_best(prediction):
+        calls.append(1)
+        return {"score": -len(calls)}
+
+    config = PruningConfig(head_sparsity=0.5, ffn_sparsity=0.5, warmup_ratio=0.0, mask_update_interval=1,
+                           scoring=scoring)
+    pruning = MovementPruningCallback(config)
+    recorder = _MaskedLogitsAtSave(pruning, tiny_inputs)
+    model = tiny_model("bert", seed=0)
+    args = training_args(tmp_path, max_steps=10, eval_strategy="steps", eval_steps=2, save_strategy="steps",
+                         save_steps=2, load_best_model_at_end=True, metric_for_best_model="score",
+                         greater_is_better=True, per_device_eval_batch_size=16)
+    trainer = Trainer(model=model, args=args, train_dataset=synthetic_classification(),
+                      eval_dataset=synthetic_classification(n=16, seed=1), compute_metrics=first_is_best,
+                      callbacks=[pruning, recorder])
+    trainer.train()
+    assert trainer.state.best_model_checkpoint == str(tmp_path / "checkpoint-2")
+    kept = [int(m.sum()) for m in recorder.masks[2]]
+    assert kept != [int(m.sum()) for m in recorder.masks[10]]  # step 2's masks differ from the final ones
+    assert [g.num_units for g in unit_groups(model, UnitKind.HEADS)] == kept  # compacted to step 2's structure
+    model.eval()
+    with torch.no_grad():
+        final = model(**tiny_inputs).logits
+    assert (final - recorder.logits[2]).abs().max() < 1e-5
+    assert not torch.allclose(final, recorder.logits[10], atol=1e-3)
+    # the checkpoint folder alone gives the same model
+    reopened = load_checkpoint_masked(tmp_path / "checkpoint-2")
+    with torch.no_grad():
+        assert torch.equal(reopened(**tiny_inputs).logits, final)
 
 
 def _scores_after_two_steps(tmp_path, batch, accumulation, model_normalises_loss):

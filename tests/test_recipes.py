@@ -56,8 +56,8 @@ BAD_RECIPES = [
      "pruning.head_sparsty: unknown key (did you mean 'head_sparsity'?); allowed keys in pruning: ['allocation', "
      "'compact_on_train_end', 'cooldown_ratio', 'ffn_round_to', 'ffn_sparsity', 'flops_seq_len', 'head_granularity', "
      "'head_round_to', 'head_sparsity', 'mask_update_interval', 'min_heads_per_layer', 'min_neurons_per_layer', "
-     "'regularization', 'scoring', 'seed', 'threshold', 'warmup_ratio', 'weight_allocation', 'weight_method', "
-     "'weight_sparsity']"),
+     "'on_nonfinite', 'regularization', 'scoring', 'seed', 'threshold', 'warmup_ratio', 'weight_allocation', "
+     "'weight_method', 'weight_sparsity']"),
     ("unknown-section", _with(auditz={}), ConfigError,
      "auditz: unknown key (did you mean 'audits'?); allowed keys in a recipe: ['audits', 'data', 'description', "
      "'distillation', 'model', 'name', 'output', 'pruning', 'sweep', 'training']"),

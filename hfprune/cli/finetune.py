@@ -39,15 +39,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
-def run(args: argparse.Namespace) -> int:
-    from hfprune.training import finetune_classifier
-
-    config = FinetuneConfig(
+def build_config(args: argparse.Namespace) -> FinetuneConfig:
+    """The validated config the flags describe (what ``run`` hands to ``finetune_classifier``)."""
+    return FinetuneConfig(
         model=args.model, dataset=args.dataset, eval_split=args.eval_split,
         train_samples=args.train_samples or None, epochs=args.epochs, max_length=args.max_length,
         batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
         threads=args.threads, output_dir=args.output_dir, overwrite=args.overwrite,
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    from hfprune.training import finetune_classifier
+
+    config = build_config(args)
     result = finetune_classifier(config)
     print(f"trained on {result.n_train} examples in {result.train_seconds:.1f} s")
     print(f"dev accuracy: {result.accuracy:.4f} ({result.n_eval} examples, {config.dataset} {result.eval_split})")

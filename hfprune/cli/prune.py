@@ -22,10 +22,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
+def build_config(args: argparse.Namespace) -> PruneClassifierConfig:
+    """The validated config the flags describe (what ``run`` hands to ``prune_classifier``)."""
+    return config_from_args(PruneClassifierConfig, args)
+
+
 def run(args: argparse.Namespace) -> int:
     from hfprune.pipeline.prune_classifier import prune_classifier
 
-    config = config_from_args(PruneClassifierConfig, args)
+    config = build_config(args)
     result = prune_classifier(config)
     print(result.to_markdown(config))
     print(f"pruned model saved to {result.pruned_dir} (load it with hfprune.load_pruned)")

@@ -15,7 +15,8 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -80,6 +81,53 @@ def point_nltk_at_local_data() -> Path | None:
         nltk.data.path.insert(0, str(local))
     logger.debug("NLTK_DATA=%s", local)
     return local
+
+
+# NLTK packages textattack asks ``nltk.download`` for that hfprune's attacks never read: WordSwapWordNet (PWWS)
+# downloads the Open Multilingual WordNet on every construction, for non-English lookups; English ("eng", the only
+# language hfprune attacks in) is served by WordNet alone.
+UNUSED_NLTK_PACKAGES = frozenset({"omw-1.4", "omw"})
+# NLTK data folders a downloaded package id unpacks into
+_NLTK_CATEGORIES = ("corpora", "taggers", "tokenizers", "chunkers", "grammars", "misc", "models", "sentiment",
+                    "stemmers", "help")
+
+
+def nltk_package_present(package: str) -> bool:
+    """Whether NLTK package ``package`` (a downloader id such as "wordnet") is on NLTK's search path, unpacked or
+    zipped, so that no download is needed."""
+    import nltk
+
+    for category in _NLTK_CATEGORIES:
+        for name in (package, f"{package}.zip"):
+            try:
+                nltk.data.find(f"{category}/{name}", paths=nltk_search_paths())
+                return True
+            except (LookupError, OSError, ValueError):
+                continue
+    return False
+
+
+@contextmanager
+def local_nltk_downloads() -> Iterator[None]:
+    """While active, ``nltk.download(package)`` reaches the network only for a package that is neither present
+    locally nor in ``UNUSED_NLTK_PACKAGES``: textattack calls it while building attacks although the data is local
+    (an offline machine then prints ``[nltk_data] Error loading omw-1.4: <urlopen error ...>`` on every PWWS run)."""
+    import nltk
+
+    download = nltk.download
+
+    def local_first(info_or_id: object = None, *args: object, **kwargs: object) -> bool:
+        if isinstance(info_or_id, str) and (info_or_id in UNUSED_NLTK_PACKAGES or nltk_package_present(info_or_id)):
+            logger.debug("nltk.download(%r) skipped: %s", info_or_id,
+                         "not used by English attacks" if info_or_id in UNUSED_NLTK_PACKAGES else "present locally")
+            return True
+        return download(info_or_id, *args, **kwargs)
+
+    nltk.download = local_first
+    try:
+        yield
+    finally:
+        nltk.download = download
 
 
 def import_textattack() -> ModuleType:

@@ -2,7 +2,8 @@
 
 A registry maps each dataset (and its aliases) to the files of each split, a reader and Hub-shaped features, so a
 script written for ``datasets.load_dataset("glue", "sst2")`` gets the same splits, columns and label names
-offline. A name without a local copy falls back to the Hub.
+offline. A local folder of JSON-lines / CSV files loads through ``hfprune.data.folder`` (checked row by row); any
+other name without a local copy falls back to the Hub.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hfprune.data import paths, readers
+from hfprune.data import folder, paths, readers
 from hfprune.data.paths import DATA_DIR_ENV
 from hfprune.errors import ConfigError, DataError
 from hfprune.utils.config import fingerprint
@@ -223,6 +224,11 @@ def load_dataset(
     name, config, split = _normalise_request(name, config, split)
     full_name = f"{name}/{config}" if config else name
     spec = lookup(full_name)
+    if spec is None and folder.is_data_folder(name):  # a local folder of JSON-lines / CSV files, never the Hub
+        return folder.load_folder(name, split)
+    if spec is None and _looks_like_path(name):
+        raise DataError(f"dataset {name!r}: no such folder ({Path(name).expanduser().absolute()}); expected a local "
+                        "folder of train/validation/test .jsonl or .csv files, or a dataset name")
     root = paths.data_dir(data_dir)
     if spec is None:
         where = f"hfprune has no local copy of this name (it has: {', '.join(available_datasets())})"
@@ -242,6 +248,11 @@ def load_dataset(
     import datasets
 
     return datasets.DatasetDict(built)
+
+
+def _looks_like_path(name: str) -> bool:
+    """A local path rather than a Hub name: the Hub would only answer "not found" for it."""
+    return name.startswith(("/", "./", "../", "~"))
 
 
 def _normalise_request(name: str, config: str | None, split: str | None) -> tuple[str, str | None, str | None]:
@@ -295,16 +306,11 @@ def _build(spec: LocalDataset, source: SplitSource, files: list[Path]) -> datase
 
 def _not_utf8(files: list[Path]) -> DataError:
     """A DataError naming the first of ``files`` that is not UTF-8 text (gzip-compressed or not) and where."""
-    import gzip
-
     for path in files:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
         try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = raw[: exc.start].count(b"\n") + 1
-            return DataError(f"{path}:{line}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
-                             "expected UTF-8 text")
+            readers.read_text(path)
+        except DataError as exc:
+            return exc
     return DataError(f"{', '.join(map(str, files))}: not valid UTF-8; expected UTF-8 text")
 
 

@@ -10,6 +10,7 @@ import csv
 import gzip
 import json
 import random
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -77,19 +78,59 @@ def read_sst2_labelled_test(paths: Sequence[Path]) -> Columns:
     return columns
 
 
+def read_bytes(path: Path) -> bytes:
+    """The file's bytes, gunzipped for ``.gz``: a truncated or corrupt archive is a DataError naming the file."""
+    raw = path.read_bytes()
+    if path.suffix != ".gz":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (EOFError, OSError, zlib.error) as exc:  # EOFError: cut short; BadGzipFile (an OSError): not gzip
+        raise DataError(f"{path}: truncated or corrupt gzip file ({exc or type(exc).__name__}); expected a complete "
+                        ".gz archive (download or copy it again)") from None
+
+
+def decode_utf8(path: Path, raw: bytes) -> str:
+    """``raw`` decoded as UTF-8, else a DataError naming the file, the line and the offending byte."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                        "expected UTF-8 text") from None
+
+
+def read_text(path: Path) -> str:
+    """A (possibly gzipped) UTF-8 text file, with the errors of ``read_bytes`` and ``decode_utf8``."""
+    return decode_utf8(path, read_bytes(path))
+
+
+def json_lines(path: Path) -> list[tuple[int, str]]:
+    """(line number, line) of a JSON-lines file, blank lines left out. Split at "\n" only: ``str.splitlines`` also
+    cuts at U+2028 and U+0085, which JSON strings may hold unescaped."""
+    return [(n, line) for n, line in enumerate(read_text(path).split("\n"), start=1) if line.strip()]
+
+
+def check_text(path: Path, lineno: int, column: str, value: object) -> str:
+    """``value`` if it is a string, else a DataError naming the file, line and column."""
+    if not isinstance(value, str):
+        raise DataError(f"{path}:{lineno}: {column!r} is {type(value).__name__} {value!r}"[:200]
+                        + "; expected a string")
+    return value
+
+
 def read_imdb_jsonl(paths: Sequence[Path]) -> Columns:
     """aclImdb as gzipped JSON lines (``text``, ``label`` 0 neg / 1 pos); other fields are dropped like on the Hub."""
     (path,) = paths
     columns: Columns = {"text": [], "label": []}
-    with gzip.open(path, "rt", encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            try:
-                row = json.loads(line)
-                text, label = row["text"], int(row["label"])
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                raise DataError(f"{path}:{lineno}: expected a JSON object with 'text' and 'label' ({exc})") from None
-            columns["text"].append(text)
-            columns["label"].append(_label_id(path, lineno, str(label), IMDB_LABELS))
+    for lineno, line in json_lines(path):
+        try:
+            row = json.loads(line)
+            text, label = row["text"], int(row["label"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"{path}:{lineno}: expected a JSON object with 'text' and 'label' ({exc})") from None
+        columns["text"].append(check_text(path, lineno, "text", text))
+        columns["label"].append(_label_id(path, lineno, str(label), IMDB_LABELS))
     return columns
 
 

@@ -1,5 +1,6 @@
 """Checks of a model source that can fail, run before anything is trained or written: it is a model hfprune can
-prune, it has a tokenizer, its classifier head fits the dataset's labels and it accepts the requested input length.
+prune, it has a tokenizer, its weights are safetensors and finite, its classifier head fits the dataset's labels
+and it accepts the requested input length.
 Each error names the key the user set (``model.name``, ``teacher``...), the model and what was expected."""
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ def check_model_source(key: str, name: str | os.PathLike, *, labels: list[str] |
         raise ConfigError(str(exc)) from None
     if Path(resolved).is_dir():
         check_tokenizer_dir(resolved, key)
+        from hfprune.pruning.nonfinite import check_weight_files
+
+        check_weight_files(key, Path(resolved))
     has_head = any(arch.endswith("ForSequenceClassification") for arch in getattr(config, "architectures", None) or [])
     if labels is not None and has_head and config.num_labels != len(labels):
         raise ConfigError(f"{key}: {where} is a classifier with {config.num_labels} labels but the dataset has "

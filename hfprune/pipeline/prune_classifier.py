@@ -16,7 +16,7 @@ from typing import Any
 
 from hfprune.errors import ConfigError
 from hfprune.models import DEFAULT_MODEL
-from hfprune.pruning.config import PruningConfig
+from hfprune.pruning.config import PruningConfig, scorer_names
 from hfprune.utils.config import ConfigMixin, check_fraction, check_int, check_number, field_help
 from hfprune.utils.io import atomic_write_json, atomic_write_text, staged_folder
 from hfprune.utils.lock import output_lock
@@ -49,7 +49,7 @@ class PruneClassifierConfig(ConfigMixin):
     learning_rate: float = field_help(1e-4, "Peak learning rate of both stages.")
     head_sparsity: float = field_help(0.5, "Fraction of attention heads to remove.")
     ffn_sparsity: float = field_help(0.5, "Fraction of FFN neurons to remove.")
-    scoring: str = field_help("movement", "Unit scorer: movement, magnitude, random or head_importance.")
+    scoring: str = field_help("movement", "Unit scorer (PruningConfig.scoring).", choices=scorer_names)
     pruning_warmup_ratio: float = field_help(
         0.1, "Fraction of pruning steps that only accumulate scores before any unit is removed.")
     distill: bool = field_help(True, "Distil from the dense teacher while pruning.")

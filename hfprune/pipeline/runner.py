@@ -30,6 +30,7 @@ from hfprune.utils.config import fingerprint
 from hfprune.utils.io import (
     atomic_write_json,
     contained_path,
+    disk_full_reported,
     refuse_inputs_inside,
     refuse_links_within,
     staged_folder,
@@ -83,7 +84,8 @@ def run_stage(stage_dir: Path, fingerprint: str, compute: Callable[[Path], Stage
             logger.info("%s: finished earlier with the same settings; reusing it", stage_dir)
             return result, False
         raise ConfigError(f"{stage_dir}: computed from different settings; pass --overwrite to recompute it")
-    with staged_folder(stage_dir) as staging:  # also removes what an interrupted run of this stage left
+    # staged_folder also removes what an interrupted run of this stage left
+    with disk_full_reported(stage_dir), staged_folder(stage_dir) as staging:
         result = compute(staging)
         atomic_write_json(staging / STAGE_FILE, result.to_dict())  # the done-marker: written last
     return result, True
@@ -145,14 +147,17 @@ class RecipeRunner:
                 "training": {k: training[k] for k in ("dense_epochs", "batch_size", "learning_rate", "seed")}}
 
     def level_settings(self, level: Level) -> dict[str, Any]:
-        return {**self.recipe.result_dict(), "pruning": level.pruning.to_dict(), "level": level.value}
+        return {**self.recipe.result_dict(), "pruning": level.pruning.result_dict(), "level": level.value}
 
     # ---- checks before anything is written ----
     def preflight(self, levels: list[Level]) -> None:
         """Every check that can fail, before the first file is written (see the module docstring)."""
         with data_dir_env(self.recipe.data.data_dir):
             labels = self._check_data()
-        self._check_model(labels)
+        model_config = self._check_model(labels)
+        if model_config is not None:
+            for level in levels:  # the model is known: its head and FFN counts bound the per-layer minimums
+                level.pruning.check_model(model_config, self._model_key()[1], "pruning")
         try:
             self.plan.check_resources()
         except HfpruneError as exc:

@@ -9,6 +9,7 @@ _EXPORTS = {
     "ArchitectureSpec": "hfprune.pruning.architectures",
     "get_architecture": "hfprune.pruning.architectures",
     "MovementPruningCallback": "hfprune.pruning.callback",
+    "load_checkpoint_masked": "hfprune.pruning.checkpoints",
     "compact": "hfprune.pruning.compaction",
     "PruningConfig": "hfprune.pruning.config",
     "prune": "hfprune.pruning.oneshot",

@@ -2,8 +2,10 @@
 
 Thin by design: it owns no math and no loss. It builds a ``StructuredPruner`` when training begins, feeds it the
 gradients before each optimizer step, lets it update masks after each step, and compacts at the end (zeroing pruned
-weights too). Its state (scores, masks) is saved in every Trainer checkpoint through ``ExportableState`` and
-restored on resume.
+weights too). A ``NonFiniteGuard`` checks input weights, gradients and weights on the way (``on_nonfinite``).
+Its state (scores, masks) is saved in every Trainer checkpoint through ``ExportableState`` and restored on resume
+from any checkpoint; with ``load_best_model_at_end`` the best checkpoint's masks are restored with its weights
+before compaction (``hfprune.pruning.checkpoints``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_callback import ExportableState
 
+from hfprune.pruning.checkpoints import callback_state, checkpoint_callback_state
 from hfprune.pruning.config import PruningConfig
+from hfprune.pruning.nonfinite import NonFiniteGuard, check_finite_weights, fp16_scaled, learning_rate, model_name
 from hfprune.pruning.pruner import StructuredPruner
 from hfprune.pruning.stats import SparsityReport, sparsity_report
 from hfprune.pruning.structure import PrunedStructure
@@ -36,6 +40,8 @@ class MovementPruningCallback(TrainerCallback, ExportableState):
         self.pruner: StructuredPruner | None = None
         self.structure: PrunedStructure | None = None
         self.report: SparsityReport | None = None
+        self.guard = NonFiniteGuard(self.config.on_nonfinite)
+        self._step_ok = True
 
     def state(self) -> dict[str, Any]:
         pruner_state = self.pruner.state_dict() if self.pruner is not None else self.pruner_state
@@ -43,6 +49,7 @@ class MovementPruningCallback(TrainerCallback, ExportableState):
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model=None,
                        **kwargs) -> None:
+        check_finite_weights(model.named_parameters(), f"model {model_name(model)}")
         self.pruner = StructuredPruner(model, self.config)
         if self.pruner_state is None:
             self.pruner_state = self._state_from_checkpoint(state)
@@ -53,16 +60,19 @@ class MovementPruningCallback(TrainerCallback, ExportableState):
     def _state_from_checkpoint(self, state: TrainerState) -> dict[str, Any] | None:
         """On resume the Trainer has loaded the checkpoint's TrainerState, which carries this callback's saved
         state; read it here so resuming works without ``restore_callback_states_from_checkpoint=True``."""
-        stored = (state.stateful_callbacks or {}).get(type(self).__name__)
-        if isinstance(stored, list):
-            stored = stored[0] if stored else None
-        return ((stored or {}).get("attributes") or {}).get("pruner_state")
+        return ((callback_state(state.stateful_callbacks, type(self).__name__) or {}).get("attributes")
+                or {}).get("pruner_state")
 
     def on_pre_optimizer_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                              **kwargs) -> None:
-        self.pruner.accumulate_scores(state.global_step, state.max_steps)
+                              model=None, optimizer=None, **kwargs) -> None:
+        self._step_ok = self.guard.check_gradients(model, state.global_step + 1, learning_rate(optimizer),
+                                                   fp16_scaled(args))
+        if self._step_ok or fp16_scaled(args):  # an fp16 overflow step: the pruner skips its scores itself
+            self.pruner.accumulate_scores(state.global_step, state.max_steps)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs) -> None:
+        if not self._step_ok and self.guard.policy == "skip":
+            return
         if self.pruner.maybe_update_masks(state.global_step, state.max_steps):
             report = sparsity_report(self.pruner.model, self.config.flops_seq_len)
             logger.info("step %d: heads %d/%d, FFN neurons %d/%d, weights %d/%d kept", state.global_step,
@@ -70,8 +80,15 @@ class MovementPruningCallback(TrainerCallback, ExportableState):
                         report.weights_kept, report.weights_total)
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model=None,
-                     **kwargs) -> None:
-        self.pruner.finalize(state.max_steps)
+                     train_dataloader=None, **kwargs) -> None:
+        self.guard.check_end(model, state.global_step, train_dataloader)
+        if args.load_best_model_at_end and state.best_model_checkpoint is not None:
+            # the Trainer has just loaded the best checkpoint's weights (``_load_best_model`` runs before this
+            # event): give them the masks of their own step, not the last step's
+            saved = checkpoint_callback_state(state.best_model_checkpoint, type(self).__name__)
+            self.pruner.restore_best(saved["attributes"]["pruner_state"], state.best_model_checkpoint)
+        else:
+            self.pruner.finalize(state.max_steps)
         if self.config.compact_on_train_end:
             self.structure = self.pruner.compact()
         self.report = sparsity_report(model, self.config.flops_seq_len)

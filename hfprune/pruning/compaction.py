@@ -32,7 +32,14 @@ def compact(model: PreTrainedModel, masks: UnitMasks | None = None) -> PrunedStr
     structure = PrunedStructure.of(model)
     for kind, kind_masks in masks.items():
         kept_table = structure.kept_heads if kind is UnitKind.HEADS else structure.kept_neurons
+        layers = len(transformer_layers(model))
+        if len(kind_masks) != layers:
+            raise HfpruneError(f"compact: masks[{kind.value!r}]: expected one mask per layer ({layers}), got "
+                               f"{len(kind_masks)}")
         for group, mask in zip(_groups_for(model, kind, kind_masks), kind_masks, strict=True):
+            if mask.numel() != group.num_units:
+                raise HfpruneError(f"compact: masks[{kind.value!r}][{group.layer}]: expected {group.num_units} values "
+                                   f"(one per {kind.value[:-1]} left in the layer), got {mask.numel()}")
             kept = torch.nonzero(mask.detach().cpu() > 0).flatten()
             if kept.numel() == group.num_units:
                 continue

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from hfprune.pruning.units import HEAD_GRANULARITIES
 from hfprune.utils.config import ConfigMixin, check_choice, check_fraction, check_int, check_number, field_help
 
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
+
 ALLOCATIONS = ("global", "per_layer", "uniform")
+NONFINITE_POLICIES = ("stop", "skip")
 WEIGHT_ALLOCATIONS = ("per_matrix", "global")
+
+
+def scorer_names() -> list[str]:
+    """The registered unit scorers (imported late: the scorers import the pruning machinery)."""
+    from hfprune.pruning.scoring import SCORERS
+
+    return sorted(SCORERS)
 
 
 @dataclass
@@ -25,8 +37,7 @@ class PruningConfig(ConfigMixin):
     head_sparsity: float = field_help(0.0, "Fraction of attention heads to remove, in [0, 1).")
     ffn_sparsity: float = field_help(0.0, "Fraction of FFN neurons to remove, in [0, 1).")
     scoring: str = field_help(
-        "movement", "Unit scoring method: one of hfprune.pruning.scoring.SCORERS (movement, movement_ste, "
-        "soft_movement, magnitude, random, head_importance, snip_momentum)."
+        "movement", "Unit scoring method, a name in hfprune.pruning.scoring.SCORERS.", choices=scorer_names
     )
     regularization: float = field_help(
         1.0, "soft_movement only: final weight of the L1 penalty on sigmoid(scores) (Sanh et al. 2020), >= 0, "
@@ -77,16 +88,19 @@ class PruningConfig(ConfigMixin):
     compact_on_train_end: bool = field_help(
         True, "Physically remove the pruned units and zero the pruned weights when training ends."
     )
+    on_nonfinite: str = field_help(
+        "stop", "When a step's loss or gradients hold NaN or inf: 'stop' raises an error naming the model, the step "
+        "and the learning rate (nothing is saved); 'skip' drops that step's gradients (the optimizer leaves every "
+        "weight as it was), skips its score accumulation and mask update, and logs a warning. Non-finite input "
+        "weights, or weights that became non-finite, stop the run either way.")
     seed: int = field_help(42, "Seed of the random scorer (identical on every process and on resume).")
     flops_seq_len: int = field_help(128, "Sequence length at which FLOPs are reported.")
 
     def __post_init__(self) -> None:
-        from hfprune.pruning.scoring import SCORERS
-
         name = type(self).__name__
         check_fraction(name, "head_sparsity", self.head_sparsity)
         check_fraction(name, "ffn_sparsity", self.ffn_sparsity)
-        check_choice(name, "scoring", self.scoring, tuple(SCORERS))
+        check_choice(name, "scoring", self.scoring, scorer_names())
         check_number(name, "regularization", self.regularization, minimum=0.0)
         if not (isinstance(self.threshold, (int, float)) and not isinstance(self.threshold, bool)
                 and 0 < self.threshold < 1):
@@ -119,6 +133,7 @@ class PruningConfig(ConfigMixin):
                 f"got {self.warmup_ratio} + {self.cooldown_ratio}"
             )
         check_int(name, "mask_update_interval", self.mask_update_interval, minimum=1)
+        check_choice(name, "on_nonfinite", self.on_nonfinite, NONFINITE_POLICIES)
         check_int(name, "seed", self.seed, minimum=0)
         check_int(name, "flops_seq_len", self.flops_seq_len, minimum=1)
         self._check_weights(name)
@@ -140,3 +155,26 @@ class PruningConfig(ConfigMixin):
                 f"{name}.weight_sparsity: weight_method {self.weight_method!r} fixes the weight sparsity, so expected "
                 f"{pattern}, got {self.weight_sparsity!r}"
             )
+
+    def result_dict(self) -> dict[str, Any]:
+        """The settings that determine a finished run's result, for fingerprints: ``on_nonfinite`` is left out (a
+        run that finished under "stop" met no non-finite step, so "skip" gives the same result), which keeps the
+        fingerprints of runs made before the option existed."""
+        return {k: v for k, v in self.to_dict().items() if k != "on_nonfinite"}
+
+    def check_model(self, config: PretrainedConfig, where: str, prefix: str = "PruningConfig") -> None:
+        """The per-layer minimums leave something to prune in a model of ``config`` (``where`` names it): a
+        ``min_heads_per_layer`` of 10 on a 4-head model would otherwise be accepted and remove no head at all."""
+        from hfprune.errors import ConfigError
+        from hfprune.pruning.architectures import get_architecture
+
+        spec = get_architecture(config)
+        for sparsity, name, minimum, units, what in (
+            ("head_sparsity", "min_heads_per_layer", self.min_heads_per_layer, spec.num_heads(config), "heads"),
+            ("ffn_sparsity", "min_neurons_per_layer", self.min_neurons_per_layer, spec.ffn_size(config),
+             "FFN neurons"),
+        ):
+            if getattr(self, sparsity) > 0 and minimum >= units:
+                raise ConfigError(f"{prefix}.{name}: expected fewer than the {units} {what} per layer of {where} "
+                                  f"(with {sparsity} {getattr(self, sparsity)} there must be some to remove), got "
+                                  f"{minimum}")

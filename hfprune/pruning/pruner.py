@@ -21,6 +21,7 @@ from hfprune.pruning.config import PruningConfig
 from hfprune.pruning.distributed import mean_across_processes
 from hfprune.pruning.gqa import equal_group_masks
 from hfprune.pruning.masks import ACTIVE_PRUNERS, MaskHooks, round_kept_up
+from hfprune.pruning.nonfinite import model_name
 from hfprune.pruning.schedule import cubic_sparsity
 from hfprune.pruning.scoring import build_scorer
 from hfprune.pruning.structure import PrunedStructure
@@ -36,6 +37,7 @@ class StructuredPruner:
     the individual weights of the matrices that carry them (``self.weights``)."""
 
     def __init__(self, model: PreTrainedModel, config: PruningConfig) -> None:
+        config.check_model(model.config, model_name(model))
         self.model = model
         self.config = config
         self.scorer = build_scorer(config.scoring, seed=config.seed, regularization=config.regularization,
@@ -145,6 +147,21 @@ class StructuredPruner:
         weights_short = self.weights is not None and self.weights.sparsity < self.weights.target
         if weights_short or any(self.sparsity[kind] < self.targets[kind] for kind in self.groups):
             self.update_masks(total_steps, total_steps)
+
+    def restore_best(self, state: dict[str, Any], checkpoint: str) -> None:
+        """Take the masks and scores of the checkpoint whose weights the model now holds (``load_best_model_at_end``),
+        as they are: the best model is that step's masked model, even if the schedule had not reached its targets
+        then (a warning says so)."""
+        self.load_state_dict(state)
+        short = {kind.value: (round(self.sparsity[kind], 4), self.targets[kind]) for kind in self.groups
+                 if self.sparsity[kind] < self.targets[kind]}
+        if self.weights is not None and self.weights.sparsity < self.weights.target:
+            short["weights"] = (round(self.weights.sparsity, 4), self.weights.target)
+        if short:
+            logger.warning("best checkpoint %s was saved before the schedule reached its targets (sparsity, target: "
+                           "%s); the model keeps its masks. Evaluate only in the cool-down (e.g. eval_steps) to get "
+                           "the target sparsity", checkpoint, short)
+        logger.info("masks of the best checkpoint %s restored with its weights", checkpoint)
 
     def compact(self, apply_weights: bool = True) -> PrunedStructure:
         """Slice the masked units out of the model and stop masking them. Weight masks are sliced along; with

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 from huggingface_hub import hf_hub_download
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from transformers import PretrainedConfig, PreTrainedModel
 
@@ -28,13 +28,15 @@ from hfprune.errors import HfpruneError
 from hfprune.models.trusted import index_shards, model_class, safe_load_config
 from hfprune.pruning.architectures import get_architecture
 from hfprune.pruning.compaction import compact
+from hfprune.pruning.companions import LOADING_HINT, LOADING_KEY, mark_pruned_folder, save_tokenizer
 from hfprune.pruning.config import PruningConfig
 from hfprune.pruning.masks import ACTIVE_PRUNERS, ACTIVE_WEIGHT_PRUNERS
+from hfprune.pruning.nonfinite import unreadable_weights
 from hfprune.pruning.structure import CONFIG_KEY, PrunedStructure
 from hfprune.pruning.units import UnitKind, unit_groups
 from hfprune.pruning.weight.encoding import pack_bits, unpack_bits
 from hfprune.pruning.weight.matrices import prunable_matrices
-from hfprune.utils.io import atomic_write_json, replace_folder
+from hfprune.utils.io import atomic_write_json, disk_full_reported, replace_folder
 
 WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
@@ -51,18 +53,23 @@ def save_pruned(
 ) -> Path:
     """Save a (compacted) model with its structure, pruning config and sparsity report, atomically: everything is
     written to a temporary folder beside ``path`` and renamed into place, so an interrupted save leaves no partial
-    checkpoint. An existing non-empty ``path`` is refused unless ``overwrite``."""
+    checkpoint. An existing non-empty ``path`` is refused unless ``overwrite``. The tokenizer goes along:
+    ``processing_class``, or else the one saved in the folder the model was loaded from. A README.md and a
+    ``hfprune_loading`` line in config.json say how to load it (plain ``from_pretrained`` cannot)."""
     from hfprune.pruning.stats import sparsity_report
 
     path = Path(path)
     with _staged_folder(path, overwrite, "save_pruned") as staging:
-        PrunedStructure.of(model).attach(model)
+        structure = PrunedStructure.of(model)
+        structure.attach(model)
+        if not structure.is_dense:
+            setattr(model.config, LOADING_KEY, LOADING_HINT)
         model.save_pretrained(staging)
-        if processing_class is not None:
-            processing_class.save_pretrained(staging)
+        save_tokenizer(model, staging, processing_class)
         if pruning_config is not None:
             pruning_config.save_pretrained(staging)
         atomic_write_json(staging / "pruning_report.json", sparsity_report(model).to_dict())
+        mark_pruned_folder(model, staging, path)
     return path
 
 
@@ -87,8 +94,9 @@ def _staged_folder(path: Path, overwrite: bool, caller: str) -> Iterator[Path]:
             shutil.rmtree(leftover, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-{os.getpid()}-"))
     try:
-        yield staging
-        replace_folder(staging, path)
+        with disk_full_reported(path):
+            yield staging
+            replace_folder(staging, path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -106,21 +114,31 @@ def load_pruned(path_or_repo_id: str | os.PathLike, **hub_kwargs) -> PreTrainedM
     structure = PrunedStructure.from_dict(payload)
     files = _weight_files(str(path_or_repo_id), **hub_kwargs)
     model = _build_with_structure(config, structure, _weight_shapes(files), str(path_or_repo_id))
-    state = _load_state_dict(files)
-    result = model.load_state_dict(state, strict=False)
-    missing = set(result.missing_keys) - _tied_keys(model)
-    if missing or result.unexpected_keys:
-        raise HfpruneError(
-            f"load_pruned: weights in {path_or_repo_id} do not match the recorded structure "
-            f"(missing {sorted(missing)[:5]}, unexpected {sorted(result.unexpected_keys)[:5]})"
-        )
-    model.tie_weights()
+    _load_matching(model, _load_state_dict(files), f"load_pruned: weights in {path_or_repo_id}")
     return model.eval()
 
 
-def export_dense(model: PreTrainedModel, path: str | os.PathLike, overwrite: bool = False) -> Path:
+def _load_matching(model: PreTrainedModel, state: dict[str, torch.Tensor], where: str) -> None:
+    """Load ``state`` into ``model`` after checking it has every weight, nothing else, and the recorded shapes
+    (torch's own size-mismatch error names neither the checkpoint nor the cause)."""
+    shapes = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    for name, tensor in state.items():
+        if name in shapes and tuple(tensor.shape) != shapes[name]:
+            raise HfpruneError(f"{where}: tensor {name!r} has shape {list(tensor.shape)}, expected "
+                               f"{list(shapes[name])} (the shape the recorded structure gives)")
+    result = model.load_state_dict(state, strict=False)
+    missing = set(result.missing_keys) - _tied_keys(model)
+    if missing or result.unexpected_keys:
+        raise HfpruneError(f"{where} do not match the recorded structure (missing {sorted(missing)[:5]}, "
+                           f"unexpected {sorted(result.unexpected_keys)[:5]})")
+    model.tie_weights()
+
+
+def export_dense(model: PreTrainedModel, path: str | os.PathLike, overwrite: bool = False,
+                 processing_class: object | None = None) -> Path:
     """Write ``model`` zero-padded to its dense shapes: a checkpoint plain ``from_pretrained`` loads, with the same
-    predictions as the pruned model."""
+    predictions as the pruned model. The tokenizer goes along (``processing_class``, or else the one saved in the
+    folder the model was loaded from), so ``pipeline(task, model=path)`` works with nothing else."""
     structure = PrunedStructure.of(model)
     dense = type(model)(_dense_config(model.config)).to(model.device)  # the model's own class, recorded or not
     own_state = {k: v for k, v in model.state_dict().items()}
@@ -133,6 +151,7 @@ def export_dense(model: PreTrainedModel, path: str | os.PathLike, overwrite: boo
     path = Path(path)
     with _staged_folder(path, overwrite, "export_dense") as staging:
         dense.save_pretrained(staging)
+        save_tokenizer(model, staging, processing_class)
     return path
 
 
@@ -143,8 +162,9 @@ def _dense_config(config: PretrainedConfig) -> PretrainedConfig:
     if payload:
         for name, value in PrunedStructure.from_dict(payload).dense_fields(dense).items():
             setattr(dense, name, value)
-    if hasattr(dense, CONFIG_KEY):
-        delattr(dense, CONFIG_KEY)
+    for key in (CONFIG_KEY, LOADING_KEY):
+        if hasattr(dense, key):
+            delattr(dense, key)
     return dense
 
 
@@ -218,13 +238,24 @@ def _weight_shapes(files: list[Path]) -> dict[str, tuple[int, ...]]:
     """Tensor name -> shape, read from the safetensors headers only (nothing is loaded)."""
     shapes = {}
     for file in files:
-        with safe_open(str(file), framework="pt") as handle:
-            shapes.update({name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()})  # noqa: SIM118
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                shapes.update({name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()})  # noqa: SIM118
+        except (SafetensorError, OSError) as exc:
+            raise unreadable_weights(file, exc) from None
     return shapes
 
 
 def _load_state_dict(files: list[Path]) -> dict[str, torch.Tensor]:
-    return {name: tensor for file in files for name, tensor in load_file(file).items()}
+    return {name: tensor for file in files for name, tensor in _read_weights(file).items()}
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """``safetensors.load_file``, with a truncated or foreign file reported as such, naming the file."""
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError) as exc:
+        raise unreadable_weights(path, exc) from None
 
 
 def _tied_keys(model: PreTrainedModel) -> set[str]:
@@ -272,24 +303,22 @@ def load_compressed(path: str | os.PathLike) -> PreTrainedModel:
     else:
         model = model_class(config)(_dense_config(config))
     weights = path / WEIGHTS_NAME
-    with safe_open(str(weights), framework="pt") as handle:
-        metadata = handle.metadata() or {}
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError) as exc:
+        raise unreadable_weights(weights, exc) from None
     if metadata.get("format") != COMPRESSED_FORMAT:
         raise HfpruneError(f"load_compressed: {weights} was not written by save_compressed (format "
                            f"{metadata.get('format')!r}); load it with load_pruned or from_pretrained")
-    stored = load_file(weights)
+    stored = _read_weights(weights)
     shapes = {name: tuple(t.shape) for name, t in model.state_dict().items()}
     for name in json.loads(metadata["compressed"]):
         bits = unpack_bits(stored.pop(name + _BITMASK), shapes[name])
         dense = torch.zeros(shapes[name], dtype=stored[name + _VALUES].dtype)
         dense[bits] = stored.pop(name + _VALUES)
         stored[name] = dense
-    result = model.load_state_dict(stored, strict=False)
-    missing = set(result.missing_keys) - _tied_keys(model)
-    if missing or result.unexpected_keys:
-        raise HfpruneError(f"load_compressed: weights in {path} do not match the recorded structure (missing "
-                           f"{sorted(missing)[:5]}, unexpected {sorted(result.unexpected_keys)[:5]})")
-    model.tie_weights()
+    _load_matching(model, stored, f"load_compressed: weights in {path}")
     return model.eval()
 
 

@@ -7,13 +7,16 @@ weight back where it came from.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import copy
+import typing
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from transformers import PretrainedConfig, PreTrainedModel
 
 from hfprune.errors import ConfigError
 from hfprune.pruning.architectures import get_architecture
+from hfprune.utils.config import matches_type, type_name
 
 CONFIG_KEY = "hfprune_structure"
 # a recorded dense width (heads or FFN neurons) the config cannot confirm may be at most this many times hidden_size
@@ -58,6 +61,15 @@ class PrunedStructure:
         return asdict(self)
 
     def validate(self) -> None:
+        """Types first (a tampered or hand-written file may hold strings), then sorted unique in-range indices."""
+        hints = typing.get_type_hints(type(self))
+        for spec in fields(self):
+            value, hint = getattr(self, spec.name), hints[spec.name]
+            if not matches_type(value, hint):
+                expected = "a list (one per layer) of lists of integer indices" if hint == list[list[int]] \
+                    else type_name(hint)
+                raise ConfigError(f"{CONFIG_KEY}.{spec.name}: expected {expected}, got {type(value).__name__} "
+                                  f"{value!r}"[:300])
         for name, kept, limit in (("kept_heads", self.kept_heads, self.dense_num_heads),
                                   ("kept_neurons", self.kept_neurons, self.dense_ffn_size)):
             for layer, indices in enumerate(kept):
@@ -113,7 +125,18 @@ class PrunedStructure:
         return fields
 
     def attach(self, model: PreTrainedModel) -> None:
-        setattr(model.config, CONFIG_KEY, self.to_dict())
+        """Record the structure on the model's own config.
+
+        transformers 5 hands the same config object to every model built by ``from_config(cfg)`` (a teacher and
+        its student, say). The structure belongs to this model only, so the model first gets a private copy of
+        that config (its submodules holding the same object get it too): a sibling never sees, prunes to or saves
+        another model's structure, and the caller's ``cfg`` is left as it was."""
+        shared = model.config
+        own = copy.deepcopy(shared)
+        for module in model.modules():
+            if getattr(module, "config", None) is shared:
+                module.config = own
+        setattr(own, CONFIG_KEY, self.to_dict())
 
     @property
     def is_dense(self) -> bool:

@@ -493,6 +493,7 @@ class Recipe(Section):
         for key in ("output", "sweep", "name", "description"):
             payload.pop(key)
         payload["training"].pop("threads")
+        payload["pruning"] = self.pruning.result_dict()
         return payload
 
 

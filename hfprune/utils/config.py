@@ -9,6 +9,7 @@ import math
 import os
 import types
 import typing
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Self
 
@@ -24,11 +25,35 @@ def fingerprint(settings: Any) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def field_help(default: Any, help: str, **kwargs: Any) -> Any:
-    """A dataclass field with ``help`` metadata (and a factory for mutable defaults)."""
+def field_help(default: Any, help: str, choices: Callable[[], Iterable[str]] | None = None, **kwargs: Any) -> Any:
+    """A dataclass field with ``help`` metadata (and a factory for mutable defaults). ``choices`` returns the allowed
+    values (e.g. a registry's names) when called, so help texts and CLI flags list what is registered at the time."""
+    metadata = {"help": help} | ({"choices": choices} if choices is not None else {})
     if isinstance(default, (list, dict, set)):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help}, **kwargs)
-    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata, **kwargs)
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
+
+
+def field_help_text(field: dataclasses.Field) -> str:
+    """A field's ``help`` metadata, followed by its ``choices`` as registered now."""
+    text = field.metadata.get("help", "")
+    choices = field.metadata.get("choices")
+    return f"{text} One of: {', '.join(sorted(choices()))}." if choices else text
+
+
+def help_table(cls: type, base: type | None = None) -> str:
+    """A markdown table (field, default, what it does) of dataclass ``cls``'s fields (those it adds to dataclass
+    ``base``, if given), from their ``help`` metadata: documentation generated from where the fields are described."""
+    inherited = {f.name for f in dataclasses.fields(base)} if base is not None else set()
+    rows = ["| field | default | what it does |", "|---|---|---|"]
+    for field in dataclasses.fields(cls):
+        if field.name in inherited:
+            continue
+        name = field.name
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        text = field_help_text(field).replace("|", "\\|")  # a pipe would end the cell
+        rows.append(f"| `{name}` | `{default!r}` | {text} |")
+    return "\n".join(rows)
 
 
 def check_fraction(owner: str, name: str, value: Any, *, allow_one: bool = False) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -29,8 +30,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp creates 0600; give the file ordinary permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and is_disk_full(exc):
+            from hfprune.errors import DiskFullError
+
+            raise DiskFullError(f"{path}: the disk is full (no space left on device while writing it); the "
+                                "previous file, if any, is intact. Free some space and run again") from exc
         raise
 
 
@@ -144,3 +150,37 @@ def staged_folder(
             publish(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) means the disk or the quota is full. safetensors and
+    tokenizers report it as their own exception types, with the OS message in the text."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+            return True
+        if any(os.strerror(code) in str(exc) for code in _DISK_FULL):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+@contextlib.contextmanager
+def disk_full_reported(target: str | os.PathLike) -> Iterator[None]:
+    """Run a block that writes ``target`` (through a staging folder); a full disk becomes one DiskFullError naming
+    ``target`` and saying what is left there (the callers only rename a finished folder into place)."""
+    from hfprune.errors import DiskFullError, HfpruneError
+
+    existed = Path(target).exists()
+    try:
+        yield
+    except HfpruneError:
+        raise
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        left = "its previous contents are intact" if existed else "nothing was written there"
+        raise DiskFullError(f"{target}: the disk is full (no space left on device while writing it); {left}. Free "
+                            "some space and run again") from exc

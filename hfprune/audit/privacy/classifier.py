@@ -130,6 +130,7 @@ def _train_and_save(config: MemberFinetuneConfig, split: MembershipSplit, stagin
     from transformers import DataCollatorWithPadding, Trainer, set_seed
 
     from hfprune.models import load_model_for_task, load_tokenizer
+    from hfprune.pruning.nonfinite import NonFiniteCallback
     from hfprune.training import TrainingSettings, trainer_args
 
     set_seed(config.seed)
@@ -143,7 +144,7 @@ def _train_and_save(config: MemberFinetuneConfig, split: MembershipSplit, stagin
     train = datasets.Dataset.from_dict({**encoded, "labels": split.member_labels})
     args = trainer_args(staging, TrainingSettings(config.epochs, config.batch_size, config.learning_rate, config.seed))
     trainer = Trainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
-                      data_collator=DataCollatorWithPadding(tokenizer))
+                      data_collator=DataCollatorWithPadding(tokenizer), callbacks=[NonFiniteCallback()])
     started = time.perf_counter()
     output = trainer.train()
     seconds = time.perf_counter() - started

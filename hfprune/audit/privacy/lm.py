@@ -226,6 +226,7 @@ def _train_and_save(
     from transformers import DataCollatorForLanguageModeling, Trainer, set_seed
 
     from hfprune.models import load_tokenizer
+    from hfprune.pruning.nonfinite import NonFiniteCallback
     from hfprune.training import TrainingSettings, trainer_args
 
     set_seed(config.seed)
@@ -239,7 +240,8 @@ def _train_and_save(
     args = trainer_args(staging, TrainingSettings(config.epochs, config.batch_size, config.learning_rate, config.seed,
                                                   warmup=0.05, logging_steps=50))
     trainer = Trainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
-                      data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False))
+                      data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+                      callbacks=[NonFiniteCallback()])
     started = time.perf_counter()
     output = trainer.train()
     seconds = time.perf_counter() - started

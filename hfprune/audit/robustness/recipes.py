@@ -97,8 +97,11 @@ class RecipeSpec:
 
     def build(self, model_wrapper: Any) -> Any:
         """``textattack.attack_recipes.<class_name>.build(model_wrapper)`` once its resources are checked."""
+        from hfprune.compat.textattack import local_nltk_downloads
+
         self.check_resources()
-        return recipe_class(self.class_name).build(model_wrapper)
+        with local_nltk_downloads():
+            return recipe_class(self.class_name).build(model_wrapper)
 
 
 RECIPES: dict[str, RecipeSpec] = {}
