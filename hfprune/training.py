@@ -9,7 +9,7 @@ import dataclasses
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +18,7 @@ import numpy as np
 from hfprune.errors import ConfigError, DataError
 from hfprune.models import DEFAULT_MODEL
 from hfprune.utils.config import ConfigMixin, check_int, check_number, field_help
-from hfprune.utils.io import atomic_write_json, disk_full_reported, replace_folder
+from hfprune.utils.io import atomic_write_json, disk_full_reported, replace_folder, staged_folder
 from hfprune.utils.lock import LOCK_FILE, output_lock
 from hfprune.utils.logging import get_logger
 
@@ -34,6 +34,50 @@ METRICS_FILE = "eval_results.json"
 
 
 # --- reusable pieces ----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingSettings:
+    """The optimisation settings of one ``Trainer`` run: dense fine-tuning, pruning with distillation, a shadow or
+    member classifier, a canary LM. Each command's config keeps its own defaults (and names) and hands one of these
+    to :func:`trainer_args`, so every run is built the same way."""
+
+    epochs: float
+    batch_size: int
+    learning_rate: float
+    seed: int
+    weight_decay: float = 0.0
+    warmup: float = 0.1  # a fraction of the training steps (warmup_steps < 1 is a ratio in transformers)
+    logging_steps: int = 20
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        check_int(owner, "batch_size", self.batch_size, minimum=1)
+        check_int(owner, "seed", self.seed, minimum=0)
+        check_int(owner, "logging_steps", self.logging_steps, minimum=1)
+        for name in ("epochs", "learning_rate"):
+            check_number(owner, name, getattr(self, name), minimum=0, inclusive=False)
+        check_number(owner, "weight_decay", self.weight_decay, minimum=0)
+        check_number(owner, "warmup", self.warmup, minimum=0)
+
+
+def trainer_args(output_dir: str | Path, settings: TrainingSettings | None = None, *,
+                 args_class: type | None = None, **extra: Any) -> Any:
+    """The ``TrainingArguments`` (or ``args_class``, e.g. ``DistillationArguments``) of every hfprune Trainer run,
+    built in this one place: CPU, no checkpoints and no evaluation during training (stages save their own result),
+    no logging integrations, data order seeded like the model. ``settings=None`` builds evaluation-only arguments.
+    ``extra`` adds or overrides fields (eval batch size, distillation settings)."""
+    from transformers import TrainingArguments
+
+    fields: dict[str, Any] = {"output_dir": str(output_dir), "use_cpu": True, "report_to": "none"}
+    if settings is not None:
+        fields.update(
+            num_train_epochs=settings.epochs, per_device_train_batch_size=settings.batch_size,
+            learning_rate=settings.learning_rate, weight_decay=settings.weight_decay, warmup_steps=settings.warmup,
+            eval_strategy="no", save_strategy="no", logging_steps=settings.logging_steps, seed=settings.seed,
+            data_seed=settings.seed, dataloader_num_workers=0,
+        )
+    return (args_class or TrainingArguments)(**{**fields, **extra})
 
 
 def infer_text_columns(dataset: datasets.Dataset, label_column: str = "label") -> list[str]:
@@ -122,6 +166,11 @@ def check_output_dir(directory: Path, overwrite: bool) -> None:
             f"output_dir: {directory} already holds a model; choose another directory or pass --overwrite "
             "(the old model is replaced only once the new one is complete)"
         )
+
+
+def publish(overwrite: bool) -> Callable[[Path, Path], None]:
+    """:func:`publish_directory` with ``overwrite`` bound: a ``publish`` for :func:`~hfprune.utils.io.staged_folder`."""
+    return lambda staging, target: publish_directory(staging, target, overwrite)
 
 
 def publish_directory(staging: Path, target: Path, overwrite: bool) -> None:
@@ -238,6 +287,7 @@ def finetune_classifier(config: FinetuneConfig) -> FinetuneResult:
     Training happens in a hidden staging folder next to the output directory, which is published only after the
     model, tokenizer, config and metrics are all written.
     """
+    from hfprune.data import eval_split as default_eval_split
     from hfprune.data import load_dataset
     from hfprune.models.checks import check_model_source
 
@@ -249,7 +299,7 @@ def finetune_classifier(config: FinetuneConfig) -> FinetuneResult:
 
         refuse_inputs_inside(target, {"model": resolve_model(config.model)}, "output_dir")
     splits = load_dataset(config.dataset)
-    eval_split = config.eval_split or ("validation" if "validation" in splits else "test")
+    eval_split = default_eval_split(config.dataset, config.eval_split, available=splits)
     for split in (config.train_split, eval_split):
         if split not in splits:
             raise DataError(f"dataset {config.dataset!r} has no split {split!r}; available: {sorted(splits)}")
@@ -258,16 +308,12 @@ def finetune_classifier(config: FinetuneConfig) -> FinetuneResult:
         train = train.select(range(min(config.train_samples, len(train))))
     evaluation = drop_unlabelled(splits[eval_split])
     check_model_source("model", config.model, labels=label_names(train), max_length=config.max_length)
-    staging = target.with_name(f".{target.name}.staging-{os.getpid()}")
     threads = config.threads or idle_cores()
     logger.info("training on %d CPU thread(s)", threads)
-    with output_lock(target, "output_dir"):
-        try:
-            with torch_threads(threads), disk_full_reported(target):
-                accuracy, seconds = _train_and_save(config, train, evaluation, staging)
-                publish_directory(staging, target, config.overwrite)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+    with output_lock(target, "output_dir"), disk_full_reported(target), \
+            staged_folder(target, publish(config.overwrite)) as staging:
+        with torch_threads(threads):
+            accuracy, seconds = _train_and_save(config, train, evaluation, staging)
     logger.info("saved the fine-tuned model to %s", target)
     return FinetuneResult(accuracy, eval_split, len(train), len(evaluation), seconds, str(target))
 
@@ -303,7 +349,7 @@ def _train_and_save(
     config: FinetuneConfig, train: datasets.Dataset, evaluation: datasets.Dataset, staging: Path
 ) -> tuple[float, float]:
     """Train and evaluate in ``staging``, saving model, tokenizer, run config and metrics there."""
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
+    from transformers import DataCollatorWithPadding, Trainer, set_seed
 
     from hfprune.models import load_model_for_task, load_tokenizer
     from hfprune.pruning.nonfinite import NonFiniteCallback
@@ -318,13 +364,10 @@ def _train_and_save(
     columns = infer_text_columns(train)
     train_tok = tokenize_for_classification(train, tokenizer, columns, config.max_length)
     eval_tok = tokenize_for_classification(evaluation, tokenizer, columns, config.max_length)
-    args = TrainingArguments(
-        output_dir=str(staging), use_cpu=True, num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=max(64, config.batch_size),
-        learning_rate=config.learning_rate, weight_decay=0.01, warmup_steps=0.1,
-        eval_strategy="no", save_strategy="no", logging_steps=20, report_to="none",
-        seed=config.seed, data_seed=config.seed, dataloader_num_workers=0,
-    )
+    # weight decay 0.01 here and in ``hfprune prune``'s pruning run, 0.0 in ``hfprune run``'s stages: kept as they
+    # were measured (issue 15); one value for both pipelines would change their published results
+    settings = TrainingSettings(config.epochs, config.batch_size, config.learning_rate, config.seed, weight_decay=0.01)
+    args = trainer_args(staging, settings, per_device_eval_batch_size=max(64, config.batch_size))
     trainer = Trainer(
         model=model, args=args, train_dataset=train_tok, eval_dataset=eval_tok, processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_accuracy,

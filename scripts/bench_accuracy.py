@@ -23,8 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from hfprune.pipeline.prune_classifier import PruneClassifierConfig, prune_and_save
 from hfprune.utils.io import atomic_write_json, atomic_write_text
-from hfprune.workflows.prune_classifier import PruneClassifierConfig, prune_and_save
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

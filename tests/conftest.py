@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -96,3 +97,79 @@ def finetuned_minilm_dir(tmp_path_factory):
     finetune_classifier(FinetuneConfig(train_samples=3000, epochs=2.0, max_length=64, batch_size=32, seed=0,
                                        threads=1, output_dir=str(out)))
     return out
+
+
+# ------------------------------------------------------------- fixtures shared by several files (see helpers.py)
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random BERT classifier saved with MiniLM's tokenizer (so SST-2 sentences tokenise)."""
+    from helpers import minilm_tokenizer, tiny_bert
+
+    target = tmp_path_factory.mktemp("tiny") / "tiny-bert"
+    tiny_bert().save_pretrained(target)
+    minilm_tokenizer().save_pretrained(target)
+    return target
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Count dense trainings, prunings and attacks; attacks return constructed results (ASR grows with the share of
+    heads removed: 1/4 dense, 4/4 at half the heads)."""
+    import numpy as np
+    from pruning_trainer_utils import count_calls
+
+    from hfprune.audit.results import summarize_attack_log, summarize_loyalty
+    from hfprune.pipeline import stages
+
+    calls = count_calls(monkeypatch, stages, "train_dense", "prune_and_distill")
+    calls["attack"] = 0
+
+    def robustness_audit(plan, target, reference, out, dataset=None):
+        from hfprune.pruning.stats import sparsity_report
+
+        calls["attack"] += 1
+        flipped = min(4, 1 + round(6 * sparsity_report(target.model).head_sparsity))  # 1 dense, 4 at half the heads
+        outcomes = ["successful"] * flipped + ["failed"] * (4 - flipped) + ["skipped"]
+        result = summarize_attack_log(outcomes, np.zeros(5), np.ones(5), model_name=target.name,
+                                      sparsity=target.sparsity, recipe="deepwordbug", n_resamples=0)
+        loyalty = None if reference is None else summarize_loyalty(
+            np.eye(2)[[0, 1, 1]], np.eye(2)[[0, 1, 0]], model_name=target.name, sparsity=target.sparsity,
+            reference_name="dense", n_resamples=0)
+        return [result], loyalty
+
+    monkeypatch.setattr("hfprune.audit.model_audit.robustness_audit", robustness_audit)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def pruned_dir(tmp_path_factory) -> Path:
+    """A saved pruned tiny BERT with the ``hfprune_results.json`` its card reads."""
+    from helpers import tiny_pruned_model_dir, write_results
+
+    model_dir = tiny_pruned_model_dir(tmp_path_factory.mktemp("pruned"))
+    write_results(model_dir)
+    return model_dir
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """A loopback Hub on 127.0.0.1 with HF_ENDPOINT pointing at it (xet storage off: it has no CAS server)."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    import huggingface_hub.constants
+    from helpers import TOKEN, FakeHub, make_handler
+
+    state, endpoint = FakeHub(), [""]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(state, endpoint))
+    endpoint[0] = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("HF_ENDPOINT", endpoint[0])
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    yield state
+    server.shutdown()
+    server.server_close()

@@ -98,7 +98,7 @@ def save_over(out: Path, kind: str) -> None:
 
 
 def stage(out: Path) -> None:
-    from hfprune.recipes.runner import StageResult, run_stage
+    from hfprune.pipeline.runner import StageResult, run_stage
 
     def compute(staging: Path) -> StageResult:
         (staging / "model.bin").write_bytes(b"half a new model")
@@ -110,10 +110,10 @@ def stage(out: Path) -> None:
 
 def sweep(out: Path, model_dir: Path) -> None:
     """Sweep levels 0.3 and 0.6; die once level 0.6's model is trained, before its done-marker."""
-    from hfprune.recipes.sweep import run_sweep
-    from hfprune.workflows import audited_run
+    from hfprune.pipeline import stages
+    from hfprune.pipeline.sweep import run_sweep
 
-    real = audited_run.prune_and_distill
+    real = stages.prune_and_distill
 
     def prune_then_die(recipe, pruning, *args, **kwargs):
         result = real(recipe, pruning, *args, **kwargs)
@@ -121,7 +121,7 @@ def sweep(out: Path, model_dir: Path) -> None:
             die()
         return result
 
-    audited_run.prune_and_distill = prune_then_die
+    stages.prune_and_distill = prune_then_die
     run_sweep(sweep_recipe(model_dir, out), SWEEP_LEVELS)
 
 
@@ -130,7 +130,7 @@ SWEEP_LEVELS = [0.3, 0.6]
 
 def sweep_recipe(model_dir: Path, out: Path):
     """test_sweep's tiny recipe without the TextAttack audit (its import alone takes seconds)."""
-    from test_sweep import tiny_payload
+    from helpers import tiny_payload
 
     from hfprune.recipes.schema import Recipe
 

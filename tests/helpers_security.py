@@ -49,10 +49,10 @@ def tiny_pruned_dir(root: Path) -> Path:
 
 def model_loaders() -> dict[str, object]:
     """Every way hfprune reads a model folder, by name (each takes the folder)."""
+    from hfprune.audit.model_audit import load_model_dir
     from hfprune.models import load_model_for_task, load_tokenizer
     from hfprune.models.checks import check_model_source
     from hfprune.pruning.serialization import load_pruned
-    from hfprune.recipes.audits import load_model_dir
 
     return {"load_pruned": load_pruned, "load_model_dir": load_model_dir, "load_model_for_task": load_model_for_task,
             "load_tokenizer": load_tokenizer, "check_model_source": lambda path: check_model_source("model.name", path)}

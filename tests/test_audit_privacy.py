@@ -510,3 +510,23 @@ def test_canary_lm_run_records_split_and_canaries(tmp_path):
     assert loaded.model.config.n_positions == 24 and len(loaded.tokenizer) == 300
     first = loaded.tokenizer("Emma")["input_ids"][0]
     assert first == loaded.tokenizer.bos_token_id  # every text starts with BOS, so its first word is scored
+
+
+def test_privacy_sparsity_is_the_named_flops_measure_and_an_unknown_architecture_is_an_error():
+    """Not a silent 0: ELECTRA is not in the architecture table, so its sparsity must be given."""
+    from transformers import AutoModelForSequenceClassification, ElectraConfig
+
+    from hfprune import PruningConfig, prune
+    from hfprune.audit.privacy.audit import PRIVACY_SPARSITY_MEASURE, measured_sparsity
+    from hfprune.pruning.stats import sparsity_report
+
+    electra = AutoModelForSequenceClassification.from_config(ElectraConfig(
+        vocab_size=99, hidden_size=32, embedding_size=32, num_hidden_layers=1, num_attention_heads=4,
+        intermediate_size=48))
+    with pytest.raises(ConfigError, match=r"^audit_model sparsity \(electra\): cannot be measured .* pass sparsity "
+                                          r"explicitly$"):
+        measured_sparsity(electra, "electra")
+    model = tiny_model("bert")
+    prune(model, PruningConfig(head_sparsity=0.5, ffn_sparsity=0.25, scoring="magnitude"))
+    assert PRIVACY_SPARSITY_MEASURE == "flops"
+    assert measured_sparsity(model, "pruned") == sparsity_report(model).flops_sparsity > 0

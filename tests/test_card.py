@@ -5,84 +5,13 @@ pruning, the structure kept, loading with and without hfprune, and framework ver
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
+from helpers import ACCURACY, REPO_ID, constructed_audit, tiny_pruned_model_dir
 from huggingface_hub import ModelCard
 
 from hfprune.errors import ConfigError
 from hfprune.models import DEFAULT_MODEL
-
-REPO_ID = "alice/minilm-sst2-pruned"
-ACCURACY = 0.8125
-# constructed attack log: 3 flipped, 1 survived, 1 already wrong -> success rate 3 / 4
-OUTCOMES = ["successful", "successful", "successful", "failed", "skipped"]
-# members score higher except 0.6 < 0.65: 15 of 16 member/non-member pairs ordered -> AUC 0.9375
-MEMBER_SCORES, NONMEMBER_SCORES = [0.9, 0.8, 0.7, 0.6], [0.65, 0.5, 0.4, 0.3]
-
-
-def tiny_pruned_model_dir(root: Path) -> Path:
-    """A tiny BERT classifier with MiniLM's tokenizer, half its heads and FFN neurons pruned, saved by hfprune."""
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    import hfprune
-    from hfprune.models import resolve_model
-
-    torch.manual_seed(0)
-    model = BertForSequenceClassification(BertConfig(
-        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
-        max_position_embeddings=128, num_labels=2)).eval()
-    config = hfprune.PruningConfig(head_sparsity=0.5, ffn_sparsity=0.5, scoring="magnitude")
-    hfprune.prune(model, config)
-    target = root / "pruned" / "model"
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model("minilm"))
-    hfprune.save_pruned(model, target, pruning_config=config, processing_class=tokenizer)
-    (target / "membership_split.json").write_text("{}")  # stands for the recorded split: must never be uploaded
-    return target
-
-
-def constructed_audit(name: str, scale: float = 1.0):
-    """A ModelAudit whose numbers are known: ASR 0.75 (deepwordbug), MIA AUC 0.9375 (loss attack)."""
-    from hfprune.audit.privacy.report import GeneralizationGap, PrivacyEntry
-    from hfprune.audit.results import summarize_attack_log, summarize_membership
-    from hfprune.recipes.audits import ModelAudit
-
-    robustness = summarize_attack_log(OUTCOMES, np.full(5, 10.0), np.full(5, 30.0), model_name=name, sparsity=0.5,
-                                      recipe="deepwordbug", query_budget=300, n_resamples=0)
-    scores = np.array(MEMBER_SCORES + NONMEMBER_SCORES) * scale
-    membership = summarize_membership(scores, np.array([1, 1, 1, 1, 0, 0, 0, 0], bool), model_name=name,
-                                      sparsity=0.5, attack="loss", n_resamples=0)
-    gap = GeneralizationGap(0.95, 0.8, 0.1, 0.5, 4, 4)
-    return ModelAudit(name, 0.5, [robustness], None, PrivacyEntry(name, 0.5, gap, [membership]),
-                      dataset="glue/sst2", split="validation")
-
-
-def write_results(model_dir: Path) -> None:
-    """hfprune_results.json as ``hfprune run`` writes it (built by the runner's own code)."""
-    from hfprune.recipes.runner import RecipeRunner, StageResult
-    from hfprune.recipes.schema import Recipe
-
-    recipe = Recipe.from_dict({"name": "t", "model": {"name": "minilm"}, "data": {"train_samples": 1000}})
-    sparsity = json.loads((model_dir / "pruning_report.json").read_text())
-    quality = {"metric": "accuracy", "value": ACCURACY, "n_examples": 872, "split": "validation",
-               "higher_is_better": True, "extra": {}}
-    pruned = StageResult("pruned", "pruned", None, "f", {}, "model", quality, sparsity,
-                         constructed_audit("pruned").to_dict(), {"training": 1.0},
-                         latency={"seq_len": 128, "batch_size": 1, "rounds": 5, "threads": 1, "dense_ms": 20.0,
-                                  "pruned_ms": 10.0, "speedup": 2.0})
-    dense = StageResult("dense", "dense", None, "f", {}, "model", {**quality, "value": 0.84}, sparsity,
-                        constructed_audit("dense").to_dict(), {})
-    payload = RecipeRunner(recipe).model_results(pruned, dense)
-    (model_dir / "hfprune_results.json").write_text(json.dumps(payload))
-
-
-@pytest.fixture(scope="module")
-def pruned_dir(tmp_path_factory) -> Path:
-    model_dir = tiny_pruned_model_dir(tmp_path_factory.mktemp("card"))
-    write_results(model_dir)
-    return model_dir
 
 
 def _metrics(card: ModelCard) -> dict[str, tuple[float, str]]:
@@ -91,7 +20,7 @@ def _metrics(card: ModelCard) -> dict[str, tuple[float, str]]:
 
 
 def test_card_parses_and_model_index_holds_the_measured_metrics(pruned_dir, tmp_path):
-    from hfprune.recipes.card import build_model_card
+    from hfprune.hub.card import build_model_card
 
     path = tmp_path / "README.md"
     build_model_card(pruned_dir, REPO_ID).save(path)
@@ -113,7 +42,7 @@ def test_card_parses_and_model_index_holds_the_measured_metrics(pruned_dir, tmp_
 
 
 def test_card_opens_with_what_pruning_changed(pruned_dir):
-    from hfprune.recipes.card import build_model_card
+    from hfprune.hub.card import build_model_card
 
     text = str(build_model_card(pruned_dir, REPO_ID))
     assert text.index("## What pruning changed") < text.index("## Results")
@@ -127,7 +56,7 @@ def test_card_opens_with_what_pruning_changed(pruned_dir):
 def test_card_sections_describe_procedure_structure_loading_and_versions(pruned_dir):
     import transformers
 
-    from hfprune.recipes.card import build_model_card
+    from hfprune.hub.card import build_model_card
 
     text = build_model_card(pruned_dir, REPO_ID).text
     for heading in ("## Results", "## Robustness and privacy audit", "## Pruning procedure", "## Structure kept",
@@ -147,7 +76,7 @@ def test_card_sections_describe_procedure_structure_loading_and_versions(pruned_
 
 
 def test_card_with_dense_export_says_how_to_load_it(pruned_dir):
-    from hfprune.recipes.card import build_model_card
+    from hfprune.hub.card import build_model_card
 
     text = build_model_card(pruned_dir, REPO_ID, dense_export=True).text
     assert f'from_pretrained("{REPO_ID}", subfolder="dense-export")' in text
@@ -155,7 +84,7 @@ def test_card_with_dense_export_says_how_to_load_it(pruned_dir):
 
 def test_card_from_a_standalone_audit(tmp_path):
     """A pruned model without run results: the metrics of an `hfprune audit` folder go into model-index."""
-    from hfprune.recipes.card import build_model_card
+    from hfprune.hub.card import build_model_card
 
     model_dir = tiny_pruned_model_dir(tmp_path)
     constructed_audit("pruned").save(tmp_path / "audit")
@@ -167,7 +96,7 @@ def test_card_from_a_standalone_audit(tmp_path):
 
 
 def test_token_never_appears_in_the_card(pruned_dir, monkeypatch):
-    from hfprune.recipes.card import build_model_card
+    from hfprune.hub.card import build_model_card
 
     secret = "hf_" + "s3cr3t" * 6
     monkeypatch.setenv("HF_TOKEN", secret)
@@ -175,7 +104,7 @@ def test_token_never_appears_in_the_card(pruned_dir, monkeypatch):
 
 
 def test_a_dense_model_has_no_pruned_card(tmp_path):
-    from hfprune.recipes.card import build_model_card
+    from hfprune.hub.card import build_model_card
 
     (tmp_path / "config.json").write_text(json.dumps({"architectures": ["BertForSequenceClassification"]}))
     with pytest.raises(ConfigError, match=r"is not a pruned hfprune model \(no hfprune_structure in config\.json\)"):

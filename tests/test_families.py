@@ -8,14 +8,12 @@ import math
 
 import pytest
 import torch
+from helpers import PNG_MAGIC, tiny_recipe
 
 from hfprune.errors import ConfigError
-from hfprune.recipes.families import FAMILIES, family_levels
-from hfprune.recipes.sweep import REPORT_DIR, run_sweep
-from tests import test_sweep
-from tests.test_sweep import PNG_MAGIC, tiny_recipe
-
-tiny_model_dir, counted = test_sweep.tiny_model_dir, test_sweep.counted  # the fixtures of test_sweep
+from hfprune.pipeline.families import family_levels
+from hfprune.pipeline.sweep import REPORT_DIR, run_sweep
+from hfprune.recipes.families_spec import FAMILIES
 
 torch.set_num_threads(1)
 
@@ -135,7 +133,7 @@ def test_cli_modes_are_exclusive_and_checked(tiny_model_dir, tmp_path, capsys):
     import yaml
 
     from hfprune.cli import sweep as sweep_command
-    from hfprune.recipes.sweep import plan_levels
+    from hfprune.pipeline.sweep import plan_levels
     from tests.test_sweep import tiny_payload
 
     recipe = tiny_recipe(tiny_model_dir, tmp_path / "run")
@@ -166,8 +164,8 @@ def test_cli_modes_are_exclusive_and_checked(tiny_model_dir, tmp_path, capsys):
 
 
 def test_equal_parameter_check_flags_a_family_off_target():
-    from hfprune.recipes.families import equal_parameter_check
-    from hfprune.recipes.runner import StageResult
+    from hfprune.pipeline.families import equal_parameter_check
+    from hfprune.pipeline.results import StageResult
 
     def stage(name: str, kept: int) -> StageResult:
         level = float(name.split("-")[1]) if "-" in name else None
@@ -182,3 +180,11 @@ def test_equal_parameter_check_flags_a_family_off_target():
     assert check["0.50"]["remaining"] == {"structured": 0.5, "weight": 0.5, "combined": 0.508}
     assert check["0.50"]["spread"] == pytest.approx(0.008) and check["0.50"]["equal"]
     assert check["0.90"]["spread"] == pytest.approx(0.03) and not check["0.90"]["equal"]
+
+
+def test_a_family_name_registered_twice_names_the_rule_holding_it():
+    from hfprune.recipes.families_spec import register_family
+
+    with pytest.raises(ConfigError, match=r"^family 'weight': already registered by _weight$"):
+        register_family("weight")(lambda base, p: {})
+    assert FAMILIES["weight"].__name__ == "_weight"

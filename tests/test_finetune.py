@@ -114,3 +114,37 @@ def test_finetune_command_on_200_sst2_sentences(tmp_path, capsys):
     assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
     assert main(argv) == 2  # a second run must not overwrite the saved model
     assert "already holds a model" in capsys.readouterr().err
+
+
+def test_trainer_args_builds_what_the_runs_built_by_hand(tmp_path):
+    """The one builder gives exactly the TrainingArguments the call sites spelled out before it existed."""
+    from transformers import TrainingArguments
+
+    from hfprune.distill import DistillationArguments
+    from hfprune.training import TrainingSettings, trainer_args
+
+    built = trainer_args(tmp_path, TrainingSettings(2.0, 16, 3e-5, 7, weight_decay=0.01),
+                         per_device_eval_batch_size=64)
+    by_hand = TrainingArguments(
+        output_dir=str(tmp_path), use_cpu=True, num_train_epochs=2.0, per_device_train_batch_size=16,
+        per_device_eval_batch_size=64, learning_rate=3e-5, weight_decay=0.01, warmup_steps=0.1, eval_strategy="no",
+        save_strategy="no", logging_steps=20, report_to="none", seed=7, data_seed=7, dataloader_num_workers=0,
+    )
+    assert built.to_dict() == by_hand.to_dict()
+    distill = trainer_args(tmp_path, TrainingSettings(1.0, 8, 1e-4, 0, warmup=0.05, logging_steps=50),
+                           args_class=DistillationArguments, distill_alpha=0.5)
+    assert isinstance(distill, DistillationArguments) and distill.distill_alpha == 0.5
+    assert (distill.warmup_steps, distill.logging_steps, distill.weight_decay) == (0.05, 50, 0.0)
+    evaluation = trainer_args(tmp_path, per_device_eval_batch_size=128, disable_tqdm=True)
+    assert evaluation.to_dict() == TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none",
+                                                     per_device_eval_batch_size=128, disable_tqdm=True).to_dict()
+
+
+@pytest.mark.parametrize(("field", "value"), [("batch_size", 0), ("epochs", 0.0), ("learning_rate", -1.0),
+                                              ("weight_decay", -0.1), ("seed", -1)])
+def test_training_settings_name_the_bad_field(field, value):
+    from hfprune.training import TrainingSettings
+
+    good = {"epochs": 1.0, "batch_size": 8, "learning_rate": 1e-4, "seed": 0}
+    with pytest.raises(ConfigError, match=rf"^TrainingSettings\.{field}: expected"):
+        TrainingSettings(**{**good, field: value})

@@ -160,7 +160,7 @@ def test_kill_during_a_save_leaves_the_previous_model_loadable(kind, tmp_path, t
 
 
 def test_kill_while_recomputing_a_stage_keeps_the_finished_one(tmp_path):
-    from hfprune.recipes.runner import STAGE_FILE, StageResult, run_stage
+    from hfprune.pipeline.runner import STAGE_FILE, StageResult, run_stage
 
     def compute(staging: Path) -> StageResult:
         (staging / "model.bin").write_bytes(b"the finished model")
@@ -185,10 +185,10 @@ def test_sweep_killed_mid_level_resumes_without_redoing_finished_levels(tmp_path
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
     from hfprune.models import resolve_model
-    from hfprune.recipes.runner import STAGE_FILE
-    from hfprune.recipes.sweep import run_sweep
+    from hfprune.pipeline import stages
+    from hfprune.pipeline.runner import STAGE_FILE
+    from hfprune.pipeline.sweep import run_sweep
     from hfprune.utils.lock import LOCK_FILE, lock_holder
-    from hfprune.workflows import audited_run
 
     torch.manual_seed(0)
     model_dir = tmp_path / "tiny-bert"
@@ -208,7 +208,7 @@ def test_sweep_killed_mid_level_resumes_without_redoing_finished_levels(tmp_path
     assert "Traceback" not in result.stderr
     stamps = {p: p.stat().st_mtime_ns for p in (finished, out / "dense" / STAGE_FILE)}
 
-    calls = count_calls(monkeypatch, audited_run, "train_dense", "prune_and_distill")
+    calls = count_calls(monkeypatch, stages, "train_dense", "prune_and_distill")
     resumed = run_sweep(sweep_recipe(model_dir, out), SWEEP_LEVELS)  # the dead run's lock is gone with it
 
     assert resumed.computed == ["levels/sparsity-0.60"]

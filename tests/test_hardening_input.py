@@ -117,8 +117,8 @@ CLI_CASES = [
     ("nan-sweep-level", "sweep: {sparsities: [0.5, .nan]}", None, ["sweep.sparsities[1]: expected a number in [0, 1)"]),
     ("nan-learning-rate", "training: {learning_rate: .nan}", None,
      ["training.learning_rate: expected a finite number > 0.0, got nan"]),
-    ("mapping-with-int-keys", {"audits": {"robustness": {"enabled": False, "n_examples_per_recipe": {1: 3}}}}, None,
-     ["audits.robustness.n_examples_per_recipe: expected a mapping of strings to integers"]),
+    ("mapping-with-int-keys", {"audits": {"robustness": {"enabled": False, "n_examples_per_attack": {1: 3}}}}, None,
+     ["audits.robustness.n_examples_per_attack: expected a mapping of strings to integers"]),
     ("label-count-mismatch", {"model": {"name": "{three-labels}"}}, None,
      ["model.name: ", "three-labels is a classifier with 3 labels but the dataset has 2 (negative, positive)"]),
     ("unsupported-t5", {"model": {"name": "{t5}"}}, None,
@@ -350,9 +350,9 @@ def _config_classes() -> list[type]:
     from hfprune.audit.privacy.classifier import MemberFinetuneConfig
     from hfprune.audit.privacy.lm import CanaryLMConfig
     from hfprune.audit.robustness.config import AuditConfig
+    from hfprune.pipeline.prune_classifier import PruneClassifierConfig
     from hfprune.pruning.config import PruningConfig
     from hfprune.training import FinetuneConfig
-    from hfprune.workflows.prune_classifier import PruneClassifierConfig
 
     return [PruningConfig, FinetuneConfig, PruneClassifierConfig, MemberFinetuneConfig, CanaryLMConfig, AuditConfig,
             PrivacyAuditConfig]

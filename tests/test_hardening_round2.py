@@ -580,7 +580,7 @@ def test_disk_full_in_an_atomic_write_names_the_file_and_keeps_the_previous_one(
 
 
 def test_disk_full_in_a_recipe_stage_names_the_stage_and_keeps_it(tmp_path):
-    from hfprune.recipes.runner import STAGE_FILE, run_stage
+    from hfprune.pipeline.runner import STAGE_FILE, run_stage
 
     stage = tmp_path / "dense"
     stage.mkdir()

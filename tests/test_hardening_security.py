@@ -62,7 +62,7 @@ def _error_line(capsys, argv: list[str]) -> str:
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> tuple[Path, dict]:
     """A finished ``hfprune run`` of a tiny BERT (dense + pruned stages, report, plots) and its recipe."""
-    from hfprune.recipes.runner import run_recipe
+    from hfprune.pipeline.runner import run_recipe
     from hfprune.recipes.schema import Recipe
 
     root = tmp_path_factory.mktemp("run")
@@ -163,7 +163,7 @@ def test_refuse_inputs_inside_resolves_links_on_both_sides(tmp_path, layout, ref
 
 def test_the_runner_lists_every_input_path(finished_run, tmp_path):
     from hfprune.data.paths import data_dir
-    from hfprune.recipes.runner import RecipeRunner
+    from hfprune.pipeline.runner import RecipeRunner
     from hfprune.recipes.schema import Recipe
 
     root, payload = finished_run
@@ -384,8 +384,8 @@ def test_every_load_in_the_package_goes_through_hfprune_models():
 
 def test_architectures_never_names_what_is_instantiated(pruned, tmp_path):
     """``architectures: ["TrainingArguments"]`` must not make hfprune call ``transformers.TrainingArguments``."""
+    from hfprune.audit.model_audit import load_model_dir
     from hfprune.pruning.serialization import load_pruned
-    from hfprune.recipes.audits import load_model_dir
 
     folder = _copy(pruned, tmp_path / "model")
     payload = json.loads((folder / "config.json").read_text())

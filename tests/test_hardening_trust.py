@@ -26,9 +26,9 @@ import pytest
 import torch
 import yaml
 from conftest import tiny_model
+from helpers import REPO_ID, TOKEN
 from helpers_security import tiny_dense_dir as _tiny_dense_dir
 from helpers_security import tiny_recipe as _tiny_recipe
-from test_push import REPO_ID, TOKEN, hub, pruned_dir  # noqa: F401 - fixtures of the loopback Hub
 
 from hfprune.cli.main import main
 from hfprune.errors import ConfigError, HfpruneError, OutputDirLockedError
@@ -75,8 +75,8 @@ def test_package_source_loads_no_pickles_and_never_trusts_remote_code():
 
 def test_a_model_folder_holding_only_a_pickle_is_refused(tmp_path):
     """``pytorch_model.bin`` is a pickle that could run code on load: hfprune never reads it."""
+    from hfprune.audit.model_audit import load_model_dir
     from hfprune.models import ModelNotFoundError, load_model_for_task
-    from hfprune.recipes.audits import load_model_dir
 
     model = tiny_model("bert")
     model.config.architectures = ["BertForSequenceClassification"]
@@ -115,7 +115,7 @@ def test_a_link_out_of_the_output_folder_is_refused(tmp_path):
 
 
 def test_a_sweep_level_named_outside_the_run_is_refused_before_writing(tmp_path, monkeypatch):
-    from hfprune.recipes import sweep
+    from hfprune.pipeline import sweep
     from hfprune.recipes.schema import Recipe
 
     monkeypatch.setattr(sweep, "level_name", lambda value: f"../escape-{value:.2f}")
@@ -148,7 +148,7 @@ def _digest(folder: Path) -> dict[str, tuple[str, int]]:
 
 
 def test_prune_classifier_leaves_the_dense_teacher_byte_identical(tmp_path):
-    from hfprune.workflows.prune_classifier import PruneClassifierConfig, prune_classifier
+    from hfprune.pipeline.prune_classifier import PruneClassifierConfig, prune_classifier
 
     dense = _tiny_dense_dir(tmp_path)
     before = _digest(dense)
@@ -160,7 +160,7 @@ def test_prune_classifier_leaves_the_dense_teacher_byte_identical(tmp_path):
 
 
 def test_a_recipe_run_leaves_its_input_model_byte_identical(tmp_path):
-    from hfprune.recipes.runner import run_recipe
+    from hfprune.pipeline.runner import run_recipe
     from hfprune.recipes.schema import Recipe
 
     dense = _tiny_dense_dir(tmp_path)

@@ -82,3 +82,18 @@ def test_trust_remote_code_is_always_off(monkeypatch):
 def test_bad_task_or_num_labels_is_a_config_error(task, num_labels):
     with pytest.raises(ConfigError):
         load_model_for_task("minilm", task=task, num_labels=num_labels)
+
+
+@pytest.mark.parametrize(("arch", "length"), [("bert", 64), ("roberta", 68), ("distilbert", 64), ("gpt2", 64)])
+def test_latency_batches_fit_the_position_table_roberta_offset_included(arch, length):
+    """RoBERTa's 70 positions hold 68 tokens (ids start after the padding index): a longer batch cannot run."""
+    import torch
+    from conftest import tiny_model
+
+    from hfprune.pipeline.latency import random_token_batch
+
+    model = tiny_model(arch)
+    batch = random_token_batch([model], 2, 512)
+    assert batch["input_ids"].shape == batch["attention_mask"].shape == (2, length)
+    with torch.no_grad():
+        assert model(**batch).logits.shape == (2, 2)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from hfprune import load_pruned
-from hfprune.workflows.prune_classifier import PruneClassifierConfig, prune_classifier
+from hfprune.pipeline.prune_classifier import PruneClassifierConfig, prune_classifier
 
 pytestmark = pytest.mark.integration
 

@@ -14,10 +14,10 @@ import yaml
 from hfprune.cli import run as run_command
 from hfprune.cli import sweep as sweep_command
 from hfprune.errors import ConfigError, DataError, HfpruneError
+from hfprune.pipeline.runner import RecipeRunner, single_level
+from hfprune.pipeline.sweep import parse_sparsities, sweep_levels
 from hfprune.pruning.config import PruningConfig
-from hfprune.recipes.runner import RecipeRunner, single_level
 from hfprune.recipes.schema import Recipe, load_recipe, read_recipe_file
-from hfprune.recipes.sweep import parse_sparsities, sweep_levels
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 GOOD = {"name": "t", "model": {"name": "minilm"}, "data": {"dataset": "glue/sst2"}}
@@ -63,14 +63,19 @@ BAD_RECIPES = [
      "'distillation', 'model', 'name', 'output', 'pruning', 'sweep', 'training']"),
     ("unknown-nested-key", _with(audits={"robustness": {"n_example": 5}}), ConfigError,
      "audits.robustness.n_example: unknown key (did you mean 'n_examples'?); allowed keys in audits.robustness: "
-     "['enabled', 'n_examples', 'n_examples_per_recipe', 'n_loyalty_examples', 'n_resamples', 'query_budget', "
-     "'recipes', 'seed']"),
+     "['attacks', 'enabled', 'n_examples', 'n_examples_per_attack', 'n_loyalty_examples', 'n_resamples', "
+     "'query_budget', 'seed']"),
     ("wrong-type-int", _with(training={"batch_size": "32"}), ConfigError,
      "training.batch_size: expected an integer, got str '32'"),
     ("wrong-type-bool-as-number", _with(training={"learning_rate": True}), ConfigError,
      "training.learning_rate: expected a number, got bool True"),
-    ("wrong-type-list", _with(audits={"robustness": {"recipes": "deepwordbug"}}), ConfigError,
-     "audits.robustness.recipes: expected a list of strings, got str 'deepwordbug'"),
+    ("wrong-type-list", _with(audits={"robustness": {"attacks": "deepwordbug"}}), ConfigError,
+     "audits.robustness.attacks: expected a list of strings, got str 'deepwordbug'"),
+    ("old-attack-key", _with(audits={"robustness": {"recipes": ["pwws"]}}), ConfigError,
+     "audits.robustness.recipes: renamed to audits.robustness.attacks; expected 'attacks:' in audits.robustness"),
+    ("old-per-attack-key", _with(audits={"robustness": {"n_examples_per_recipe": {"pwws": 2}}}), ConfigError,
+     "audits.robustness.n_examples_per_recipe: renamed to audits.robustness.n_examples_per_attack; expected "
+     "'n_examples_per_attack:' in audits.robustness"),
     ("wrong-type-section", _with(model="minilm"), ConfigError,
      "model: expected a mapping of keys to values, got str 'minilm'"),
     ("sparsity-1.5", _with(pruning={"head_sparsity": 1.5}), ConfigError,
@@ -81,8 +86,8 @@ BAD_RECIPES = [
      "sweep.sparsities[1]: expected a number in [0, 1), got 1.0"),
     ("out-of-range", _with(audits={"robustness": {"n_examples": 0}}), ConfigError,
      "audits.robustness.n_examples: expected an integer >= 1, got 0"),
-    ("unknown-attack-recipe", _with(audits={"robustness": {"recipes": ["textfoolr"]}}), ConfigError,
-     "audits.robustness.recipes[0]: expected one of ['bae', 'checklist', 'deepwordbug', 'pruthi', 'pwws', "
+    ("unknown-attack-recipe", _with(audits={"robustness": {"attacks": ["textfoolr"]}}), ConfigError,
+     "audits.robustness.attacks[0]: expected one of ['bae', 'checklist', 'deepwordbug', 'pruthi', 'pwws', "
      "'textfooler'], got 'textfoolr'"),
     ("unsupported-mia", _with(audits={"privacy": {"attacks": ["lira"]}}), ConfigError,
      "audits.privacy.attacks[0]: expected one of ['loss', 'confidence', 'entropy'], got 'lira' (reference and lira "
@@ -222,7 +227,7 @@ def test_good_recipe_round_trips_through_a_file(tmp_path):
     recipe = load_recipe(_write(tmp_path, payload))
     assert (recipe.pruning.head_sparsity, recipe.pruning.ffn_sparsity) == (0.25, 0.75)
     assert recipe.training.dense_epochs == 2.0 and isinstance(recipe.training.dense_epochs, float)
-    assert recipe.audits.robustness.recipes == ["deepwordbug", "pwws"]  # defaults filled in
+    assert recipe.audits.robustness.attacks == ["deepwordbug", "pwws"]  # defaults filled in
     dumped = tmp_path / "dumped.yaml"
     dumped.write_text(yaml.safe_dump(recipe.to_dict()), encoding="utf-8")
     assert load_recipe(dumped) == recipe

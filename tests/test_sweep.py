@@ -9,79 +9,17 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from pruning_trainer_utils import count_calls
+from helpers import PNG_MAGIC, tiny_payload, tiny_recipe
 
 from hfprune.errors import ConfigError
-from hfprune.recipes import runner as runner_module
-from hfprune.recipes.schema import Recipe
-from hfprune.recipes.sweep import REPORT_DIR, run_sweep
+from hfprune.pipeline import runner as runner_module
+from hfprune.pipeline.sweep import REPORT_DIR, run_sweep
 
 torch.set_num_threads(1)
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    """A tiny random BERT classifier saved with MiniLM's tokenizer (so SST-2 sentences tokenise)."""
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    from hfprune.models import resolve_model
-
-    torch.manual_seed(0)
-    model = BertForSequenceClassification(BertConfig(
-        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
-        max_position_embeddings=128, num_labels=2))
-    target = tmp_path_factory.mktemp("tiny") / "tiny-bert"
-    model.save_pretrained(target)
-    AutoTokenizer.from_pretrained(resolve_model("minilm")).save_pretrained(target)
-    return target
-
-
-def tiny_recipe(model_dir: Path, out: Path, **pruning) -> Recipe:
-    return Recipe.from_dict(tiny_payload(model_dir, out, **pruning))
-
-
-def tiny_payload(model_dir: Path, out: Path, **pruning) -> dict:
-    return {
-        "name": "tiny-sweep",
-        "model": {"name": str(model_dir)},
-        "data": {"dataset": "glue/sst2", "train_samples": 32, "eval_samples": 32, "max_length": 16},
-        "training": {"dense_epochs": 1, "prune_epochs": 1, "batch_size": 16, "learning_rate": 1e-3, "threads": 1},
-        "pruning": {"scoring": "magnitude", **pruning},
-        "audits": {"robustness": {"recipes": ["deepwordbug"], "n_examples": 5, "n_resamples": 0},
-                   "privacy": {"n_nonmembers": 32, "n_resamples": 0}, "latency_rounds": 1},
-        "output": {"dir": str(out)},
-    }
-
-
-@pytest.fixture
-def counted(monkeypatch):
-    """Count dense trainings, prunings and attacks; attacks return constructed results (ASR grows with the share of
-    heads removed: 1/4 dense, 4/4 at half the heads)."""
-    from hfprune.audit.results import summarize_attack_log, summarize_loyalty
-    from hfprune.workflows import audited_run
-
-    calls = count_calls(monkeypatch, audited_run, "train_dense", "prune_and_distill")
-    calls["attack"] = 0
-
-    def robustness_audit(plan, target, reference, out, dataset=None):
-        from hfprune.pruning.stats import sparsity_report
-
-        calls["attack"] += 1
-        flipped = min(4, 1 + round(6 * sparsity_report(target.model).head_sparsity))  # 1 dense, 4 at half the heads
-        outcomes = ["successful"] * flipped + ["failed"] * (4 - flipped) + ["skipped"]
-        result = summarize_attack_log(outcomes, np.zeros(5), np.ones(5), model_name=target.name,
-                                      sparsity=target.sparsity, recipe="deepwordbug", n_resamples=0)
-        loyalty = None if reference is None else summarize_loyalty(
-            np.eye(2)[[0, 1, 1]], np.eye(2)[[0, 1, 0]], model_name=target.name, sparsity=target.sparsity,
-            reference_name="dense", n_resamples=0)
-        return [result], loyalty
-
-    monkeypatch.setattr("hfprune.recipes.audits.robustness_audit", robustness_audit)
-    return calls
 
 
 def _marker_mtimes(out: Path) -> dict[str, int]:
@@ -139,26 +77,26 @@ def test_sweep_writes_levels_report_and_plots_and_resumes_without_recomputing(ti
 
 
 def test_interrupted_level_leaves_nothing_and_is_redone(tiny_model_dir, tmp_path, counted, monkeypatch):
-    from hfprune.workflows import audited_run
+    from hfprune.pipeline import stages
 
     out = tmp_path / "run"
     recipe = tiny_recipe(tiny_model_dir, out)
     run_sweep(recipe, [0.5])
-    real_evaluate = audited_run.evaluate_model
+    real_evaluate = stages.evaluate_model
     evaluations = []
 
     def crashing_evaluate(model, tokenizer, recipe):
         evaluations.append(1)
         raise KeyboardInterrupt  # the user pressed Ctrl-C in the middle of the level
 
-    monkeypatch.setattr(audited_run, "evaluate_model", crashing_evaluate)
+    monkeypatch.setattr(stages, "evaluate_model", crashing_evaluate)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(recipe, [0.5, 0.7])
     assert not (out / "levels/sparsity-0.70").exists()
     assert [p.name for p in (out / "levels").iterdir()] == ["sparsity-0.50"]  # no staging folder left
     stale = out / "levels" / ".sparsity-0.70.staging-999999999"  # left by a process that no longer exists
     stale.mkdir()
-    monkeypatch.setattr(audited_run, "evaluate_model", real_evaluate)
+    monkeypatch.setattr(stages, "evaluate_model", real_evaluate)
     result = run_sweep(recipe, [0.5, 0.7])
     assert result.computed == ["levels/sparsity-0.70"] and evaluations == [1]
     assert not stale.exists()
@@ -259,8 +197,8 @@ def test_demo_recipe_end_to_end_at_small_size(tmp_path):
     from huggingface_hub import ModelCard
 
     import hfprune
-    from hfprune.recipes.card import build_model_card
-    from hfprune.recipes.runner import run_recipe
+    from hfprune.hub.card import build_model_card
+    from hfprune.pipeline.runner import run_recipe
     from hfprune.recipes.schema import load_recipe
 
     demo = Path(__file__).resolve().parent.parent / "recipes" / "minilm-sst2-offline.yaml"
@@ -268,7 +206,7 @@ def test_demo_recipe_end_to_end_at_small_size(tmp_path):
         "output.dir": str(tmp_path / "run"), "training.threads": 1, "training.dense_epochs": 1.0,
         "training.prune_epochs": 1.0, "data.train_samples": 96, "data.eval_samples": 128,
         "audits.privacy.n_nonmembers": 96, "audits.privacy.n_resamples": 100, "audits.robustness.n_examples": 4,
-        "audits.robustness.n_examples_per_recipe": {"pwws": 2}, "audits.robustness.n_loyalty_examples": 64,
+        "audits.robustness.n_examples_per_attack": {"pwws": 2}, "audits.robustness.n_loyalty_examples": 64,
         "audits.robustness.n_resamples": 100, "audits.latency_rounds": 3,
     })
     dense, (pruned,) = run_recipe(recipe)

@@ -7,8 +7,8 @@ import pytest
 from hfprune.data import load_dataset
 from hfprune.errors import ConfigError
 from hfprune.models import load_tokenizer
+from hfprune.pipeline.prune_classifier import PruneClassifierConfig, _splits
 from hfprune.training import drop_unlabelled, tokenize_for_classification
-from hfprune.workflows.prune_classifier import PruneClassifierConfig, _splits
 
 
 def test_train_skip_must_be_a_non_negative_integer():
@@ -32,3 +32,20 @@ def test_train_skip_beyond_the_split_names_the_field():
     config = PruneClassifierConfig(train_samples=10, train_skip=10_000_000)
     with pytest.raises(ConfigError, match="train_skip: expected fewer than the 67349"):
         _splits(config, load_tokenizer())
+
+
+def test_prune_report_names_the_given_teacher_and_times_no_fine_tuning(tmp_path, monkeypatch):
+    """With --teacher nothing is fine-tuned: the report is titled by that teacher and times its evaluation."""
+    from hfprune.pipeline import prune_classifier as module
+
+    teacher = tmp_path / "my-teacher"
+    config = PruneClassifierConfig(teacher=str(teacher), output_dir=str(tmp_path / "out"))
+    sparsity = {"head_sparsity": 0.5, "ffn_sparsity": 0.5, "seq_len": 64, "params_dense": 100, "flops_dense": 1000,
+                "params": 60, "flops": 500}
+    monkeypatch.setattr(module, "_dense_teacher", lambda config, out: (teacher, 0.875))
+    monkeypatch.setattr(module, "prune_and_save", lambda config, dense_dir, target: (0.75, sparsity))
+    result = module._prune_classifier(config, tmp_path / "out")
+    assert list(result.seconds) == ["dense evaluation", "pruning"]
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert markdown.startswith(f"# hfprune: {teacher} on {config.dataset}\n")
+    assert "| dense | 0.8750 | 100 | 1,000 |" in markdown and "| pruned | 0.7500 | 60 | 500 |" in markdown

@@ -7,7 +7,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from hfprune.recipes.audits import AuditPlan
+    from hfprune.audit.model_audit import AuditPlan
 
 
 def _names(text: str | None) -> list[str]:
@@ -56,8 +56,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def build_plan(args: argparse.Namespace) -> AuditPlan:
     """The audit plan the flags describe; out-of-range values are errors naming the flag."""
+    from hfprune.audit.model_audit import AuditPlan
     from hfprune.errors import ConfigError
-    from hfprune.recipes.audits import AuditPlan
 
     for flag, value, minimum in (("--n-examples", args.n_examples, 1), ("--query-budget", args.query_budget, 1),
                                  ("--max-length", args.max_length, 8), ("--n-resamples", args.n_resamples, 0),
@@ -74,7 +74,7 @@ def build_plan(args: argparse.Namespace) -> AuditPlan:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hfprune.recipes.audits import AUDIT_JSON, AUDIT_MARKDOWN, audit_saved_model
+    from hfprune.audit.model_audit import AUDIT_JSON, AUDIT_MARKDOWN, audit_saved_model
 
     plan = build_plan(args)
     result = audit_saved_model(args.model_dir, plan, args.out, name=args.name, reference_dir=args.reference,

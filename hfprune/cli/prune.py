@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from hfprune.cli.config_args import add_config_arguments, config_from_args
-from hfprune.workflows.prune_classifier import PruneClassifierConfig
+from hfprune.pipeline.prune_classifier import PruneClassifierConfig
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -28,7 +28,7 @@ def build_config(args: argparse.Namespace) -> PruneClassifierConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hfprune.workflows.prune_classifier import prune_classifier
+    from hfprune.pipeline.prune_classifier import prune_classifier
 
     config = build_config(args)
     result = prune_classifier(config)

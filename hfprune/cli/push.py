@@ -34,8 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from hfprune.recipes.card import build_model_card
-    from hfprune.recipes.push import check_repo_id, push_model, upload_files
+    from hfprune.hub.card import build_model_card
+    from hfprune.hub.push import check_repo_id, push_model, upload_files
 
     if args.dry_run:
         check_repo_id(args.repo_id)

@@ -46,8 +46,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from hfprune.recipes.report import REPORT_MD, RunReport
-    from hfprune.recipes.runner import RecipeRunner, run_recipe, single_level
+    from hfprune.pipeline.report import REPORT_MD, RunReport
+    from hfprune.pipeline.runner import RecipeRunner, run_recipe, single_level
     from hfprune.recipes.schema import load_recipe
 
     recipe = load_recipe(args.recipe, recipe_overrides(args))

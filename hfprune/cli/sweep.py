@@ -1,7 +1,7 @@
 """``hfprune sweep RECIPE.yaml --sparsities 0,0.3,0.5,0.7,0.9``: one recipe at several sparsity levels, resumable,
 with one report of accuracy, latency, attack success rate and membership-inference AUC against sparsity.
 ``--families structured,weight,combined --param-sparsities 0.5,0.9`` compares pruning families at equal parameter
-count instead (hfprune.recipes.families)."""
+count instead (hfprune.pipeline.families)."""
 
 from __future__ import annotations
 
@@ -39,11 +39,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from hfprune.recipes.families import parse_list
-    from hfprune.recipes.report import REPORT_MD, RunReport
-    from hfprune.recipes.runner import RecipeRunner
+    from hfprune.pipeline.report import REPORT_MD, RunReport
+    from hfprune.pipeline.runner import RecipeRunner
+    from hfprune.pipeline.sweep import parse_sparsities, plan_levels, run_sweep
+    from hfprune.recipes.families_spec import parse_list
     from hfprune.recipes.schema import load_recipe
-    from hfprune.recipes.sweep import parse_sparsities, plan_levels, run_sweep
 
     sparsities = parse_sparsities(args.sparsities) if args.sparsities is not None else None
     apply_to = [p.strip() for p in args.apply_to.split(",")] if args.apply_to is not None else None
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_sweep(recipe, sparsities, apply_to, overwrite=args.overwrite, families=families,
                        param_sparsities=param_sparsities)
     if use_families:
-        from hfprune.recipes.families_report import FamiliesReport
+        from hfprune.pipeline.families_report import FamiliesReport
 
         print(FamiliesReport(recipe, result.dense, result.levels, efficiency=result.efficiency).families_table())
     else:

@@ -9,12 +9,10 @@ other name without a local copy falls back to the Hub.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import shutil
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -23,7 +21,9 @@ from typing import TYPE_CHECKING
 from hfprune.data import folder, paths, readers
 from hfprune.data.paths import DATA_DIR_ENV
 from hfprune.errors import ConfigError, DataError
+from hfprune.utils.config import fingerprint
 from hfprune.utils.logging import get_logger
+from hfprune.utils.registry import add, check_free
 
 if TYPE_CHECKING:
     import datasets
@@ -67,12 +67,24 @@ _ALIASES: dict[str, str] = {}
 def register(spec: LocalDataset) -> LocalDataset:
     """Add ``spec`` under its name and aliases (case-insensitive); a name taken twice is an error."""
     keys = [key.lower() for key in (spec.name, *spec.aliases)]
-    taken = {key: _ALIASES[key] for key in keys if key in _ALIASES}
-    if taken or len(set(keys)) != len(keys):
-        raise ConfigError(f"dataset {spec.name!r}: name(s) already registered or repeated: {taken or keys}")
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"dataset {spec.name!r}: expected distinct names and aliases, got {keys}")
+    for key in keys:  # every name checked before any is added
+        check_free(_ALIASES, key, f"dataset {spec.name!r}: name")
     _ALIASES.update(dict.fromkeys(keys, spec.name))
-    _REGISTRY[spec.name] = spec
-    return spec
+    return add(_REGISTRY, spec.name, spec, "dataset")
+
+
+def eval_split(dataset: str, requested: str | None = None, available: Iterable[str] | None = None) -> str:
+    """The split every pipeline evaluates on: ``requested`` when given, else validation when the dataset has it,
+    else test. ``available`` are the split names of the loaded dataset; without them a registered dataset's splits
+    are used (an unregistered Hub dataset is assumed to have a validation split)."""
+    if requested:
+        return requested
+    if available is None:
+        spec = lookup(dataset)
+        available = None if spec is None else spec.splits
+    return "validation" if available is None or "validation" in available else "test"
 
 
 def lookup(name: str) -> LocalDataset | None:
@@ -273,7 +285,7 @@ def _load_split(spec: LocalDataset, split: str, root: Path) -> datasets.Dataset:
     key_material = [LOADER_VERSION, spec.name, split, dict(spec.features)] + [
         [str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in files
     ]
-    key = hashlib.sha256(json.dumps(key_material, sort_keys=True).encode()).hexdigest()[:16]
+    key = fingerprint(key_material)
     target = paths.cache_dir() / spec.name.replace("/", "__") / f"{split}-{key}"
     return _cached(target, lambda: _build(spec, source, files))
 

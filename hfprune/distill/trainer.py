@@ -30,7 +30,6 @@ from hfprune.utils.logging import get_logger
 logger = get_logger(__name__)
 
 _OWNER = "DistillationArguments"
-_COMPONENTS = ("ce_loss", "kd_loss", "hidden_loss")
 
 
 def _parse_layer_map(value: Any) -> list[list[int]] | None:

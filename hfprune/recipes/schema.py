@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
-import json
 import math
 import os
 import re
@@ -22,12 +20,14 @@ from typing import Any, ClassVar, Self
 from hfprune.errors import ConfigError, DataError
 from hfprune.models import DEFAULT_MODEL
 from hfprune.pruning.config import PruningConfig
+from hfprune.recipes.families_spec import check_families
 from hfprune.utils.config import (
     check_choice,
     check_fraction,
     check_int,
     check_number,
     field_help,
+    fingerprint,
     matches_type,
     type_name,
 )
@@ -43,6 +43,8 @@ class Section:
     """Base of every recipe section: ``path`` is the section's dotted key (``audits.robustness``)."""
 
     path: ClassVar[str] = ""
+    # old key -> its new name: a recipe still using the old key gets a one-line error saying the new one
+    renamed: ClassVar[dict[str, str]] = {}
 
     def key(self, name: str) -> str:
         """The dotted key of field ``name`` in this section (what error messages name)."""
@@ -60,6 +62,10 @@ class Section:
             raise ConfigError(f"{cls.path or 'recipe'}: expected a mapping of keys to values, got "
                               f"{type(payload).__name__} {payload!r}")
         fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        for old in payload:
+            if old in cls.renamed:
+                raise ConfigError(f"{cls.path}.{old}: renamed to {cls.path}.{cls.renamed[old]}; expected "
+                                  f"'{cls.renamed[old]}:' in {cls.path}")
         _reject_unknown(cls.path, payload, list(fields))
         hints = typing.get_type_hints(cls)
         values = {}
@@ -280,11 +286,14 @@ class RobustnessSection(Section):
     """TextAttack attacks on the dense and each pruned classifier: one seeded sample, one query budget."""
 
     path: ClassVar[str] = "audits.robustness"
+    # "recipe" is the YAML run; a TextAttack attack recipe is an attack here
+    renamed: ClassVar[dict[str, str]] = {"recipes": "attacks", "n_examples_per_recipe": "n_examples_per_attack"}
 
     enabled: bool = field_help(True, "run the robustness audit (classifiers only)")
-    recipes: list[str] = field_help(["deepwordbug", "pwws"], "attack recipes (hfprune.audit.robustness.RECIPES)")
-    n_examples: int = field_help(50, "examples attacked per model and recipe")
-    n_examples_per_recipe: dict[str, int] = field_help({}, "recipe -> examples, overriding n_examples (e.g. pwws: 20)")
+    attacks: list[str] = field_help(["deepwordbug", "pwws"],
+                                    "TextAttack attack recipes by name (hfprune.audit.robustness.RECIPES)")
+    n_examples: int = field_help(50, "examples attacked per model and attack")
+    n_examples_per_attack: dict[str, int] = field_help({}, "attack -> examples, overriding n_examples (e.g. pwws: 20)")
     query_budget: int | None = field_help(300, "model queries per attacked example (null: unlimited)")
     n_loyalty_examples: int | None = field_help(500, "clean examples for loyalty to the dense model (null: split)")
     n_resamples: int = field_help(1000, "bootstrap resamples for the confidence intervals (0: none)")
@@ -293,18 +302,18 @@ class RobustnessSection(Section):
     def __post_init__(self) -> None:
         from hfprune.audit.robustness.recipes import RECIPES
 
-        if self.enabled and not self.recipes:
-            raise ConfigError(f"{self.key('recipes')}: expected at least one recipe name (or enabled: false)")
-        for i, name in enumerate(self.recipes):
-            check_choice(self.path, f"recipes[{i}]", name.lower(), tuple(RECIPES))
-        if len({r.lower() for r in self.recipes}) != len(self.recipes):
-            raise ConfigError(f"{self.key('recipes')}: expected distinct names, got {self.recipes}")
+        if self.enabled and not self.attacks:
+            raise ConfigError(f"{self.key('attacks')}: expected at least one attack name (or enabled: false)")
+        for i, name in enumerate(self.attacks):
+            check_choice(self.path, f"attacks[{i}]", name.lower(), tuple(RECIPES))
+        if len({r.lower() for r in self.attacks}) != len(self.attacks):
+            raise ConfigError(f"{self.key('attacks')}: expected distinct names, got {self.attacks}")
         check_int(self.path, "n_examples", self.n_examples, minimum=1)
-        for name, count in self.n_examples_per_recipe.items():
-            if name.lower() not in [r.lower() for r in self.recipes]:
-                raise ConfigError(f"{self.key('n_examples_per_recipe')}.{name}: expected one of the recipes "
-                                  f"{self.recipes}")
-            check_int(self.key("n_examples_per_recipe"), name, count, minimum=1)
+        for name, count in self.n_examples_per_attack.items():
+            if name.lower() not in [r.lower() for r in self.attacks]:
+                raise ConfigError(f"{self.key('n_examples_per_attack')}.{name}: expected one of the attacks "
+                                  f"{self.attacks}")
+            check_int(self.key("n_examples_per_attack"), name, count, minimum=1)
         if self.query_budget is not None:
             check_int(self.path, "query_budget", self.query_budget, minimum=1)
         if self.n_loyalty_examples is not None:
@@ -312,9 +321,9 @@ class RobustnessSection(Section):
         check_int(self.path, "n_resamples", self.n_resamples, minimum=0)
         check_int(self.path, "seed", self.seed, minimum=0)
 
-    def examples_for(self, recipe: str) -> int:
-        per = {k.lower(): v for k, v in self.n_examples_per_recipe.items()}
-        return per.get(recipe.lower(), self.n_examples)
+    def examples_for(self, attack: str) -> int:
+        per = {k.lower(): v for k, v in self.n_examples_per_attack.items()}
+        return per.get(attack.lower(), self.n_examples)
 
 
 @dataclasses.dataclass
@@ -384,13 +393,11 @@ class SweepSection(Section):
                                      f"{list(SWEEP_FIELDS)}")
     families: list[str] = field_help(
         [], "pruning families compared at equal parameter count (structured, weight, combined; see "
-        "hfprune.recipes.families); non-empty: hfprune sweep runs these instead of sparsities x apply_to")
+        "hfprune.recipes.families_spec); non-empty: hfprune sweep runs these instead of sparsities x apply_to")
     param_sparsities: list[float] = field_help(
         [0.5, 0.9], "families mode: fractions of the prunable encoder-layer weights removed, each in (0, 1)")
 
     def __post_init__(self) -> None:
-        from hfprune.recipes.families import check_families
-
         check_sparsities(self.key("sparsities"), self.sparsities)
         if not self.apply_to:
             raise ConfigError(f"{self.key('apply_to')}: expected at least one of {list(SWEEP_FIELDS)}")
@@ -478,7 +485,7 @@ class Recipe(Section):
 
     def fingerprint(self) -> str:
         """SHA-256 of everything that determines the results (not the output folder or the sweep levels)."""
-        return hashlib.sha256(json.dumps(self.result_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        return fingerprint(self.result_dict())
 
     def result_dict(self) -> dict[str, Any]:
         """The recipe without the keys that do not change results (output, sweep, name, description, threads)."""

@@ -17,6 +17,14 @@ from hfprune.errors import ConfigError
 from hfprune.utils.io import atomic_write_json
 
 
+def fingerprint(settings: Any) -> str:
+    """SHA-256 (first 16 hex digits) of ``settings`` as sorted JSON: equal settings, equal fingerprints. What a
+    recipe and a pipeline stage record, so a finished stage is reused only for the settings it was computed with."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def field_help(default: Any, help: str, choices: Callable[[], Iterable[str]] | None = None, **kwargs: Any) -> Any:
     """A dataclass field with ``help`` metadata (and a factory for mutable defaults). ``choices`` returns the allowed
     values (e.g. a registry's names) when called, so help texts and CLI flags list what is registered at the time."""

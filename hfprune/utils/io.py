@@ -8,7 +8,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +115,41 @@ def replace_folder(staging: str | os.PathLike, target: str | os.PathLike) -> Non
     else:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staging, target)
+
+
+def remove_leftovers(target: str | os.PathLike, kinds: tuple[str, ...] = ("staging", "old")) -> None:
+    """Remove the hidden ``.<name>.<kind>-<pid>`` folders beside ``target`` that a killed process left (its PID is
+    gone); those of a live process, this one included, are kept."""
+    from hfprune.utils.lock import pid_alive
+
+    target = Path(target)
+    for kind in kinds:
+        for leftover in target.parent.glob(f".{target.name}.{kind}-*"):
+            pid = leftover.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and (int(pid) == os.getpid() or pid_alive(int(pid))):
+                continue
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_folder(
+    target: str | os.PathLike, publish: Callable[[Path, Path], None] | None = replace_folder, kind: str = "staging"
+) -> Iterator[Path]:
+    """Build ``target`` in a hidden ``.<name>.<kind>-<pid>`` folder beside it (same file system: the publishing
+    rename is atomic). When the block ends without an error the folder is handed to ``publish(staging, target)``
+    (default :func:`replace_folder`; ``None`` for a scratch folder that is never published); it is removed in every
+    case. Leftovers of the same kind from killed processes are removed first."""
+    target = Path(target)
+    remove_leftovers(target, (kind, "old"))
+    staging = target.with_name(f".{target.name}.{kind}-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)  # this PID's: a dead process's whose PID was reused
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+        if publish is not None:
+            publish(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)

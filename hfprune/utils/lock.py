@@ -2,7 +2,7 @@
 
 The kernel drops a ``flock`` when its process dies, however it dies (SIGKILL included), so a crashed run never
 leaves a stale lock behind; the file itself stays (unlinking a lock file races with a process opening it) and holds
-the PID of the run holding it, which the refusal names. The lock is re-entrant within one process: the workflows
+the PID of the run holding it, which the refusal names. The lock is re-entrant within one process: pipeline runs
 nest (``prune`` fine-tunes its teacher into a sub-folder, ``run`` writes its report after its stages).
 """
 

@@ -136,16 +136,17 @@ def generalization_gap(stats: ExampleStats, is_member: np.ndarray, task: str) ->
     )
 
 
-def measured_sparsity(model: PreTrainedModel) -> float:
-    """Fraction of transformer-layer FLOPs removed (``sparsity_report``), 0 for architectures it does not know."""
-    from hfprune.errors import UnsupportedModelError
-    from hfprune.pruning.stats import sparsity_report
+# the privacy audit's sparsity axis when none is given: transformer-layer FLOPs removed (the robustness audit and
+# hfprune run default to "params"; both name their measure from hfprune.audit.sparsity)
+PRIVACY_SPARSITY_MEASURE = "flops"
 
-    try:
-        return max(0.0, float(sparsity_report(model).flops_sparsity))
-    except UnsupportedModelError:
-        logger.warning("%s is not in the architecture table; reporting sparsity 0", type(model).__name__)
-        return 0.0
+
+def measured_sparsity(model: PreTrainedModel, name: str = "model") -> float:
+    """The ``PRIVACY_SPARSITY_MEASURE`` sparsity of ``model``; an architecture hfprune cannot measure is an error
+    naming ``name`` (pass ``sparsity`` to :func:`audit_model` for those)."""
+    from hfprune.audit.sparsity import measure_sparsity
+
+    return measure_sparsity(model, PRIVACY_SPARSITY_MEASURE, name, "audit_model sparsity")
 
 
 # -------------------------------------------------------------------------------------------------------- running
@@ -167,7 +168,7 @@ def audit_model(
     defaults to :func:`measured_sparsity`.
     """
     config = config or PrivacyAuditConfig()
-    sparsity = measured_sparsity(model) if sparsity is None else sparsity
+    sparsity = measured_sparsity(model, model_name) if sparsity is None else sparsity
     stats = model_stats(model, tokenizer, split, config)
     inputs = MembershipInputs(stats, split.is_member, model_name, sparsity, reference, tuple(shadows))
     entry = PrivacyEntry(model_name, sparsity, generalization_gap(stats, split.is_member, split.task))

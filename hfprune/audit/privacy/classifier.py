@@ -8,8 +8,6 @@ saved next to the model as ``membership_split.json`` so the audit uses exactly i
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +17,7 @@ from hfprune.audit.privacy.split import MembershipSplit, draw_split
 from hfprune.errors import ConfigError, DataError
 from hfprune.models import DEFAULT_MODEL
 from hfprune.utils.config import ConfigMixin, check_int, field_help
-from hfprune.utils.io import atomic_write_json
+from hfprune.utils.io import atomic_write_json, staged_folder
 from hfprune.utils.logging import get_logger
 
 if TYPE_CHECKING:
@@ -113,20 +111,15 @@ def finetune_on_members(config: MemberFinetuneConfig, exclude: MembershipSplit |
     ``exclude``: draw the examples disjoint from this split, to train a reference or shadow model that never saw
     any audited example. Training happens in a hidden staging folder published once everything is written.
     """
-    from hfprune.training import check_output_dir, idle_cores, publish_directory, torch_threads
+    from hfprune.training import check_output_dir, idle_cores, publish, torch_threads
 
     target = config.resolved_output_dir()
     check_output_dir(target, config.overwrite)
     split = draw_classification_split(config, exclude)
-    staging = target.with_name(f".{target.name}.staging-{os.getpid()}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    with staged_folder(target, publish(config.overwrite)) as staging:
         with torch_threads(config.threads or idle_cores()):
             loss, seconds = _train_and_save(config, split, staging)
         split.save(staging)
-        publish_directory(staging, target, config.overwrite)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     logger.info("fine-tuned on %d members (train loss %.3f, %.0f s); saved to %s", split.n_members, loss, seconds,
                 target)
     return MemberFinetuneRun(str(target), split, loss, seconds)
@@ -134,10 +127,11 @@ def finetune_on_members(config: MemberFinetuneConfig, exclude: MembershipSplit |
 
 def _train_and_save(config: MemberFinetuneConfig, split: MembershipSplit, staging: Path) -> tuple[float, float]:
     import datasets
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
+    from transformers import DataCollatorWithPadding, Trainer, set_seed
 
     from hfprune.models import load_model_for_task, load_tokenizer
     from hfprune.pruning.nonfinite import NonFiniteCallback
+    from hfprune.training import TrainingSettings, trainer_args
 
     set_seed(config.seed)
     names = split.extra["label_names"]
@@ -148,12 +142,7 @@ def _train_and_save(config: MemberFinetuneConfig, split: MembershipSplit, stagin
     )
     encoded = tokenizer(split.member_texts, truncation=True, max_length=config.max_length)
     train = datasets.Dataset.from_dict({**encoded, "labels": split.member_labels})
-    args = TrainingArguments(
-        output_dir=str(staging), use_cpu=True, num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.batch_size, learning_rate=config.learning_rate, warmup_steps=0.1,
-        weight_decay=0.0, eval_strategy="no", save_strategy="no", logging_steps=20, report_to="none",
-        seed=config.seed, data_seed=config.seed, dataloader_num_workers=0,
-    )
+    args = trainer_args(staging, TrainingSettings(config.epochs, config.batch_size, config.learning_rate, config.seed))
     trainer = Trainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
                       data_collator=DataCollatorWithPadding(tokenizer), callbacks=[NonFiniteCallback()])
     started = time.perf_counter()

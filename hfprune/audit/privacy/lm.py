@@ -11,7 +11,6 @@ reference model). The run saves model, tokenizer, ``membership_split.json`` and 
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from hfprune.audit.privacy.canaries import DEFAULT_TEMPLATE, DIGITS, CanarySet, 
 from hfprune.audit.privacy.split import MembershipSplit, draw_split
 from hfprune.errors import ConfigError
 from hfprune.utils.config import ConfigMixin, check_int, field_help
-from hfprune.utils.io import atomic_write_json
+from hfprune.utils.io import atomic_write_json, staged_folder
 from hfprune.utils.logging import get_logger
 
 if TYPE_CHECKING:
@@ -199,7 +198,7 @@ def train_canary_lm(
     the audited texts over the same tokens as the target. Training happens in a hidden staging folder published
     only once everything is written.
     """
-    from hfprune.training import check_output_dir, idle_cores, publish_directory, torch_threads
+    from hfprune.training import check_output_dir, idle_cores, publish, torch_threads
 
     target = config.resolved_output_dir()
     check_output_dir(target, config.overwrite)
@@ -210,17 +209,12 @@ def train_canary_lm(
         canaries = make_canaries(config.canary_repetitions, config.canaries_per_repetition, config.canary_digits,
                                  config.canary_alphabet, config.canary_template, seed=config.seed)
         corpus = insert_canaries(corpus, canaries, seed=config.seed)
-    staging = target.with_name(f".{target.name}.staging-{os.getpid()}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    with staged_folder(target, publish(config.overwrite)) as staging:
         with torch_threads(config.threads or idle_cores()):
             loss, seconds = _train_and_save(config, split, corpus, staging, tokenizer_dir)
         split.save(staging)
         if canaries is not None:
             canaries.save(staging)
-        publish_directory(staging, target, config.overwrite)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     logger.info("saved the canary LM (%d examples, train loss %.3f, %.0f s) to %s", len(corpus), loss, seconds, target)
     return CanaryLMRun(str(target), split, canaries, len(corpus), loss, seconds)
 
@@ -229,10 +223,11 @@ def _train_and_save(
     config: CanaryLMConfig, split: MembershipSplit, corpus: list[str], staging: Path,
     tokenizer_dir: str | os.PathLike | None,
 ) -> tuple[float, float]:
-    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments, set_seed
+    from transformers import DataCollatorForLanguageModeling, Trainer, set_seed
 
     from hfprune.models import load_tokenizer
     from hfprune.pruning.nonfinite import NonFiniteCallback
+    from hfprune.training import TrainingSettings, trainer_args
 
     set_seed(config.seed)
     if config.base_model is not None:
@@ -242,12 +237,8 @@ def _train_and_save(
                      else train_tokenizer(split.member_texts, config.vocab_size))  # no canaries: no secret merges
         model = build_gpt2(config, tokenizer)
     train = _tokenized(corpus, tokenizer, config.max_length)
-    args = TrainingArguments(
-        output_dir=str(staging), use_cpu=True, num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.batch_size, learning_rate=config.learning_rate, warmup_steps=0.05,
-        weight_decay=0.0, save_strategy="no", eval_strategy="no", logging_steps=50, report_to="none",
-        seed=config.seed, data_seed=config.seed, dataloader_num_workers=0,
-    )
+    args = trainer_args(staging, TrainingSettings(config.epochs, config.batch_size, config.learning_rate, config.seed,
+                                                  warmup=0.05, logging_steps=50))
     trainer = Trainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
                       data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
                       callbacks=[NonFiniteCallback()])

@@ -27,6 +27,7 @@ from hfprune.audit.privacy.scores import ExampleStats
 from hfprune.audit.results import MembershipInferenceResult, summarize_membership
 from hfprune.errors import ConfigError
 from hfprune.utils.config import check_choice, check_fraction, check_int
+from hfprune.utils.registry import add
 
 InputT = TypeVar("InputT")
 ResultT = TypeVar("ResultT")
@@ -58,10 +59,7 @@ def register_probe(cls: type[PrivacyProbe]) -> type[PrivacyProbe]:
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{cls.__name__}.name: expected a non-empty string naming the probe")
-    if name in PROBES:
-        raise ConfigError(f"probe name {name!r}: already registered by {PROBES[name].__name__}")
-    PROBES[name] = cls
-    return cls
+    return add(PROBES, name, cls, "probe name")
 
 
 BUILTIN_PROBE_MODULES = ("hfprune.audit.privacy.extraction", "hfprune.audit.privacy.canaries")

@@ -9,7 +9,8 @@ sample with one query budget; loyalty to the dense model; transfer of adversaria
 Layout (TextAttack-style composition): ``wrapper`` (batched model queries), ``sample`` (the seeded sample),
 ``recipes`` (names -> TextAttack recipes, with resource checks), ``base`` (targets and the probe base), ``attack``,
 ``loyalty`` and ``transfer`` (the probes), ``log`` (per-example records), ``runner`` (the audit) and ``report``
-(JSON, markdown, CSV, plots). Importing this package does not import textattack; running an attack does.
+(the report and its JSON, markdown, CSV, plots). Importing this package does not import textattack; running an
+attack does.
 """
 
 from hfprune.audit.robustness.attack import AttackProbe, AttackRun, run_attack
@@ -26,8 +27,8 @@ from hfprune.audit.robustness.recipes import (
     register_recipe,
     resolve_recipe,
 )
-from hfprune.audit.robustness.report import PLOTS, save_report
-from hfprune.audit.robustness.runner import RobustnessAudit, RobustnessReport
+from hfprune.audit.robustness.report import PLOTS, RobustnessReport, save_report
+from hfprune.audit.robustness.runner import RobustnessAudit
 from hfprune.audit.robustness.sample import AttackSample, draw_sample
 from hfprune.audit.robustness.transfer import (
     TransferProbe,

@@ -11,10 +11,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
-from hfprune.audit.robustness.config import SPARSITY_MEASURES
 from hfprune.audit.robustness.sample import AttackSample
 from hfprune.audit.robustness.wrapper import ClassifierPredictor
-from hfprune.errors import ConfigError, UnsupportedModelError
+from hfprune.audit.sparsity import measure_sparsity
+from hfprune.errors import ConfigError
 from hfprune.utils.config import check_fraction
 
 if TYPE_CHECKING:
@@ -57,16 +57,7 @@ class AuditTarget:
         """``sparsity`` when given, else the ``measure`` of :func:`hfprune.sparsity_report` for this model."""
         if self.sparsity is not None:
             return float(self.sparsity)
-        if measure not in SPARSITY_MEASURES:
-            raise ConfigError(f"sparsity_measure: expected one of {sorted(SPARSITY_MEASURES)}, got {measure!r}")
-        from hfprune.pruning.stats import sparsity_report
-
-        try:
-            report = sparsity_report(self.model)
-        except UnsupportedModelError as exc:
-            raise ConfigError(f"AuditTarget.sparsity ({self.name}): cannot be measured for this architecture "
-                              f"({exc}); pass sparsity explicitly") from exc
-        return max(0.0, float(SPARSITY_MEASURES[measure](report)))
+        return measure_sparsity(self.model, measure, self.name, "AuditTarget.sparsity")
 
     def predictor(self, batch_size: int = 32, max_length: int = 128) -> ClassifierPredictor:
         return ClassifierPredictor(self.model, self.tokenizer, batch_size=batch_size, max_length=max_length)

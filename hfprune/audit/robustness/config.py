@@ -7,23 +7,15 @@ models are differences between the models, not between samples or budgets.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from hfprune.audit.sparsity import SPARSITY_MEASURES
 from hfprune.errors import ConfigError
 from hfprune.utils.config import ConfigMixin, check_choice, check_int, field_help
 
 if TYPE_CHECKING:
-    from hfprune.pruning.stats import SparsityReport
-
-# how a model's sparsity is measured for tables and plots: name -> SparsityReport property
-SPARSITY_MEASURES: dict[str, Callable[[SparsityReport], float]] = {
-    "params": lambda report: report.param_sparsity,
-    "flops": lambda report: report.flops_sparsity,
-    "heads": lambda report: report.head_sparsity,
-    "ffn": lambda report: report.ffn_sparsity,
-}
+    pass
 
 DEFAULT_RECIPES = ["deepwordbug", "pwws"]
 

@@ -27,6 +27,7 @@ from hfprune.compat.textattack import (
     tfhub_cache_dir,
 )
 from hfprune.errors import ConfigError, HfpruneError
+from hfprune.utils.registry import add
 
 # builds an attack against one model wrapper
 AttackBuilder = Callable[[Any], Any]
@@ -108,11 +109,7 @@ RECIPES: dict[str, RecipeSpec] = {}
 
 def register_recipe(spec: RecipeSpec) -> RecipeSpec:
     """Add ``spec`` under its (lower-case) short name; a name registered twice is an error."""
-    key = spec.name.lower()
-    if key in RECIPES:
-        raise ConfigError(f"recipe name {key!r} is already registered for {RECIPES[key].class_name}")
-    RECIPES[key] = spec
-    return spec
+    return add(RECIPES, spec.name.lower(), spec, "recipe name")
 
 
 for _spec in (

@@ -1,5 +1,6 @@
-"""Writing a robustness report: JSON (typed results), a markdown table, the per-example attack and transfer logs
-as CSV, and one plot per metric against sparsity. Every file is written atomically (temp file + rename)."""
+"""The robustness report (``RobustnessReport``: what one audit measured) and writing it: JSON (typed results), a
+markdown table, the per-example attack and transfer logs as CSV, and one plot per metric against sparsity. Every
+file is written atomically (temp file + rename)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,19 @@ import io
 import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from hfprune.audit.results import MetricWithCI, results_to_markdown
+from hfprune.audit.results import LoyaltyResult, MetricWithCI, RobustnessResult, results_to_markdown
+from hfprune.audit.robustness.config import AuditConfig
+from hfprune.audit.robustness.log import AttackLog
+from hfprune.audit.robustness.sample import AttackSample
+from hfprune.audit.robustness.transfer import TransferResult, TransferRun
+from hfprune.audit.sparsity import SPARSITY_AXIS
+from hfprune.errors import ConfigError
 from hfprune.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from hfprune.utils.logging import get_logger
-
-if TYPE_CHECKING:
-    from hfprune.audit.robustness.runner import RobustnessReport
 
 logger = get_logger(__name__)
 
@@ -27,8 +31,45 @@ ATTACK_LOG_CSV = "attack_log.csv"
 TRANSFER_LOG_CSV = "transfer_log.csv"
 PLOTS_DIR = "plots"
 MARKERS = ("o", "s", "^", "D", "v", "P")  # overlapping series stay distinguishable
-# AuditConfig.sparsity_measure -> what the x axis counts
-SPARSITY_AXIS = {"params": "parameters", "flops": "encoder FLOPs", "heads": "attention heads", "ffn": "FFN neurons"}
+
+
+@dataclass
+class RobustnessReport:
+    """Everything one audit measured; ``save`` writes JSON, markdown, CSV logs and plots (see ``save_report``)."""
+
+    config: AuditConfig
+    reference: str
+    models: dict[str, float]  # name -> sparsity, in the order given
+    recipes: list[str]
+    sample: AttackSample
+    loyalty_sample: AttackSample
+    robustness: list[RobustnessResult] = field(default_factory=list)
+    loyalty: list[LoyaltyResult] = field(default_factory=list)
+    attack_logs: list[AttackLog] = field(default_factory=list)
+    transfer_runs: list[TransferRun] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def transfer(self) -> list[TransferResult]:
+        return [run.result for run in self.transfer_runs]
+
+    def log(self, model_name: str, recipe: str) -> AttackLog:
+        """The attack log of ``recipe`` against ``model_name``."""
+        for log in self.attack_logs:
+            if log.model_name == model_name and log.recipe == recipe:
+                return log
+        raise ConfigError(f"report: no attack log for model {model_name!r} and recipe {recipe!r}; have "
+                          f"{[(lg.model_name, lg.recipe) for lg in self.attack_logs]}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return report_to_dict(self)
+
+    def to_markdown(self) -> str:
+        return report_to_markdown(self)
+
+    def save(self, directory: str | Path, *, plots: bool = True, config: bool = True) -> dict[str, Path]:
+        """Write the report files into ``directory``; returns what was written, by role."""
+        return save_report(self, directory, plots=plots, config=config)
 
 
 # ------------------------------------------------------------------------------------------------- JSON, markdown
@@ -179,8 +220,11 @@ def _series_points(report: RobustnessReport, spec: PlotSpec) -> dict[str, list[t
 
 
 # ----------------------------------------------------------------------------------------------------------- save
-def save_report(report: RobustnessReport, directory: str | os.PathLike) -> dict[str, Path]:
-    """Write the JSON, markdown, CSV logs, config and plots into ``directory``; returns role -> path."""
+def save_report(report: RobustnessReport, directory: str | os.PathLike, *, plots: bool = True,
+                config: bool = True) -> dict[str, Path]:
+    """Write the JSON, markdown, CSV logs, config and plots into ``directory``; returns role -> path. A one-model
+    report (the per-recipe report of :mod:`hfprune.audit.model_audit`) skips the config and plots: one point per
+    metric plots nothing useful, and its settings are in the JSON."""
     out = Path(directory)
     written = {"json": out / REPORT_JSON, "markdown": out / REPORT_MD, "attack_log": out / ATTACK_LOG_CSV}
     atomic_write_json(written["json"], report_to_dict(report))
@@ -189,8 +233,9 @@ def save_report(report: RobustnessReport, directory: str | os.PathLike) -> dict[
     if report.transfer_runs:
         written["transfer_log"] = out / TRANSFER_LOG_CSV
         atomic_write_text(written["transfer_log"], transfer_log_csv(report))
-    written["config"] = report.config.save_pretrained(out)
-    for name in PLOTS:
+    if config:
+        written["config"] = report.config.save_pretrained(out)
+    for name in PLOTS if plots else ():
         path = out / PLOTS_DIR / f"{name}_vs_sparsity.png"
         if plot_metric(report, name, path, report.config.sparsity_measure):
             written[f"plot:{name}"] = path

@@ -5,68 +5,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from hfprune.audit.results import LoyaltyResult, RobustnessResult
 from hfprune.audit.robustness.attack import AttackProbe
 from hfprune.audit.robustness.base import AuditTarget
 from hfprune.audit.robustness.config import AuditConfig
-from hfprune.audit.robustness.log import AttackLog
 from hfprune.audit.robustness.loyalty import LoyaltyProbe
 from hfprune.audit.robustness.recipes import RecipeLike, ResolvedRecipe, resolve_recipe
+from hfprune.audit.robustness.report import RobustnessReport
 from hfprune.audit.robustness.sample import AttackSample, draw_sample
-from hfprune.audit.robustness.transfer import TransferProbe, TransferResult, TransferRun
+from hfprune.audit.robustness.transfer import TransferProbe, TransferRun
 from hfprune.errors import ConfigError
 from hfprune.utils.logging import get_logger
 
 logger = get_logger(__name__)
-
-
-@dataclass
-class RobustnessReport:
-    """Everything one audit measured; ``save`` writes JSON, markdown, CSV logs and plots (see ``report.py``)."""
-
-    config: AuditConfig
-    reference: str
-    models: dict[str, float]  # name -> sparsity, in the order given
-    recipes: list[str]
-    sample: AttackSample
-    loyalty_sample: AttackSample
-    robustness: list[RobustnessResult] = field(default_factory=list)
-    loyalty: list[LoyaltyResult] = field(default_factory=list)
-    attack_logs: list[AttackLog] = field(default_factory=list)
-    transfer_runs: list[TransferRun] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def transfer(self) -> list[TransferResult]:
-        return [run.result for run in self.transfer_runs]
-
-    def log(self, model_name: str, recipe: str) -> AttackLog:
-        """The attack log of ``recipe`` against ``model_name``."""
-        for log in self.attack_logs:
-            if log.model_name == model_name and log.recipe == recipe:
-                return log
-        raise ConfigError(f"report: no attack log for model {model_name!r} and recipe {recipe!r}; have "
-                          f"{[(lg.model_name, lg.recipe) for lg in self.attack_logs]}")
-
-    def to_dict(self) -> dict[str, Any]:
-        from hfprune.audit.robustness.report import report_to_dict
-
-        return report_to_dict(self)
-
-    def to_markdown(self) -> str:
-        from hfprune.audit.robustness.report import report_to_markdown
-
-        return report_to_markdown(self)
-
-    def save(self, directory: str | Path) -> dict[str, Path]:
-        """Write the report files into ``directory``; returns what was written, by role."""
-        from hfprune.audit.robustness.report import save_report
-
-        return save_report(self, directory)
 
 
 class RobustnessAudit:
@@ -120,6 +72,27 @@ class RobustnessAudit:
         report.seconds = time.perf_counter() - started
         if self.config.output_dir:
             report.save(self.config.output_dir)
+        return report
+
+    def attack(self, target: AuditTarget, dataset: Any, reference: AuditTarget | None = None) -> RobustnessReport:
+        """Audit one model on its own (each model of a run is audited apart, so a finished stage never needs
+        recomputing): every recipe on the seeded sample, plus its loyalty to ``reference`` when given. The model's
+        sparsity is ``target.sparsity`` (0 when unset); no transfer (that needs two models)."""
+        started = time.perf_counter()
+        attack_sample, loyalty_sample = self.samples(dataset)
+        report = RobustnessReport(
+            config=self.config, reference=target.name, models={target.name: target.sparsity or 0.0},
+            recipes=[r.name for r in self.recipes], sample=attack_sample, loyalty_sample=loyalty_sample,
+        )
+        for recipe in self.recipes:
+            logger.info("attacking %s with %s on %d examples (query budget %s)", target.name, recipe.name,
+                        len(attack_sample), self.config.query_budget)
+            run = AttackProbe(recipe, self.config)(target, attack_sample)
+            report.robustness.append(run.result)
+            report.attack_logs.append(run.log)
+        if reference is not None:
+            report.loyalty = [LoyaltyProbe(reference, self.config)(target, loyalty_sample)]
+        report.seconds = time.perf_counter() - started
         return report
 
     def _transfers(

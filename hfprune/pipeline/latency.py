@@ -36,18 +36,15 @@ class Latency:
         return asdict(self)
 
 
-def _max_positions(model: torch.nn.Module) -> int | None:
-    config = getattr(model, "config", None)
-    return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-
-
 def random_token_batch(models: list[torch.nn.Module], batch_size: int, seq_len: int,
                        seed: int = 0) -> dict[str, torch.Tensor]:
     """A seeded batch of random token ids (past the first few, often special, ids of the first model's vocabulary),
     ``seq_len`` long or as long as the shortest position table of ``models`` allows, with a full attention mask."""
     import torch
 
-    limit = min(p for p in (*(_max_positions(m) for m in models), seq_len) if p)
+    from hfprune.models import max_positions
+
+    limit = min(p for p in (*(max_positions(getattr(m, "config", None)) for m in models), seq_len) if p)
     vocab = int(getattr(models[0].config, "vocab_size", 1000))
     generator = torch.Generator().manual_seed(seed)
     return {"input_ids": torch.randint(min(5, vocab - 1), vocab, (batch_size, limit), generator=generator),

@@ -2,14 +2,14 @@
 
 The dense model is trained (and audited) once, in ``dense/``; each level prunes a copy of it into
 ``levels/sparsity-<level>/``, a stage whose ``stage.json`` done-marker is written last, atomically (see
-:mod:`hfprune.recipes.runner`). A level whose marker exists with the same settings is read back, never recomputed,
+:mod:`hfprune.pipeline.runner`). A level whose marker exists with the same settings is read back, never recomputed,
 so an interrupted sweep resumes where it stopped and adding a level costs one level. The report
 (``sweep/report.md``, ``sweep/report.json`` and ``sweep/plots/*.png``: accuracy, latency, attack success rate and
 membership-inference AUC against sparsity, the dense model as the reference row) is rebuilt from the markers.
 
 Families mode (``--families structured,weight,combined --param-sparsities 0.5,0.9``, or a non-empty
 ``sweep.families`` in the recipe when neither ``--sparsities`` nor ``--apply-to`` is given) compares pruning
-families at equal parameter count instead, in ``levels/<family>-<p>/``; see :mod:`hfprune.recipes.families`.
+families at equal parameter count instead, in ``levels/<family>-<p>/``; see :mod:`hfprune.pipeline.families`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hfprune.errors import ConfigError
-from hfprune.recipes.runner import Level, RecipeRunner, StageResult
+from hfprune.pipeline.results import STAGE_FILE, Level, StageResult
+from hfprune.pipeline.runner import RecipeRunner
 from hfprune.recipes.schema import SWEEP_FIELDS, check_sparsities
 from hfprune.utils.logging import get_logger
 
@@ -76,7 +77,7 @@ def plan_levels(recipe: Recipe, sparsities: list[float] | None = None, apply_to:
                 families: list[str] | None = None,
                 param_sparsities: list[float] | None = None) -> tuple[list[Level], bool]:
     """The sweep's levels and whether they are families (see the module docstring for which mode applies)."""
-    from hfprune.recipes.families import family_levels
+    from hfprune.pipeline.families import family_levels
 
     if families is not None and (sparsities is not None or apply_to is not None):
         raise ConfigError("--families: compares families at --param-sparsities; expected no --sparsities or "
@@ -106,8 +107,7 @@ def run_sweep(
     overwrite: bool = False, families: list[str] | None = None, param_sparsities: list[float] | None = None,
 ) -> SweepResult:
     """Run (or resume) every level and write the sweep report; see the module docstring."""
-    from hfprune.recipes.report import RunReport, model_display_name
-    from hfprune.recipes.runner import STAGE_FILE
+    from hfprune.pipeline.report import RunReport, model_display_name
 
     levels, use_families = plan_levels(recipe, sparsities, apply_to, families, param_sparsities)
     root = recipe.output_dir
@@ -122,8 +122,8 @@ def run_sweep(
         dense, results = runner.run(levels)
         title = f"hfprune sweep: {model_display_name(recipe)} on {recipe.data.dataset}"
         if use_families:
-            from hfprune.recipes.families import families_efficiency
-            from hfprune.recipes.families_report import FamiliesReport
+            from hfprune.pipeline.families import families_efficiency
+            from hfprune.pipeline.families_report import FamiliesReport
 
             efficiency = families_efficiency(runner, dense, results)
             FamiliesReport(recipe, dense, results, title=title + ", pruning families at equal parameter count",

@@ -75,7 +75,7 @@ def upload_files(model_dir: Path) -> list[Path]:
 def stage_upload(model_dir: Path, files: list[Path], card_text: str, staging: Path, dense_export: bool) -> list[str]:
     """Fill ``staging`` with what is uploaded (``files`` of ``upload_files`` and the card); returns the repo paths,
     sorted."""
-    from hfprune.recipes.card import DENSE_EXPORT_DIR
+    from hfprune.hub.card import DENSE_EXPORT_DIR
 
     for entry in files:
         _link_or_copy(entry, staging / entry.name)
@@ -111,7 +111,7 @@ def push_model(
     """Create ``repo_id`` (if needed) and upload the pruned model in ``model_dir`` with its card."""
     from huggingface_hub import HfApi
 
-    from hfprune.recipes.card import build_model_card
+    from hfprune.hub.card import build_model_card
 
     check_repo_id(repo_id)
     model_dir = Path(model_dir)

@@ -15,7 +15,7 @@ from hfprune.utils.logging import get_logger
 
 if TYPE_CHECKING:
     from hfprune.audit.compare import Comparison
-    from hfprune.recipes.runner import StageResult
+    from hfprune.pipeline.results import StageResult
     from hfprune.recipes.schema import Recipe
 
 logger = get_logger(__name__)

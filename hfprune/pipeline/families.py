@@ -1,5 +1,8 @@
 """Pruning families compared at equal parameter count (``hfprune sweep --families``).
 
+The families themselves (what a recipe may name) are in :mod:`hfprune.recipes.families_spec`; this module turns
+them into sweep levels and checks the levels removed equal parameter counts.
+
 Parameter sparsity p = the fraction of the prunable encoder-layer weights removed: the weight entries of every
 layer's attention query/key/value/output and FFN in/out matrices that the engine knows (the architecture table's
 ``prunable_matrices``; biases, embeddings, norms and the task head are not counted). A family maps p to pruning
@@ -14,7 +17,7 @@ settings that remove that fraction:
 
 Each (family, p) is a sweep level in ``levels/<family>-<p>/`` with the usual done-marker resumption. After the
 levels, each gets ``efficiency.json`` (parameters, bytes on disk, dense- and sparse-kernel latency, see
-:mod:`hfprune.recipes.efficiency`), also computed once and reused. The achieved remaining fraction of each level is
+:mod:`hfprune.pipeline.efficiency`), also computed once and reused. The achieved remaining fraction of each level is
 read back from its SparsityReport (nonzero prunable weights / the dense model's prunable weights) and checked to be
 equal across families within ``EQUAL_TOLERANCE``.
 """
@@ -23,88 +26,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hfprune.errors import ConfigError
+from hfprune.pipeline.results import DENSE_STAGE, Level
+from hfprune.recipes.families_spec import FAMILIES, check_families
 from hfprune.utils.io import atomic_write_json
 from hfprune.utils.logging import get_logger
 
 if TYPE_CHECKING:
-    from hfprune.pruning.config import PruningConfig
-    from hfprune.recipes.runner import Level, StageResult
+    from hfprune.pipeline.results import StageResult
     from hfprune.recipes.schema import Recipe
 
 logger = get_logger(__name__)
 
-FamilyRule = Callable[["PruningConfig", float], dict[str, Any]]
-FAMILIES: dict[str, FamilyRule] = {}
 EQUAL_TOLERANCE = 0.01  # remaining fractions of one level may differ by at most 1 percentage point across families
-
-
-def register_family(name: str) -> Callable[[FamilyRule], FamilyRule]:
-    """Decorator adding a family rule (base pruning config, p -> pruning fields to set) to ``FAMILIES``."""
-
-    def decorate(rule: FamilyRule) -> FamilyRule:
-        if name in FAMILIES:
-            raise ValueError(f"family {name!r} is already registered")
-        FAMILIES[name] = rule
-        return rule
-
-    return decorate
-
-
-def _pattern_sparsity(base: PruningConfig) -> float | None:
-    from hfprune.pruning.weight.methods import WEIGHT_METHODS
-
-    return WEIGHT_METHODS[base.weight_method].pattern_sparsity()
-
-
-@register_family("structured")
-def _structured(base: PruningConfig, p: float) -> dict[str, Any]:
-    # no weights are pruned, so the weight method is irrelevant: the default one keeps the level valid under a 2:4
-    # recipe (which fixes weight_sparsity = 0.5) and its fingerprint unchanged when the recipe's weight method changes
-    default_method = next(f.default for f in dataclasses.fields(base) if f.name == "weight_method")
-    return {"head_sparsity": p, "ffn_sparsity": p, "weight_sparsity": 0.0, "weight_method": default_method}
-
-
-@register_family("weight")
-def _weight(base: PruningConfig, p: float) -> dict[str, float]:
-    return {"head_sparsity": 0.0, "ffn_sparsity": 0.0, "weight_sparsity": p}
-
-
-@register_family("combined")
-def _combined(base: PruningConfig, p: float) -> dict[str, float]:
-    w = _pattern_sparsity(base)
-    if w is None:
-        s = w = 1 - math.sqrt(1 - p)
-    else:
-        s = 1 - (1 - p) / (1 - w)
-        if s < 0:
-            raise ConfigError(f"sweep.param_sparsities: weight_method {base.weight_method!r} alone removes {w:g} of "
-                              f"the weights; expected parameter sparsities >= {w:g} for the combined family, got {p}")
-    return {"head_sparsity": s, "ffn_sparsity": s, "weight_sparsity": w}
-
-
-def check_families(key: str, names: list[str]) -> None:
-    """A list of distinct registered family names."""
-    for i, name in enumerate(names):
-        if name not in FAMILIES:
-            raise ConfigError(f"{key}[{i}]: expected one of {sorted(FAMILIES)}, got {name!r}")
-    if len(set(names)) != len(names):
-        raise ConfigError(f"{key}: expected distinct families, got {names}")
-
-
-def parse_list(key: str, text: str) -> list[str]:
-    """``"a, b"`` -> ["a", "b"] (a CLI comma list)."""
-    items = [part.strip() for part in text.split(",")]
-    if not all(items):
-        raise ConfigError(f"{key}: expected a comma-separated list without empty items, got {text!r}")
-    return items
 
 
 def family_level_name(family: str, p: float) -> str:
@@ -120,7 +59,6 @@ def family_of(stage_name: str) -> str:
 def family_levels(recipe: Recipe, families: list[str] | None = None,
                   param_sparsities: list[float] | None = None) -> list[Level]:
     """One level per (parameter sparsity, family); defaults from the recipe's sweep section."""
-    from hfprune.recipes.runner import Level
     from hfprune.recipes.schema import check_sparsities
 
     names = list(recipe.sweep.families if families is None else families)
@@ -192,10 +130,9 @@ def equal_parameter_check(dense: StageResult, levels: list[StageResult],
 def efficiency_stage(runner: Any, level: StageResult, dense: StageResult,
                      rounds: dict[int, int] | None = None) -> dict[str, Any]:
     """The level's ``efficiency.json``: read back when it was computed for this stage (same fingerprint), else
-    measured (see :mod:`hfprune.recipes.efficiency`) and written atomically."""
-    from hfprune.recipes.audits import load_model_dir
-    from hfprune.recipes.efficiency import EFFICIENCY_FILE, measure_efficiency
-    from hfprune.recipes.runner import DENSE_STAGE
+    measured (see :mod:`hfprune.pipeline.efficiency`) and written atomically."""
+    from hfprune.audit.model_audit import load_model_dir
+    from hfprune.pipeline.efficiency import EFFICIENCY_FILE, measure_efficiency
 
     stage_dir = runner.root / family_level_name(family_of(level.name), float(level.level))
     path = stage_dir / EFFICIENCY_FILE
@@ -216,7 +153,7 @@ def efficiency_stage(runner: Any, level: StageResult, dense: StageResult,
 def families_efficiency(runner: Any, dense: StageResult, levels: list[StageResult],
                         rounds: dict[int, int] | None = None) -> dict[str, dict[str, Any]]:
     """``efficiency_stage`` of every level (stage name -> record), on the recipe's CPU threads."""
-    from hfprune.recipes.runner import data_dir_env
+    from hfprune.pipeline.runner import data_dir_env
     from hfprune.training import idle_cores, torch_threads
 
     threads = runner.recipe.training.threads or idle_cores()

@@ -1,6 +1,7 @@
 """Auditing one saved or in-memory model: TextAttack robustness, loyalty to the dense model, privacy leakage.
 
-Shared by ``hfprune run`` / ``sweep`` (every stage audits its model) and ``hfprune audit`` (any saved model). Each
+Shared by ``hfprune run`` / ``sweep`` (every stage audits its model, with the plan its recipe describes) and
+``hfprune audit`` (any saved model, with the plan its flags describe); this module never sees a recipe. Each
 model is audited on its own so a finished stage never needs recomputing: every model of a run is attacked on the
 same seeded sample with the same query budget, and scored for membership on the same recorded split, so results of
 different stages compare. The typed results (``hfprune.audit.results``) go to ``audit.json``; the detailed
@@ -22,7 +23,7 @@ from hfprune.utils.io import (
     atomic_write_text,
     refuse_inputs_inside,
     refuse_symlink,
-    replace_folder,
+    staged_folder,
 )
 from hfprune.utils.logging import get_logger
 
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from hfprune.audit.privacy.report import PrivacyEntry
     from hfprune.audit.privacy.split import MembershipSplit
     from hfprune.audit.robustness import AuditTarget
-    from hfprune.recipes.schema import Recipe
 
 logger = get_logger(__name__)
 
@@ -70,19 +70,6 @@ class AuditPlan:
         unknown = [name for name in self.privacy if name not in PRIVACY_AUDITS]
         if unknown:
             raise ConfigError(f"privacy: expected names from {sorted(PRIVACY_AUDITS)}, got {unknown}")
-
-    @classmethod
-    def from_recipe(cls, recipe: Recipe, split: str) -> Self:
-        r, p = recipe.audits.robustness, recipe.audits.privacy
-        privacy = ["mia"] if p.enabled else []
-        if p.enabled and not recipe.is_classifier:
-            privacy += ["extraction"] + (["exposure"] if p.canaries.repetitions else [])
-        return cls(
-            dataset=recipe.data.dataset, split=split, max_length=recipe.data.max_length,
-            recipes=list(r.recipes) if r.enabled else [], n_examples={n: r.examples_for(n) for n in r.recipes},
-            query_budget=r.query_budget, n_loyalty_examples=r.n_loyalty_examples, robustness_seed=r.seed,
-            privacy=privacy, mia_attacks=list(p.attacks), n_resamples=r.n_resamples, privacy_resamples=p.n_resamples,
-        )
 
     def attack_config(self, recipe: str) -> Any:
         """The ``AuditConfig`` of one recipe (transfer off: each model is audited on its own)."""
@@ -248,29 +235,17 @@ def robustness_audit(
     plan: AuditPlan, target: AuditTarget, reference: AuditTarget | None, out: Path, dataset: Any = None
 ) -> tuple[list[RobustnessResult], LoyaltyResult | None]:
     """Attack ``target`` with every recipe of the plan (one report folder per recipe under ``out``), and measure
-    its loyalty to ``reference`` when given."""
-    from hfprune.audit.robustness import AttackProbe, LoyaltyProbe, RobustnessAudit, RobustnessReport
-    from hfprune.audit.robustness.report import attack_log_csv, report_to_dict, report_to_markdown
+    its loyalty to ``reference`` when given (once: the loyalty sample does not depend on the recipe)."""
+    from hfprune.audit.robustness import RobustnessAudit
 
     results, loyalty = [], None
     for name in plan.recipes:
-        config = plan.attack_config(name)
-        audit = RobustnessAudit(config)
+        audit = RobustnessAudit(plan.attack_config(name))
         dataset = audit.load_dataset() if dataset is None else dataset
-        attack_sample, loyalty_sample = audit.samples(dataset)
-        logger.info("attacking %s with %s on %d examples (query budget %s)", target.name, name, len(attack_sample),
-                    config.query_budget)
-        run = AttackProbe(audit.recipes[0], config)(target, attack_sample)
-        results.append(run.result)
-        report = RobustnessReport(config=config, reference=target.name, models={target.name: target.sparsity or 0.0},
-                                  recipes=[name], sample=attack_sample, loyalty_sample=loyalty_sample,
-                                  robustness=[run.result], attack_logs=[run.log], seconds=run.log.seconds)
-        folder = out / name
-        atomic_write_json(folder / "robustness_report.json", report_to_dict(report))
-        atomic_write_text(folder / "robustness_report.md", report_to_markdown(report))
-        atomic_write_text(folder / "attack_log.csv", attack_log_csv(report))
-        if reference is not None and loyalty is None:
-            loyalty = LoyaltyProbe(reference, config)(target, loyalty_sample)
+        report = audit.attack(target, dataset, reference=reference if loyalty is None else None)
+        report.save(out / name, plots=False, config=False)
+        results += report.robustness
+        loyalty = report.loyalty[0] if loyalty is None and report.loyalty else loyalty
     return results, loyalty
 
 
@@ -340,9 +315,6 @@ def audit_saved_model(
 ) -> ModelAudit:
     """Audit any saved model (``hfprune audit``): every check first, then the audit in a staging folder that is
     renamed to ``out`` once ``audit.json`` and the reports are complete."""
-    import os
-    import shutil
-
     from hfprune.audit.robustness import AuditTarget
     from hfprune.training import idle_cores, torch_threads
 
@@ -357,17 +329,11 @@ def audit_saved_model(
     reference = load_model_dir(reference_dir) if reference_dir is not None else None
     dataset = _audit_dataset(plan)
     label = name or (Path(model_dir).resolve().parent.name if Path(model_dir).name == "model" else Path(model_dir).name)
-    staging = out.with_name(f".{out.name}.staging-{os.getpid()}")
-    staging.mkdir(parents=True)
-    try:
-        with torch_threads(threads or idle_cores()):
-            target = AuditTarget(label, loaded.model, loaded.tokenizer)
-            ref = None if reference is None else AuditTarget("reference", reference.model, reference.tokenizer)
-            result = run_model_audit(plan, target, staging, reference=ref, split=loaded.split, canaries=loaded.canaries,
+    with staged_folder(out) as staging, torch_threads(threads or idle_cores()):
+        target = AuditTarget(label, loaded.model, loaded.tokenizer)
+        ref = None if reference is None else AuditTarget("reference", reference.model, reference.tokenizer)
+        result = run_model_audit(plan, target, staging, reference=ref, split=loaded.split, canaries=loaded.canaries,
                                  dataset=dataset, step=lambda message: logger.info("%s", message))
-        replace_folder(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return result
 
 

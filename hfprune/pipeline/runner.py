@@ -17,98 +17,48 @@ swaps a finished stage for its recomputed version only once the new one is compl
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
+from hfprune.audit.model_audit import AuditPlan
 from hfprune.errors import ConfigError, DataError, HfpruneError
-from hfprune.recipes.audits import AuditPlan, ModelAudit
+from hfprune.pipeline.results import DENSE_STAGE, STAGE_FILE, Level, StageResult
+from hfprune.utils.config import fingerprint
 from hfprune.utils.io import (
     atomic_write_json,
     contained_path,
     disk_full_reported,
     refuse_inputs_inside,
     refuse_links_within,
-    replace_folder,
+    staged_folder,
 )
 from hfprune.utils.logging import get_logger
 
 if TYPE_CHECKING:
-    from hfprune.pruning.config import PruningConfig
-    from hfprune.recipes.audits import LoadedModel
+    from hfprune.audit.model_audit import LoadedModel
     from hfprune.recipes.schema import Recipe
 
 logger = get_logger(__name__)
 
-STAGE_FILE = "stage.json"
 RECIPE_FILE = "recipe.json"
 RESULTS_FILE = "hfprune_results.json"  # written into a pruned model folder: what its model card reports
-DENSE_STAGE = "dense"
 
 
-# ---------------------------------------------------------------------------------------------------------- stages
-@dataclass
-class StageResult:
-    """What one stage measured; saved as its ``stage.json`` done-marker."""
-
-    name: str
-    kind: str  # "dense" or "pruned"
-    level: float | None
-    fingerprint: str
-    settings: dict[str, Any]
-    model_dir: str  # relative to the stage folder, or absolute (a teacher used in place)
-    quality: dict[str, Any]
-    sparsity: dict[str, Any]
-    audit: dict[str, Any]
-    seconds: dict[str, float]
-    pruning: dict[str, Any] | None = None
-    latency: dict[str, Any] | None = None
-    hfprune_version: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, payload: dict[str, Any]) -> Self:
-        names = {f.name for f in dataclasses.fields(cls)}
-        if not isinstance(payload, dict) or not {"name", "kind", "fingerprint"} <= set(payload) <= names:
-            raise ConfigError(f"{STAGE_FILE}: expected a stage record with keys {sorted(names)}")
-        return cls(**payload)
-
-    @classmethod
-    def load(cls, stage_dir: Path) -> Self:
-        path = stage_dir / STAGE_FILE
-        try:
-            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{path}: cannot read the stage record ({exc})") from None
-
-    @property
-    def model_audit(self) -> ModelAudit:
-        return ModelAudit.from_dict(self.audit)
-
-    def model_path(self, stage_dir: Path) -> Path:
-        path = Path(self.model_dir)
-        return path if path.is_absolute() else stage_dir / path
-
-
-@dataclass(frozen=True)
-class Level:
-    """One pruned model of a run: its folder (relative to the run folder), sparsity level and pruning config."""
-
-    name: str
-    value: float | None
-    pruning: PruningConfig
-
-    @property
-    def label(self) -> str:
-        return Path(self.name).name
+def audit_plan(recipe: Recipe, split: str) -> AuditPlan:
+    """The audit plan a recipe's ``audits`` section describes (the audit package never reads a recipe)."""
+    r, p = recipe.audits.robustness, recipe.audits.privacy
+    privacy = ["mia"] if p.enabled else []
+    if p.enabled and not recipe.is_classifier:
+        privacy += ["extraction"] + (["exposure"] if p.canaries.repetitions else [])
+    return AuditPlan(
+        dataset=recipe.data.dataset, split=split, max_length=recipe.data.max_length,
+        recipes=list(r.attacks) if r.enabled else [], n_examples={n: r.examples_for(n) for n in r.attacks},
+        query_budget=r.query_budget, n_loyalty_examples=r.n_loyalty_examples, robustness_seed=r.seed,
+        privacy=privacy, mia_attacks=list(p.attacks), n_resamples=r.n_resamples, privacy_resamples=p.n_resamples,
+    )
 
 
 def diff_settings(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -124,33 +74,6 @@ def diff_settings(old: dict[str, Any], new: dict[str, Any], prefix: str = "") ->
     return changed
 
 
-def _fingerprint(settings: dict[str, Any]) -> str:
-    import hashlib
-
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _remove_leftovers(stage_dir: Path) -> None:
-    """Staging and swap folders an interrupted run of this stage left behind (their process is gone)."""
-    for prefix in (f".{stage_dir.name}.staging-", f".{stage_dir.name}.old-"):
-        for leftover in stage_dir.parent.glob(prefix + "*"):
-            pid = leftover.name.rsplit("-", 1)[-1]
-            if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
-                continue
-            logger.info("removing %s left by an interrupted run", leftover)
-            shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def run_stage(stage_dir: Path, fingerprint: str, compute: Callable[[Path], StageResult],
               overwrite: bool = False) -> tuple[StageResult, bool]:
     """The stage's result: read from its done-marker when finished with this ``fingerprint``, else computed into a
@@ -161,23 +84,17 @@ def run_stage(stage_dir: Path, fingerprint: str, compute: Callable[[Path], Stage
             logger.info("%s: finished earlier with the same settings; reusing it", stage_dir)
             return result, False
         raise ConfigError(f"{stage_dir}: computed from different settings; pass --overwrite to recompute it")
-    _remove_leftovers(stage_dir)
-    staging = stage_dir.with_name(f".{stage_dir.name}.staging-{os.getpid()}")
-    staging.mkdir(parents=True)
-    try:
-        with disk_full_reported(stage_dir):
-            result = compute(staging)
-            atomic_write_json(staging / STAGE_FILE, result.to_dict())  # the done-marker: written last
-            replace_folder(staging, stage_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    # staged_folder also removes what an interrupted run of this stage left
+    with disk_full_reported(stage_dir), staged_folder(stage_dir) as staging:
+        result = compute(staging)
+        atomic_write_json(staging / STAGE_FILE, result.to_dict())  # the done-marker: written last
     return result, True
 
 
 # ------------------------------------------------------------------------------------------------------ the runner
 @contextlib.contextmanager
 def data_dir_env(data_dir: str | None) -> Iterator[None]:
-    """Point hfprune's dataset loader at ``data.data_dir`` for the block (the workflows read HFPRUNE_DATA_DIR)."""
+    """Point hfprune's dataset loader at ``data.data_dir`` for the block (the pipeline stages read HFPRUNE_DATA_DIR)."""
     from hfprune.data.paths import DATA_DIR_ENV
 
     if data_dir is None:
@@ -211,12 +128,12 @@ class RecipeRunner:
     """Runs a recipe's dense stage and pruned levels in ``recipe.output_dir``; see the module docstring."""
 
     def __init__(self, recipe: Recipe, overwrite: bool = False) -> None:
-        from hfprune.workflows.audited_run import eval_split_name
+        from hfprune.pipeline.stages import eval_split_name
 
         self.recipe = recipe
         self.overwrite = overwrite
         self.root = recipe.output_dir
-        self.plan = AuditPlan.from_recipe(recipe, eval_split_name(recipe))
+        self.plan = audit_plan(recipe, eval_split_name(recipe))
         self.step = Steps()
         self._dense: LoadedModel | None = None
         self._lock_depth = 0
@@ -244,7 +161,7 @@ class RecipeRunner:
         try:
             self.plan.check_resources()
         except HfpruneError as exc:
-            raise type(exc)(f"audits.robustness.recipes: {exc}") from None
+            raise type(exc)(f"audits.robustness.attacks: {exc}") from None
         self._check_output(levels)
 
     def _model_key(self) -> tuple[str, str] | None:
@@ -327,7 +244,7 @@ class RecipeRunner:
             if not (stage_dir / STAGE_FILE).is_file():
                 continue
             done = StageResult.load(stage_dir)
-            if done.fingerprint != _fingerprint(settings):
+            if done.fingerprint != fingerprint(settings):
                 changed = diff_settings(done.settings, settings)
                 raise ConfigError(f"output.dir: {stage_dir} was computed from a different recipe (changed: "
                                   f"{', '.join(changed) or 'unknown'}); choose another output.dir or pass --overwrite")
@@ -377,19 +294,19 @@ class RecipeRunner:
 
     def dense_stage(self) -> StageResult:
         settings = self.dense_settings()
-        result, _ = run_stage(self.root / DENSE_STAGE, _fingerprint(settings),
+        result, _ = run_stage(self.root / DENSE_STAGE, fingerprint(settings),
                               lambda staging: self._compute_dense(staging, settings), self.overwrite)
         return result
 
     def level_stage(self, level: Level, dense: StageResult) -> StageResult:
         settings = self.level_settings(level)
-        result, _ = run_stage(contained_path(self.root, level.name, "level"), _fingerprint(settings),
+        result, _ = run_stage(contained_path(self.root, level.name, "level"), fingerprint(settings),
                               lambda staging: self._compute_level(staging, level, dense, settings), self.overwrite)
         return result
 
     def dense_model(self, dense: StageResult) -> LoadedModel:
         """The dense model (loaded once per process), the teacher and reference of every level."""
-        from hfprune.recipes.audits import load_model_dir
+        from hfprune.audit.model_audit import load_model_dir
 
         if self._dense is None:
             self._dense = load_model_dir(dense.model_path(self.root / DENSE_STAGE))
@@ -397,10 +314,10 @@ class RecipeRunner:
 
     def _compute_dense(self, staging: Path, settings: dict[str, Any]) -> StageResult:
         from hfprune import __version__
+        from hfprune.audit.model_audit import load_model_dir, run_model_audit
         from hfprune.audit.robustness import AuditTarget
+        from hfprune.pipeline.stages import evaluate_model, train_dense
         from hfprune.pruning.stats import sparsity_report
-        from hfprune.recipes.audits import load_model_dir, run_model_audit
-        from hfprune.workflows.audited_run import evaluate_model, train_dense
 
         seconds: dict[str, float] = {}
         if self.recipe.model.teacher is not None:
@@ -421,7 +338,7 @@ class RecipeRunner:
                             step=self.step)
         seconds["audit"] = audit.seconds
         return StageResult(
-            name=DENSE_STAGE, kind="dense", level=None, fingerprint=_fingerprint(settings), settings=settings,
+            name=DENSE_STAGE, kind="dense", level=None, fingerprint=fingerprint(settings), settings=settings,
             model_dir=model_dir, quality=quality.to_dict(),
             sparsity=sparsity_report(loaded.model, self.recipe.data.max_length).to_dict(), audit=audit.to_dict(),
             seconds=seconds, hfprune_version=__version__,
@@ -430,12 +347,12 @@ class RecipeRunner:
     def _compute_level(self, staging: Path, level: Level, dense_stage: StageResult,
                        settings: dict[str, Any]) -> StageResult:
         from hfprune import __version__
+        from hfprune.audit.model_audit import run_model_audit
         from hfprune.audit.privacy.runs import AuditedRun
         from hfprune.audit.robustness import AuditTarget
+        from hfprune.pipeline.latency import measure_latency
+        from hfprune.pipeline.stages import evaluate_model, prune_and_distill
         from hfprune.pruning.stats import sparsity_report
-        from hfprune.recipes.audits import run_model_audit
-        from hfprune.recipes.latency import measure_latency
-        from hfprune.workflows.audited_run import evaluate_model, prune_and_distill
 
         dense = self.dense_model(dense_stage)
         if dense.split is None:
@@ -463,7 +380,7 @@ class RecipeRunner:
                             canaries=dense.canaries, step=self.step)
         seconds["audit"] = audit.seconds
         result = StageResult(
-            name=level.label, kind="pruned", level=level.value, fingerprint=_fingerprint(settings),
+            name=level.label, kind="pruned", level=level.value, fingerprint=fingerprint(settings),
             settings=settings, model_dir="model", quality=quality.to_dict(), sparsity=report.to_dict(),
             audit=audit.to_dict(), seconds=seconds, pruning=level.pruning.to_dict(), latency=latency,
             hfprune_version=__version__,
@@ -492,7 +409,7 @@ def single_level(recipe: Recipe) -> list[Level]:
 
 def run_recipe(recipe: Recipe, overwrite: bool = False) -> tuple[StageResult, list[StageResult]]:
     """Run one recipe (dense + one pruned model) and write the report; returns the stage results."""
-    from hfprune.recipes.report import RunReport
+    from hfprune.pipeline.report import RunReport
 
     runner = RecipeRunner(recipe, overwrite)
     with runner.locked(single_level(recipe)):  # the report too is written under the folder's lock

@@ -1,6 +1,6 @@
 """The training stages of an audited run, for classifiers and causal LMs: what ``hfprune run`` executes.
 
-Unlike :mod:`hfprune.workflows.prune_classifier`, the dense model is trained on a *recorded* member split
+Unlike :mod:`hfprune.pipeline.prune_classifier`, the dense model is trained on a *recorded* member split
 (:func:`~hfprune.audit.privacy.finetune_on_members`, :func:`~hfprune.audit.privacy.train_canary_lm`), and the pruned
 student is trained on exactly those members (plus the same canaries for an LM): a membership-inference audit of the
 pruned model is then scored against the right ground truth, and no non-member is ever trained on.
@@ -184,15 +184,10 @@ def task_spec(task: str) -> TaskSpec:
 
 
 def eval_split_name(recipe: Recipe) -> str:
-    """``data.eval_split``, else validation when the dataset has it, else test."""
-    if recipe.data.eval_split:
-        return recipe.data.eval_split
-    from hfprune.data import lookup
+    """``data.eval_split``, else validation when the dataset has it, else test (:func:`hfprune.data.eval_split`)."""
+    from hfprune.data import eval_split
 
-    spec = lookup(recipe.data.dataset)
-    if spec is not None and "validation" not in spec.splits:
-        return "test"
-    return "validation"
+    return eval_split(recipe.data.dataset, recipe.data.eval_split)
 
 
 def eval_rows(recipe: Recipe) -> tuple[str, datasets.Dataset]:
@@ -228,30 +223,25 @@ def prune_and_distill(
     """Prune a copy of the dense model while distilling from it, on the dense model's own training examples, and
     save it (``save_pruned``, with the recorded split and canaries) into ``target``. ``scratch`` holds the
     Trainer's working files and is removed. Returns the compacted model and the training seconds."""
-    from transformers import Trainer, TrainingArguments
+    from transformers import Trainer
 
     from hfprune.distill import DistillationArguments, DistillationTrainer
     from hfprune.pruning import MovementPruningCallback, save_pruned
+    from hfprune.training import TrainingSettings, trainer_args
 
     spec = task_spec(recipe.model.task)
     student = copy.deepcopy(dense.model).train()
     train = spec.train_dataset(dense, recipe)
     t, d = recipe.training, recipe.distillation
-    common = dict(
-        output_dir=str(scratch), use_cpu=True, num_train_epochs=t.prune_epochs,
-        per_device_train_batch_size=t.batch_size, learning_rate=t.prune_learning_rate or t.learning_rate,
-        warmup_steps=0.1, weight_decay=0.0,
-        save_strategy="no", eval_strategy="no", logging_steps=20, report_to="none", seed=t.seed, data_seed=t.seed,
-        dataloader_num_workers=0,
-    )
+    settings = TrainingSettings(t.prune_epochs, t.batch_size, t.prune_learning_rate or t.learning_rate, t.seed)
     trainer_kwargs = dict(model=student, train_dataset=train, processing_class=dense.tokenizer,
                           data_collator=spec.collator(dense.tokenizer), callbacks=[MovementPruningCallback(pruning)])
     if d.enabled:
-        args = DistillationArguments(**common, distill_alpha=d.alpha, distill_temperature=d.temperature,
-                                     hidden_distill_weight=d.hidden_weight)
+        args = trainer_args(scratch, settings, args_class=DistillationArguments, distill_alpha=d.alpha,
+                            distill_temperature=d.temperature, hidden_distill_weight=d.hidden_weight)
         trainer = DistillationTrainer(teacher_model=copy.deepcopy(dense.model), args=args, **trainer_kwargs)
     else:
-        trainer = Trainer(args=TrainingArguments(**common), **trainer_kwargs)
+        trainer = Trainer(args=trainer_args(scratch, settings), **trainer_kwargs)
     logger.info("pruning %s (heads %.0f%%, FFN %.0f%%, weights %.0f%%, %s scores) with distillation %s",
                 recipe.model.name or "the dense model", 100 * pruning.head_sparsity, 100 * pruning.ffn_sparsity,
                 100 * pruning.weight_sparsity, pruning.scoring, "on" if d.enabled else "off")

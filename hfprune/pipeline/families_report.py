@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hfprune.recipes.families import equal_parameter_check, family_of, remaining
-from hfprune.recipes.report import PLOTS_DIR, Point, RunReport, Series, _render
+from hfprune.pipeline.families import equal_parameter_check, family_of, remaining
+from hfprune.pipeline.report import PLOTS_DIR, Point, RunReport, Series, _render
 from hfprune.utils.io import atomic_write_bytes
 
 if TYPE_CHECKING:
-    from hfprune.recipes.runner import StageResult
+    from hfprune.pipeline.results import StageResult
 
 FAMILIES_PLOT = "families"
 MB = 1e6

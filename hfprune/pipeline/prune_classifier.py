@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
-import shutil
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -19,11 +18,14 @@ from hfprune.errors import ConfigError
 from hfprune.models import DEFAULT_MODEL
 from hfprune.pruning.config import PruningConfig, scorer_names
 from hfprune.utils.config import ConfigMixin, check_fraction, check_int, check_number, field_help
-from hfprune.utils.io import atomic_write_json, atomic_write_text
+from hfprune.utils.io import atomic_write_json, atomic_write_text, staged_folder
 from hfprune.utils.lock import output_lock
 from hfprune.utils.logging import get_logger
 
 logger = get_logger(__name__)
+
+# PruningConfig field -> the field of PruneClassifierConfig it is set from, where the names differ
+_PRUNING_FIELDS = {"warmup_ratio": "pruning_warmup_ratio", "flops_seq_len": "max_length"}
 
 
 @dataclasses.dataclass
@@ -75,7 +77,12 @@ class PruneClassifierConfig(ConfigMixin):
         check_number(owner, "hidden_distill_weight", self.hidden_distill_weight, minimum=0)
         for name in ("teacher_epochs", "prune_epochs", "learning_rate", "distill_temperature"):
             check_number(owner, name, getattr(self, name), minimum=0, inclusive=False)
-        self.pruning_config()  # validates sparsities and scorer
+        try:
+            self.pruning_config()  # validates sparsities and scorer
+        except ConfigError as exc:  # name this config's field too, not only the PruningConfig field it sets
+            raise ConfigError(re.sub(r"^PruningConfig\.(\w+)",
+                                     lambda m: f"{owner}.{_PRUNING_FIELDS.get(m[1], m[1])} sets {m[0]}",
+                                     str(exc))) from None
 
     def pruning_config(self) -> PruningConfig:
         return PruningConfig(head_sparsity=self.head_sparsity, ffn_sparsity=self.ffn_sparsity, scoring=self.scoring,
@@ -94,7 +101,7 @@ class PruneClassifierResult:
     def to_markdown(self, config: PruneClassifierConfig) -> str:
         s = self.sparsity
         return "\n".join([
-            f"# hfprune: {config.model} on {config.dataset}", "",
+            f"# hfprune: {config.teacher if config.teacher is not None else config.model} on {config.dataset}", "",
             f"Pruning: {config.scoring} scores, {s['head_sparsity']:.0%} of heads and {s['ffn_sparsity']:.0%} of "
             f"FFN neurons removed, distillation {'on' if config.distill else 'off'}.", "",
             f"| model | dev accuracy | parameters | layer FLOPs (seq {s['seq_len']}) |",
@@ -139,7 +146,9 @@ def _prune_classifier(config: PruneClassifierConfig, out: Path) -> PruneClassifi
     with torch_threads(config.threads or idle_cores()):
         started = time.perf_counter()
         dense_dir, dense_accuracy = _dense_teacher(config, out)
-        seconds["dense fine-tuning"] = time.perf_counter() - started
+        # a --teacher is only evaluated: its time is not a fine-tuning time
+        seconds["dense evaluation" if config.teacher is not None else "dense fine-tuning"] = (
+            time.perf_counter() - started)
         started = time.perf_counter()
         pruned_accuracy, report = prune_and_save(config, dense_dir, out / "pruned")
         seconds["pruning"] = time.perf_counter() - started
@@ -169,11 +178,12 @@ def _dense_teacher(config: PruneClassifierConfig, out: Path) -> tuple[Path, floa
 
 def _splits(config: PruneClassifierConfig, tokenizer) -> tuple[Any, Any]:
     """The tokenised pruning sample (the teacher's shuffle, from ``train_skip`` on) and evaluation split."""
+    from hfprune.data import eval_split as default_eval_split
     from hfprune.data import load_dataset
     from hfprune.training import drop_unlabelled, tokenize_for_classification
 
     splits = load_dataset(config.dataset)
-    eval_split = "validation" if "validation" in splits else "test"
+    eval_split = default_eval_split(config.dataset, available=splits)
     train = drop_unlabelled(splits["train"]).shuffle(seed=config.seed)
     if config.train_skip >= len(train):
         raise ConfigError(f"train_skip: expected fewer than the {len(train)} labelled training examples of "
@@ -193,13 +203,12 @@ def _evaluate_dir(config: PruneClassifierConfig, model_dir: Path) -> float:
 
 
 def _evaluate(config: PruneClassifierConfig, model, tokenizer, evaluation) -> float:
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+    from transformers import DataCollatorWithPadding, Trainer
 
-    from hfprune.training import compute_accuracy
+    from hfprune.training import compute_accuracy, trainer_args
 
     with tempfile.TemporaryDirectory() as scratch:
-        args = TrainingArguments(output_dir=scratch, use_cpu=True, per_device_eval_batch_size=128,
-                                 report_to="none", disable_tqdm=True)
+        args = trainer_args(scratch, per_device_eval_batch_size=128, disable_tqdm=True)
         trainer = Trainer(model=model, args=args, eval_dataset=evaluation, compute_metrics=compute_accuracy,
                           data_collator=DataCollatorWithPadding(tokenizer))
         return float(trainer.evaluate()["eval_accuracy"])
@@ -213,33 +222,30 @@ def prune_and_save(config: PruneClassifierConfig, dense_dir: Path, target: Path)
     from hfprune.distill import DistillationArguments, DistillationTrainer
     from hfprune.models import load_model_for_task, load_tokenizer
     from hfprune.pruning import MovementPruningCallback, save_pruned, sparsity_report
-    from hfprune.training import compute_accuracy
+    from hfprune.training import TrainingSettings, compute_accuracy, trainer_args
 
     tokenizer = load_tokenizer(dense_dir)
     student = load_model_for_task(dense_dir, "sequence-classification")
     train, evaluation = _splits(config, tokenizer)
-    staging = target.with_name(f".{target.name}.trainer-{os.getpid()}")
-    args = DistillationArguments(
-        output_dir=str(staging), use_cpu=True, num_train_epochs=config.prune_epochs,
-        per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=128,
-        learning_rate=config.learning_rate, warmup_steps=0.1, weight_decay=0.01, save_strategy="no",
-        logging_steps=20, report_to="none", seed=config.seed, data_seed=config.seed,
-        distill_alpha=config.distill_alpha if config.distill else 1.0, distill_temperature=config.distill_temperature,
-        hidden_distill_weight=config.hidden_distill_weight if config.distill else 0.0,
-    )
+    # weight decay 0.01 as in training.finetune_classifier (hfprune run's stages use 0.0; see issue 15)
+    settings = TrainingSettings(config.prune_epochs, config.batch_size, config.learning_rate, config.seed,
+                                weight_decay=0.01)
     pruning = config.pruning_config()
-    common = dict(model=student, args=args, train_dataset=train, eval_dataset=evaluation, processing_class=tokenizer,
-                  data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_accuracy,
-                  callbacks=[MovementPruningCallback(pruning)])
-    if config.distill:
-        teacher = copy.deepcopy(student)
-        trainer = DistillationTrainer(teacher_model=teacher, **common)
-    else:
-        trainer = Trainer(**common)
-    try:
+    with staged_folder(target, publish=None, kind="trainer") as scratch:  # the Trainer's working files, never kept
+        args = trainer_args(
+            scratch, settings, args_class=DistillationArguments, per_device_eval_batch_size=128,
+            distill_alpha=config.distill_alpha if config.distill else 1.0,
+            distill_temperature=config.distill_temperature,
+            hidden_distill_weight=config.hidden_distill_weight if config.distill else 0.0,
+        )
+        common = dict(model=student, args=args, train_dataset=train, eval_dataset=evaluation,
+                      processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
+                      compute_metrics=compute_accuracy, callbacks=[MovementPruningCallback(pruning)])
+        if config.distill:
+            trainer = DistillationTrainer(teacher_model=copy.deepcopy(student), **common)
+        else:
+            trainer = Trainer(**common)
         trainer.train()
         accuracy = float(trainer.evaluate()["eval_accuracy"])
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     save_pruned(student, target, pruning_config=pruning, processing_class=tokenizer, overwrite=config.overwrite)
     return accuracy, sparsity_report(student, pruning.flops_seq_len).to_dict()

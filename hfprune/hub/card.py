@@ -22,7 +22,7 @@ from hfprune.models import DEFAULT_MODEL, DEFAULT_MODEL_ALIASES
 if TYPE_CHECKING:
     from huggingface_hub import EvalResult, ModelCard
 
-    from hfprune.recipes.audits import ModelAudit
+    from hfprune.audit.model_audit import ModelAudit
 
 # distributions listed under "Framework versions", in order
 VERSIONED = ("hfprune", "transformers", "torch", "datasets", "tokenizers", "huggingface_hub", "textattack")
@@ -61,7 +61,7 @@ class CardInputs:
         self.audit = self._audit(audit_dir)
 
     def _audit(self, audit_dir: str | Path | None) -> ModelAudit | None:
-        from hfprune.recipes.audits import ModelAudit, load_audit
+        from hfprune.audit.model_audit import ModelAudit, load_audit
 
         if audit_dir is not None:
             return load_audit(audit_dir)
@@ -188,7 +188,7 @@ def _summary(inputs: CardInputs, repo_id: str) -> str:
 def _changes(inputs: CardInputs) -> str:
     """"What pruning changed": paired tests of this model against the dense one, when both records allow them."""
     from hfprune.audit.compare import PairedRecords, changes_markdown, compare_models, decide_groups
-    from hfprune.recipes.audits import ModelAudit
+    from hfprune.audit.model_audit import ModelAudit
 
     pruned, dense = inputs.results.get("pruned"), inputs.results.get("dense")
     if not pruned or not dense:
@@ -222,7 +222,7 @@ def _audit_section(inputs: CardInputs) -> str:
     dense = inputs.results.get("dense", {}).get("audit")
     dense_audit = None
     if dense:
-        from hfprune.recipes.audits import ModelAudit
+        from hfprune.audit.model_audit import ModelAudit
 
         dense_audit = ModelAudit.from_dict(dense)
     lines = ["## Robustness and privacy audit", ""]

@@ -1,0 +1,14 @@
+"""The pipeline: what ``hfprune run``, ``sweep`` and ``prune`` execute, stage by stage.
+
+- ``runner``: checks first, then stages with done-markers (dense, then each pruned level), resumable;
+  ``results``: ``StageResult`` (a stage's ``stage.json``) and ``Level``;
+- ``stages``: the training stages of an audited run (dense fine-tuning on recorded members, prune + distil,
+  evaluate), for classifiers and causal LMs;
+- ``prune_classifier``: ``hfprune prune``, the one-command teacher -> pruned student of a classifier;
+- ``sweep``: several sparsity levels of one recipe; ``families`` and ``families_report``: pruning families
+  compared at equal parameter count; ``efficiency`` and ``latency``: size on disk and interleaved CPU latency;
+- ``report``: the run's markdown, JSON and PNG plots.
+
+Recipes are parsed by :mod:`hfprune.recipes`, models audited by :mod:`hfprune.audit.model_audit`, and published by
+:mod:`hfprune.hub`. Nothing is imported here, so that ``hfprune --help`` stays fast.
+"""
