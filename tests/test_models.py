@@ -90,7 +90,7 @@ def test_latency_batches_fit_the_position_table_roberta_offset_included(arch, le
     import torch
     from conftest import tiny_model
 
-    from hfprune.pipeline.latency import random_token_batch
+    from hfprune.pruning.latency import random_token_batch
 
     model = tiny_model(arch)
     batch = random_token_batch([model], 2, 512)

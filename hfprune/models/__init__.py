@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from hfprune.errors import ConfigError, HfpruneError
 from hfprune.utils.logging import get_logger
+from hfprune.utils.positions import max_positions
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -135,19 +136,6 @@ def load_tokenizer(name: str | os.PathLike = DEFAULT_MODEL, **kwargs: Any) -> Pr
             check_tokenizer_dir(resolved, "tokenizer")
     return _load("tokenizer", os.fspath(name), resolved, AutoTokenizer.from_pretrained,
                  **_no_remote_code(kwargs))
-
-
-def max_positions(config: Any) -> int | None:
-    """The longest input (in tokens) a model of ``config`` accepts, or None when the config does not say.
-
-    RoBERTa-style position ids start after the padding index, so ``pad_token_id + 1`` positions are unusable.
-    """
-    limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-    if not isinstance(limit, int) or limit <= 0:
-        return None
-    if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
-        limit -= int(getattr(config, "pad_token_id", 1) or 0) + 1
-    return limit
 
 
 def _no_remote_code(kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -9,16 +9,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hfprune.errors import ConfigError, UnsupportedModelError
-
-
-def require_supported(key: str, where: str, model_type: Any) -> None:
-    """``model_type`` is in the architecture table, else UnsupportedModelError naming ``key``."""
-    from hfprune.pruning.architectures import ARCHITECTURES
-
-    if model_type not in ARCHITECTURES:
-        raise UnsupportedModelError(f"{key}: {where} has model_type {model_type!r}, which hfprune cannot prune; "
-                                    f"expected one of {sorted(ARCHITECTURES)}")
+from hfprune.errors import ConfigError
+from hfprune.models.trusted import safe_load_config
 
 
 def check_model_source(key: str, name: str | os.PathLike, *, labels: list[str] | None = None,
@@ -29,7 +21,6 @@ def check_model_source(key: str, name: str | os.PathLike, *, labels: list[str] |
     classification head must have as many. ``max_length``: the input length the run truncates to.
     """
     from hfprune.models import ModelNotFoundError, check_tokenizer_dir, max_positions, resolve_model
-    from hfprune.models.trusted import safe_load_config
 
     where = os.fspath(name)
     resolved = resolve_model(where)

@@ -15,8 +15,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hfprune.errors import ConfigError
-from hfprune.models.checks import require_supported
+from hfprune.errors import ConfigError, UnsupportedModelError
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel
@@ -27,6 +26,15 @@ WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 # keys with which a config makes transformers import code from the model's folder or repository
 REMOTE_CODE_KEYS = ("auto_map", "custom_pipelines")
 
+
+
+def require_supported(key: str, where: str, model_type: Any) -> None:
+    """``model_type`` is in the architecture table, else UnsupportedModelError naming ``key``."""
+    from hfprune.pruning.architectures import ARCHITECTURES
+
+    if model_type not in ARCHITECTURES:
+        raise UnsupportedModelError(f"{key}: {where} has model_type {model_type!r}, which hfprune cannot prune; "
+                                    f"expected one of {sorted(ARCHITECTURES)}")
 
 def _json_object(key: str, path: Path) -> dict[str, Any]:
     try:

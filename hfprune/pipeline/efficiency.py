@@ -56,7 +56,7 @@ def measure_latencies(dense: Any, pruned: Any, sparse: Any | None, rounds: dict[
     timed interleaved, and the median per-round ratios; plus the sparse kernel's largest logit difference."""
     import torch
 
-    from hfprune.pipeline.latency import random_token_batch
+    from hfprune.pruning.latency import random_token_batch
     from hfprune.utils.timing import interleaved_timings
 
     result: dict[str, Any] = {"seq_len": seq_len, "threads": torch.get_num_threads(), "batches": {}}

@@ -350,8 +350,8 @@ class RecipeRunner:
         from hfprune.audit.model_audit import run_model_audit
         from hfprune.audit.privacy.runs import AuditedRun
         from hfprune.audit.robustness import AuditTarget
-        from hfprune.pipeline.latency import measure_latency
         from hfprune.pipeline.stages import evaluate_model, prune_and_distill
+        from hfprune.pruning.latency import measure_latency
         from hfprune.pruning.stats import sparsity_report
 
         dense = self.dense_model(dense_stage)

@@ -3,7 +3,7 @@
 The table a pruning run used travels with the model: compaction remembers it (``LATENCY_TABLES``), ``save_pruned``
 writes it as ``latency_table.json`` beside the weights with the prediction for the saved widths, and ``load_pruned``
 reads it back. ``latency_report`` gives the predicted speedup and, given the dense model, the measured one on the
-table's own setting (batch size, sequence length, threads), timed interleaved (``hfprune.recipes.latency``).
+table's own setting (batch size, sequence length, threads), timed interleaved (``hfprune.pruning.latency``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from hfprune.pruning.units import UnitKind, unit_groups
 from hfprune.utils.logging import get_logger
 
 if TYPE_CHECKING:
-    from hfprune.recipes.latency import Latency
+    from hfprune.pruning.latency import Latency
 
 logger = get_logger(__name__)
 
@@ -39,7 +39,7 @@ class LatencyReport:
     seq_len: int
     threads: int
     measured: Latency | None = None
-    """The interleaved measurement against the dense model (``hfprune.recipes.latency``), when asked for."""
+    """The interleaved measurement against the dense model (``hfprune.pruning.latency``), when asked for."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,7 +65,7 @@ def latency_report(model: PreTrainedModel, table: LatencyTable | None = None, de
               "predicted_speedup": table.dense_predicted_ms / predicted, "batch_size": setting.get("batch_size", 1),
               "seq_len": setting.get("seq_len", 128), "threads": setting.get("threads", 1)}
     if dense is not None:
-        from hfprune.recipes.latency import measure_latency
+        from hfprune.pruning.latency import measure_latency
 
         previous = torch.get_num_threads()
         torch.set_num_threads(report["threads"])

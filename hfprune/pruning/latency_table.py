@@ -208,7 +208,7 @@ def measure_table(model: PreTrainedModel, batch_size: int = 1, seq_len: int = 12
                   neuron_steps: Sequence[int] | None = None) -> LatencyTable:
     """Time ``model`` compacted to each width (see the module docstring) on copies, in this process's device
     (CPU) with ``threads`` threads; ``timer`` (default ``interleaved_timings``) is injectable for tests."""
-    from hfprune.recipes.latency import random_token_batch
+    from hfprune.pruning.latency import random_token_batch
     from hfprune.utils.timing import interleaved_timings
 
     for name, value in (("batch_size", batch_size), ("seq_len", seq_len), ("threads", threads), ("rounds", rounds)):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from hfprune.errors import ConfigError
 from hfprune.utils.logging import get_logger
+from hfprune.utils.positions import max_positions
 
 if TYPE_CHECKING:
     import torch
@@ -42,7 +43,6 @@ def random_token_batch(models: list[torch.nn.Module], batch_size: int, seq_len: 
     ``seq_len`` long or as long as the shortest position table of ``models`` allows, with a full attention mask."""
     import torch
 
-    from hfprune.models import max_positions
 
     limit = min(p for p in (*(max_positions(getattr(m, "config", None)) for m in models), seq_len) if p)
     vocab = int(getattr(models[0].config, "vocab_size", 1000))
