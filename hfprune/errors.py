@@ -27,3 +27,7 @@ class NonFiniteError(HfpruneError, ArithmeticError):
 
 class DiskFullError(HfpruneError, OSError):
     """The disk filled up while hfprune wrote a folder (see :func:`hfprune.utils.io.disk_full_reported`)."""
+
+
+class HubUnreachableError(HfpruneError, ConnectionError):
+    """The Hub (``HF_ENDPOINT``) cannot be reached, or ``HF_HUB_OFFLINE`` forbids trying."""

@@ -1,13 +1,18 @@
-"""Model cards: the generated card parses with huggingface_hub.ModelCard, its model-index holds the task metric,
-attack success rates and membership-inference AUC with the values the run measured, and its sections describe the
-pruning, the structure kept, loading with and without hfprune, and framework versions."""
+"""Model cards: the generated card parses with huggingface_hub.ModelCard and follows the Hub's conventions
+(base_model, license and language inherited from the base model's card, library_name, pipeline_tag, tags), its
+model-index holds the task metric, attack success rates and membership-inference AUC with the values the run
+measured, its sections describe the pruning of any pruned folder (``save_pruned`` in a user's script, ``hfprune
+prune``, ``hfprune run``) from what the files show, and its usage code runs and gives load_pruned's logits."""
 
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
-from helpers import ACCURACY, REPO_ID, constructed_audit, tiny_pruned_model_dir
+import torch
+from helpers import ACCURACY, REPO_ID, constructed_audit, tiny_bert, tiny_pruned_model_dir
 from huggingface_hub import ModelCard
 
 from hfprune.errors import ConfigError
@@ -26,9 +31,11 @@ def test_card_parses_and_model_index_holds_the_measured_metrics(pruned_dir, tmp_
     build_model_card(pruned_dir, REPO_ID).save(path)
     card = ModelCard.load(path)
 
-    assert card.data.library_name == "hfprune"
+    assert card.data.library_name == "transformers" and card.data.pipeline_tag == "text-classification"
     assert card.data.base_model == DEFAULT_MODEL
-    assert {"hfprune", "pruning", "transformers", "text-classification"} <= set(card.data.tags)
+    # inherited from the embedded MiniLM's own card (its README.md front matter), not invented
+    assert (card.data.license, card.data.language) == ("apache-2.0", "en")
+    assert {"hfprune", "pruning", "structured-pruning", "text-classification"} <= set(card.data.tags)
     assert card.data.datasets == ["nyu-mll/glue"]
     assert card.data.model_name == "minilm-sst2-pruned"
     metrics = _metrics(card)
@@ -39,6 +46,8 @@ def test_card_parses_and_model_index_holds_the_measured_metrics(pruned_dir, tmp_
     assert {r.dataset_config for r in card.data.eval_results} == {"sst2"}
     model_index = card.data.to_dict()["model-index"]
     assert model_index[0]["name"] == "minilm-sst2-pruned" and len(model_index[0]["results"]) == 2
+    # the metadata survives huggingface_hub's own parse of the rendered text
+    assert ModelCard(str(card)).data.to_dict() == card.data.to_dict()
 
 
 def test_card_opens_with_what_pruning_changed(pruned_dir):
@@ -66,7 +75,7 @@ def test_card_sections_describe_procedure_structure_loading_and_versions(pruned_
     assert f'export_dense(load_pruned("{REPO_ID}"), "dense-export")' in text
     assert 'AutoModelForSequenceClassification.from_pretrained("dense-export")' in text
     assert f"- transformers: {transformers.__version__}" in text
-    assert "- Scores: `magnitude`" in text and "alpha 0.5, temperature 2" in text
+    assert "- Scoring: `magnitude`" in text and "alpha 0.5, temperature 2" in text
     structure = json.loads((pruned_dir / "config.json").read_text())["hfprune_structure"]
     for layer, heads in enumerate(structure["kept_heads"]):
         neurons = len(structure["kept_neurons"][layer])
@@ -92,7 +101,103 @@ def test_card_from_a_standalone_audit(tmp_path):
     metrics = _metrics(ModelCard(str(card)))
     assert metrics == {"Attack success rate (deepwordbug, 5 examples)": (0.75, "attack_success_rate", "validation"),
                        "Membership inference AUC (loss attack)": (0.9375, "roc_auc", "train")}
-    assert card.data.base_model is None  # no run results: the base model is unknown, not guessed
+    # no run results: base model, license and language are unknown, not guessed
+    assert card.data.to_dict().keys().isdisjoint({"base_model", "license", "language"})
+    assert "| deepwordbug (5 examples, budget 300) | 0.750 [0.194, 0.994] | not audited |" in card.text
+    assert "fine-tuned on" not in card.text and "trained on" not in card.text  # audited on it, not trained on it
+
+
+def test_a_folder_saved_by_a_users_own_script_gets_its_procedure_from_the_files(tmp_path):
+    """save_pruned in a user's script: no run results, no report; every number comes from the saved files."""
+    from hfprune.hub.card import build_model_card
+
+    model_dir = tiny_pruned_model_dir(tmp_path)
+    structure = json.loads((model_dir / "config.json").read_text())["hfprune_structure"]
+    report = json.loads((model_dir / "pruning_report.json").read_text())
+    card = build_model_card(model_dir, REPO_ID)
+    text = card.text
+    assert [len(k) for k in structure["kept_heads"]] == [2, 2]
+    assert [len(k) for k in structure["kept_neurons"]] == [24, 24]
+    assert ("- Kept per layer: attention heads 2 of 4 in each of the 2 layers; FFN neurons 24 of 48 in each of the 2 "
+            "layers.") in text
+    assert (f"- Removed: 4 of 8 attention heads and 48 of 96 FFN neurons; parameters {report['params_dense']:,} -> "
+            f"{report['params']:,} (-{100 * report['param_sparsity']:.1f}%), transformer-layer FLOPs -50.0% "
+            "(sequence length 128).") in text
+    assert "- Scoring: `magnitude` (global allocation); target sparsity 50% of heads, 50% of FFN neurons." in text
+    assert "- Schedule: cubic ramp after 10% warm-up" in text
+    assert "A structurally pruned bert model: attention heads and FFN neurons removed with hfprune." in text
+    assert "trained on" not in text and "fine-tuned" not in text and "## Results" not in text
+    assert card.data.library_name == "transformers" and card.data.eval_results is None
+
+
+def test_per_layer_counts_are_listed_unless_every_layer_agrees():
+    from hfprune.hub.card import _per_layer
+
+    assert _per_layer([2, 3, 4], 4) == "2, 3, 4 (of 4 each)"
+    assert _per_layer([24] * 12, 48) == "24 of 48 in each of the 12 layers"
+
+
+def test_a_prune_command_folder_fills_the_dense_column_from_its_report(tmp_path):
+    """``hfprune prune`` writes report.json beside pruned/: the card's dense column and accuracy come from it."""
+    from hfprune.hub.card import build_model_card
+
+    model_dir = tiny_pruned_model_dir(tmp_path)
+    sparsity = json.loads((model_dir / "pruning_report.json").read_text())
+    (model_dir.parent / "report.json").write_text(json.dumps({
+        "dense_accuracy": 0.9, "pruned_accuracy": 0.875, "sparsity": sparsity, "dense_dir": "out/dense",
+        "pruned_dir": f"out/{model_dir.name}", "seconds": {}, "dataset": "glue/sst2", "base_model": "minilm"}))
+    card = build_model_card(model_dir, REPO_ID)
+    assert f"| dense | 0.9000 | {sparsity['params_dense']:,} |" in card.text
+    assert f"| pruned (this model) | 0.8750 | {sparsity['params']:,} |" in card.text
+    assert "A structurally pruned version of `sentence-transformers/all-MiniLM-L6-v2` fine-tuned on `glue/sst2`" \
+        in card.text
+    assert _metrics(card) == {"Accuracy": (0.875, "accuracy", None)}
+    assert card.data.base_model == DEFAULT_MODEL and card.data.datasets == ["nyu-mll/glue"]
+    # a report.json naming another folder says nothing about this one
+    (model_dir.parent / "report.json").write_text(json.dumps({"pruned_accuracy": 0.1, "pruned_dir": "elsewhere"}))
+    assert "## Results" not in build_model_card(model_dir, REPO_ID).text
+
+
+def _usage_snippets(text: str, repo_id: str, folder: Path) -> list[str]:
+    section = text.split("## How to load", 1)[1].split("\n## ", 1)[0]
+    return [code.replace(f'"{repo_id}"', repr(str(folder)))
+            for code in re.findall(r"```python\n(.*?)```", section, flags=re.S)]
+
+
+def _run_snippet(code: str) -> torch.nn.Module:
+    scope: dict = {}
+    exec(compile(code, "<model card>", "exec"), scope)  # noqa: S102 - the card's own usage code, run as a user would
+    return scope["model"].eval()
+
+
+def _logits(model: torch.nn.Module) -> torch.Tensor:
+    with torch.no_grad():
+        return model(input_ids=torch.tensor([[101, 2023, 2003, 1037, 3231, 102]])).logits
+
+
+@pytest.mark.parametrize("uniform", [False, True], ids=["heads-pruned", "ffn-only-uniform"])
+def test_the_cards_usage_code_runs_and_gives_load_pruneds_logits(tmp_path, monkeypatch, uniform):
+    """Every snippet of How to load, with the repo id replaced by the local folder. Plain from_pretrained is offered
+    exactly when config.json states every layer's widths (here: FFN-only pruning with uniform allocation)."""
+    import hfprune
+    from hfprune.hub.card import build_model_card
+
+    if uniform:
+        model = tiny_bert().eval()
+        config = hfprune.PruningConfig(head_sparsity=0.0, ffn_sparsity=0.5, allocation="uniform",
+                                       scoring="magnitude")
+        hfprune.prune(model, config)
+        model_dir = hfprune.save_pruned(model, tmp_path / "model", pruning_config=config)
+    else:
+        model_dir = tiny_pruned_model_dir(tmp_path)
+    monkeypatch.chdir(tmp_path)  # the export snippet writes dense-export/ into the working directory
+    text = build_model_card(model_dir, REPO_ID).text
+    snippets = _usage_snippets(text, REPO_ID, model_dir)
+    plain = [code for code in snippets if "load_pruned" not in code]
+    assert len(plain) == int(uniform)
+    expected = _logits(hfprune.load_pruned(model_dir))
+    for code in snippets:
+        assert torch.allclose(_logits(_run_snippet(code)), expected, atol=1e-5), code
 
 
 def test_token_never_appears_in_the_card(pruned_dir, monkeypatch):

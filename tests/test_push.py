@@ -30,7 +30,7 @@ def test_push_uploads_the_model_and_its_card(hub, pruned_dir, capsys):
         assert uploaded[name] == (pruned_dir / name).read_bytes(), name
     assert any(path.startswith("/lfs-upload/") for method, path, _ in hub.requests if method == "PUT")
     card = ModelCard(uploaded["README.md"].decode())
-    assert card.data.library_name == "hfprune"
+    assert card.data.library_name == "transformers" and "hfprune" in card.data.tags
     assert {r.metric_type: r.metric_value for r in card.data.eval_results} == {
         "accuracy": 0.8125, "attack_success_rate": 0.75, "roc_auc": 0.9375}
     assert TOKEN not in uploaded["README.md"].decode()
@@ -66,5 +66,34 @@ def test_bad_repo_id_is_refused_before_any_request(hub, pruned_dir):
 
 def test_dry_run_prints_the_card_and_uploads_nothing(hub, pruned_dir, capsys):
     assert _push(str(pruned_dir), "--repo-id", REPO_ID, "--dry-run") == 0
-    assert "library_name: hfprune" in capsys.readouterr().out
+    assert "library_name: transformers" in capsys.readouterr().out
     assert hub.requests == []
+
+
+def _closed_port() -> int:
+    """A local port nobody listens on: bound, then released (connections to it are refused)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("offline", [False, True], ids=["endpoint-refuses", "HF_HUB_OFFLINE"])
+def test_push_without_a_network_says_what_to_set_in_one_line(pruned_dir, monkeypatch, capsys, offline):
+    """No reachable Hub: exit 2 and one line naming HF_ENDPOINT or HF_HUB_OFFLINE and --dry-run, no traceback."""
+    import huggingface_hub.constants
+
+    from hfprune.cli.main import main
+
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", offline)
+    assert main(["push", str(pruned_dir), "--repo-id", REPO_ID, "--token", TOKEN]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "unexpected error" not in err
+    assert err.startswith("hfprune push: error: ") and "--dry-run" in err and TOKEN not in err
+    if offline:
+        assert f"HF_HUB_OFFLINE is set, so the Hub at {endpoint} is not contacted" in err
+    else:
+        assert f"cannot reach the Hub at {endpoint} (ConnectError: " in err and "HF_ENDPOINT" in err

@@ -11,10 +11,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "push",
         help="upload a pruned model with a model card (metrics, structure, how to load it)",
         description="Create the Hub repository if needed and upload MODEL_DIR (e.g. runs/NAME/pruned/model) with a "
-        "README.md model card: metadata (library_name, base_model, tags, datasets, model-index with the task "
-        "metric, attack success rates and membership-inference AUC) and sections on the pruning procedure, the "
-        "structure kept per layer, loading with and without hfprune, and framework versions. The membership split "
-        "and canaries stay local. Uses HF_ENDPOINT when set.",
+        "README.md model card: metadata (library_name, base_model, license and language of the base model's "
+        "local card, pipeline_tag, tags, datasets, model-index with the task metric, attack success rates and "
+        "membership-inference AUC) and sections on the pruning procedure, the structure kept per layer, loading "
+        "with and without hfprune, and framework versions. The membership split and canaries stay local. Uses "
+        "HF_ENDPOINT when set; without a network, --dry-run prints the card.",
     )
     parser.add_argument("model_dir", metavar="MODEL_DIR", help="pruned model folder written by hfprune run / sweep")
     parser.add_argument("--repo-id", required=True, help="USER/NAME (or ORG/NAME) of the model repository")

@@ -1,10 +1,14 @@
-"""The model card of a pruned model: Hub metadata (``library_name``, ``base_model``, tags, datasets, a
-``model-index`` with the task metric, attack success rates and membership-inference AUC) and sections on the
-pruning procedure, the structure kept per layer, loading with and without hfprune, and framework versions.
+"""The model card of a pruned model, following the Hub's conventions: metadata (``base_model``, ``license`` and
+``language`` inherited from the base model's card when it is known locally, ``datasets``, ``pipeline_tag``,
+``library_name: transformers``, tags, a ``model-index`` with the task metric, attack success rates and
+membership-inference AUC) and sections on what pruning changed, the results, the audit, the pruning procedure, the
+structure kept per layer, loading with and without hfprune, and framework versions.
 
-Everything comes from files in the model folder (``config.json``'s recorded structure, ``pruning_config.json``,
-``pruning_report.json``, and ``hfprune_results.json`` written by ``hfprune run``) or from an ``audit.json`` written
-by ``hfprune audit``. No credential is ever read here, so none can end up in the card.
+Everything comes from files: the model folder (``config.json``'s recorded structure, ``pruning_config.json``,
+``pruning_report.json``, ``hfprune_results.json`` written by ``hfprune run``), the ``report.json`` that
+``hfprune prune`` writes beside its ``pruned/`` folder, an ``audit.json`` of ``hfprune audit`` and the base model's
+own card when it is on this machine. What no file shows is left out, never guessed. No credential is ever read here,
+so none can end up in the card.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from hfprune.errors import ConfigError
 from hfprune.models import DEFAULT_MODEL, DEFAULT_MODEL_ALIASES
 
 if TYPE_CHECKING:
-    from huggingface_hub import EvalResult, ModelCard
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     from hfprune.audit.model_audit import ModelAudit
 
@@ -28,7 +32,10 @@ if TYPE_CHECKING:
 VERSIONED = ("hfprune", "transformers", "torch", "datasets", "tokenizers", "huggingface_hub", "textattack")
 HUB_TASKS = {"sequence-classification": "text-classification", "causal-lm": "text-generation"}
 LOAD_CLASSES = {"sequence-classification": "AutoModelForSequenceClassification", "causal-lm": "AutoModelForCausalLM"}
+TAGS = ("pruning", "structured-pruning", "hfprune")
 DENSE_EXPORT_DIR = "dense-export"
+# written by `hfprune prune` beside the model folder it names in "pruned_dir"
+PRUNE_REPORT = "report.json"
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -58,7 +65,14 @@ class CardInputs:
         self.pruning = _read_json(self.model_dir / "pruning_config.json") or {}
         self.report = _read_json(self.model_dir / "pruning_report.json") or {}
         self.results = _read_json(self.model_dir / "hfprune_results.json") or {}
+        self.prune_report = self._prune_report()
         self.audit = self._audit(audit_dir)
+
+    def _prune_report(self) -> dict[str, Any]:
+        """``../report.json`` of ``hfprune prune`` when it describes this folder (its ``pruned_dir``), else {}."""
+        report = _read_json(self.model_dir.parent / PRUNE_REPORT) or {}
+        names_this = Path(str(report.get("pruned_dir", ""))).name == self.model_dir.resolve().name
+        return report if names_this and "pruned_accuracy" in report else {}
 
     def _audit(self, audit_dir: str | Path | None) -> ModelAudit | None:
         from hfprune.audit.model_audit import ModelAudit, load_audit
@@ -79,20 +93,42 @@ class CardInputs:
     def base_model(self) -> str | None:
         """The Hub id the dense model was fine-tuned from (aliases of the embedded MiniLM resolved); None for a
         local folder or a model trained from scratch, which have no Hub id."""
-        name = self.results.get("base_model")
+        name = self.results.get("base_model") or self.prune_report.get("base_model")
         if not name:
             return None
         if name.lower() in DEFAULT_MODEL_ALIASES:
             return DEFAULT_MODEL
-        looks_like_repo = name.count("/") <= 1 and not name.startswith((".", "/", "~"))
+        looks_like_repo = name.count("/") <= 1 and not name.startswith((".", "/", "~")) and not Path(name).exists()
         return name if looks_like_repo else None
 
     @property
+    def base_card(self) -> ModelCardData | None:
+        """The base model's card metadata when the card is on this machine (the embedded MiniLM, or the local HF
+        cache); never fetched: the card of a pruned model is built offline."""
+        from huggingface_hub import ModelCard, try_to_load_from_cache
+
+        from hfprune.models import embedded_default_path
+
+        base = self.base_model
+        if base is None:
+            return None
+        local = embedded_default_path() if base == DEFAULT_MODEL else None
+        path = local / "README.md" if local is not None else try_to_load_from_cache(base, "README.md")
+        if not isinstance(path, (str, Path)) or not Path(path).is_file():
+            return None
+        return ModelCard.load(path).data
+
+    @property
+    def trained_on(self) -> str | None:
+        """The dataset the model was fine-tuned on, as the run or prune report names it."""
+        return self.results.get("dataset") or self.prune_report.get("dataset") or None
+
+    @property
     def dataset(self) -> tuple[str | None, str | None, str | None]:
-        """(name as used, Hub id, Hub config) of the training dataset."""
+        """(name as used, Hub id, Hub config) of the dataset the metrics were measured on."""
         from hfprune.data import lookup
 
-        name = self.results.get("dataset") or (self.audit.dataset if self.audit is not None else None)
+        name = self.trained_on or (self.audit.dataset if self.audit is not None else None)
         if not name:
             return None, None, None
         spec = lookup(name)
@@ -102,8 +138,43 @@ class CardInputs:
 
     @property
     def quality(self) -> dict[str, Any] | None:
+        """The pruned model's task metric: ``hfprune run``'s record, else the accuracy ``hfprune prune`` reported."""
         pruned = self.results.get("pruned")
-        return pruned["quality"] if pruned else None
+        if pruned:
+            return pruned["quality"]
+        if self.prune_report:
+            return {"metric": "accuracy", "value": self.prune_report["pruned_accuracy"], "split": None,
+                    "n_examples": None}
+        return None
+
+    @property
+    def comparison(self) -> dict[str, Any] | None:
+        """Dense and pruned side by side (metric, values, parameters, latency) from whichever record has both."""
+        pruned, dense = self.results.get("pruned"), self.results.get("dense")
+        if pruned and dense:
+            return {"metric": pruned["quality"]["metric"], "dense": dense["quality"]["value"],
+                    "pruned": pruned["quality"]["value"], "dense_params": dense["sparsity"]["params"],
+                    "pruned_params": pruned["sparsity"]["params"], "latency": pruned.get("latency") or {}}
+        r = self.prune_report
+        if r:
+            return {"metric": "accuracy", "dense": r["dense_accuracy"], "pruned": r["pruned_accuracy"],
+                    "dense_params": r["sparsity"]["params_dense"], "pruned_params": r["sparsity"]["params"],
+                    "latency": {}}
+        return None
+
+    @property
+    def plain_loadable(self) -> bool:
+        """Every layer has the widths config.json states, so plain ``from_pretrained`` builds the pruned shapes
+        (``allocation: uniform``, or FFN-only pruning that left the same width everywhere)."""
+        from hfprune.models.trusted import safe_load_config
+        from hfprune.pruning.architectures import get_architecture
+
+        config = safe_load_config(self.model_dir, key="MODEL_DIR")
+        spec = get_architecture(config)
+        heads, ffn = spec.num_heads(config), spec.ffn_size(config)
+        s = self.structure
+        return (all(len(k) == heads for k in s["kept_heads"]) and all(len(k) == ffn for k in s["kept_neurons"])
+                and (spec.head_dim_field is not None or heads == s["dense_num_heads"]))
 
 
 # ---------------------------------------------------------------------------------------------------- metadata
@@ -120,9 +191,10 @@ def eval_results(inputs: CardInputs, model_name: str) -> list[EvalResult]:
     results = []
     quality = inputs.quality
     if quality is not None:
-        results.append(EvalResult(**common, dataset_split=quality["split"], metric_type=quality["metric"],
+        counted = f" ({quality['n_examples']} examples)" if quality.get("n_examples") else ""
+        results.append(EvalResult(**common, dataset_split=quality.get("split"), metric_type=quality["metric"],
                                   metric_value=round(float(quality["value"]), 4),
-                                  metric_name=f"{quality['metric'].capitalize()} ({quality['n_examples']} examples)"))
+                                  metric_name=f"{quality['metric'].capitalize()}{counted}"))
     audit = inputs.audit
     if audit is not None:
         for r in audit.robustness:
@@ -146,43 +218,41 @@ def eval_results(inputs: CardInputs, model_name: str) -> list[EvalResult]:
 
 def _split_of(inputs: CardInputs) -> str:
     quality = inputs.quality
-    if quality:
+    if quality and quality.get("split"):
         return quality["split"]
     return (inputs.audit.split if inputs.audit is not None else None) or "validation"
 
 
-def card_data(inputs: CardInputs, repo_id: str) -> Any:
+def card_data(inputs: CardInputs, repo_id: str) -> ModelCardData:
+    """The card's metadata; ``license`` and ``language`` only where the base model's own card states them."""
     from huggingface_hub import ModelCardData
 
     model_name = repo_id.split("/")[-1]
     _, hub_id, _ = inputs.dataset
+    base = inputs.base_card
+    pipeline_tag = HUB_TASKS[inputs.task]
     return ModelCardData(
-        library_name="hfprune", base_model=inputs.base_model, model_name=model_name,
-        tags=["hfprune", "pruning", "structured-pruning", "distillation", "transformers", HUB_TASKS[inputs.task]],
-        datasets=[hub_id] if hub_id else None, pipeline_tag=HUB_TASKS[inputs.task],
+        library_name="transformers", base_model=inputs.base_model, model_name=model_name,
+        license=base.license if base is not None else None, language=base.language if base is not None else None,
+        tags=[*TAGS, pipeline_tag], datasets=[hub_id] if hub_id else None, pipeline_tag=pipeline_tag,
         eval_results=eval_results(inputs, model_name) or None,
     )
 
 
 # ---------------------------------------------------------------------------------------------------- sections
 def _summary(inputs: CardInputs, repo_id: str) -> str:
-    r, base = inputs.report, inputs.base_model
-    dataset = f"`{inputs.dataset[0]}`" if inputs.dataset[0] else "its training data"
+    base, data = inputs.base_model, inputs.trained_on
+    model = f"{inputs.config.get('model_type', '')} model".lstrip()
+    on = f" fine-tuned on `{data}`" if data else ""
     if base is not None:
-        origin = f"A structurally pruned version of `{base}` fine-tuned on {dataset}"
+        origin = f"A structurally pruned version of `{base}`{on}"
     elif inputs.results and inputs.results.get("base_model") is None:
-        origin = f"A structurally pruned {inputs.config.get('model_type', 'model')} trained from scratch on {dataset}"
+        origin = f"A structurally pruned {model} trained from scratch" + (f" on `{data}`" if data else "")
     else:
-        origin = f"A structurally pruned model trained on {dataset}"
-    parts = [f"# {repo_id.split('/')[-1]}", "",
-             f"{origin}, made with hfprune (movement pruning of attention heads and FFN neurons as a "
-             "`transformers` TrainerCallback, distillation from the dense model)."]
-    if r:
-        parts.append(f"{r['heads_total'] - r['heads_kept']} of {r['heads_total']} attention heads and "
-                     f"{r['neurons_total'] - r['neurons_kept']} of {r['neurons_total']} FFN neurons are removed: "
-                     f"{100 * r['param_sparsity']:.1f}% of the parameters and {100 * r['flops_sparsity']:.1f}% of "
-                     f"the transformer-layer FLOPs (sequence length {r['seq_len']}).")
-    return "\n".join(parts)
+        origin = f"A structurally pruned {model}{on}"
+    return "\n".join([f"# {repo_id.split('/')[-1]}", "",
+                      f"{origin}: attention heads and FFN neurons removed with hfprune. It loads with "
+                      "`hfprune.load_pruned` (see How to load)."])
 
 
 def _changes(inputs: CardInputs) -> str:
@@ -200,19 +270,25 @@ def _changes(inputs: CardInputs) -> str:
 
 
 def _results(inputs: CardInputs) -> str:
-    pruned, dense = inputs.results.get("pruned"), inputs.results.get("dense")
-    if not pruned or not dense:
+    c, quality = inputs.comparison, inputs.quality
+    if c is None or quality is None:
         return ""
-    lines = ["## Results", "", "| model | " + pruned["quality"]["metric"] + " | parameters | latency ms (seq "
-             f"{(pruned.get('latency') or {}).get('seq_len', 128)}, batch 1) |", "|---|---|---|---|"]
-    latency = pruned.get("latency") or {}
-    lines.append(f"| dense | {dense['quality']['value']:.4f} | {dense['sparsity']['params']:,} | "
-                 f"{latency.get('dense_ms', float('nan')):.1f} |")
-    lines.append(f"| pruned (this model) | {pruned['quality']['value']:.4f} | {pruned['sparsity']['params']:,} | "
-                 f"{latency.get('pruned_ms', float('nan')):.1f} |")
-    return "\n".join(lines + ["", f"{pruned['quality']['metric'].capitalize()} on {pruned['quality']['n_examples']} "
-                              f"`{pruned['quality']['split']}` examples. Latency: median CPU forward, dense and pruned "
-                              "timed interleaved."])
+    latency = c["latency"]
+    timed = bool(latency)
+    head = f"| model | {c['metric']} | parameters |" + (f" latency ms (seq {latency.get('seq_len')}, batch "
+                                                        f"{latency.get('batch_size', 1)}) |" if timed else "")
+    rows = [("dense", c["dense"], c["dense_params"], latency.get("dense_ms")),
+            ("pruned (this model)", c["pruned"], c["pruned_params"], latency.get("pruned_ms"))]
+    lines = ["## Results", "", head, "|---|---|---|" + ("---|" if timed else "")]
+    for name, value, params, ms in rows:
+        lines.append(f"| {name} | {value:.4f} | {params:,} |" + (f" {ms:.1f} |" if timed else ""))
+    where = (f" on {quality['n_examples']} `{quality['split']}` examples" if quality.get("n_examples") else
+             (f" on `{inputs.trained_on}`'s evaluation split" if inputs.trained_on else ""))
+    note = f"{c['metric'].capitalize()}{where}."
+    if timed:
+        note += " Latency: median CPU forward, dense and pruned timed interleaved."
+    source = "hfprune_results.json" if inputs.results.get("pruned") else f"../{PRUNE_REPORT} (`hfprune prune`)"
+    return "\n".join(lines + ["", f"{note} Source: {source}."])
 
 
 def _audit_section(inputs: CardInputs) -> str:
@@ -232,7 +308,7 @@ def _audit_section(inputs: CardInputs) -> str:
         for r in audit.robustness:
             other = dense_asr.get(r.recipe)
             lines.append(f"| {r.recipe} ({r.n_examples} examples, budget {r.query_budget}) | "
-                         f"{r.attack_success_rate.format()} | {'' if other is None else f'{other:.3f}'} |")
+                         f"{r.attack_success_rate.format()} | {'not audited' if other is None else f'{other:.3f}'} |")
         lines.append("")
     best = audit.strongest_mia()
     if best is not None:
@@ -250,17 +326,37 @@ def _audit_section(inputs: CardInputs) -> str:
     return "\n".join(lines)
 
 
+def _per_layer(counts: list[int], total: int) -> str:
+    """``2, 3, 4`` (of 4 each), or ``24 in each of 12 layers`` when all agree."""
+    if len(set(counts)) == 1:
+        return f"{counts[0]} of {total} in each of the {len(counts)} layers"
+    return f"{', '.join(map(str, counts))} (of {total} each)"
+
+
 def _procedure(inputs: CardInputs) -> str:
-    p, res = inputs.pruning, inputs.results
-    lines = ["## Pruning procedure", ""]
+    """What the saved files show of how the model was pruned: structure, reduction, scoring, schedule, training."""
+    s, r, p, res = inputs.structure, inputs.report, inputs.pruning, inputs.results
+    lines = ["## Pruning procedure", "",
+             f"- Kept per layer: attention heads {_per_layer([len(k) for k in s['kept_heads']], s['dense_num_heads'])}"
+             f"; FFN neurons {_per_layer([len(k) for k in s['kept_neurons']], s['dense_ffn_size'])}."]
+    if r:
+        lines.append(f"- Removed: {r['heads_total'] - r['heads_kept']} of {r['heads_total']} attention heads and "
+                     f"{r['neurons_total'] - r['neurons_kept']} of {r['neurons_total']} FFN neurons; parameters "
+                     f"{r['params_dense']:,} -> {r['params']:,} (-{100 * r['param_sparsity']:.1f}%), transformer-layer "
+                     f"FLOPs -{100 * r['flops_sparsity']:.1f}% (sequence length {r['seq_len']})"
+                     + (f"; {100 * r['weight_sparsity']:.1f}% of the remaining weights zeroed"
+                        if r.get("weight_sparsity") else "") + ".")
     if p:
-        lines.append(f"- Scores: `{p.get('scoring')}` ({p.get('allocation')} allocation); target sparsity: "
+        weights = (f", {100 * p['weight_sparsity']:.0f}% of remaining weights (`{p.get('weight_method')}`)"
+                   if p.get("weight_sparsity") else "")
+        lines.append(f"- Scoring: `{p.get('scoring')}` ({p.get('allocation')} allocation); target sparsity "
                      f"{100 * p.get('head_sparsity', 0):.0f}% of heads, {100 * p.get('ffn_sparsity', 0):.0f}% of FFN "
-                     f"neurons, {100 * p.get('weight_sparsity', 0):.0f}% of remaining weights "
-                     f"(`{p.get('weight_method')}`).")
+                     f"neurons{weights}.")
         lines.append(f"- Schedule: cubic ramp after {100 * p.get('warmup_ratio', 0):.0f}% warm-up, masks frozen "
                      f"for the last {100 * p.get('cooldown_ratio', 0):.0f}% of steps, updated every "
                      f"{p.get('mask_update_interval')} steps; pruned units physically removed at the end.")
+    else:
+        lines.append("- Scoring and schedule: not recorded (the folder has no pruning_config.json).")
     training, distill = res.get("training"), res.get("distillation")
     if training:
         lines.append(f"- Dense model: fine-tuned {_epochs(training['dense_epochs'])} on {training['train_samples']} "
@@ -296,15 +392,19 @@ def _loading(inputs: CardInputs, repo_id: str, dense_export: bool) -> str:
     lines = ["## How to load", "", "With hfprune (`pip install hfprune`), the pruned shapes are rebuilt from "
              "`config.json`:", "", "```python", "from transformers import AutoTokenizer",
              "from hfprune import load_pruned",
-             "", f'model = load_pruned("{repo_id}")', f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")', "```",
-             "", "Without hfprune at inference time: zero-pad the pruned model back to its dense shapes once (a "
-             "removed head or neuron then contributes exactly nothing, so predictions are unchanged) and load that "
-             "with plain `transformers`:", "", "```python", "from hfprune import export_dense, load_pruned",
-             "", f'export_dense(load_pruned("{repo_id}"), "dense-export")', "", f"from transformers import {cls}",
-             f'model = {cls}.from_pretrained("dense-export")', "```"]
+             "", f'model = load_pruned("{repo_id}")', f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")', "```"]
+    if inputs.plain_loadable:
+        lines += ["", "Every layer keeps the widths `config.json` states, so plain `transformers` loads it too:", "",
+                  "```python", f"from transformers import {cls}", "",
+                  f'model = {cls}.from_pretrained("{repo_id}")', "```"]
+    lines += ["", "Without hfprune at inference time: zero-pad the pruned model back to its dense shapes once (a "
+              "removed head or neuron then contributes exactly nothing, so predictions are unchanged) and load that "
+              "with plain `transformers`:", "", "```python", "from hfprune import export_dense, load_pruned",
+              "", f'export_dense(load_pruned("{repo_id}"), "{DENSE_EXPORT_DIR}")', "",
+              f"from transformers import {cls}", "", f'model = {cls}.from_pretrained("{DENSE_EXPORT_DIR}")', "```"]
     if dense_export:
         lines += ["", f"This repository also holds that export in `{DENSE_EXPORT_DIR}/`:", "", "```python",
-                  f"from transformers import {cls}",
+                  f"from transformers import {cls}", "",
                   f'model = {cls}.from_pretrained("{repo_id}", subfolder="{DENSE_EXPORT_DIR}")', "```"]
     return "\n".join(lines)
 

@@ -13,10 +13,12 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from hfprune.errors import ConfigError
+from hfprune.errors import ConfigError, HubUnreachableError
 from hfprune.utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -123,8 +125,28 @@ def push_model(
     with tempfile.TemporaryDirectory(prefix="hfprune-push-") as scratch:
         files = stage_upload(model_dir, chosen, str(card), Path(scratch), dense_export)
         logger.info("creating %s on %s", repo_id, api.endpoint)
-        repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-        logger.info("uploading %d files to %s", len(files), repo_id)
-        commit = api.upload_folder(repo_id=repo_id, folder_path=scratch, repo_type="model",
-                                   commit_message=commit_message or "Upload pruned model with hfprune")
+        with hub_reachable(api.endpoint):
+            repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+            logger.info("uploading %d files to %s", len(files), repo_id)
+            commit = api.upload_folder(repo_id=repo_id, folder_path=scratch, repo_type="model",
+                                       commit_message=commit_message or "Upload pruned model with hfprune")
     return PushResult(str(repo_url), str(getattr(commit, "commit_url", commit)), files)
+
+
+@contextmanager
+def hub_reachable(endpoint: str) -> Iterator[None]:
+    """Turn "no network" (a refused or timed-out connection, ``HF_HUB_OFFLINE``) into one line that says what to
+    set: huggingface_hub raises its HTTP client's transport errors and ``OfflineModeIsEnabled`` as they are."""
+    import httpx2
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    try:
+        yield
+    except OfflineModeIsEnabled:
+        raise HubUnreachableError(f"HF_HUB_OFFLINE is set, so the Hub at {endpoint} is not contacted; unset it to "
+                                  "upload, or pass --dry-run to print the card without uploading") from None
+    except httpx2.TransportError as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise HubUnreachableError(f"cannot reach the Hub at {endpoint} ({type(exc).__name__}: {reason}); check the "
+                                  "network or set HF_ENDPOINT to a reachable Hub or mirror, or pass --dry-run to "
+                                  "print the card without uploading") from None

@@ -97,6 +97,10 @@ class PruneClassifierResult:
     dense_dir: str
     pruned_dir: str
     seconds: dict[str, float]
+    dataset: str | None = None
+    """What the model card of ``pruned_dir`` names as training data and ``base_model`` (None for a ``--teacher``
+    folder, whose origin this run does not know)."""
+    base_model: str | None = None
 
     def to_markdown(self, config: PruneClassifierConfig) -> str:
         s = self.sparsity
@@ -153,7 +157,7 @@ def _prune_classifier(config: PruneClassifierConfig, out: Path) -> PruneClassifi
         pruned_accuracy, report = prune_and_save(config, dense_dir, out / "pruned")
         seconds["pruning"] = time.perf_counter() - started
     result = PruneClassifierResult(dense_accuracy, pruned_accuracy, report, str(dense_dir), str(out / "pruned"),
-                                   seconds)
+                                   seconds, config.dataset, config.model if config.teacher is None else None)
     config.save_pretrained(out)
     atomic_write_json(out / "report.json", dataclasses.asdict(result))
     atomic_write_text(out / "report.md", result.to_markdown(config))
