@@ -195,6 +195,8 @@ def test_the_cards_usage_code_runs_and_gives_load_pruneds_logits(tmp_path, monke
     snippets = _usage_snippets(text, REPO_ID, model_dir)
     plain = [code for code in snippets if "load_pruned" not in code]
     assert len(plain) == int(uniform)
+    # a tokenizer line only where one was saved (tiny_pruned_model_dir saves MiniLM's; the uniform model has none)
+    assert ("AutoTokenizer.from_pretrained" in snippets[0]) is not uniform
     expected = _logits(hfprune.load_pruned(model_dir))
     for code in snippets:
         assert torch.allclose(_logits(_run_snippet(code)), expected, atol=1e-5), code
@@ -214,3 +216,24 @@ def test_a_dense_model_has_no_pruned_card(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"architectures": ["BertForSequenceClassification"]}))
     with pytest.raises(ConfigError, match=r"is not a pruned hfprune model \(no hfprune_structure in config\.json\)"):
         build_model_card(tmp_path, REPO_ID)
+
+
+def test_license_and_language_come_from_the_base_models_cached_card_or_are_omitted(tmp_path, monkeypatch):
+    """A Hub base model: its card in the local HF cache gives license and language; not cached, they are left out."""
+    import huggingface_hub.constants
+
+    from hfprune.hub.card import build_model_card
+
+    model_dir = tiny_pruned_model_dir(tmp_path)
+    (model_dir / "hfprune_results.json").write_text(json.dumps({"base_model": "org/base", "dataset": "glue/sst2"}))
+    cache = tmp_path / "hub"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    assert build_model_card(model_dir, REPO_ID).data.to_dict().keys().isdisjoint({"license", "language"})
+
+    snapshot = cache / "models--org--base" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (cache / "models--org--base" / "refs").mkdir()
+    (cache / "models--org--base" / "refs" / "main").write_text("0" * 40)
+    (snapshot / "README.md").write_text("---\nlicense: mit\nlanguage:\n- fr\n---\n# base\n")
+    data = build_model_card(model_dir, REPO_ID).data
+    assert (data.base_model, data.license, data.language) == ("org/base", "mit", ["fr"])

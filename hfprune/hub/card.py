@@ -36,6 +36,8 @@ TAGS = ("pruning", "structured-pruning", "hfprune")
 DENSE_EXPORT_DIR = "dense-export"
 # written by `hfprune prune` beside the model folder it names in "pruned_dir"
 PRUNE_REPORT = "report.json"
+# any of these in the folder means AutoTokenizer.from_pretrained(folder) loads the model's own tokenizer
+TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "vocab.txt", "tokenizer.model", "spiece.model")
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -113,7 +115,10 @@ class CardInputs:
         if base is None:
             return None
         local = embedded_default_path() if base == DEFAULT_MODEL else None
-        path = local / "README.md" if local is not None else try_to_load_from_cache(base, "README.md")
+        try:
+            path = local / "README.md" if local is not None else try_to_load_from_cache(base, "README.md")
+        except ValueError:  # not a valid repo id (HFValidationError): nothing to inherit
+            return None
         if not isinstance(path, (str, Path)) or not Path(path).is_file():
             return None
         return ModelCard.load(path).data
@@ -389,10 +394,13 @@ def _structure(inputs: CardInputs) -> str:
 
 def _loading(inputs: CardInputs, repo_id: str, dense_export: bool) -> str:
     cls = LOAD_CLASSES[inputs.task]
+    tokenizer = any((inputs.model_dir / name).is_file() for name in TOKENIZER_FILES)
     lines = ["## How to load", "", "With hfprune (`pip install hfprune`), the pruned shapes are rebuilt from "
-             "`config.json`:", "", "```python", "from transformers import AutoTokenizer",
-             "from hfprune import load_pruned",
-             "", f'model = load_pruned("{repo_id}")', f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")', "```"]
+             "`config.json`:", "", "```python", *(["from transformers import AutoTokenizer"] if tokenizer else []),
+             "from hfprune import load_pruned", "", f'model = load_pruned("{repo_id}")',
+             *([f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")'] if tokenizer else []), "```"]
+    if not tokenizer:
+        lines += ["", "No tokenizer was saved with this model: use the one of the model it was pruned from."]
     if inputs.plain_loadable:
         lines += ["", "Every layer keeps the widths `config.json` states, so plain `transformers` loads it too:", "",
                   "```python", f"from transformers import {cls}", "",
