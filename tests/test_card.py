@@ -237,3 +237,26 @@ def test_license_and_language_come_from_the_base_models_cached_card_or_are_omitt
     (snapshot / "README.md").write_text("---\nlicense: mit\nlanguage:\n- fr\n---\n# base\n")
     data = build_model_card(model_dir, REPO_ID).data
     assert (data.base_model, data.license, data.language) == ("org/base", "mit", ["fr"])
+
+
+def test_the_card_of_an_hfprune_prune_folder_reports_what_its_report_measured(tmp_path):
+    """``hfprune prune --teacher DIR``: report.json beside pruned/ names the dataset; the teacher's origin is
+    unknown, so the card has no base_model."""
+    from helpers import minilm_tokenizer
+
+    from hfprune.hub.card import build_model_card
+    from hfprune.pipeline.prune_classifier import PruneClassifierConfig, prune_classifier
+
+    dense = tmp_path / "dense"
+    tiny_bert().save_pretrained(dense)
+    minilm_tokenizer().save_pretrained(dense)
+    result = prune_classifier(PruneClassifierConfig(
+        teacher=str(dense), train_samples=16, prune_epochs=1.0, max_length=16, batch_size=8, learning_rate=1e-3,
+        scoring="magnitude", output_dir=str(tmp_path / "out")))
+    assert (result.dataset, result.base_model) == ("glue/sst2", None)
+    card = build_model_card(result.pruned_dir, REPO_ID)
+    assert f"| dense | {result.dense_accuracy:.4f} | {result.sparsity['params_dense']:,} |" in card.text
+    assert f"| pruned (this model) | {result.pruned_accuracy:.4f} | {result.sparsity['params']:,} |" in card.text
+    assert "A structurally pruned bert model fine-tuned on `glue/sst2`" in card.text
+    assert _metrics(card) == {"Accuracy": (round(result.pruned_accuracy, 4), "accuracy", None)}
+    assert card.data.base_model is None and card.data.datasets == ["nyu-mll/glue"]
