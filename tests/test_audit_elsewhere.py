@@ -176,3 +176,26 @@ def test_bad_dataset_spec_names_the_flag(tiny_model_dir, tmp_path):
         _audit(str(tiny_model_dir), "--data", "glue/sst2", "--members", str(tmp_path / "no-such-dataset"), *FAST,
                "--out", str(out))
     assert not out.exists()
+
+
+def test_reference_attack_outcomes_are_compared_pairwise(tiny_model_dir, tmp_path, counted):
+    """Constructed attack outcomes (the `counted` fixture: 1 of 4 flipped on the dense model, 4 of 4 at half the
+    heads): the attack comparison is exact McNemar on the examples both classify correctly, p from scipy."""
+    from scipy import stats
+
+    import hfprune
+
+    model = tiny_bert().eval()
+    config = hfprune.PruningConfig(head_sparsity=0.5, ffn_sparsity=0.5, scoring="magnitude")
+    hfprune.prune(model, config)
+    pruned = tmp_path / "pruned"
+    hfprune.save_pruned(model, pruned, pruning_config=config, processing_class=minilm_tokenizer())
+    out = tmp_path / "audit"
+    assert _audit(str(pruned), "--data", "glue/sst2", "--reference", str(tiny_model_dir), "--privacy", "none",
+                  "--n-examples", "5", "--robustness", "deepwordbug", *FAST[2:], "--out", str(out)) == 0
+    assert counted["attack"] == 2  # the pruned model and the reference, one plan
+    attack = next(c for c in json.loads((out / "audit.json").read_text())["comparison"]
+                  if c["metric"].startswith("attack success"))
+    assert attack["n"] == 4 and attack["test"] == "exact McNemar (0 only dense, 3 only pruned)"
+    assert attack["p_value"] == pytest.approx(stats.binomtest(3, 3, 0.5).pvalue)
+    assert (out / "reference" / "audit.json").is_file()

@@ -367,7 +367,6 @@ def audit_saved_model(
     failing. With ``reference_dir``, the reference is audited with the same plan on the same examples and member
     set (into ``out/reference``), and the paired tests against it go into this audit's report.
     """
-    from hfprune.audit.robustness import AuditTarget
     from hfprune.training import idle_cores, torch_threads
 
     out = Path(out)
@@ -386,8 +385,7 @@ def audit_saved_model(
     dataset = _audit_dataset(plan, reference is not None and loaded.task == "sequence-classification")
     label = name or (Path(model_dir).resolve().parent.name if Path(model_dir).name == "model" else Path(model_dir).name)
     with staged_folder(out) as staging, torch_threads(threads or idle_cores()):
-        target = AuditTarget(label, loaded.model, loaded.tokenizer)
-        ref = None if reference is None else AuditTarget("reference", reference.model, reference.tokenizer)
+        target, ref = _target(label, loaded), None if reference is None else _target("reference", reference)
         step = lambda message: logger.info("%s", message)  # noqa: E731
         result = run_model_audit(plan, target, staging, reference=ref if dataset is not None else None,
                                  split=loaded.split, canaries=loaded.canaries, dataset=dataset, step=step)
@@ -399,6 +397,14 @@ def audit_saved_model(
             result.comparison = _paired_tests(plan, target, ref, dataset, result, ref_audit)
             result.save(staging)
     return result
+
+
+def _target(name: str, loaded: LoadedModel) -> AuditTarget:
+    """An audit target with its measured sparsity, so every report of it (attack logs too) shows the same figure."""
+    from hfprune.audit.robustness import AuditTarget
+
+    target = AuditTarget(name, loaded.model, loaded.tokenizer)
+    return AuditTarget(name, loaded.model, loaded.tokenizer, sparsity=target.measured_sparsity("params"))
 
 
 def _paired_tests(
