@@ -60,6 +60,9 @@ def test_recorded_split_round_trips(tmp_path):
     assert loaded.member_ids == expected  # drawn by the seeded permutation the docstring names
     # all members by default, capped by the held-out size (as many non-members as members)
     assert hfprune.audit.record_membership_split(train, tmp_path, heldout).n_members == 6
+    with pytest.raises(ConfigError, match=r"^n: 8 members but the held-out split custom heldout has only 6 rows"):
+        hfprune.audit.record_membership_split(train, tmp_path, heldout, n=8)
+    assert MembershipSplit.load(tmp_path).n_members == 6  # the refused call wrote nothing
 
 
 def test_members_file_is_the_member_set_used(tiny_model_dir, tmp_path):
@@ -149,6 +152,7 @@ def test_without_members_mia_is_skipped_unless_asked(tiny_model_dir, other_model
 @pytest.mark.parametrize(("flag", "content", "message"), [
     ("--members", None, r"^--members: expected DATASET\[:SPLIT\[:N\]\] .*got 'glue/sst2::5'$"),
     ("--members", None, r"^--members: N must be an integer >= 1, got '0'"),
+    ("--members", None, r"^--members N: 5000 members but the held-out split glue/sst2 validation has only 872 rows"),
     ("--members-file", None, r"^--members-file: .*missing\.txt is not a file$"),
     ("--members-file", b"\n  \n", r"^--members-file: .*members\.txt is empty; expected one member text per line"),
     ("--members-file", b"caf\xe9 au lait\n", r"^--members-file: .*members\.txt is not UTF-8 text \(byte 3: "),
@@ -157,7 +161,8 @@ def test_without_members_mia_is_skipped_unless_asked(tiny_model_dir, other_model
 ])
 def test_bad_member_sets_fail_before_writing(tiny_model_dir, tmp_path, flag, content, message):
     if flag == "--members":
-        value = "glue/sst2::5" if "DATASET" in message else "glue/sst2:train:0"
+        value = {"DATASET": "glue/sst2::5", "integer": "glue/sst2:train:0"}.get(
+            next((key for key in ("DATASET", "integer") if key in message), ""), "glue/sst2:train:5000")
     else:
         path = tmp_path / ("missing.txt" if content is None else "members.txt")
         if content is not None:

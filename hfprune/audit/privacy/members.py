@@ -87,16 +87,18 @@ def build_split(
     nonmember_split: str,
     task: str,
     max_length: int | None = None,
+    field: str = "n",
 ) -> MembershipSplit:
-    """N members of ``members`` and as many non-members of ``heldout`` (N: the most both allow when None)."""
+    """N members of ``members`` and as many non-members of ``heldout`` (N: the most both allow when None);
+    ``field`` names N in errors (the argument or flag the caller took it from)."""
     (member_texts, member_labels), (held_texts, held_labels) = members, heldout
     if not member_texts:
         raise DataError(f"members ({dataset} {source_split}): expected at least one member, got none")
     n = min(len(member_texts), len(held_texts)) if n is None else n
     if n > len(member_texts):
-        raise ConfigError(f"members: N = {n} but {dataset} {source_split} has {len(member_texts)} rows")
+        raise ConfigError(f"{field}: {n} members but {dataset} {source_split} has {len(member_texts)} rows")
     if n > len(held_texts):
-        raise ConfigError(f"members: N = {n} but the held-out split {dataset} {nonmember_split} has only "
+        raise ConfigError(f"{field}: {n} members but the held-out split {dataset} {nonmember_split} has only "
                           f"{len(held_texts)} rows for as many non-members; choose N <= {len(held_texts)}")
     member_ids = _draw(len(member_texts), n, seed)
     nonmember_ids = _draw(len(held_texts), n, seed + 1)  # another stream: equal sizes must not give equal ids
@@ -138,7 +140,7 @@ def members_from_dataset(
         raise DataError(f"--members: {exc}") from None
     held_name, held = heldout_rows(spec.dataset, task, spec.split, nonmember_split)
     return build_split(rows, held, n=spec.n, seed=seed, dataset=spec.dataset, source_split=spec.split,
-                       nonmember_split=held_name, task=task, max_length=max_length)
+                       nonmember_split=held_name, task=task, max_length=max_length, field="--members N")
 
 
 def read_members_file(path: str | os.PathLike, task: str) -> tuple[list[str], list[int] | None]:
@@ -184,7 +186,7 @@ def members_from_file(
     rows = read_members_file(path, task)
     held_name, held = heldout_rows(dataset, task, "train", nonmember_split)
     return build_split(rows, held, n=len(rows[0]), seed=seed, dataset=dataset, source_split=f"file:{Path(path).name}",
-                       nonmember_split=held_name, task=task, max_length=max_length)
+                       nonmember_split=held_name, task=task, max_length=max_length, field="--members-file")
 
 
 def record_membership_split(
