@@ -204,3 +204,29 @@ def test_reference_attack_outcomes_are_compared_pairwise(tiny_model_dir, tmp_pat
     assert attack["n"] == 4 and attack["test"] == "exact McNemar (0 only dense, 3 only pruned)"
     assert attack["p_value"] == pytest.approx(stats.binomtest(3, 3, 0.5).pvalue)
     assert (out / "reference" / "audit.json").is_file()
+
+
+def test_plain_text_members_of_a_causal_lm(tmp_path):
+    """A causal LM needs no labels: one member per line, non-members from jane_austen's validation split."""
+    from conftest import tiny_model
+
+    from hfprune.audit.privacy.lm import train_tokenizer
+    from hfprune.data import load_dataset
+
+    tokenizer = train_tokenizer(["It is a truth universally acknowledged."], vocab_size=258)
+    model_dir = tmp_path / "tiny-lm"
+    tiny_model("gpt2", "causal_lm", vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id).save_pretrained(
+        model_dir)
+    tokenizer.save_pretrained(model_dir)
+    lines = ["Emma Woodhouse, handsome, clever, and rich.", "", "She was the youngest of two daughters.",
+             "Her mother had died too long ago."]
+    members = tmp_path / "members.txt"
+    members.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "audit"
+    assert _audit(str(model_dir), "--data", "jane_austen", "--members-file", str(members), "--privacy", "mia",
+                  *FAST, "--out", str(out)) == 0
+    used = MembershipSplit.load(out)
+    assert used.member_texts == [line for line in lines if line] and used.member_labels is None
+    assert used.task == "causal-lm" and used.nonmember_split == "validation"
+    validation = load_dataset("jane_austen", "validation")
+    assert used.nonmember_texts == [validation[i]["text"] for i in used.nonmember_ids] and used.n_nonmembers == 3
