@@ -3,5 +3,15 @@
 ``metrics`` holds the plain numpy metric functions, ``intervals`` the confidence intervals (exact binomial, BCa
 bootstrap), ``results`` the typed results that reports, plots and model cards consume, and ``compare`` the paired
 dense-vs-pruned tests and their verdicts. Nothing is imported here so that ``import hfprune.audit.<submodule>``
-stays light.
+stays light; :func:`record_membership_split` (for a model trained with your own Trainer) is loaded on first use.
 """
+
+from typing import Any
+
+
+def __getattr__(name: str) -> Any:
+    if name == "record_membership_split":
+        from hfprune.audit.privacy.members import record_membership_split
+
+        return record_membership_split
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

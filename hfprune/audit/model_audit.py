@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
@@ -30,6 +30,7 @@ from hfprune.utils.logging import get_logger
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from hfprune.audit.compare import Comparison
     from hfprune.audit.privacy.canaries import CanarySet
     from hfprune.audit.privacy.report import PrivacyEntry
     from hfprune.audit.privacy.split import MembershipSplit
@@ -73,10 +74,17 @@ class AuditPlan:
 
     def attack_config(self, recipe: str) -> Any:
         """The ``AuditConfig`` of one recipe (transfer off: each model is audited on its own)."""
+        return self._robustness_config(recipes=[recipe], n_examples=self.n_examples.get(recipe, 50))
+
+    def loyalty_config(self) -> Any:
+        """The ``AuditConfig`` of the loyalty pass alone (no recipe is attacked with it)."""
+        return self._robustness_config()
+
+    def _robustness_config(self, **recipe: Any) -> Any:
         from hfprune.audit.robustness import AuditConfig
 
         return AuditConfig(
-            recipes=[recipe], dataset=self.dataset, split=self.split, n_examples=self.n_examples.get(recipe, 50),
+            **recipe, dataset=self.dataset, split=self.split,
             query_budget=self.query_budget, seed=self.robustness_seed, n_loyalty_examples=self.n_loyalty_examples,
             max_length=self.max_length, transfer=False, n_resamples=self.n_resamples, progress=self.progress,
         )
@@ -101,6 +109,7 @@ class ModelAudit:
     seconds: float = 0.0
     dataset: str | None = None
     split: str | None = None
+    comparison: list[Comparison] = field(default_factory=list)  # paired tests against --reference, decided
 
     def attack_success_rates(self) -> dict[str, float]:
         """Recipe -> attack success rate."""
@@ -128,23 +137,28 @@ class ModelAudit:
             "sparsity": self.sparsity, "robustness": [r.to_dict() for r in self.robustness],
             "loyalty": None if self.loyalty is None else self.loyalty.to_dict(),
             "privacy": None if self.privacy is None else self.privacy.to_dict(), "seconds": round(self.seconds, 3),
-            "dataset": self.dataset, "split": self.split,
+            "dataset": self.dataset, "split": self.split, "comparison": [c.to_dict() for c in self.comparison],
         }
 
     @classmethod
     def from_dict(cls, payload: dict[str, Any]) -> Self:
+        from hfprune.audit.compare import Comparison
         from hfprune.audit.privacy.report import PrivacyEntry
 
         expected = {"kind", "hfprune_version", "model_name", "sparsity", "robustness", "loyalty", "privacy", "seconds",
                     "dataset", "split"}
-        if not isinstance(payload, dict) or payload.get("kind") != "model_audit" or set(payload) != expected:
-            raise ConfigError(f"audit: expected a model_audit mapping with keys {sorted(expected)}")
+        # "comparison" is optional: audits saved before --reference compared the models lack it
+        if not isinstance(payload, dict) or payload.get("kind") != "model_audit" or not (
+            expected <= set(payload) <= expected | {"comparison"}
+        ):
+            raise ConfigError(f"audit: expected a model_audit mapping with keys {sorted(expected)} (and comparison)")
         return cls(
             payload["model_name"], float(payload["sparsity"]),
             [RobustnessResult.from_dict(r) for r in payload["robustness"]],
             None if payload["loyalty"] is None else LoyaltyResult.from_dict(payload["loyalty"]),
             None if payload["privacy"] is None else PrivacyEntry.from_dict(payload["privacy"]),
             float(payload["seconds"]), payload["dataset"], payload["split"],
+            [Comparison.from_dict(c) for c in payload.get("comparison") or []],
         )
 
     def to_markdown(self) -> str:
@@ -152,6 +166,11 @@ class ModelAudit:
         from hfprune.audit.results import results_to_markdown
 
         lines = [f"# Audit of {self.model_name}", "", f"Sparsity (parameters removed): {100 * self.sparsity:.1f}%", ""]
+        if self.comparison:
+            from hfprune.audit.compare import changes_markdown
+
+            lines += [changes_markdown({self.model_name: self.comparison}).replace(
+                "## What pruning changed", "## Against the reference model", 1)]
         if self.robustness:
             lines += ["## Adversarial robustness", "", results_to_markdown(self.robustness)]
         if self.loyalty is not None:
@@ -238,7 +257,13 @@ def robustness_audit(
     its loyalty to ``reference`` when given (once: the loyalty sample does not depend on the recipe)."""
     from hfprune.audit.robustness import RobustnessAudit
 
-    results, loyalty = [], None
+    results: list[RobustnessResult] = []
+    loyalty = None
+    if reference is not None and not plan.recipes:  # no attack, but loyalty to the reference still measured
+        from hfprune.audit.robustness import LoyaltyProbe
+
+        config = plan.loyalty_config()
+        loyalty = LoyaltyProbe(reference, config)(target, loyalty_sample(plan, dataset))
     for name in plan.recipes:
         audit = RobustnessAudit(plan.attack_config(name))
         dataset = audit.load_dataset() if dataset is None else dataset
@@ -247,6 +272,25 @@ def robustness_audit(
         results += report.robustness
         loyalty = report.loyalty[0] if loyalty is None and report.loyalty else loyalty
     return results, loyalty
+
+
+def loyalty_sample(plan: AuditPlan, dataset: Any) -> Any:
+    """The seeded clean sample loyalty (and the paired accuracy test) is measured on: ``n_loyalty_examples``."""
+    from hfprune.audit.robustness.sample import draw_sample
+
+    config = plan.loyalty_config()
+    return draw_sample(dataset, config.n_loyalty_examples, config.seed, config.text_columns, config.label_column)
+
+
+def accuracy_record(target: AuditTarget, sample: Any, plan: AuditPlan) -> dict[str, Any]:
+    """Per-example correctness of ``target`` on ``sample``: the quality record the paired McNemar test reads."""
+    import numpy as np
+
+    config = plan.loyalty_config()
+    probabilities = target.predictor(config.batch_size, config.max_length).predict_proba(
+        sample.model_inputs(), progress=config.progress)
+    correct = (np.argmax(probabilities, axis=1) == np.asarray(sample.labels)).astype(int).tolist()
+    return {"metric": "accuracy", "value": float(np.mean(correct)), "n_examples": len(correct), "per_example": correct}
 
 
 def privacy_audit(
@@ -286,9 +330,9 @@ def run_model_audit(
     started = time.perf_counter()
     sparsity = target.sparsity if target.sparsity is not None else target.measured_sparsity("params")
     result = ModelAudit(target.name, sparsity, dataset=plan.dataset, split=plan.split)
-    if plan.recipes:
+    if plan.recipes or (reference is not None and dataset is not None):
         if step:
-            step(f"robustness audit of {target.name} ({', '.join(plan.recipes)})")
+            step(f"robustness audit of {target.name} ({', '.join(plan.recipes) or 'loyalty only'})")
         result.robustness, result.loyalty = robustness_audit(plan, target, reference, out / "robustness", dataset)
     if plan.privacy:
         if split is None:
@@ -312,10 +356,17 @@ def audit_saved_model(
     split_from: str | Path | None = None,
     overwrite: bool = False,
     threads: int | None = None,
+    members: Callable[[str], MembershipSplit] | None = None,
+    mia_optional: bool = False,
 ) -> ModelAudit:
     """Audit any saved model (``hfprune audit``): every check first, then the audit in a staging folder that is
-    renamed to ``out`` once ``audit.json`` and the reports are complete."""
-    from hfprune.audit.robustness import AuditTarget
+    renamed to ``out`` once ``audit.json`` and the reports are complete.
+
+    ``members`` builds the member set from the model's task (``--members`` / ``--members-file``), replacing a
+    recorded split. ``mia_optional``: without any member set, skip membership inference with a notice instead of
+    failing. With ``reference_dir``, the reference is audited with the same plan on the same examples and member
+    set (into ``out/reference``), and the paired tests against it go into this audit's report.
+    """
     from hfprune.training import idle_cores, torch_threads
 
     out = Path(out)
@@ -325,16 +376,50 @@ def audit_saved_model(
     refuse_inputs_inside(out, {"MODEL_DIR": model_dir, "--reference": reference_dir, "--split-from": split_from,
                                "--data": plan.dataset, "the data folder": str(data_dir())}, "--out")
     loaded = load_model_dir(model_dir, split_from)
-    _check_plan_fits(plan, loaded)
+    if members is not None:
+        loaded.split = members(loaded.task)
+    plan = _check_plan_fits(plan, loaded, mia_optional, reference_dir is not None)
     reference = load_model_dir(reference_dir) if reference_dir is not None else None
-    dataset = _audit_dataset(plan)
+    if reference is not None and reference.task != loaded.task:
+        raise ConfigError(f"--reference: {reference_dir} is a {reference.task} model; MODEL_DIR is a {loaded.task}")
+    dataset = _audit_dataset(plan, reference is not None and loaded.task == "sequence-classification")
     label = name or (Path(model_dir).resolve().parent.name if Path(model_dir).name == "model" else Path(model_dir).name)
     with staged_folder(out) as staging, torch_threads(threads or idle_cores()):
-        target = AuditTarget(label, loaded.model, loaded.tokenizer)
-        ref = None if reference is None else AuditTarget("reference", reference.model, reference.tokenizer)
-        result = run_model_audit(plan, target, staging, reference=ref, split=loaded.split, canaries=loaded.canaries,
-                                 dataset=dataset, step=lambda message: logger.info("%s", message))
+        target, ref = _target(label, loaded), None if reference is None else _target("reference", reference)
+        step = lambda message: logger.info("%s", message)  # noqa: E731
+        result = run_model_audit(plan, target, staging, reference=ref if dataset is not None else None,
+                                 split=loaded.split, canaries=loaded.canaries, dataset=dataset, step=step)
+        if plan.privacy and loaded.split is not None:
+            loaded.split.save(staging)  # the member set this audit used, whichever way it was named
+        if ref is not None:
+            ref_audit = run_model_audit(plan, ref, staging / "reference", split=loaded.split,
+                                        canaries=getattr(reference, "canaries", None), dataset=dataset, step=step)
+            result.comparison = _paired_tests(plan, target, ref, dataset, result, ref_audit)
+            result.save(staging)
     return result
+
+
+def _target(name: str, loaded: LoadedModel) -> AuditTarget:
+    """An audit target with its measured sparsity, so every report of it (attack logs too) shows the same figure."""
+    from hfprune.audit.robustness import AuditTarget
+
+    target = AuditTarget(name, loaded.model, loaded.tokenizer)
+    return AuditTarget(name, loaded.model, loaded.tokenizer, sparsity=target.measured_sparsity("params"))
+
+
+def _paired_tests(
+    plan: AuditPlan, target: AuditTarget, reference: AuditTarget, dataset: Any, audit: ModelAudit,
+    reference_audit: ModelAudit,
+) -> list[Comparison]:
+    """Exact McNemar (accuracy on the loyalty sample, attack outcome), DeLong (MIA AUC), Holm across them."""
+    from hfprune.audit.compare import PairedRecords, compare_models, decide
+
+    qualities: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None)
+    if dataset is not None:
+        sample = loyalty_sample(plan, dataset)
+        qualities = accuracy_record(reference, sample, plan), accuracy_record(target, sample, plan)
+    return decide(compare_models(PairedRecords.of(qualities[0], reference_audit),
+                                 PairedRecords.of(qualities[1], audit)))
 
 
 def _check_audit_out(out: Path, overwrite: bool) -> None:
@@ -347,24 +432,37 @@ def _check_audit_out(out: Path, overwrite: bool) -> None:
                           "new audit is complete)")
 
 
-def _check_plan_fits(plan: AuditPlan, loaded: LoadedModel) -> None:
-    """The requested audits apply to this model and what its run recorded."""
+def _check_plan_fits(
+    plan: AuditPlan, loaded: LoadedModel, mia_optional: bool = False, has_reference: bool = False
+) -> AuditPlan:
+    """The requested audits apply to this model and what its run recorded; the plan to run (membership inference
+    dropped, with a notice, when it was only the default and no member set is known)."""
     if plan.recipes and loaded.task != "sequence-classification":
         raise ConfigError(f"--robustness: TextAttack recipes attack classifiers; {loaded.path} is a {loaded.task} "
                           "model (use --robustness none)")
+    if plan.privacy and loaded.split is None and mia_optional:
+        if not plan.recipes and not has_reference:
+            raise ConfigError("--robustness none and no member set for --privacy: nothing to audit (pass --members "
+                              "DATASET[:SPLIT[:N]] or --members-file FILE)")
+        logger.warning("membership inference skipped: %s has no membership_split.json (name the members with "
+                       "--members DATASET[:SPLIT[:N]] or --members-file FILE)", loaded.path)
+        plan = replace(plan, privacy=[])
     if plan.privacy and loaded.split is None:
-        raise ConfigError(f"--privacy: {loaded.path} has no membership_split.json; membership inference needs the "
-                          "split its training recorded (pass --split-from DIR of the dense run, or --privacy none)")
+        raise ConfigError(f"--privacy: {loaded.path} has no membership_split.json; membership inference needs its "
+                          "member set: pass --members DATASET[:SPLIT[:N]] or --members-file FILE (or --split-from "
+                          "DIR of the dense run, or --privacy none)")
     if loaded.task != "causal-lm" and {"exposure", "extraction"} & set(plan.privacy):
         raise ConfigError("--privacy: exposure and extraction audit causal LMs; expected mia for a classifier")
     if "exposure" in plan.privacy and loaded.canaries is None:
         raise ConfigError(f"--privacy exposure: no canaries.json recorded for {loaded.path}")
     plan.check_resources()
+    return plan
 
 
-def _audit_dataset(plan: AuditPlan) -> Any:
-    """The split attacked (loaded once, checked before anything is written)."""
-    if not plan.recipes:
+def _audit_dataset(plan: AuditPlan, for_reference: bool = False) -> Any:
+    """The split attacked, and scored for loyalty to a reference (loaded once, checked before anything is
+    written)."""
+    if not plan.recipes and not for_reference:
         return None
     from hfprune.data import load_dataset
     from hfprune.errors import DataError

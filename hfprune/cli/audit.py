@@ -4,10 +4,12 @@ model (dense or pruned) and write DIR/audit.json and DIR/audit.md."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from hfprune.audit.model_audit import AuditPlan
+    from hfprune.audit.privacy.split import MembershipSplit
 
 
 def _names(text: str | None) -> list[str]:
@@ -21,10 +23,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser = subparsers.add_parser(
         "audit",
         help="robustness and privacy audit of any saved model",
-        description="Attack MODEL_DIR (a saved classifier, dense or pruned by hfprune) with TextAttack recipes on a "
-        "seeded sample of --data, and run membership inference on the member split its training recorded "
-        "(membership_split.json in MODEL_DIR or --split-from). Every check runs before anything is written; "
-        "results go to DIR/audit.json and DIR/audit.md, with per-recipe and privacy reports beside them.",
+        description="Attack MODEL_DIR (a saved classifier, dense or pruned, trained by hfprune or elsewhere) with "
+        "TextAttack recipes on a seeded sample of --data, and run membership inference on its member set: the split "
+        "its training recorded (membership_split.json in MODEL_DIR or --split-from), or the one --members / "
+        "--members-file names. With --reference, the reference model is audited on the same examples and the paired "
+        "tests between them go into the report. Every check runs before anything is written; results go to "
+        "DIR/audit.json and DIR/audit.md, with per-recipe and privacy reports beside them.",
     )
     parser.add_argument("model_dir", metavar="MODEL_DIR", help="saved model directory (config.json + weights)")
     parser.add_argument("--data", required=True, help="dataset name for hfprune.data.load_dataset, e.g. glue/sst2")
@@ -35,13 +39,32 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="examples attacked per recipe (default: %(default)s)")
     parser.add_argument("--query-budget", type=int, default=300,
                         help="model queries per attacked example (default: %(default)s)")
-    parser.add_argument("--privacy", default="mia",
+    parser.add_argument("--n-loyalty", type=int, default=None,
+                        help="clean examples scored for loyalty to --reference and the paired accuracy test "
+                        "(default: the same as --n-examples)")
+    parser.add_argument("--privacy", default=None,
                         help="comma-separated privacy audits: mia (membership inference), extraction and exposure "
-                        "(causal LMs with canaries), or none (default: %(default)s)")
+                        "(causal LMs with canaries), or none (default: mia when a member set is known, else skipped "
+                        "with a notice; asked explicitly without one, an error)")
+    members = parser.add_mutually_exclusive_group()
+    members.add_argument("--members", default=None, metavar="DATASET[:SPLIT[:N]]",
+                         help="member set of a model trained elsewhere: N rows (default: as many as the held-out "
+                         "split has) of DATASET's SPLIT (default: train), drawn with --seed; as many non-members "
+                         "are drawn from the held-out split (--nonmember-split)")
+    members.add_argument("--members-file", default=None, metavar="FILE",
+                         help="member set as a UTF-8 file: one text per line (causal LMs), or JSON lines with "
+                         '"text" and, for a classifier, "label"; as many non-members come from --data\'s held-out '
+                         "split")
+    parser.add_argument("--nonmember-split", default=None,
+                        help="split the non-members of --members / --members-file are drawn from (default: "
+                        "validation, else test, never the members' split)")
     parser.add_argument("--split-from", default=None,
                         help="folder holding membership_split.json (default: MODEL_DIR; a pruned copy of a dense "
                         "run audits against the dense run's split)")
-    parser.add_argument("--reference", default=None, help="dense model directory: also measure loyalty to it")
+    parser.add_argument("--reference", default=None,
+                        help="reference (dense) model directory: audited with the same plan on the same examples and "
+                        "member set (into DIR/reference); its loyalty and the paired tests (exact McNemar for "
+                        "accuracy and attack outcome, DeLong for MIA AUC, Holm) go into the report")
     parser.add_argument("--max-length", type=int, default=64, help="truncate inputs (default: %(default)s)")
     parser.add_argument("--n-resamples", type=int, default=1000,
                         help="bootstrap resamples for confidence intervals (default: %(default)s)")
@@ -59,30 +82,56 @@ def build_plan(args: argparse.Namespace) -> AuditPlan:
     from hfprune.audit.model_audit import AuditPlan
     from hfprune.errors import ConfigError
 
+    n_loyalty = args.n_examples if args.n_loyalty is None else args.n_loyalty
     for flag, value, minimum in (("--n-examples", args.n_examples, 1), ("--query-budget", args.query_budget, 1),
+                                 ("--n-loyalty", n_loyalty, 1),
                                  ("--max-length", args.max_length, 8), ("--n-resamples", args.n_resamples, 0),
                                  ("--seed", args.seed, 0)):
         if value < minimum:
             raise ConfigError(f"{flag}: expected an integer >= {minimum}, got {value}")
-    recipes, privacy = _names(args.robustness), [name.lower() for name in _names(args.privacy)]
+    recipes = _names(args.robustness)
+    privacy = ["mia"] if args.privacy is None else [name.lower() for name in _names(args.privacy)]
     if not recipes and not privacy:
         raise ConfigError("--robustness and --privacy are both none: nothing to audit")
     return AuditPlan(dataset=args.data, split=args.split, max_length=args.max_length, recipes=recipes,
                      n_examples=dict.fromkeys(recipes, args.n_examples), query_budget=args.query_budget,
                      robustness_seed=args.seed, privacy=privacy, n_resamples=args.n_resamples,
-                     privacy_resamples=args.n_resamples, n_loyalty_examples=None)
+                     privacy_resamples=args.n_resamples, n_loyalty_examples=n_loyalty)
+
+
+def member_source(args: argparse.Namespace) -> Callable[[str], MembershipSplit] | None:
+    """The member set --members / --members-file names, built once the model's task is known (None: neither)."""
+    from hfprune.audit.privacy.members import MembersSpec, members_from_dataset, members_from_file
+    from hfprune.errors import ConfigError
+
+    if args.members is None and args.members_file is None:
+        if args.nonmember_split is not None:
+            raise ConfigError("--nonmember-split: only used with --members or --members-file")
+        return None
+    if args.split_from is not None:
+        raise ConfigError("--split-from: a recorded split and --members/--members-file both name the members; "
+                          "pass one")
+    if args.members_file is not None:
+        return lambda task: members_from_file(args.members_file, args.data, task, args.seed, args.nonmember_split,
+                                              args.max_length)
+    spec = MembersSpec.parse(args.members)
+    return lambda task: members_from_dataset(spec, task, args.seed, args.nonmember_split, args.max_length)
 
 
 def run(args: argparse.Namespace) -> int:
     from hfprune.audit.model_audit import AUDIT_JSON, AUDIT_MARKDOWN, audit_saved_model
 
     plan = build_plan(args)
+    members = member_source(args)
     result = audit_saved_model(args.model_dir, plan, args.out, name=args.name, reference_dir=args.reference,
-                               split_from=args.split_from, overwrite=args.overwrite, threads=args.threads)
+                               split_from=args.split_from, overwrite=args.overwrite, threads=args.threads,
+                               members=members, mia_optional=args.privacy is None)
     for name, rate in result.attack_success_rates().items():
         print(f"{name}: attack success rate {rate:.3f}")
     best = result.strongest_mia()
     if best is not None:
         print(f"membership inference AUC {best[1]:.3f} ({best[0]} attack)")
+    for comparison in result.comparison:
+        print(f"against the reference: {comparison.line()}")
     print(f"audit: {args.out}/{AUDIT_JSON}, {args.out}/{AUDIT_MARKDOWN}")
     return 0

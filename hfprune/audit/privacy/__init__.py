@@ -17,6 +17,8 @@ from typing import Any
 
 _EXPORTS = {
     "MembershipSplit": "split",
+    "MembersSpec": "members",
+    "record_membership_split": "members",
     "ExampleStats": "scores",
     "classifier_stats": "scores",
     "causal_lm_stats": "scores",

@@ -36,8 +36,10 @@ def fingerprint(texts: list[str], labels: list[int] | None) -> str:
 class MembershipSplit:
     """Members (trained on) and non-members (held out, same distribution) of one training run.
 
-    ``*_ids`` are row indices in ``dataset[source_split]``; ``*_texts`` the examples; ``*_labels`` their classes
-    (None for language modelling). ``max_length`` is the truncation used in training: audits score with the same.
+    ``*_ids`` are row indices in ``dataset[source_split]`` (non-members: in ``dataset[nonmember_split]`` when that
+    is set, for a model trained on a whole split and audited against the held-out one); ``*_texts`` the examples;
+    ``*_labels`` their classes (None for language modelling). ``max_length`` is the truncation used in training:
+    audits score with the same.
     """
 
     dataset: str
@@ -53,10 +55,13 @@ class MembershipSplit:
     task: str = "sequence-classification"
     extra: dict[str, Any] = field(default_factory=dict)
     fingerprint: str = ""
+    nonmember_split: str | None = None
 
     def __post_init__(self) -> None:
         self._check_lengths()
-        overlap = set(self.member_ids) & set(self.nonmember_ids)
+        # ids index one split unless the non-members come from another: only then can equal ids be distinct rows
+        same_rows = self.nonmember_split in (None, self.source_split)
+        overlap = set(self.member_ids) & set(self.nonmember_ids) if same_rows else set()
         if overlap:
             raise ConfigError(f"MembershipSplit.nonmember_ids: expected ids disjoint from member_ids, "
                               f"{len(overlap)} shared (e.g. {sorted(overlap)[:3]})")
