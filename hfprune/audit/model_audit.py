@@ -187,9 +187,10 @@ TASK_BY_CLASS_SUFFIX = {"ForSequenceClassification": "sequence-classification", 
                         "ForCausalLM": "causal-lm"}
 
 
-def load_model_dir(directory: str | Path, split_from: str | Path | None = None) -> LoadedModel:
-    """Load a saved dense or pruned model (``load_pruned`` when its config records a pruned structure) and, when
-    recorded beside it (or in ``split_from``), its membership split and canaries."""
+def load_model_dir(directory: str | Path, split_from: str | Path | None = None, device: str = "auto") -> LoadedModel:
+    """Load a saved dense or pruned model (``load_pruned`` when its config records a pruned structure) onto
+    ``device`` (:func:`hfprune.training.resolve_device`: evaluation, attacks and privacy scores all follow the
+    model's device) and, when recorded beside it (or in ``split_from``), its membership split and canaries."""
     import json
 
     from hfprune.audit.privacy.canaries import CANARY_FILE, CanarySet
@@ -202,7 +203,7 @@ def load_model_dir(directory: str | Path, split_from: str | Path | None = None) 
         raise ConfigError(f"MODEL_DIR: {path} is not a saved model directory (no config.json)")
     recorded = Path(split_from) if split_from is not None else path
     if (recorded / SPLIT_FILE).is_file():
-        run = load_run(path, split_from=split_from)
+        run = load_run(path, split_from=split_from, device=device)
         return LoadedModel(run.model, run.tokenizer, run.split.task, run.split, run.canaries, str(path))
     from hfprune.models import load_model_for_task, load_tokenizer
     from hfprune.pruning.serialization import load_pruned
@@ -214,7 +215,10 @@ def load_model_dir(directory: str | Path, split_from: str | Path | None = None) 
     if task is None:
         raise ConfigError(f"MODEL_DIR: {path} holds a {names[0] or 'model of unknown class'}; expected a sequence "
                           "classifier or a causal LM")
+    from hfprune.training import resolve_device
+
     model = load_pruned(path) if payload.get(CONFIG_KEY) else load_model_for_task(path, task)
+    model = model.to(resolve_device(device))
     tokenizer = load_tokenizer(path)
     canaries = CanarySet.load(recorded) if (recorded / CANARY_FILE).is_file() else None
     return LoadedModel(model.eval(), tokenizer, task, None, canaries, str(path))
@@ -312,11 +316,15 @@ def audit_saved_model(
     split_from: str | Path | None = None,
     overwrite: bool = False,
     threads: int | None = None,
+    device: str = "auto",
 ) -> ModelAudit:
-    """Audit any saved model (``hfprune audit``): every check first, then the audit in a staging folder that is
-    renamed to ``out`` once ``audit.json`` and the reports are complete."""
+    """Audit any saved model (``hfprune audit``) on ``device`` (:func:`hfprune.training.resolve_device`): every
+    check first, then the audit in a staging folder that is renamed to ``out`` once ``audit.json`` and the reports
+    are complete."""
     from hfprune.audit.robustness import AuditTarget
-    from hfprune.training import idle_cores, torch_threads
+    from hfprune.training import idle_cores, resolve_device, torch_threads
+
+    resolve_device(device, "--device")  # an unknown or absent device is an error before anything is read
 
     out = Path(out)
     _check_audit_out(out, overwrite)
@@ -324,9 +332,9 @@ def audit_saved_model(
 
     refuse_inputs_inside(out, {"MODEL_DIR": model_dir, "--reference": reference_dir, "--split-from": split_from,
                                "--data": plan.dataset, "the data folder": str(data_dir())}, "--out")
-    loaded = load_model_dir(model_dir, split_from)
+    loaded = load_model_dir(model_dir, split_from, device)
     _check_plan_fits(plan, loaded)
-    reference = load_model_dir(reference_dir) if reference_dir is not None else None
+    reference = load_model_dir(reference_dir, device=device) if reference_dir is not None else None
     dataset = _audit_dataset(plan)
     label = name or (Path(model_dir).resolve().parent.name if Path(model_dir).name == "model" else Path(model_dir).name)
     with staged_folder(out) as staging, torch_threads(threads or idle_cores()):
