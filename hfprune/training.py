@@ -17,7 +17,7 @@ import numpy as np
 
 from hfprune.errors import ConfigError, DataError
 from hfprune.models import DEFAULT_MODEL
-from hfprune.utils.config import ConfigMixin, check_int, check_number, field_help
+from hfprune.utils.config import ConfigMixin, check_choice, check_int, check_number, field_help
 from hfprune.utils.io import atomic_write_json, disk_full_reported, replace_folder, staged_folder
 from hfprune.utils.lock import LOCK_FILE, output_lock
 from hfprune.utils.logging import get_logger
@@ -36,6 +36,62 @@ METRICS_FILE = "eval_results.json"
 # --- reusable pieces ----------------------------------------------------------------------------------------------
 
 
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _mps_available() -> bool:
+    import torch
+
+    return torch.backends.mps.is_available()
+
+
+# device name -> whether this machine has it, in the order ``auto`` prefers them (the CPU is always there)
+DEVICES: dict[str, Callable[[], bool]] = {"cuda": _cuda_available, "mps": _mps_available, "cpu": lambda: True}
+# precision name -> the TrainingArguments fields that select it (fp32 sets none: today's arguments)
+PRECISIONS: dict[str, dict[str, bool]] = {"fp32": {}, "bf16": {"bf16": True}, "fp16": {"fp16": True}}
+
+
+def device_field(default: str = "auto") -> Any:
+    """The ``device`` field of every config that runs a model (same help, same choices everywhere)."""
+    return field_help(default, "where models train and run: auto (cuda, else mps, else cpu), cpu, cuda or mps",
+                      choices=lambda: ["auto", *DEVICES])
+
+
+def precision_field(default: str = "fp32") -> Any:
+    """The ``precision`` field of every config that trains: fp32, or bf16 / fp16 mixed precision (autocast)."""
+    return field_help(default, "training precision: fp32, or bf16 / fp16 mixed precision (fp16 needs a GPU; "
+                      "pruning scores and masks stay in fp32)", choices=lambda: list(PRECISIONS))
+
+
+def resolve_device(device: str | Any = "auto", owner: str = "device") -> str:
+    """The device name (``cpu``, ``cuda``, ``mps``) a run uses: ``device`` itself, or for ``auto`` the first of
+    cuda, mps, cpu this machine has. ``device`` may be a name or anything with a ``device`` attribute (a
+    :class:`TrainingSettings`, a recipe's training section, a command's config). A device the machine lacks is a
+    ConfigError naming ``owner`` (the field), raised before anything runs."""
+    name = getattr(device, "device", device)
+    if name == "auto":
+        return next(candidate for candidate, available in DEVICES.items() if available())
+    if name not in DEVICES:
+        raise ConfigError(f"{owner}: expected one of {sorted(['auto', *DEVICES])}, got {name!r}")
+    if not DEVICES[name]():
+        raise ConfigError(f"{owner}: {name!r} is not available on this machine (torch sees no {name} device); "
+                          "expected auto or cpu")
+    return name
+
+
+def check_placement(owner: str, device: str, precision: str) -> None:
+    """Validate a config's ``device`` and ``precision`` fields (``owner`` prefixes the field names in errors):
+    known names, a device this machine has, and no fp16 on the CPU (torch's CPU autocast has no fp16 GradScaler
+    path; bf16 on the CPU is allowed)."""
+    resolved = resolve_device(device, f"{owner}.device")
+    check_choice(owner, "precision", precision, list(PRECISIONS))
+    if precision == "fp16" and resolved == "cpu":
+        raise ConfigError(f"{owner}.precision: fp16 needs a GPU (device resolves to cpu); expected fp32 or bf16")
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingSettings:
     """The optimisation settings of one ``Trainer`` run: dense fine-tuning, pruning with distillation, a shadow or
@@ -49,6 +105,8 @@ class TrainingSettings:
     weight_decay: float = 0.0
     warmup: float = 0.1  # a fraction of the training steps (warmup_steps < 1 is a ratio in transformers)
     logging_steps: int = 20
+    device: str = device_field()
+    precision: str = precision_field()
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
@@ -59,23 +117,27 @@ class TrainingSettings:
             check_number(owner, name, getattr(self, name), minimum=0, inclusive=False)
         check_number(owner, "weight_decay", self.weight_decay, minimum=0)
         check_number(owner, "warmup", self.warmup, minimum=0)
+        check_placement(owner, self.device, self.precision)
 
 
-def trainer_args(output_dir: str | Path, settings: TrainingSettings | None = None, *,
+def trainer_args(output_dir: str | Path, settings: TrainingSettings | None = None, *, device: str = "auto",
                  args_class: type | None = None, **extra: Any) -> Any:
     """The ``TrainingArguments`` (or ``args_class``, e.g. ``DistillationArguments``) of every hfprune Trainer run,
-    built in this one place: CPU, no checkpoints and no evaluation during training (stages save their own result),
-    no logging integrations, data order seeded like the model. ``settings=None`` builds evaluation-only arguments.
-    ``extra`` adds or overrides fields (eval batch size, distillation settings)."""
+    built in this one place: the settings' device (``use_cpu`` unless it resolves to a GPU) and precision (``bf16``
+    / ``fp16``), no checkpoints and no evaluation during training (stages save their own result), no logging
+    integrations, data order seeded like the model. ``settings=None`` builds evaluation-only arguments on
+    ``device``. ``extra`` adds or overrides fields (eval batch size, distillation settings)."""
     from transformers import TrainingArguments
 
-    fields: dict[str, Any] = {"output_dir": str(output_dir), "use_cpu": True, "report_to": "none"}
+    placement = settings.device if settings is not None else device
+    fields: dict[str, Any] = {"output_dir": str(output_dir), "use_cpu": resolve_device(placement) == "cpu",
+                              "report_to": "none"}
     if settings is not None:
         fields.update(
             num_train_epochs=settings.epochs, per_device_train_batch_size=settings.batch_size,
             learning_rate=settings.learning_rate, weight_decay=settings.weight_decay, warmup_steps=settings.warmup,
             eval_strategy="no", save_strategy="no", logging_steps=settings.logging_steps, seed=settings.seed,
-            data_seed=settings.seed, dataloader_num_workers=0,
+            data_seed=settings.seed, dataloader_num_workers=0, **PRECISIONS[settings.precision],
         )
     return (args_class or TrainingArguments)(**{**fields, **extra})
 
@@ -248,6 +310,8 @@ class FinetuneConfig(ConfigMixin):
     learning_rate: float = field_help(1e-4, "peak learning rate (linear decay, 10% warm-up)")
     seed: int = field_help(42, "seed for sampling, head initialisation and shuffling")
     threads: int | None = field_help(None, "torch CPU threads (None: the cores other processes leave idle)")
+    device: str = device_field()
+    precision: str = precision_field()
     output_dir: str | None = field_help(None, "where to save the model (None: runs/finetune/<model>-<dataset>)")
     overwrite: bool = field_help(False, "replace a model already saved in output_dir")
 
@@ -262,6 +326,7 @@ class FinetuneConfig(ConfigMixin):
             check_int(owner, "threads", self.threads, minimum=1)
         for name in ("epochs", "learning_rate"):
             check_number(owner, name, getattr(self, name), minimum=0, inclusive=False)
+        check_placement(owner, self.device, self.precision)
 
     def resolved_output_dir(self) -> Path:
         if self.output_dir:
@@ -366,7 +431,8 @@ def _train_and_save(
     eval_tok = tokenize_for_classification(evaluation, tokenizer, columns, config.max_length)
     # weight decay 0.01 here and in ``hfprune prune``'s pruning run, 0.0 in ``hfprune run``'s stages: kept as they
     # were measured (issue 15); one value for both pipelines would change their published results
-    settings = TrainingSettings(config.epochs, config.batch_size, config.learning_rate, config.seed, weight_decay=0.01)
+    settings = TrainingSettings(config.epochs, config.batch_size, config.learning_rate, config.seed, weight_decay=0.01,
+                                device=config.device, precision=config.precision)
     args = trainer_args(staging, settings, per_device_eval_batch_size=max(64, config.batch_size))
     trainer = Trainer(
         model=model, args=args, train_dataset=train_tok, eval_dataset=eval_tok, processing_class=tokenizer,

@@ -38,6 +38,10 @@ FORMATTED = {("audit", "privacy"): "mia", ("audit", "robustness"): "pwws", ("swe
              ("sweep", "apply_to"): "head_sparsity"}
 
 
+# choice flags whose example must be a value this machine runs (a CPU-only CI has neither cuda, mps nor fp16)
+RUNNABLE = {"device": "cpu", "precision": "bf16"}
+
+
 def _subparsers() -> dict[str, argparse.ArgumentParser]:
     parser = build_parser()
     return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
@@ -51,7 +55,7 @@ def _example(command: str, action: argparse.Action) -> tuple[list[str], object]:
     if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
         return [flag], action.const
     if action.choices:
-        value = next(c for c in reversed(list(action.choices)) if c != action.default)
+        value = RUNNABLE.get(action.dest) or next(c for c in reversed(list(action.choices)) if c != action.default)
         text, expected = str(value), value
     elif action.type is int:
         expected = action.default + 1 if isinstance(action.default, int) else 2

@@ -206,9 +206,10 @@ TASK_BY_CLASS_SUFFIX = {"ForSequenceClassification": "sequence-classification", 
                         "ForCausalLM": "causal-lm"}
 
 
-def load_model_dir(directory: str | Path, split_from: str | Path | None = None) -> LoadedModel:
-    """Load a saved dense or pruned model (``load_pruned`` when its config records a pruned structure) and, when
-    recorded beside it (or in ``split_from``), its membership split and canaries."""
+def load_model_dir(directory: str | Path, split_from: str | Path | None = None, device: str = "auto") -> LoadedModel:
+    """Load a saved dense or pruned model (``load_pruned`` when its config records a pruned structure) onto
+    ``device`` (:func:`hfprune.training.resolve_device`: evaluation, attacks and privacy scores all follow the
+    model's device) and, when recorded beside it (or in ``split_from``), its membership split and canaries."""
     import json
 
     from hfprune.audit.privacy.canaries import CANARY_FILE, CanarySet
@@ -221,7 +222,7 @@ def load_model_dir(directory: str | Path, split_from: str | Path | None = None) 
         raise ConfigError(f"MODEL_DIR: {path} is not a saved model directory (no config.json)")
     recorded = Path(split_from) if split_from is not None else path
     if (recorded / SPLIT_FILE).is_file():
-        run = load_run(path, split_from=split_from)
+        run = load_run(path, split_from=split_from, device=device)
         return LoadedModel(run.model, run.tokenizer, run.split.task, run.split, run.canaries, str(path))
     from hfprune.models import load_model_for_task, load_tokenizer
     from hfprune.pruning.serialization import load_pruned
@@ -233,7 +234,10 @@ def load_model_dir(directory: str | Path, split_from: str | Path | None = None) 
     if task is None:
         raise ConfigError(f"MODEL_DIR: {path} holds a {names[0] or 'model of unknown class'}; expected a sequence "
                           "classifier or a causal LM")
+    from hfprune.training import resolve_device
+
     model = load_pruned(path) if payload.get(CONFIG_KEY) else load_model_for_task(path, task)
+    model = model.to(resolve_device(device))
     tokenizer = load_tokenizer(path)
     canaries = CanarySet.load(recorded) if (recorded / CANARY_FILE).is_file() else None
     return LoadedModel(model.eval(), tokenizer, task, None, canaries, str(path))
@@ -358,16 +362,20 @@ def audit_saved_model(
     threads: int | None = None,
     members: Callable[[str], MembershipSplit] | None = None,
     mia_optional: bool = False,
+    device: str = "auto",
 ) -> ModelAudit:
-    """Audit any saved model (``hfprune audit``): every check first, then the audit in a staging folder that is
-    renamed to ``out`` once ``audit.json`` and the reports are complete.
+    """Audit any saved model (``hfprune audit``) on ``device`` (:func:`hfprune.training.resolve_device`): every
+    check first, then the audit in a staging folder that is renamed to ``out`` once ``audit.json`` and the reports
+    are complete.
 
     ``members`` builds the member set from the model's task (``--members`` / ``--members-file``), replacing a
     recorded split. ``mia_optional``: without any member set, skip membership inference with a notice instead of
     failing. With ``reference_dir``, the reference is audited with the same plan on the same examples and member
     set (into ``out/reference``), and the paired tests against it go into this audit's report.
     """
-    from hfprune.training import idle_cores, torch_threads
+    from hfprune.training import idle_cores, resolve_device, torch_threads
+
+    resolve_device(device, "--device")  # an unknown or absent device is an error before anything is read
 
     out = Path(out)
     _check_audit_out(out, overwrite)
@@ -375,11 +383,11 @@ def audit_saved_model(
 
     refuse_inputs_inside(out, {"MODEL_DIR": model_dir, "--reference": reference_dir, "--split-from": split_from,
                                "--data": plan.dataset, "the data folder": str(data_dir())}, "--out")
-    loaded = load_model_dir(model_dir, split_from)
+    loaded = load_model_dir(model_dir, split_from, device)
     if members is not None:
         loaded.split = members(loaded.task)
     plan = _check_plan_fits(plan, loaded, mia_optional, reference_dir is not None)
-    reference = load_model_dir(reference_dir) if reference_dir is not None else None
+    reference = load_model_dir(reference_dir, device=device) if reference_dir is not None else None
     if reference is not None and reference.task != loaded.task:
         raise ConfigError(f"--reference: {reference_dir} is a {reference.task} model; MODEL_DIR is a {loaded.task}")
     dataset = _audit_dataset(plan, reference is not None and loaded.task == "sequence-classification")

@@ -71,6 +71,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--seed", type=int, default=0, help="seed of the attack sample (default: %(default)s)")
     parser.add_argument("--name", default=None, help="model name in the report (default: the folder name)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the idle cores)")
+    from hfprune.cli.config_args import add_config_arguments
+    from hfprune.training import TrainingSettings
+
+    # the audit trains nothing, so only the device: its models score and are attacked in fp32
+    add_config_arguments(parser, TrainingSettings, only=("device",))
     parser.add_argument("--out", required=True, help="output folder (audit.json, audit.md, detailed reports)")
     parser.add_argument("--overwrite", action="store_true", help="replace an audit already in --out")
     parser.set_defaults(handler=run)
@@ -125,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     members = member_source(args)
     result = audit_saved_model(args.model_dir, plan, args.out, name=args.name, reference_dir=args.reference,
                                split_from=args.split_from, overwrite=args.overwrite, threads=args.threads,
-                               members=members, mia_optional=args.privacy is None)
+                               members=members, mia_optional=args.privacy is None, device=args.device)
     for name, rate in result.attack_success_rates().items():
         print(f"{name}: attack success rate {rate:.3f}")
     best = result.strongest_mia()

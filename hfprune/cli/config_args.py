@@ -14,17 +14,22 @@ from hfprune.utils.config import field_help_text
 T = TypeVar("T")
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type, skip: tuple[str, ...] = ()) -> None:
-    """One ``--flag`` per dataclass field: booleans become ``--name`` / ``--no-name``, others take a value of the
-    field's annotated type (``int | None`` -> int), restricted to the field's ``choices`` metadata when it has one."""
+def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type, skip: tuple[str, ...] = (),
+                         only: tuple[str, ...] | None = None, overrides: str | None = None) -> None:
+    """One ``--flag`` per dataclass field (or per field in ``only``): booleans become ``--name`` / ``--no-name``,
+    others take a value of the field's annotated type (``int | None`` -> int), restricted to the field's
+    ``choices`` metadata when it has one. ``overrides`` names the recipe section the flags override (``training``):
+    their default is then None, so a flag left out keeps the recipe's value."""
     hints = typing.get_type_hints(config_cls)
     for field in dataclasses.fields(config_cls):
-        if field.name in skip or not field.init:
+        if field.name in skip or not field.init or (only is not None and field.name not in only):
             continue
         flag = "--" + field.name.replace("_", "-")
         help_text = field_help_text(field)
         choices = field.metadata.get("choices")
         default = field.default if field.default is not dataclasses.MISSING else None
+        if overrides is not None:
+            help_text, default = f"{help_text} Overrides {overrides}.{field.name}", None
         value_type = flag_type(hints[field.name])
         if value_type is bool:
             parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=default,

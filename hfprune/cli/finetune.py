@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from hfprune.cli.config_args import add_config_arguments
 from hfprune.training import FinetuneConfig
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(FinetuneConfig)}
@@ -35,6 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="torch CPU threads (default: the cores other processes leave idle)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a model already in --output-dir (swapped in only once the new one is complete)")
+    add_config_arguments(parser, FinetuneConfig, only=("device", "precision"))
     parser.set_defaults(handler=run)
     return parser
 
@@ -45,7 +47,8 @@ def build_config(args: argparse.Namespace) -> FinetuneConfig:
         model=args.model, dataset=args.dataset, eval_split=args.eval_split,
         train_samples=args.train_samples or None, epochs=args.epochs, max_length=args.max_length,
         batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
-        threads=args.threads, output_dir=args.output_dir, overwrite=args.overwrite,
+        threads=args.threads, output_dir=args.output_dir, overwrite=args.overwrite, device=args.device,
+        precision=args.precision,
     )
 
 

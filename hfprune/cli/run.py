@@ -6,6 +6,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from hfprune.cli.config_args import add_config_arguments
+
+# recipe keys a run or sweep flag of the same name overrides (flags generated from the recipe's own fields)
+TRAINING_FLAGS = ("device", "precision")
 
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments ``run`` and ``sweep`` share: the recipe, output and thread overrides, overwrite, check."""
@@ -13,6 +17,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", default=None, help="run folder, overriding the recipe's output.dir")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads, overriding training.threads (default: the idle cores)")
+    from hfprune.recipes.schema import TrainingSection
+
+    add_config_arguments(parser, TrainingSection, only=TRAINING_FLAGS, overrides="training")
     parser.add_argument("--overwrite", action="store_true",
                         help="recompute stages already finished (each replaced only once its new version is complete)")
     parser.add_argument("--check", action="store_true",
@@ -27,6 +34,9 @@ def recipe_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["output.dir"] = args.output_dir
     if args.threads is not None:
         overrides["training.threads"] = args.threads
+    for name in TRAINING_FLAGS:
+        if getattr(args, name) is not None:
+            overrides[f"training.{name}"] = getattr(args, name)
     return overrides
 
 

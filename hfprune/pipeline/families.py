@@ -24,6 +24,7 @@ equal across families within ``EQUAL_TOLERANCE``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import re
@@ -141,10 +142,13 @@ def efficiency_stage(runner: Any, level: StageResult, dense: StageResult,
         if record.get("stage_fingerprint") == level.fingerprint:
             return record
     runner.step(f"{level.name}: size on disk and CPU latency, dense vs sparse kernel, interleaved")
-    pruned = load_model_dir(level.model_path(stage_dir)).model
-    dense_model = runner.dense_model(dense)
+    # size and CPU kernels (dense and CSR): measured on the CPU whatever training.device is
+    pruned = load_model_dir(level.model_path(stage_dir), device="cpu").model
+    dense_model = runner.dense_model(dense).model
+    if next(dense_model.parameters()).device.type != "cpu":
+        dense_model = copy.deepcopy(dense_model).cpu()
     record = {"stage_fingerprint": level.fingerprint,
-              **measure_efficiency(dense_model.model, dense.model_path(runner.root / DENSE_STAGE), pruned,
+              **measure_efficiency(dense_model, dense.model_path(runner.root / DENSE_STAGE), pruned,
                                    level.model_path(stage_dir), rounds)}
     atomic_write_json(path, record)
     return record

@@ -17,6 +17,7 @@ from typing import Any
 from hfprune.errors import ConfigError
 from hfprune.models import DEFAULT_MODEL
 from hfprune.pruning.config import PruningConfig, scorer_names
+from hfprune.training import check_placement, device_field, precision_field
 from hfprune.utils.config import ConfigMixin, check_fraction, check_int, check_number, field_help
 from hfprune.utils.io import atomic_write_json, atomic_write_text, staged_folder
 from hfprune.utils.lock import output_lock
@@ -61,6 +62,8 @@ class PruneClassifierConfig(ConfigMixin):
     threads: int | None = field_help(
         None, "torch CPU threads (None: the cores other processes leave idle). Gradients differ in the last bits "
               "between thread counts, so pin it to reproduce a run exactly.")
+    device: str = device_field()
+    precision: str = precision_field()
     output_dir: str = field_help("runs/prune-minilm-sst2", "Where the dense model, pruned model and report go.")
     overwrite: bool = field_help(False, "Replace an existing run in output_dir.")
 
@@ -73,6 +76,7 @@ class PruneClassifierConfig(ConfigMixin):
         check_int(owner, "seed", self.seed, minimum=0)
         if self.threads is not None:
             check_int(owner, "threads", self.threads, minimum=1)
+        check_placement(owner, self.device, self.precision)
         check_fraction(owner, "distill_alpha", self.distill_alpha, allow_one=True)
         check_number(owner, "hidden_distill_weight", self.hidden_distill_weight, minimum=0)
         for name in ("teacher_epochs", "prune_epochs", "learning_rate", "distill_temperature"):
@@ -176,6 +180,7 @@ def _dense_teacher(config: PruneClassifierConfig, out: Path) -> tuple[Path, floa
         model=config.model, dataset=config.dataset, train_samples=config.train_samples, epochs=config.teacher_epochs,
         max_length=config.max_length, batch_size=config.batch_size, learning_rate=config.learning_rate,
         seed=config.seed, output_dir=str(out / "dense"), overwrite=config.overwrite, threads=config.threads,
+        device=config.device, precision=config.precision,
     ))
     return Path(result.output_dir), result.accuracy
 
@@ -212,7 +217,7 @@ def _evaluate(config: PruneClassifierConfig, model, tokenizer, evaluation) -> fl
     from hfprune.training import compute_accuracy, trainer_args
 
     with tempfile.TemporaryDirectory() as scratch:
-        args = trainer_args(scratch, per_device_eval_batch_size=128, disable_tqdm=True)
+        args = trainer_args(scratch, device=config.device, per_device_eval_batch_size=128, disable_tqdm=True)
         trainer = Trainer(model=model, args=args, eval_dataset=evaluation, compute_metrics=compute_accuracy,
                           data_collator=DataCollatorWithPadding(tokenizer))
         return float(trainer.evaluate()["eval_accuracy"])
@@ -233,7 +238,7 @@ def prune_and_save(config: PruneClassifierConfig, dense_dir: Path, target: Path)
     train, evaluation = _splits(config, tokenizer)
     # weight decay 0.01 as in training.finetune_classifier (hfprune run's stages use 0.0; see issue 15)
     settings = TrainingSettings(config.prune_epochs, config.batch_size, config.learning_rate, config.seed,
-                                weight_decay=0.01)
+                                weight_decay=0.01, device=config.device, precision=config.precision)
     pruning = config.pruning_config()
     with staged_folder(target, publish=None, kind="trainer") as scratch:  # the Trainer's working files, never kept
         args = trainer_args(

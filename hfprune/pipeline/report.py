@@ -175,7 +175,9 @@ class RunReport:
         if any(stage.latency for stage in self.levels):
             lat = next(stage.latency for stage in self.levels if stage.latency)
             threads = f"{lat['threads']} torch thread" + ("s" if lat["threads"] != 1 else "")
-            parts.append(f"Latency: median CPU forward at sequence length {lat['seq_len']}, batch {lat['batch_size']}, "
+            device = lat.get("device", "cpu")  # stages recorded before the device was, were timed on the CPU
+            parts.append(f"Latency: median {device.upper()} forward at sequence length {lat['seq_len']}, "
+                         f"batch {lat['batch_size']}, "
                          f"{threads}, dense and pruned timed interleaved ({lat['rounds']} rounds).")
         parts.append("Intervals are 95%: exact (Clopper-Pearson) for accuracy and attack success rates, BCa bootstrap "
                      "for AUC and mean exposure. Per-model details: each stage's audit/audit.md.")

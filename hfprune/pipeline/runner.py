@@ -309,7 +309,7 @@ class RecipeRunner:
         from hfprune.audit.model_audit import load_model_dir
 
         if self._dense is None:
-            self._dense = load_model_dir(dense.model_path(self.root / DENSE_STAGE))
+            self._dense = load_model_dir(dense.model_path(self.root / DENSE_STAGE), device=self.recipe.training.device)
         return self._dense
 
     def _compute_dense(self, staging: Path, settings: dict[str, Any]) -> StageResult:
@@ -328,7 +328,8 @@ class RecipeRunner:
                       f"{self.recipe.data.train_samples} {self.recipe.data.dataset} examples")
             seconds["training"] = train_dense(self.recipe, staging / "model")
             model_dir = "model"
-        loaded = load_model_dir(model_dir if Path(model_dir).is_absolute() else staging / model_dir)
+        loaded = load_model_dir(model_dir if Path(model_dir).is_absolute() else staging / model_dir,
+                                device=self.recipe.training.device)
         self.step("evaluating the dense model")
         started = time.perf_counter()
         quality = evaluate_model(loaded.model, loaded.tokenizer, self.recipe)

@@ -92,7 +92,7 @@ class ClassificationTask(TaskSpec):
             model=recipe.model.name, dataset=recipe.data.dataset, n_members=recipe.data.train_samples,
             n_nonmembers=recipe.audits.privacy.n_nonmembers, epochs=t.dense_epochs, max_length=recipe.data.max_length,
             batch_size=t.batch_size, learning_rate=t.learning_rate, seed=t.seed, threads=t.threads,
-            output_dir=str(target),
+            device=t.device, precision=t.precision, output_dir=str(target),
         ))
 
     def train_dataset(self, run: AuditedRun, recipe: Recipe) -> datasets.Dataset:
@@ -141,7 +141,7 @@ class CausalLMTask(TaskSpec):
             canary_repetitions=list(canaries.repetitions) if recipe.audits.privacy.enabled else [],
             canaries_per_repetition=canaries.per_repetition, canary_digits=canaries.digits, epochs=t.dense_epochs,
             batch_size=t.batch_size, learning_rate=t.learning_rate, seed=t.seed, threads=t.threads,
-            output_dir=str(target),
+            device=t.device, precision=t.precision, output_dir=str(target),
         ))
 
     def train_dataset(self, run: AuditedRun, recipe: Recipe) -> datasets.Dataset:
@@ -233,7 +233,8 @@ def prune_and_distill(
     student = copy.deepcopy(dense.model).train()
     train = spec.train_dataset(dense, recipe)
     t, d = recipe.training, recipe.distillation
-    settings = TrainingSettings(t.prune_epochs, t.batch_size, t.prune_learning_rate or t.learning_rate, t.seed)
+    settings = TrainingSettings(t.prune_epochs, t.batch_size, t.prune_learning_rate or t.learning_rate, t.seed,
+                                device=t.device, precision=t.precision)
     trainer_kwargs = dict(model=student, train_dataset=train, processing_class=dense.tokenizer,
                           data_collator=spec.collator(dense.tokenizer), callbacks=[MovementPruningCallback(pruning)])
     if d.enabled:

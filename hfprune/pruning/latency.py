@@ -32,6 +32,7 @@ class Latency:
     dense_ms: float
     pruned_ms: float
     speedup: float
+    device: str = "cpu"  # the device that timed it (CUDA: GPU time between CUDA events, after a warm-up pass)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,13 +63,14 @@ def measure_latency(
 
     if rounds < 1:
         raise ConfigError(f"rounds: expected an integer >= 1, got {rounds!r}")
-    inputs = random_token_batch([dense, pruned], batch_size, seq_len, seed)
+    device = next(dense.parameters()).device  # the models' device: the run's training.device
+    inputs = {k: v.to(device) for k, v in random_token_batch([dense, pruned], batch_size, seq_len, seed).items()}
     limit = inputs["input_ids"].shape[1]
     times = interleaved_timings({"dense": dense, "pruned": pruned}, inputs, rounds)
     dense_times, pruned_times = times["dense"], times["pruned"]
     ratios = [d / p for d, p in zip(dense_times, pruned_times, strict=True)]
     latency = Latency(limit, batch_size, rounds, torch.get_num_threads(), 1000 * statistics.median(dense_times),
-                      1000 * statistics.median(pruned_times), statistics.median(ratios))
-    logger.info("latency at seq %d, batch %d: dense %.1f ms, pruned %.1f ms (%.2fx)", limit, batch_size,
-                latency.dense_ms, latency.pruned_ms, latency.speedup)
+                      1000 * statistics.median(pruned_times), statistics.median(ratios), device.type)
+    logger.info("latency on %s at seq %d, batch %d: dense %.1f ms, pruned %.1f ms (%.2fx)", device.type, limit,
+                batch_size, latency.dense_ms, latency.pruned_ms, latency.speedup)
     return latency

@@ -21,6 +21,7 @@ from hfprune.errors import ConfigError, DataError
 from hfprune.models import DEFAULT_MODEL
 from hfprune.pruning.config import PruningConfig
 from hfprune.recipes.families_spec import check_families
+from hfprune.training import check_placement, device_field, precision_field
 from hfprune.utils.config import (
     check_choice,
     check_fraction,
@@ -253,6 +254,8 @@ class TrainingSection(Section):
     prune_learning_rate: float | None = field_help(None, "learning rate of the pruning stage (null: learning_rate)")
     seed: int = field_help(0, "seed of the member split, initialisation and shuffling")
     threads: int | None = field_help(None, "torch CPU threads (null: the cores other processes leave idle)")
+    device: str = device_field()
+    precision: str = precision_field()
 
     def __post_init__(self) -> None:
         _positive(self, "dense_epochs", "prune_epochs", "learning_rate")
@@ -262,6 +265,7 @@ class TrainingSection(Section):
         check_int(self.path, "seed", self.seed, minimum=0)
         if self.threads is not None:
             check_int(self.path, "threads", self.threads, minimum=1)
+        check_placement(self.path, self.device, self.precision)
 
 
 @dataclasses.dataclass
@@ -488,11 +492,16 @@ class Recipe(Section):
         return fingerprint(self.result_dict())
 
     def result_dict(self) -> dict[str, Any]:
-        """The recipe without the keys that do not change results (output, sweep, name, description, threads)."""
+        """The recipe without the keys that do not change results (output, sweep, name, description, threads), and
+        without training.device / precision at their defaults (auto, fp32): runs recorded before those keys existed
+        keep their fingerprint and resume; another device or precision changes the numbers, so it is a new run."""
         payload = self.to_dict()
         for key in ("output", "sweep", "name", "description"):
             payload.pop(key)
         payload["training"].pop("threads")
+        for key, default in (("device", "auto"), ("precision", "fp32")):
+            if payload["training"][key] == default:
+                payload["training"].pop(key)
         payload["pruning"] = self.pruning.result_dict()
         return payload
 

@@ -225,9 +225,10 @@ def pretrained_reference_stats(
     """:func:`model_stats` of a pretrained model before fine-tuning (e.g. ``gpt2`` from the Hub for a model
     fine-tuned by ``train_canary_lm(base_model="gpt2")``): the reference that never saw the members."""
     from hfprune.models import load_model_for_task, load_tokenizer
+    from hfprune.training import resolve_device
 
     tokenizer = load_tokenizer(name_or_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = load_model_for_task(name_or_path, split.task)
+    model = load_model_for_task(name_or_path, split.task).to(resolve_device())
     return model_stats(model.eval(), tokenizer, split, config)

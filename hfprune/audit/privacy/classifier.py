@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from hfprune.audit.privacy.split import MembershipSplit, draw_split
 from hfprune.errors import ConfigError, DataError
 from hfprune.models import DEFAULT_MODEL
+from hfprune.training import check_placement, device_field, precision_field
 from hfprune.utils.config import ConfigMixin, check_int, field_help
 from hfprune.utils.io import atomic_write_json, staged_folder
 from hfprune.utils.logging import get_logger
@@ -45,6 +46,8 @@ class MemberFinetuneConfig(ConfigMixin):
     learning_rate: float = field_help(1e-4, "peak learning rate (linear decay, 10% warm-up)")
     seed: int = field_help(0, "seed of the split, head initialisation and shuffling")
     threads: int | None = field_help(None, "torch CPU threads (None: the cores other processes leave idle)")
+    device: str = device_field()
+    precision: str = precision_field()
     output_dir: str | None = field_help(None, "where to save (None: runs/privacy/<model>-<dataset>-seed<seed>)")
     overwrite: bool = field_help(False, "replace a model already saved in output_dir")
 
@@ -55,6 +58,7 @@ class MemberFinetuneConfig(ConfigMixin):
             check_int(owner, name, getattr(self, name), minimum=minimum)
         if self.threads is not None:
             check_int(owner, "threads", self.threads, minimum=1)
+        check_placement(owner, self.device, self.precision)
         for name in ("epochs", "learning_rate"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
@@ -142,7 +146,9 @@ def _train_and_save(config: MemberFinetuneConfig, split: MembershipSplit, stagin
     )
     encoded = tokenizer(split.member_texts, truncation=True, max_length=config.max_length)
     train = datasets.Dataset.from_dict({**encoded, "labels": split.member_labels})
-    args = trainer_args(staging, TrainingSettings(config.epochs, config.batch_size, config.learning_rate, config.seed))
+    settings = TrainingSettings(config.epochs, config.batch_size, config.learning_rate, config.seed,
+                                device=config.device, precision=config.precision)
+    args = trainer_args(staging, settings)
     trainer = Trainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
                       data_collator=DataCollatorWithPadding(tokenizer), callbacks=[NonFiniteCallback()])
     started = time.perf_counter()

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from hfprune.audit.privacy.canaries import DEFAULT_TEMPLATE, DIGITS, CanarySet, insert_canaries, make_canaries
 from hfprune.audit.privacy.split import MembershipSplit, draw_split
 from hfprune.errors import ConfigError
+from hfprune.training import check_placement, device_field, precision_field
 from hfprune.utils.config import ConfigMixin, check_int, field_help
 from hfprune.utils.io import atomic_write_json, staged_folder
 from hfprune.utils.logging import get_logger
@@ -65,6 +66,8 @@ class CanaryLMConfig(ConfigMixin):
     learning_rate: float = field_help(1e-3, "peak learning rate (linear decay, 5% warm-up)")
     seed: int = field_help(0, "seed of the split, the canaries, initialisation and shuffling")
     threads: int | None = field_help(None, "torch CPU threads (None: the cores other processes leave idle)")
+    device: str = device_field()
+    precision: str = precision_field()
     output_dir: str | None = field_help(None, "where to save (None: runs/privacy/<base>-<dataset>-seed<seed>)")
     overwrite: bool = field_help(False, "replace a model already saved in output_dir")
 
@@ -82,6 +85,7 @@ class CanaryLMConfig(ConfigMixin):
             check_int(owner, f"canary_repetitions[{i}]", count, minimum=0)
         if self.threads is not None:
             check_int(owner, "threads", self.threads, minimum=1)
+        check_placement(owner, self.device, self.precision)
         for name in ("epochs", "learning_rate"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
@@ -238,7 +242,8 @@ def _train_and_save(
         model = build_gpt2(config, tokenizer)
     train = _tokenized(corpus, tokenizer, config.max_length)
     args = trainer_args(staging, TrainingSettings(config.epochs, config.batch_size, config.learning_rate, config.seed,
-                                                  warmup=0.05, logging_steps=50))
+                                                  warmup=0.05, logging_steps=50, device=config.device,
+                                                  precision=config.precision))
     trainer = Trainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
                       data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
                       callbacks=[NonFiniteCallback()])

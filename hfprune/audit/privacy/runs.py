@@ -40,14 +40,17 @@ class AuditedRun:
     path: str
 
 
-def load_run(directory: str | os.PathLike, split_from: str | os.PathLike | None = None) -> AuditedRun:
-    """Model (in eval mode), tokenizer, membership split and canaries saved in ``directory``.
+def load_run(directory: str | os.PathLike, split_from: str | os.PathLike | None = None,
+             device: str = "auto") -> AuditedRun:
+    """Model (in eval mode, on ``device``: see :func:`hfprune.training.resolve_device`), tokenizer, membership split
+    and canaries saved in ``directory``.
 
     A compacted pruned checkpoint (config records the kept units) is rebuilt with ``load_pruned``. ``split_from``
     reads the split (and canaries) from another directory: a pruned copy saved without them audits against the
     dense run's split.
     """
     from hfprune.models import load_tokenizer
+    from hfprune.training import resolve_device
 
     path = Path(directory)
     recorded = Path(split_from) if split_from is not None else path
@@ -55,7 +58,7 @@ def load_run(directory: str | os.PathLike, split_from: str | os.PathLike | None 
     if split.task not in AUTO_CLASSES:
         raise ConfigError(f"{recorded}: split task {split.task!r} is not one of {sorted(AUTO_CLASSES)}")
     canaries = CanarySet.load(recorded) if (recorded / CANARY_FILE).is_file() else None
-    model = _load_model(path, split.task)
+    model = _load_model(path, split.task).to(resolve_device(device))
     tokenizer_dir = path if (path / "tokenizer_config.json").is_file() else recorded
     tokenizer = load_tokenizer(tokenizer_dir)
     return AuditedRun(model.eval(), tokenizer, split, canaries, str(path))
