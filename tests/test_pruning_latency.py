@@ -278,5 +278,7 @@ def test_two_process_run_times_one_table_and_agrees_on_masks(tmp_path):
     assert ranks[0]["table"] == ranks[1]["table"]  # timed on rank 0 and sent, not timed twice
     assert ranks[0]["masks"] == ranks[1]["masks"]
     table = LatencyTable.from_dict(ranks[0]["table"])
+    # rank 0's made-up clock (the worker's docstring): 2 ms + 0.1 ms per head (8) + 0.01 ms per neuron (96)
+    assert table.dense_ms == pytest.approx(3.76)
     masks = {UnitKind(kind): [torch.tensor(m) for m in layers] for kind, layers in ranks[0]["masks"].items()}
     assert predicted_ms(table, masks) <= table.dense_predicted_ms / 1.1
