@@ -32,3 +32,15 @@ def test_train_skip_beyond_the_split_names_the_field():
     config = PruneClassifierConfig(train_samples=10, train_skip=10_000_000)
     with pytest.raises(ConfigError, match="train_skip: expected fewer than the 67349"):
         _splits(config, load_tokenizer())
+
+
+def test_split_seed_keeps_the_pruning_slice_while_seed_varies():
+    # bench_accuracy --seeds: each seed prunes the same examples, still disjoint from the seed-3 teacher's
+    tokenizer = load_tokenizer()
+    fixed = _splits(PruneClassifierConfig(train_samples=50, train_skip=200, seed=3), tokenizer)[0]
+    reseeded = _splits(PruneClassifierConfig(train_samples=50, train_skip=200, seed=7, split_seed=3), tokenizer)[0]
+    other = _splits(PruneClassifierConfig(train_samples=50, train_skip=200, seed=7), tokenizer)[0]
+    assert reseeded["input_ids"] == fixed["input_ids"]
+    assert other["input_ids"] != fixed["input_ids"]
+    with pytest.raises(ConfigError, match="split_seed"):
+        PruneClassifierConfig(split_seed=-1)
