@@ -12,8 +12,9 @@ and any random scoring; the teacher stays one (fine-tuned with --seed) and the p
 of the --seed shuffle. Each row keeps its per-example dev correctness, and the report gives per cell the mean over
 seeds, the spread and paired tests (hfprune.audit.seeds): every cell against the dense teacher and the --pairs of
 scorers, exact McNemar per seed and a Wilcoxon test over examples pooling the seeds, Holm-corrected, with verdicts.
-Several processes may share one --out (e.g. one per scorer subset): rows are merged into the JSON under a lock, and
-re-running the full command afterwards only writes the report.
+Several processes may run the same command on one --out (e.g. two at a time on 2 cores): each claims a cell before
+running it (a claim by a process that died lapses), rows are merged into the JSON under a lock, and the last one
+to finish writes the report from every row.
 
     python scripts/bench_accuracy.py --sparsities 0.5 0.3 0.7 0.9 --out benchmarks/accuracy  # the README grid
 
@@ -32,6 +33,7 @@ import contextlib
 import fcntl
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -39,6 +41,7 @@ from pathlib import Path
 
 from hfprune.audit import compare, intervals, seeds
 from hfprune.utils.io import atomic_write_json, atomic_write_text
+from hfprune.utils.lock import pid_alive
 from hfprune.workflows.prune_classifier import PruneClassifierConfig, evaluate_examples, prune_and_evaluate
 
 # issue 17: the estimator against plain movement, soft against hard movement, the estimator against snip_momentum
@@ -121,6 +124,21 @@ def add_row(json_path: Path, row: dict, default_seed: int) -> dict:
             payload["wall_time_s"] = payload.get("wall_time_s", 0) + row["seconds"]
         atomic_write_json(json_path, payload)
     return payload
+
+
+def claim(json_path: Path, key: str, default_seed: int) -> bool:
+    """Whether this process may run the cell ``key``: not recorded yet, not claimed by another live process."""
+    claims_path = json_path.parent / ".claims.json"
+    with json_lock(json_path.parent):
+        if key in {row_key(r, default_seed) for r in read_payload(json_path)["rows"]}:
+            return False
+        claims = json.loads(claims_path.read_text()) if claims_path.is_file() else {}
+        holder = claims.get(key)
+        if holder is not None and holder != os.getpid() and pid_alive(holder):
+            return False
+        claims[key] = os.getpid()
+        atomic_write_json(claims_path, claims)
+    return True
 
 
 def teacher_correct(args, teacher: str) -> list[int]:
@@ -230,14 +248,14 @@ def to_markdown(payload: dict, pairs: list[str] | None = None) -> str:
                          f"{_spread(spread)} | {100 * (spread.mean - dense):+.1f} pt | "
                          f"{sum(r['seconds'] for r in rows) / len(rows):.0f} |")
         lines += ["", "Every run:", ""]
-    lines += ["| sparsity (heads = FFN) | scorer | distillation | seed | dev accuracy | vs dense | wall s |",
-              "|---|---|---|---|---|---|---|",
-              f"| 0% (dense teacher) | - | - | - | {dense:.4f} | +0.0 pt | - |"]
+    lines += ["| sparsity (heads = FFN) | scorer | distillation | seed | dev accuracy | vs dense | layer FLOPs removed "
+              "| wall s |", "|---|---|---|---|---|---|---|---|",
+              f"| 0% (dense teacher) | - | - | - | {dense:.4f} | +0.0 pt | 0% | - |"]
     for rows in grouped.values():
         for r in rows:
             lines.append(f"| {r['sparsity']:.0%} | {r['scoring']} | {'yes' if r['distill'] else 'no'} | "
                          f"{r.get('seed', '-')} | {r['accuracy']:.4f} | {100 * (r['accuracy'] - dense):+.1f} pt | "
-                         f"{r['seconds']:.0f} |")
+                         f"{r['flops_sparsity']:.1%} | {r['seconds']:.0f} |")
     pooled, per_seed = comparisons(payload, pairs)
     most_seeds = max((len(rows) for rows in grouped.values()), default=1)
     if pooled:
@@ -320,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
             for scoring in args.scorers:
                 for distill in distill_settings:
                     row = {"sparsity": sparsity, "scoring": scoring, "distill": distill, "seed": seed}
-                    if row_key(row, args.seed) in done:
+                    if row_key(row, args.seed) in done or not claim(json_path, row_key(row, args.seed), args.seed):
                         continue
                     row = run_cell(args, teacher, dense_accuracy, sparsity, scoring, distill, seed)
                     payload = add_row(json_path, row, args.seed)  # after every cell: a stopped run resumes here

@@ -41,7 +41,8 @@ def payload():
             correct = _flip(teacher, rate, rng)
             correct = np.where(rng.random(N) < worse, 0, correct)
             rows.append({"sparsity": 0.5, "scoring": scoring, "distill": True, "seed": seed,
-                         "accuracy": float(correct.mean()), "seconds": 10.0 + seed, "correct": correct.tolist()})
+                         "accuracy": float(correct.mean()), "seconds": 10.0 + seed, "flops_sparsity": 0.5,
+                         "correct": correct.tolist()})
     return {"command": "test", "dense_accuracy": float(teacher.mean()), "wall_time_s": 63.0,
             "teacher": {"settings": {}, "accuracy": float(teacher.mean()), "correct": teacher.tolist()},
             "rows": rows}
@@ -112,3 +113,28 @@ def test_rows_from_two_processes_merge_and_old_rows_keep_their_seed(bench, tmp_p
     assert [bench.row_key(r, 0) for r in rows] == ["0.5-movement-True-0", "0.5-movement-True-1",
                                                    "0.5-snip_momentum-True-1"]
     assert json.loads(path.read_text())["wall_time_s"] == 16.0
+
+
+def test_a_cell_claimed_by_a_live_process_is_skipped_and_a_dead_ones_claim_lapses(bench, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "accuracy.json"
+    path.write_text(json.dumps({"rows": [{"sparsity": 0.5, "scoring": "movement", "distill": True, "seed": 0,
+                                          "seconds": 1.0}]}))
+    assert not bench.claim(path, "0.5-movement-True-0", 0)  # already recorded
+    assert bench.claim(path, "0.5-movement-True-1", 0)
+    assert bench.claim(path, "0.5-movement-True-1", 0)  # this process's own claim
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    try:
+        claims = json.loads((tmp_path / ".claims.json").read_text())
+        claims.update({"0.5-movement-True-2": live.pid, "0.5-snip_momentum-True-0": int(dead.stdout)})
+        (tmp_path / ".claims.json").write_text(json.dumps(claims))
+        assert not bench.claim(path, "0.5-movement-True-2", 0)
+        assert bench.claim(path, "0.5-snip_momentum-True-0", 0)
+        assert json.loads((tmp_path / ".claims.json").read_text())["0.5-snip_momentum-True-0"] == os.getpid()
+    finally:
+        live.kill()
+        live.wait()
