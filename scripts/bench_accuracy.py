@@ -11,7 +11,7 @@ Seeds (--seeds 0 1 2): every cell is repeated per seed, which drives the pruning
 and any random scoring; the teacher stays one (fine-tuned with --seed) and the pruning examples stay the same slice
 of the --seed shuffle. Each row keeps its per-example dev correctness, and the report gives per cell the mean over
 seeds, the spread and paired tests (hfprune.audit.seeds): every cell against the dense teacher and the --pairs of
-scorers, exact McNemar per seed and a Wilcoxon test over examples pooling the seeds, Holm-corrected, with verdicts.
+scorers, exact McNemar per seed and a t-test over examples pooling the seeds, Holm-corrected, with verdicts.
 Several processes may run the same command on one --out (e.g. two at a time on 2 cores): each claims a cell before
 running it (a claim by a process that died lapses), rows are merged into the JSON under a lock, and the last one
 to finish writes the report from every row.
@@ -184,7 +184,7 @@ def cells(payload: dict) -> dict[tuple, list[dict]]:
 
 
 def comparisons(payload: dict, pairs: list[str]) -> tuple[list[compare.Comparison], list[compare.Comparison]]:
-    """Pooled (Wilcoxon over examples, seeds averaged) and per-seed (exact McNemar) comparisons, each family
+    """Pooled (t-test over examples, seeds averaged) and per-seed (exact McNemar) comparisons, each family
     Holm-corrected on its own: every cell against the dense teacher, then each CANDIDATE:REFERENCE scorer pair at
     equal sparsity and distillation over the seeds both ran. Rows without per-example records are left out."""
     grouped = {key: [r for r in rows if "correct" in r] for key, rows in cells(payload).items()}
@@ -262,9 +262,9 @@ def to_markdown(payload: dict, pairs: list[str] | None = None) -> str:
         lines += ["", "## Paired comparisons", "",
                   "Candidate - reference (the row names them in that order) on the same dev sentences. **Pooled over "
                   "seeds** (the verdicts): each "
-                  "example's correctness is averaged over a model's seeds and the per-example differences get a "
-                  "Wilcoxon signed-rank test; the difference is that of the mean accuracies, with a BCa bootstrap "
-                  "95% interval over examples. Summing McNemar's discordant counts over seeds would not be valid "
+                  "example's correctness is averaged over a model's seeds, and the mean of the per-example "
+                  "differences (= the difference of the mean accuracies) gets a t-test and 95% t interval over "
+                  "examples. Summing McNemar's discordant counts over seeds would not be valid "
                   "(the same examples repeat in every seed); this test keeps the example as the unit and conditions "
                   "on the seeds run: it says whether these runs differ on the population of sentences, not how a "
                   "further seed would come out. A test over seeds as the unit (two-sided sign test) cannot go "

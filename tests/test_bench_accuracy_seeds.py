@@ -52,13 +52,17 @@ def _runs(payload, scoring):
     return np.array([r["correct"] for r in payload["rows"] if r["scoring"] == scoring])
 
 
-def test_pooled_test_is_wilcoxon_over_examples_of_the_seed_averaged_correctness(payload):
+def test_pooled_test_is_a_t_test_over_examples_of_the_seed_averaged_correctness(payload):
     teacher = np.array(payload["teacher"]["correct"])
     bad = _runs(payload, "bad")
     result = seeds.pooled_accuracy([teacher], bad, metric="bad - dense")
-    assert result.p_value == pytest.approx(stats.wilcoxon(bad.mean(axis=0) - teacher).pvalue, rel=1e-12)
+    expected = stats.ttest_rel(bad.mean(axis=0), teacher)
+    assert result.p_value == pytest.approx(expected.pvalue, rel=1e-9)
+    assert (result.low, result.high) == pytest.approx(tuple(expected.confidence_interval(0.95)), rel=1e-9)
     assert result.difference == pytest.approx(bad.mean() - teacher.mean(), abs=1e-12)  # = mean accuracy difference
     assert result.low < result.difference < result.high
+    same = seeds.pooled_accuracy([teacher], [teacher, teacher], metric="same")
+    assert (same.p_value, same.difference, same.low) == (1.0, 0.0, None)
     assert (result.dense, result.pruned, result.n) == (pytest.approx(teacher.mean()), pytest.approx(bad.mean()), N)
 
 
