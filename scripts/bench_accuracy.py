@@ -7,10 +7,21 @@ shuffle (--train-skip = --teacher-samples): a teacher's outputs on examples it w
 labels themselves, and then distillation has nothing to add. Accuracy is on the full SST-2 dev set (872), the
 dense teacher being the 0% row. Resumable: the teacher and the rows already in the JSON are not recomputed.
 
+Seeds (--seeds 0 1 2): every cell is repeated per seed, which drives the pruning run's initialisation, data order
+and any random scoring; the teacher stays one (fine-tuned with --seed) and the pruning examples stay the same slice
+of the --seed shuffle. Each row keeps its per-example dev correctness, and the report gives per cell the mean over
+seeds, the spread and paired tests (hfprune.audit.seeds): every cell against the dense teacher and the --pairs of
+scorers, exact McNemar per seed and a t-test over examples pooling the seeds, Holm-corrected, with verdicts.
+Several processes may run the same command on one --out (e.g. two at a time on 2 cores): each claims a cell before
+running it (a claim by a process that died lapses), rows are merged into the JSON under a lock, and the last one
+to finish writes the report from every row.
+
     python scripts/bench_accuracy.py --sparsities 0.5 0.3 0.7 0.9 --out benchmarks/accuracy  # the README grid
 
 (measured: 3.3 h of cell time for the 32 cells, 1 thread a cell, two or three cells at a time on 2 cores)
     python scripts/bench_accuracy.py --sparsities 0.5 --scorers movement --out /tmp/acc  # one cell
+    python scripts/bench_accuracy.py --sparsities 0.5 --scorers movement movement_ste soft_movement snip_momentum \
+        --distill on --seeds 0 1 2 --out benchmarks/accuracy_seeds  # issue 17 at the small budget, 3 seeds
     python scripts/bench_accuracy.py --sparsities 0.5 0.7 --scorers movement movement_ste soft_movement \
         snip_momentum magnitude --out /tmp/acc  # issue 17's scorers (soft_movement with its default settings)
 """
@@ -18,13 +29,23 @@ dense teacher being the 0% row. Resumable: the teacher and the rows already in t
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
+import math
+import os
+import re
 import sys
 import time
 from pathlib import Path
 
-from hfprune.pipeline.prune_classifier import PruneClassifierConfig, prune_and_save
+from hfprune.audit import compare, intervals, seeds
+from hfprune.pipeline.prune_classifier import PruneClassifierConfig, evaluate_examples, prune_and_evaluate
 from hfprune.utils.io import atomic_write_json, atomic_write_text
+from hfprune.utils.lock import pid_alive
+
+# issue 17: the estimator against plain movement, soft against hard movement, the estimator against snip_momentum
+DEFAULT_PAIRS = ["movement_ste:movement", "soft_movement:movement", "movement_ste:snip_momentum"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,29 +62,92 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="shuffled examples skipped before the pruning slice (default: --teacher-samples)")
     parser.add_argument("--prune-epochs", type=float, default=1.0)
     parser.add_argument("--max-length", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args(argv)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the teacher and of the shuffle that picks the pruning examples")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="seeds of the pruning runs, each cell once per seed (default: --seed)")
+    parser.add_argument("--pairs", nargs="*", default=DEFAULT_PAIRS,
+                        help="scorer pairs CANDIDATE:REFERENCE compared at equal sparsity and distillation")
+    args = parser.parse_args(argv)
+    args.seeds = args.seeds or [args.seed]
+    for pair in args.pairs:
+        if pair.count(":") != 1 or not all(pair.split(":")):
+            parser.error(f"--pairs: expected CANDIDATE:REFERENCE scorer names, got {pair!r}")
+    return args
 
 
-def row_key(row: dict) -> str:
-    return f"{row['sparsity']}-{row['scoring']}-{row['distill']}"
+def row_key(row: dict, default_seed: int = 0) -> str:
+    """Rows written before --seeds existed carry no seed: they ran with the command's --seed."""
+    return f"{row['sparsity']}-{row['scoring']}-{row['distill']}-{row.get('seed', default_seed)}"
 
 
-def run_cell(args, teacher: str, dense_accuracy: float, sparsity: float, scoring: str, distill: bool) -> dict:
+def run_cell(args, teacher: str, dense_accuracy: float, sparsity: float, scoring: str, distill: bool,
+             seed: int) -> dict:
     from hfprune.training import idle_cores, torch_threads
 
-    name = f"s{sparsity}-{scoring}-{'kd' if distill else 'nokd'}"
+    name = f"s{sparsity}-{scoring}-{'kd' if distill else 'nokd'}-seed{seed}"
     config = PruneClassifierConfig(
         teacher=teacher, train_samples=args.train_samples, prune_epochs=args.prune_epochs,
         train_skip=args.teacher_samples if args.train_skip is None else args.train_skip,
         max_length=args.max_length, head_sparsity=sparsity, ffn_sparsity=sparsity, scoring=scoring,
-        distill=distill, seed=args.seed, output_dir=str(args.out / "runs" / name), overwrite=True)
+        distill=distill, seed=seed, split_seed=args.seed, output_dir=str(args.out / "runs" / name), overwrite=True)
     started = time.perf_counter()
-    with torch_threads(idle_cores()):  # the teacher's accuracy is known: prune_and_save skips re-evaluating it
-        accuracy, report = prune_and_save(config, Path(teacher), args.out / "runs" / name / "pruned")
-    return {"sparsity": sparsity, "scoring": scoring, "distill": distill, "accuracy": accuracy,
-            "dense_accuracy": dense_accuracy, "params": report["params"],
-            "flops_sparsity": report["flops_sparsity"], "seconds": time.perf_counter() - started}
+    with torch_threads(idle_cores()):  # the teacher's accuracy is known: prune_and_evaluate skips re-evaluating it
+        run = prune_and_evaluate(config, Path(teacher), args.out / "runs" / name / "pruned")
+    return {"sparsity": sparsity, "scoring": scoring, "distill": distill, "seed": seed, "accuracy": run.accuracy,
+            "dense_accuracy": dense_accuracy, "params": run.report["params"],
+            "flops_sparsity": run.report["flops_sparsity"], "seconds": time.perf_counter() - started,
+            "correct": run.correct}
+
+
+@contextlib.contextmanager
+def json_lock(out: Path):
+    """Serialise read-modify-write of the JSON between processes sharing --out (blocking, released on exit)."""
+    with open(out / ".accuracy-json.lock", "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def read_payload(json_path: Path) -> dict:
+    return json.loads(json_path.read_text()) if json_path.is_file() else {"rows": []}
+
+
+def add_row(json_path: Path, row: dict, default_seed: int) -> dict:
+    """Merge one finished row into the JSON as it is now on disk (another process may have added rows)."""
+    with json_lock(json_path.parent):
+        payload = read_payload(json_path)
+        if row_key(row, default_seed) not in {row_key(r, default_seed) for r in payload["rows"]}:
+            payload["rows"].append(row)
+            payload["wall_time_s"] = payload.get("wall_time_s", 0) + row["seconds"]
+        atomic_write_json(json_path, payload)
+    return payload
+
+
+def claim(json_path: Path, key: str, default_seed: int) -> bool:
+    """Whether this process may run the cell ``key``: not recorded yet, not claimed by another live process."""
+    claims_path = json_path.parent / ".claims.json"
+    with json_lock(json_path.parent):
+        if key in {row_key(r, default_seed) for r in read_payload(json_path)["rows"]}:
+            return False
+        claims = json.loads(claims_path.read_text()) if claims_path.is_file() else {}
+        holder = claims.get(key)
+        if holder is not None and holder != os.getpid() and pid_alive(holder):
+            return False
+        claims[key] = os.getpid()
+        atomic_write_json(claims_path, claims)
+    return True
+
+
+def teacher_correct(args, teacher: str) -> list[int]:
+    """The dense teacher's per-example dev correctness (an evaluation pass, ~1 min on 1 thread)."""
+    from hfprune.training import idle_cores, torch_threads
+
+    config = PruneClassifierConfig(teacher=teacher, max_length=args.max_length, output_dir=str(args.out / "runs"))
+    with torch_threads(idle_cores()):
+        return evaluate_examples(config, Path(teacher))
 
 
 def dense_teacher(args, payload: dict) -> tuple[str, float]:
@@ -87,16 +171,125 @@ def dense_teacher(args, payload: dict) -> tuple[str, float]:
     return result.output_dir, result.accuracy
 
 
-def to_markdown(payload: dict) -> str:
-    lines = [f"Command: `{payload['command']}`  ", f"Dense accuracy: {payload['dense_accuracy']:.4f}; "
-             f"wall time {payload['wall_time_s']:.0f} s", "",
-             "| sparsity (heads = FFN) | scorer | distillation | dev accuracy | vs dense | wall s |",
-             "|---|---|---|---|---|---|",
-             f"| 0% (dense teacher) | - | - | {payload['dense_accuracy']:.4f} | +0.0 pt | - |"]
-    for r in sorted(payload["rows"], key=lambda r: (r["sparsity"], r["scoring"], r["distill"])):
-        lines.append(f"| {r['sparsity']:.0%} | {r['scoring']} | {'yes' if r['distill'] else 'no'} | "
-                     f"{r['accuracy']:.4f} | {100 * (r['accuracy'] - payload['dense_accuracy']):+.1f} pt | "
-                     f"{r['seconds']:.0f} |")
+def cell_name(sparsity: float, scoring: str, distill: bool) -> str:
+    return f"{scoring}{' + KD' if distill else ''} at {sparsity:.0%}"
+
+
+def cells(payload: dict) -> dict[tuple, list[dict]]:
+    """(sparsity, scoring, distill) -> its rows, in seed order."""
+    grouped: dict[tuple, list[dict]] = {}
+    for r in payload["rows"]:
+        grouped.setdefault((r["sparsity"], r["scoring"], r["distill"]), []).append(r)
+    return {key: sorted(rows, key=lambda r: r.get("seed", 0)) for key, rows in sorted(grouped.items())}
+
+
+def comparisons(payload: dict, pairs: list[str]) -> tuple[list[compare.Comparison], list[compare.Comparison]]:
+    """Pooled (t-test over examples, seeds averaged) and per-seed (exact McNemar) comparisons, each family
+    Holm-corrected on its own: every cell against the dense teacher, then each CANDIDATE:REFERENCE scorer pair at
+    equal sparsity and distillation over the seeds both ran. Rows without per-example records are left out."""
+    grouped = {key: [r for r in rows if "correct" in r] for key, rows in cells(payload).items()}
+    teacher = (payload.get("teacher") or {}).get("correct")
+    planned: list[tuple[str, list, list, list[int]]] = []
+    if teacher:
+        for (sparsity, scoring, distill), rows in grouped.items():
+            if rows:
+                planned.append((f"{cell_name(sparsity, scoring, distill)} - dense", [teacher],
+                                [r["correct"] for r in rows], [r.get("seed", 0) for r in rows]))
+    for pair in pairs:
+        candidate, reference = pair.split(":")
+        for (sparsity, scoring, distill), rows in grouped.items():
+            other = {r.get("seed", 0): r for r in grouped.get((sparsity, reference, distill), [])}
+            both = [r for r in rows if scoring == candidate and r.get("seed", 0) in other]
+            if both:
+                name = f"{cell_name(sparsity, candidate, distill)} - {cell_name(sparsity, reference, distill)}"
+                planned.append((name,
+                                [other[r.get("seed", 0)]["correct"] for r in both], [r["correct"] for r in both],
+                                [r.get("seed", 0) for r in both]))
+    pooled = [seeds.pooled_accuracy(ref, cand, metric=name) for name, ref, cand, _ in planned]
+    per_seed = [c for name, ref, cand, run_seeds in planned
+                for c in seeds.per_seed_accuracy(ref, cand, metric=name, seeds=run_seeds)]
+    return compare.decide(pooled), compare.decide(per_seed)
+
+
+def _spread(spread: seeds.SeedSpread, scale: float = 1.0, digits: int = 4) -> str:
+    sd = "-" if math.isnan(spread.sd) else f"{scale * spread.sd:.{digits}f}"
+    return f"{scale * spread.mean:.{digits}f} | {sd} | {scale * spread.low:.{digits}f}-{scale * spread.high:.{digits}f}"
+
+
+def _difference(c: compare.Comparison) -> str:
+    """The difference in points with its interval (none when too few examples for a bootstrap)."""
+    interval = "" if c.low is None or c.high is None else f" [{100 * c.low:+.1f}, {100 * c.high:+.1f}]"
+    return f"{100 * c.difference:+.1f} pt{interval}"
+
+
+def to_markdown(payload: dict, pairs: list[str] | None = None) -> str:
+    pairs = DEFAULT_PAIRS if pairs is None else pairs
+    dense = payload["dense_accuracy"]
+    teacher = payload.get("teacher") or {}
+    dense_line = f"Dense accuracy: {dense:.4f}"
+    if teacher.get("correct"):
+        correct = teacher["correct"]
+        low, high = intervals.proportion_ci(sum(correct), len(correct))
+        dense_line += f" [{low:.4f}, {high:.4f}] (Clopper-Pearson 95%, n = {len(correct)})"
+    if teacher.get("wall_s"):
+        dense_line += f", teacher fine-tuned in {teacher['wall_s']:.0f} s"
+    lines = [f"Command: `{payload['command']}`  ", f"{dense_line}; wall time {payload.get('wall_time_s', 0):.0f} s "
+             "(sum of cell times)", ""]
+    grouped = cells(payload)
+    if any(len(rows) > 1 for rows in grouped.values()):
+        lines += ["Mean over seeds (one dense teacher; the seed drives each pruning run's initialisation and data "
+                  "order), sample standard deviation and range across seeds:", "",
+                  "| sparsity (heads = FFN) | scorer | distillation | seeds | mean dev accuracy | sd | min-max | "
+                  "mean vs dense | mean wall s |", "|---|---|---|---|---|---|---|---|---|"]
+        for (sparsity, scoring, distill), rows in grouped.items():
+            spread = seeds.seed_spread([r["accuracy"] for r in rows])
+            run_seeds = ", ".join(str(r.get("seed", 0)) for r in rows)
+            lines.append(f"| {sparsity:.0%} | {scoring} | {'yes' if distill else 'no'} | {spread.n} ({run_seeds}) | "
+                         f"{_spread(spread)} | {100 * (spread.mean - dense):+.1f} pt | "
+                         f"{sum(r['seconds'] for r in rows) / len(rows):.0f} |")
+        lines += ["", "Every run:", ""]
+    lines += ["| sparsity (heads = FFN) | scorer | distillation | seed | dev accuracy | vs dense | layer FLOPs removed "
+              "| wall s |", "|---|---|---|---|---|---|---|---|",
+              f"| 0% (dense teacher) | - | - | - | {dense:.4f} | +0.0 pt | 0% | - |"]
+    for rows in grouped.values():
+        for r in rows:
+            lines.append(f"| {r['sparsity']:.0%} | {r['scoring']} | {'yes' if r['distill'] else 'no'} | "
+                         f"{r.get('seed', '-')} | {r['accuracy']:.4f} | {100 * (r['accuracy'] - dense):+.1f} pt | "
+                         f"{r['flops_sparsity']:.1%} | {r['seconds']:.0f} |")
+    pooled, per_seed = comparisons(payload, pairs)
+    most_seeds = max((len(rows) for rows in grouped.values()), default=1)
+    if pooled:
+        lines += ["", "## Paired comparisons", "",
+                  "Candidate - reference (the row names them in that order) on the same dev sentences. **Pooled over "
+                  "seeds** (the verdicts): each "
+                  "example's correctness is averaged over a model's seeds, and the mean of the per-example "
+                  "differences (= the difference of the mean accuracies) gets a t-test and 95% t interval over "
+                  "examples. Summing McNemar's discordant counts over seeds would not be valid "
+                  "(the same examples repeat in every seed); this test keeps the example as the unit and conditions "
+                  "on the seeds run: it says whether these runs differ on the population of sentences, not how a "
+                  "further seed would come out. A test over seeds as the unit (two-sided sign test) cannot go "
+                  f"below p = {2.0 ** (1 - most_seeds):.3g} with {most_seeds} seed(s), so the per-seed differences "
+                  "are listed instead. Holm's correction runs across the "
+                  f"{len(pooled)} pooled comparisons; *no detectable change* means these data cannot tell the "
+                  "models apart, not that they are equal.", "",
+                  "| candidate - reference | reference | candidate | difference [95% CI] | p | Holm p | verdict | "
+                  "per-seed differences |",
+                  "|---|---|---|---|---|---|---|---|"]
+        by_name: dict[str, list[compare.Comparison]] = {}
+        for c in per_seed:
+            by_name.setdefault(c.metric.rsplit(", seed ", 1)[0], []).append(c)
+        for c in pooled:
+            each = ", ".join(f"{100 * s.difference:+.1f}" for s in by_name.get(c.metric, []))
+            lines.append(f"| {c.metric} | {c.dense:.4f} | {c.pruned:.4f} | {_difference(c)} | {c.p_value:.3g} | "
+                         f"{c.p_adjusted:.3g} | {c.verdict} | {each} pt |")
+        lines += ["", f"Per seed, exact McNemar (Holm across these {len(per_seed)}):", "",
+                  "| candidate - reference | reference | candidate | only reference right | only candidate right | "
+                  "difference [95% CI] | p | "
+                  "Holm p | verdict |", "|---|---|---|---|---|---|---|---|---|"]
+        for c in per_seed:
+            only_reference, only_candidate = re.search(r"\((\d+) only dense, (\d+) only pruned\)", c.test).groups()
+            lines.append(f"| {c.metric} | {c.dense:.4f} | {c.pruned:.4f} | {only_reference} | {only_candidate} | "
+                         f"{_difference(c)} | {c.p_value:.3g} | {c.p_adjusted:.3g} | {c.verdict} |")
     return "\n".join(lines) + "\n"
 
 
@@ -108,12 +301,13 @@ def plot(payload: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     series: dict[str, list] = {}
-    for r in payload["rows"]:
-        series.setdefault(f"{r['scoring']}{' + distill' if r['distill'] else ''}", []).append(
-            (r["sparsity"], r["accuracy"]))
+    for (sparsity, scoring, distill), rows in cells(payload).items():  # the mean over seeds, bars the range
+        spread = seeds.seed_spread([r["accuracy"] for r in rows])
+        series.setdefault(f"{scoring}{' + distill' if distill else ''}", []).append(
+            (sparsity, spread.mean, spread.mean - spread.low, spread.high - spread.mean))
     for label, points in sorted(series.items()):
-        xs, ys = zip(*sorted(points), strict=True)
-        ax.plot(xs, ys, marker="o", label=label)
+        xs, ys, below, above = zip(*sorted(points), strict=True)
+        ax.errorbar(xs, ys, yerr=[below, above], marker="o", capsize=3, label=label)
     ax.axhline(payload["dense_accuracy"], color="black", linestyle="--", label="dense")
     ax.set_xlabel("fraction of heads and FFN neurons removed")
     ax.set_ylabel("SST-2 dev accuracy")
@@ -127,31 +321,36 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     json_path = args.out / "accuracy.json"
-    payload = json.loads(json_path.read_text()) if json_path.is_file() else {"rows": []}
-    payload["command"] = "python scripts/bench_accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python scripts/bench_accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:])
     started = time.perf_counter()
-    teacher, dense_accuracy = dense_teacher(args, payload)
-    payload.setdefault("dense_accuracy", dense_accuracy)
-    atomic_write_json(json_path, payload)
-    done = {row_key(r) for r in payload["rows"]}
+    with json_lock(args.out):  # a second process sharing --out waits for the teacher instead of training another
+        payload = read_payload(json_path)
+        payload["command"] = command
+        teacher, dense_accuracy = dense_teacher(args, payload)
+        payload.setdefault("dense_accuracy", dense_accuracy)
+        if not args.teacher and "correct" not in payload["teacher"]:
+            payload["teacher"]["correct"] = teacher_correct(args, teacher)
+        atomic_write_json(json_path, payload)
+    done = {row_key(r, args.seed) for r in payload["rows"]}
     distill_settings = {"both": [False, True], "on": [True], "off": [False]}[args.distill]
-    for sparsity in args.sparsities:
-        for scoring in args.scorers:
-            for distill in distill_settings:
-                row = {"sparsity": sparsity, "scoring": scoring, "distill": distill}
-                if row_key(row) in done:
-                    continue
-                row = run_cell(args, teacher, dense_accuracy, sparsity, scoring, distill)
-                payload["dense_accuracy"] = row["dense_accuracy"]
-                payload["rows"].append(row)
-                payload["wall_time_s"] = payload.get("wall_time_s", 0) + row["seconds"]
-                atomic_write_json(json_path, payload)  # after every cell: an interrupted run resumes here
-                print(json.dumps(row), flush=True)
-    payload["wall_time_s"] = max(payload.get("wall_time_s", 0), time.perf_counter() - started)
-    atomic_write_json(json_path, payload)
-    atomic_write_text(args.out / "accuracy.md", to_markdown(payload))
+    for seed in args.seeds:  # seed-major: a run stopped early leaves whole seeds, every cell in each
+        for sparsity in args.sparsities:
+            for scoring in args.scorers:
+                for distill in distill_settings:
+                    row = {"sparsity": sparsity, "scoring": scoring, "distill": distill, "seed": seed}
+                    if row_key(row, args.seed) in done or not claim(json_path, row_key(row, args.seed), args.seed):
+                        continue
+                    row = run_cell(args, teacher, dense_accuracy, sparsity, scoring, distill, seed)
+                    payload = add_row(json_path, row, args.seed)  # after every cell: a stopped run resumes here
+                    print(json.dumps({k: v for k, v in row.items() if k != "correct"}), flush=True)
+    with json_lock(args.out):
+        payload = read_payload(json_path)
+        payload["command"] = command
+        payload["wall_time_s"] = max(payload.get("wall_time_s", 0), time.perf_counter() - started)
+        atomic_write_json(json_path, payload)
+    atomic_write_text(args.out / "accuracy.md", to_markdown(payload, args.pairs))
     plot(payload, args.out / "accuracy.png")
-    print(to_markdown(payload))
+    print(to_markdown(payload, args.pairs))
 
 
 if __name__ == "__main__":

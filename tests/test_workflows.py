@@ -49,3 +49,15 @@ def test_prune_report_names_the_given_teacher_and_times_no_fine_tuning(tmp_path,
     markdown = (tmp_path / "out" / "report.md").read_text()
     assert markdown.startswith(f"# hfprune: {teacher} on {config.dataset}\n")
     assert "| dense | 0.8750 | 100 | 1,000 |" in markdown and "| pruned | 0.7500 | 60 | 500 |" in markdown
+
+
+def test_split_seed_keeps_the_pruning_slice_while_seed_varies():
+    # bench_accuracy --seeds: each seed prunes the same examples, still disjoint from the seed-3 teacher's
+    tokenizer = load_tokenizer()
+    fixed = _splits(PruneClassifierConfig(train_samples=50, train_skip=200, seed=3), tokenizer)[0]
+    reseeded = _splits(PruneClassifierConfig(train_samples=50, train_skip=200, seed=7, split_seed=3), tokenizer)[0]
+    other = _splits(PruneClassifierConfig(train_samples=50, train_skip=200, seed=7), tokenizer)[0]
+    assert reseeded["input_ids"] == fixed["input_ids"]
+    assert other["input_ids"] != fixed["input_ids"]
+    with pytest.raises(ConfigError, match="split_seed"):
+        PruneClassifierConfig(split_seed=-1)

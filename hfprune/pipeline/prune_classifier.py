@@ -59,6 +59,9 @@ class PruneClassifierConfig(ConfigMixin):
     hidden_distill_weight: float = field_help(
         0.0, "Weight of the hidden-state MSE between student and teacher layers (CoFi-style); 0 turns it off.")
     seed: int = field_help(42, "Seed of sampling, shuffling and initialisation.")
+    split_seed: int | None = field_help(
+        None, "Seed of the shuffle that picks the train_skip/train_samples slice (None: seed). Fix it to repeat a "
+              "run over seeds (initialisation, data order) on the same examples, away from a teacher's own.")
     threads: int | None = field_help(
         None, "torch CPU threads (None: the cores other processes leave idle). Gradients differ in the last bits "
               "between thread counts, so pin it to reproduce a run exactly.")
@@ -74,6 +77,8 @@ class PruneClassifierConfig(ConfigMixin):
         check_int(owner, "max_length", self.max_length, minimum=8)
         check_int(owner, "batch_size", self.batch_size, minimum=1)
         check_int(owner, "seed", self.seed, minimum=0)
+        if self.split_seed is not None:
+            check_int(owner, "split_seed", self.split_seed, minimum=0)
         if self.threads is not None:
             check_int(owner, "threads", self.threads, minimum=1)
         check_placement(owner, self.device, self.precision)
@@ -193,7 +198,8 @@ def _splits(config: PruneClassifierConfig, tokenizer) -> tuple[Any, Any]:
 
     splits = load_dataset(config.dataset)
     eval_split = default_eval_split(config.dataset, available=splits)
-    train = drop_unlabelled(splits["train"]).shuffle(seed=config.seed)
+    split_seed = config.seed if config.split_seed is None else config.split_seed
+    train = drop_unlabelled(splits["train"]).shuffle(seed=split_seed)
     if config.train_skip >= len(train):
         raise ConfigError(f"train_skip: expected fewer than the {len(train)} labelled training examples of "
                           f"{config.dataset}, got {config.train_skip}")
@@ -204,28 +210,58 @@ def _splits(config: PruneClassifierConfig, tokenizer) -> tuple[Any, Any]:
 
 
 def _evaluate_dir(config: PruneClassifierConfig, model_dir: Path) -> float:
+    correct = evaluate_examples(config, model_dir)
+    return sum(correct) / len(correct)
+
+
+def evaluate_examples(config: PruneClassifierConfig, model_dir: Path) -> list[int]:
+    """1/0 per evaluation example (in dataset order): whether the model saved in ``model_dir`` classifies it right."""
     from hfprune.models import load_model_for_task, load_tokenizer
 
     tokenizer = load_tokenizer(model_dir)
     model = load_model_for_task(model_dir, "sequence-classification")
-    return _evaluate(config, model, tokenizer, _splits(config, tokenizer)[1])
+    return _predict_correct(config, model, tokenizer, _splits(config, tokenizer)[1])
 
 
-def _evaluate(config: PruneClassifierConfig, model, tokenizer, evaluation) -> float:
+def _predict_correct(config: PruneClassifierConfig, model, tokenizer, evaluation) -> list[int]:
     from transformers import DataCollatorWithPadding, Trainer
 
-    from hfprune.training import compute_accuracy, trainer_args
+    from hfprune.training import trainer_args
 
     with tempfile.TemporaryDirectory() as scratch:
         args = trainer_args(scratch, device=config.device, per_device_eval_batch_size=128, disable_tqdm=True)
-        trainer = Trainer(model=model, args=args, eval_dataset=evaluation, compute_metrics=compute_accuracy,
-                          data_collator=DataCollatorWithPadding(tokenizer))
-        return float(trainer.evaluate()["eval_accuracy"])
+        trainer = Trainer(model=model, args=args, data_collator=DataCollatorWithPadding(tokenizer))
+        return _correct(trainer.predict(evaluation))
+
+
+def _correct(prediction: Any) -> list[int]:
+    """1/0 per example from a Trainer ``PredictionOutput``: argmax of the logits equals the label."""
+    import numpy as np
+
+    logits = prediction.predictions
+    if isinstance(logits, tuple):  # models returning extra outputs: logits come first
+        logits = logits[0]
+    return (np.asarray(logits).argmax(axis=-1) == np.asarray(prediction.label_ids)).astype(int).tolist()
+
+
+@dataclasses.dataclass
+class PrunedRun:
+    """What :func:`prune_and_evaluate` measured: accuracy, sparsity report and the per-example correctness."""
+
+    accuracy: float
+    report: dict[str, float]
+    correct: list[int]
 
 
 def prune_and_save(config: PruneClassifierConfig, dense_dir: Path, target: Path) -> tuple[float, dict[str, float]]:
     """Prune a copy of the fine-tuned model in ``dense_dir`` (distilling from it when ``config.distill``), save it
     to ``target`` and return its accuracy and sparsity report; ``config.teacher``/``output_dir`` are not used."""
+    run = prune_and_evaluate(config, dense_dir, target)
+    return run.accuracy, run.report
+
+
+def prune_and_evaluate(config: PruneClassifierConfig, dense_dir: Path, target: Path) -> PrunedRun:
+    """:func:`prune_and_save`, also returning which evaluation examples the pruned model classifies correctly."""
     from transformers import DataCollatorWithPadding, Trainer
 
     from hfprune.distill import DistillationArguments, DistillationTrainer
@@ -255,6 +291,6 @@ def prune_and_save(config: PruneClassifierConfig, dense_dir: Path, target: Path)
         else:
             trainer = Trainer(**common)
         trainer.train()
-        accuracy = float(trainer.evaluate()["eval_accuracy"])
+        correct = _correct(trainer.predict(evaluation))  # the accuracy is the mean of these, as evaluate() gives
     save_pruned(student, target, pruning_config=pruning, processing_class=tokenizer, overwrite=config.overwrite)
-    return accuracy, sparsity_report(student, pruning.flops_seq_len).to_dict()
+    return PrunedRun(sum(correct) / len(correct), sparsity_report(student, pruning.flops_seq_len).to_dict(), correct)

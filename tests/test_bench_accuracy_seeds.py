@@ -1,0 +1,144 @@
+"""The seeds report of scripts/bench_accuracy.py on constructed per-example records (no training): pooled and
+per-seed paired tests against scipy, Holm, verdicts, the per-cell spread and merging rows from two processes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from hfprune.audit import seeds
+from hfprune.errors import ConfigError
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_accuracy.py"
+N = 300
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_accuracy", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _flip(vector: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
+    return np.where(rng.random(vector.size) < rate, 1 - vector, vector)
+
+
+@pytest.fixture(scope="module")
+def payload():
+    """A teacher right on 85% of N examples; scorer 'good' close to it, 'bad' clearly worse, 3 seeds each."""
+    rng = np.random.default_rng(0)
+    teacher = (rng.random(N) < 0.85).astype(int)
+    rows = []
+    for scoring, rate, worse in (("good", 0.04, 0.0), ("bad", 0.04, 0.15)):
+        for seed in (0, 1, 2):
+            correct = _flip(teacher, rate, rng)
+            correct = np.where(rng.random(N) < worse, 0, correct)
+            rows.append({"sparsity": 0.5, "scoring": scoring, "distill": True, "seed": seed,
+                         "accuracy": float(correct.mean()), "seconds": 10.0 + seed, "flops_sparsity": 0.5,
+                         "correct": correct.tolist()})
+    return {"command": "test", "dense_accuracy": float(teacher.mean()), "wall_time_s": 63.0,
+            "teacher": {"settings": {}, "accuracy": float(teacher.mean()), "correct": teacher.tolist()},
+            "rows": rows}
+
+
+def _runs(payload, scoring):
+    return np.array([r["correct"] for r in payload["rows"] if r["scoring"] == scoring])
+
+
+def test_pooled_test_is_a_t_test_over_examples_of_the_seed_averaged_correctness(payload):
+    teacher = np.array(payload["teacher"]["correct"])
+    bad = _runs(payload, "bad")
+    result = seeds.pooled_accuracy([teacher], bad, metric="bad - dense")
+    expected = stats.ttest_rel(bad.mean(axis=0), teacher)
+    assert result.p_value == pytest.approx(expected.pvalue, rel=1e-9)
+    assert (result.low, result.high) == pytest.approx(tuple(expected.confidence_interval(0.95)), rel=1e-9)
+    assert result.difference == pytest.approx(bad.mean() - teacher.mean(), abs=1e-12)  # = mean accuracy difference
+    assert result.low < result.difference < result.high
+    same = seeds.pooled_accuracy([teacher], [teacher, teacher], metric="same")
+    assert (same.p_value, same.difference, same.low) == (1.0, 0.0, None)
+    assert (result.dense, result.pruned, result.n) == (pytest.approx(teacher.mean()), pytest.approx(bad.mean()), N)
+
+
+def test_per_seed_tests_are_exact_mcnemar_against_scipy(payload):
+    good, bad = _runs(payload, "good"), _runs(payload, "bad")
+    results = seeds.per_seed_accuracy(good, bad, metric="bad - good", seeds=[0, 1, 2])
+    for i, result in enumerate(results):
+        only_good = int(np.sum((good[i] == 1) & (bad[i] == 0)))
+        only_bad = int(np.sum((good[i] == 0) & (bad[i] == 1)))
+        assert result.p_value == pytest.approx(stats.binomtest(only_bad, only_good + only_bad).pvalue, rel=1e-12)
+        assert result.metric == f"bad - good, seed {i}"
+    with pytest.raises(ConfigError, match="one seed per candidate run"):
+        seeds.per_seed_accuracy(good[:2], bad, metric="x", seeds=[0, 1, 2])
+
+
+def test_seed_spread_is_mean_sd_and_range():
+    spread = seeds.seed_spread([0.80, 0.83, 0.81])
+    assert (spread.mean, spread.low, spread.high, spread.n) == (pytest.approx(0.81333333), 0.80, 0.83, 3)
+    assert spread.sd == pytest.approx(np.std([0.80, 0.83, 0.81], ddof=1))
+    assert np.isnan(seeds.seed_spread([0.8]).sd)
+
+
+def test_report_holm_and_verdicts(bench, payload):
+    pooled, per_seed = bench.comparisons(payload, ["bad:good"])
+    assert [c.metric for c in pooled] == ["bad + KD at 50% - dense", "good + KD at 50% - dense",
+                                          "bad + KD at 50% - good + KD at 50%"]
+    raw = np.array([c.p_value for c in pooled])
+    order = np.argsort(raw)
+    holm = np.minimum(1, np.maximum.accumulate(raw[order] * (raw.size - np.arange(raw.size))))
+    assert [c.p_adjusted for c in np.array(pooled)[order]] == pytest.approx(holm.tolist(), rel=1e-12)
+    verdicts = {c.metric: c.verdict for c in pooled}
+    assert verdicts["bad + KD at 50% - dense"] == "lower"
+    assert verdicts["bad + KD at 50% - good + KD at 50%"] == "lower"
+    assert len(per_seed) == 9  # 3 comparisons x 3 seeds, their own Holm family
+    assert max(c.p_adjusted for c in per_seed) <= 1.0
+    markdown = bench.to_markdown(payload, ["bad:good"])
+    bad_spread = seeds.seed_spread([r["accuracy"] for r in payload["rows"] if r["scoring"] == "bad"])
+    assert f"| 50% | bad | yes | 3 (0, 1, 2) | {bad_spread.mean:.4f} | {bad_spread.sd:.4f} |" in markdown
+    assert "Holm's correction runs across the 3 pooled comparisons" in markdown
+
+
+def test_rows_from_two_processes_merge_and_old_rows_keep_their_seed(bench, tmp_path):
+    path = tmp_path / "accuracy.json"
+    path.write_text(json.dumps({"rows": [{"sparsity": 0.5, "scoring": "movement", "distill": True,
+                                          "seconds": 5.0}]}))
+    first = {"sparsity": 0.5, "scoring": "movement", "distill": True, "seed": 1, "seconds": 7.0}
+    second = {"sparsity": 0.5, "scoring": "snip_momentum", "distill": True, "seed": 1, "seconds": 9.0}
+    bench.add_row(path, first, default_seed=0)
+    bench.add_row(path, second, default_seed=0)
+    bench.add_row(path, first, default_seed=0)  # a row already recorded is not added twice
+    rows = json.loads(path.read_text())["rows"]
+    assert [bench.row_key(r, 0) for r in rows] == ["0.5-movement-True-0", "0.5-movement-True-1",
+                                                   "0.5-snip_momentum-True-1"]
+    assert json.loads(path.read_text())["wall_time_s"] == 16.0
+
+
+def test_a_cell_claimed_by_a_live_process_is_skipped_and_a_dead_ones_claim_lapses(bench, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "accuracy.json"
+    path.write_text(json.dumps({"rows": [{"sparsity": 0.5, "scoring": "movement", "distill": True, "seed": 0,
+                                          "seconds": 1.0}]}))
+    assert not bench.claim(path, "0.5-movement-True-0", 0)  # already recorded
+    assert bench.claim(path, "0.5-movement-True-1", 0)
+    assert bench.claim(path, "0.5-movement-True-1", 0)  # this process's own claim
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    try:
+        claims = json.loads((tmp_path / ".claims.json").read_text())
+        claims.update({"0.5-movement-True-2": live.pid, "0.5-snip_momentum-True-0": int(dead.stdout)})
+        (tmp_path / ".claims.json").write_text(json.dumps(claims))
+        assert not bench.claim(path, "0.5-movement-True-2", 0)
+        assert bench.claim(path, "0.5-snip_momentum-True-0", 0)
+        assert json.loads((tmp_path / ".claims.json").read_text())["0.5-snip_momentum-True-0"] == os.getpid()
+    finally:
+        live.kill()
+        live.wait()
