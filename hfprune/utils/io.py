@@ -119,15 +119,25 @@ def replace_folder(staging: str | os.PathLike, target: str | os.PathLike) -> Non
 
 def remove_leftovers(target: str | os.PathLike, kinds: tuple[str, ...] = ("staging", "old")) -> None:
     """Remove the hidden ``.<name>.<kind>-<pid>`` folders beside ``target`` that a killed process left (its PID is
-    gone); those of a live process, this one included, are kept."""
+    gone); those of a live process, this one included, are kept. An ``old`` leftover with no ``target`` beside it
+    is the previous complete folder of an interrupted swap: it is renamed back to ``target``, never deleted."""
     from hfprune.utils.lock import pid_alive
 
     target = Path(target)
     for kind in kinds:
+        dead = []
         for leftover in target.parent.glob(f".{target.name}.{kind}-*"):
             pid = leftover.name.rsplit("-", 1)[-1]
             if pid.isdigit() and (int(pid) == os.getpid() or pid_alive(int(pid))):
                 continue
+            dead.append(leftover)
+        if kind == "old" and dead and not os.path.lexists(target):
+            # a process killed between replace_folder's two renames: its ".old" copy is the only complete folder,
+            # so it goes back to ``target`` rather than being deleted (the newest, should there be several)
+            newest = max(dead, key=lambda path: path.stat().st_mtime)
+            os.replace(newest, target)
+            dead.remove(newest)
+        for leftover in dead:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
