@@ -104,6 +104,19 @@ def test_recipe_fingerprint_ignores_default_device_and_precision_and_counts_othe
     assert len({plain.fingerprint(), bf16.fingerprint(), cpu.fingerprint()}) == 3
 
 
+def test_the_dense_stage_is_redone_for_another_precision_or_device(monkeypatch):
+    """The dense model is trained with the recipe's device and precision: changing them must not reuse it."""
+    from hfprune.pipeline.runner import RecipeRunner
+    from hfprune.utils.config import fingerprint
+
+    _machine(monkeypatch, cuda=False, mps=False)
+    dense = {name: fingerprint(RecipeRunner(recipe).dense_settings()) for name, recipe in
+             (("plain", _recipe()), ("explicit", _recipe(device="auto", precision="fp32")),
+              ("bf16", _recipe(precision="bf16")), ("cpu", _recipe(device="cpu")))}
+    assert dense["plain"] == dense["explicit"]
+    assert len({dense["plain"], dense["bf16"], dense["cpu"]}) == 3
+
+
 def test_run_flags_override_the_recipe_only_when_given():
     args = build_parser().parse_args(["run", "r.yaml", "--device", "cpu", "--precision", "bf16"])
     assert recipe_overrides(args) == {"training.device": "cpu", "training.precision": "bf16"}
