@@ -25,8 +25,9 @@ def test_push_uploads_the_model_and_its_card(hub, pruned_dir, capsys):
 
     uploaded = hub.files[REPO_ID]
     local = {p.name for p in pruned_dir.iterdir() if p.is_file()}
-    assert set(uploaded) == (local - {"membership_split.json"}) | {"README.md"}
-    for name in local - {"membership_split.json", "README.md"}:  # the card replaces save_pruned's how-to-load README
+    private = {"membership_split.json", "hfprune_results.json"}  # member flags and per-example scores stay here
+    assert "hfprune_results.json" in local and set(uploaded) == (local - private) | {"README.md"}
+    for name in local - private - {"README.md"}:  # the card replaces save_pruned's how-to-load README
         assert uploaded[name] == (pruned_dir / name).read_bytes(), name
     assert any(path.startswith("/lfs-upload/") for method, path, _ in hub.requests if method == "PUT")
     card = ModelCard(uploaded["README.md"].decode())

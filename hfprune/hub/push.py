@@ -23,8 +23,10 @@ from hfprune.utils.logging import get_logger
 
 logger = get_logger(__name__)
 
-# files of a run's model folder that never leave the machine
-PRIVATE_FILES = frozenset({"membership_split.json", "canaries.json", "training_args.bin"})
+# files of a run's model folder that never leave the machine; hfprune_results.json holds the per-example records the
+# paired tests need (membership-inference scores with member flags, canary exposures): the card built from it
+# carries the aggregates and the verdicts
+PRIVATE_FILES = frozenset({"membership_split.json", "canaries.json", "training_args.bin", "hfprune_results.json"})
 # what may go up besides the card: configs, weights and tokenizers (JSON, safetensors, vocabularies); anything else in
 # the folder (notes, pickles, code, keys) stays local
 UPLOAD_SUFFIXES = (".json", ".safetensors")
