@@ -304,6 +304,20 @@ def test_a_good_local_data_folder_passes_and_loads_with_its_class_ids(model_dirs
     assert loaded["validation"]["text"] == [row["text"] for row in GOOD[:20]]
 
 
+def test_a_local_data_folder_without_validation_is_evaluated_on_its_test_file(model_dirs, tmp_path):
+    """eval_split reads a folder's split files: train + test evaluates on test (it assumed validation, and the
+    preflight then refused the folder for a split it never had)."""
+    from hfprune.data import eval_split
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.jsonl").write_bytes(_jsonl(GOOD))
+    (data / "test.jsonl").write_bytes(_jsonl(GOOD[:20]))
+    assert eval_split(str(data)) == "test"
+    recipe = _write_recipe(tmp_path, _recipe(model_dirs["good"], tmp_path / "out", dataset=str(data)))
+    assert main(["run", str(recipe), "--check"]) == 0
+
+
 def test_a_missing_local_folder_is_named_without_a_hub_fallback(tmp_path):
     from hfprune.data import load_dataset
 

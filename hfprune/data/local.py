@@ -78,9 +78,12 @@ def register(spec: LocalDataset) -> LocalDataset:
 def eval_split(dataset: str, requested: str | None = None, available: Iterable[str] | None = None) -> str:
     """The split every pipeline evaluates on: ``requested`` when given, else validation when the dataset has it,
     else test. ``available`` are the split names of the loaded dataset; without them a registered dataset's splits
-    are used (an unregistered Hub dataset is assumed to have a validation split)."""
+    are used, or a local data folder's split files (an unregistered Hub dataset is assumed to have a validation
+    split)."""
     if requested:
         return requested
+    if available is None and folder.is_data_folder(dataset):  # a local data folder: the split files it holds
+        available = folder.split_files(Path(dataset).expanduser())
     if available is None:
         spec = lookup(dataset)
         available = None if spec is None else spec.splits
