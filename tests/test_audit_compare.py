@@ -83,6 +83,12 @@ def test_delong_matches_the_pairwise_definition_and_sklearn():
     assert result.p_value < 0.05 and compare.decide([result])[0].verdict == "lower"
     same = compare.delong(dense, dense, member)
     assert (same.difference, same.p_value) == (0.0, 1.0)
+    # a constant score has no spread to judge a difference by: untested, not a certain "lower"
+    perfect, constant = member.astype(float), np.zeros(150)
+    degenerate = compare.delong(perfect, constant, member)
+    assert degenerate.difference == pytest.approx(-0.5) and math.isnan(degenerate.p_value)
+    assert compare.decide([degenerate])[0].verdict is None
+    assert "**not tested**, -0.500, p n/a" in degenerate.line()
 
 
 def test_wilcoxon_signed_rank_against_the_exact_distribution():

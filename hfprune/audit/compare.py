@@ -72,7 +72,7 @@ class Comparison:
         pruned 0.893, n = 872, exact McNemar (...)"."""
         verdict = self.verdict or "not tested"
         interval = ""
-        if self.low is not None and self.high is not None:
+        if self.low is not None and self.high is not None and not (math.isnan(self.low) or math.isnan(self.high)):
             interval = f" [{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
         holm = "" if self.p_adjusted is None else f" (Holm p {_p(self.p_adjusted)})"
         return (f"{self.metric}: **{verdict}**, {self.difference:+.{digits}f}{interval}, p {_p(self.p_value)}{holm}; "
@@ -184,8 +184,10 @@ def delong(
     covariance = np.cov(v_pos) / n_pos + np.cov(v_neg) / n_neg
     variance = float(covariance[0, 0] + covariance[1, 1] - 2 * covariance[0, 1])
     difference = float(aucs[1] - aucs[0])
-    if variance <= 0:  # identical rankings (or perfectly separated by both): nothing differs
-        p_value, low, high = (1.0 if difference == 0 else 0.0), difference, difference
+    if variance <= 0:
+        # identical rankings (or both perfectly separated): nothing differs. A difference with no variance to judge
+        # it by (e.g. one model scores every example alike) is left untested rather than called certain
+        p_value, low, high = (1.0, difference, difference) if difference == 0 else (math.nan, math.nan, math.nan)
     else:
         z = difference / math.sqrt(variance)
         p_value = float(2 * stats.norm.sf(abs(z)))
