@@ -49,6 +49,21 @@ def test_first_resolution_builds_the_cache_once(cache, fake_gguf):
     assert [p.name for p in cache.iterdir()] == ["SmolLM2-135M-Instruct.Q4_1"]
 
 
+def test_a_build_finished_first_by_another_process_is_kept(cache, fake_gguf, monkeypatch):
+    """Another process publishes while this one dequantises: this one keeps that copy and drops its own."""
+    published = cache / "SmolLM2-135M-Instruct.Q4_1"
+
+    def racing(source, out):
+        tiny_model("llama", "causal_lm").save_pretrained(published)  # the other process's copy
+        (published / "built-by-the-other-process").write_text("")
+        tiny_model("llama", "causal_lm").save_pretrained(out)
+
+    monkeypatch.setattr(offline, "_dequantise", racing)
+    assert resolve_model("smollm2") == str(published)
+    assert [p.name for p in cache.iterdir()] == [published.name]
+    assert (published / "built-by-the-other-process").is_file()
+
+
 def test_a_failed_build_leaves_no_partial_folder(cache, fake_gguf, monkeypatch):
     def broken(source, out):
         (out / "config.json").write_text("{}")

@@ -104,10 +104,12 @@ def local_copy(model: GgufModel) -> Path:
     try:
         logger.info("dequantising %s once into %s (about a minute)", source, target)
         _dequantise(source, staging)
-        if (target / "config.json").is_file():  # another process finished first: keep its copy
-            shutil.rmtree(staging)
-        else:
+        try:
             os.replace(staging, target)
+        except OSError:
+            if not (target / "config.json").is_file():
+                raise
+            shutil.rmtree(staging)  # another process published first (between any check and the rename): keep its
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
