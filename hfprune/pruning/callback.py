@@ -64,11 +64,10 @@ class MovementPruningCallback(TrainerCallback, ExportableState):
                        **kwargs) -> None:
         check_unsharded(args, model)
         check_finite_weights(model.named_parameters(), f"model {model_name(model)}")
-        self.pruner = StructuredPruner(model, self.config)
         if self.pruner_state is None:
             self.pruner_state = self._state_from_checkpoint(state)
+        self.pruner = StructuredPruner.from_state(model, self.config, self.pruner_state)
         if self.pruner_state is not None:
-            self.pruner.load_state_dict(self.pruner_state)
             logger.info("pruning state restored from checkpoint (%d scored steps)", self.pruner.scored_steps)
 
     def _state_from_checkpoint(self, state: TrainerState) -> dict[str, Any] | None:

@@ -63,8 +63,7 @@ def load_checkpoint_masked(checkpoint_dir: str | os.PathLike, compact: bool = Tr
     model_config = safe_load_config(checkpoint_dir, "checkpoint")
     model_cls = model_class(model_config)
     model = model_cls.from_pretrained(checkpoint_dir, **safe_model_kwargs({"config": model_config})).eval()
-    pruner = StructuredPruner(model, config)
-    pruner.load_state_dict(state["attributes"]["pruner_state"])
+    pruner = StructuredPruner.from_state(model, config, state["attributes"]["pruner_state"])
     if compact:
         pruner.compact()
     return model

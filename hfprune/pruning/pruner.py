@@ -229,6 +229,18 @@ class StructuredPruner:
             "latency": None if self.latency is None else self.latency.state_dict(),
         }
 
+    @classmethod
+    def from_state(cls, model: PreTrainedModel, config: PruningConfig, state: dict[str, Any] | None
+                   ) -> StructuredPruner:
+        """A pruner resuming ``state`` (a checkpoint's), or a fresh one when it is None. A latency-targeted state
+        brings its own table, so resuming neither re-times one nor judges the target against a new measurement."""
+        saved = (state or {}).get("latency") or {}
+        table = LatencyTable.from_dict(saved["table"], "pruning state latency table") if saved.get("table") else None
+        pruner = cls(model, config, latency_table=table)
+        if state is not None:
+            pruner.load_state_dict(state)
+        return pruner
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for kind in self.groups:
             self.scores[kind] = [torch.tensor(s, dtype=torch.float32) for s in state["scores"][kind.value]]
