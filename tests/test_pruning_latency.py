@@ -186,6 +186,20 @@ def test_one_shot_prune_reaches_the_target_without_data():
     assert min(heads) >= 1 and table.predict(heads, neurons) <= table.dense_predicted_ms / 1.3
 
 
+def test_logs_schedule_the_latency_budget_not_sparsities():
+    from hfprune.pruning.stats import training_log
+
+    model = tiny_model("bert")
+    config = PruningConfig(latency_target=1.4, scoring="magnitude", warmup_ratio=0.0, cooldown_ratio=0.0)
+    pruner = StructuredPruner(model, config, latency_table=tiny_table(model))
+    dense = pruner.latency.table.dense_predicted_ms
+    assert pruner.scheduled_sparsities(0, 10) == {"weight": 0.0, "latency_ms": pytest.approx(dense)}
+    assert pruner.scheduled_sparsities(10, 10)["latency_ms"] == pytest.approx(dense / 1.4)
+    logged = training_log(model, pruner.scheduled_sparsities(10, 10), seq_len=8)
+    assert logged["pruning/target_latency_ms"] == pytest.approx(dense / 1.4)
+    assert "pruning/target_head_sparsity" not in logged
+
+
 def test_resume_keeps_the_table_and_the_masks():
     model = tiny_model("bert")
     config = PruningConfig(latency_target=1.4, scoring="magnitude", warmup_ratio=0.0, cooldown_ratio=0.0)

@@ -161,9 +161,14 @@ class StructuredPruner:
 
     def scheduled_sparsities(self, step: int, total_steps: int) -> dict[str, float]:
         """The schedule's sparsity at ``step`` for heads, FFN neurons and weights (0 for what is not pruned): what
-        masks are chosen for at an update point; between update points the masks keep the last update's."""
+        masks are chosen for at an update point; between update points the masks keep the last update's. With a
+        latency target, the predicted-latency budget (``latency_ms``) instead of head and FFN sparsities."""
         warmup, end = self._ramp(total_steps)
         weights = 0.0 if self.weights is None else self.weights.target
+        if self.latency is not None:  # widths follow the latency budget, which ramps on the same cubic schedule
+            progress = cubic_sparsity(step, total_steps, 1.0, warmup, total_steps - end)
+            return {"weight": cubic_sparsity(step, total_steps, weights, warmup, total_steps - end),
+                    "latency_ms": self.latency.budget_ms(progress)}
         finals = {"head": self.targets[UnitKind.HEADS], "ffn": self.targets[UnitKind.NEURONS], "weight": weights}
         return {name: cubic_sparsity(step, total_steps, final, warmup, total_steps - end)
                 for name, final in finals.items()}

@@ -165,9 +165,11 @@ def sparsity_report(model: PreTrainedModel, seq_len: int = 128) -> SparsityRepor
 def training_log(model: PreTrainedModel, targets: dict[str, float], seq_len: int = 128) -> dict[str, float]:
     """``pruning/*`` values for the Trainer's log dict: the head / FFN-neuron / weight / FLOPs sparsity the model
     has now (masks of the attached pruner counted as removed) and the schedule's ``targets`` (``head``, ``ffn``,
-    ``weight``, from ``StructuredPruner.scheduled_sparsities``)."""
+    ``weight``, from ``StructuredPruner.scheduled_sparsities``; a latency budget ``latency_ms`` is logged as
+    ``pruning/target_latency_ms``)."""
     report = sparsity_report(model, seq_len)
     values = {"head_sparsity": report.head_sparsity, "ffn_sparsity": report.ffn_sparsity,
               "weight_sparsity": report.weight_sparsity, "flops_sparsity": report.flops_sparsity,
-              **{f"target_{name}_sparsity": value for name, value in targets.items()}}
+              **{f"target_{name}" if name.endswith("_ms") else f"target_{name}_sparsity": value
+                 for name, value in targets.items()}}
     return {f"pruning/{name}": float(value) for name, value in values.items()}
