@@ -49,14 +49,15 @@ class StopAt(TrainerCallback):
             control.should_training_stop = True
 
 
-def run_two_processes(worker: str, out, port: int, args: tuple[str, ...] = ()) -> list[dict]:
+def run_two_processes(worker: str, out, args: tuple[str, ...] = ()) -> list[dict]:
     """Launch ``worker`` (a script beside the tests) on 2 CPU processes with torch.distributed.run (gloo), with
-    ``out`` and then ``args`` as its arguments, and return what each rank wrote to ``out/rank{r}.json``."""
+    ``out`` and then ``args`` as its arguments, and return what each rank wrote to ``out/rank{r}.json``.
+    ``--standalone`` takes a free port, so suites running side by side on one host do not collide."""
     here = Path(__file__).parent
     # the caller's PYTHONPATH stays after the tests folder, so the workers import the same hfprune as the tests
     env = {**os.environ, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(here), os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                str(here / worker), str(out), *args]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

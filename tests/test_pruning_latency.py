@@ -292,7 +292,7 @@ def test_callback_reaches_the_target_and_resumes_with_its_table(tmp_path, monkey
 def test_two_process_run_times_one_table_and_agrees_on_masks(tmp_path):
     from pruning_trainer_utils import run_two_processes
 
-    ranks = run_two_processes("ddp_latency_worker.py", tmp_path, port=29531)
+    ranks = run_two_processes("ddp_latency_worker.py", tmp_path)
     assert ranks[0]["world_size"] == ranks[1]["world_size"] == 2
     assert ranks[0]["table"] == ranks[1]["table"]  # timed on rank 0 and sent, not timed twice
     assert ranks[0]["masks"] == ranks[1]["masks"]

@@ -408,7 +408,7 @@ def test_resumed_run_ends_with_the_same_weight_masks(tmp_path):
 
 
 def test_two_process_gloo_run_has_identical_weight_masks_on_both_ranks(tmp_path):
-    ranks = run_two_processes("ddp_weight_pruning_worker.py", tmp_path, port=29519)
+    ranks = run_two_processes("ddp_weight_pruning_worker.py", tmp_path)
     assert ranks[0]["world_size"] == ranks[1]["world_size"] == 2
     assert ranks[0]["masks"] == ranks[1]["masks"]
     assert ranks[0]["kept"] == ranks[1]["kept"] == round(0.5 * ranks[0]["total"])
