@@ -12,28 +12,18 @@ from pathlib import Path
 
 import torch.distributed as dist
 from conftest import tiny_model
+from helpers import FakeTimer
 from pruning_trainer_utils import synthetic_classification, training_args
 from transformers import Trainer
 
 import hfprune.utils.timing
 from hfprune import MovementPruningCallback, PruningConfig
-from hfprune.pruning.units import UnitKind, unit_groups
-
-
-def fake_timer(models, inputs, rounds):
-    scale = 1.0 + 2.0 * int(os.environ["RANK"])
-
-    def seconds(model) -> float:
-        heads = sum(g.num_units for g in unit_groups(model, UnitKind.HEADS))
-        neurons = sum(g.num_units for g in unit_groups(model, UnitKind.NEURONS))
-        return scale * (0.002 + 0.0001 * heads + 0.00001 * neurons)
-
-    return {name: [seconds(model)] * rounds for name, model in models.items()}
 
 
 def main(out: Path) -> None:
     os.environ["HFPRUNE_CACHE_DIR"] = str(out / f"cache{os.environ['RANK']}")
-    hfprune.utils.timing.interleaved_timings = fake_timer  # measure_table looks it up when it runs
+    # measure_table looks the timer up when it runs
+    hfprune.utils.timing.interleaved_timings = FakeTimer(scale=1.0 + 2.0 * int(os.environ["RANK"]))
     config = PruningConfig(latency_target=1.1, min_heads_per_layer=0, latency_seq_len=12, mask_update_interval=2,
                            compact_on_train_end=False)
     callback = MovementPruningCallback(config)

@@ -23,6 +23,8 @@ OUTCOMES = ["successful", "successful", "successful", "failed", "skipped"]
 # members score higher except 0.6 < 0.65: 15 of 16 member/non-member pairs ordered -> AUC 0.9375
 MEMBER_SCORES, NONMEMBER_SCORES = [0.9, 0.8, 0.7, 0.6], [0.65, 0.5, 0.4, 0.3]
 TOKEN = "hf_" + "loopbacktoken" * 3
+# a made-up latency cost model (seconds) for latency-table tests: no test times anything real
+FLOOR_S, HEAD_S, ATTENTION_S, NEURON_S = 0.002, 0.0001, 0.0005, 0.00001
 REPO_ID = "alice/minilm-sst2-pruned"
 LFS_THRESHOLD = 10_000  # the Hub stores larger (or binary) files with LFS
 
@@ -201,3 +203,25 @@ def make_handler(hub: FakeHub, endpoint: list[str]) -> type[BaseHTTPRequestHandl
                                      "commitOid": "1" * 40})
 
     return Handler
+
+
+def fake_seconds(model: torch.nn.Module) -> float:
+    """The made-up cost model read off the widths: floor + per layer (fixed attention cost if any head, per head,
+    per neuron). A latency table measured with ``FakeTimer`` must recover exactly these numbers."""
+    from hfprune.pruning.units import UnitKind, unit_groups
+
+    heads = [g.num_units for g in unit_groups(model, UnitKind.HEADS)]
+    neurons = [g.num_units for g in unit_groups(model, UnitKind.NEURONS)]
+    return FLOOR_S + sum(HEAD_S * h + (ATTENTION_S if h else 0.0) for h in heads) + NEURON_S * sum(neurons)
+
+
+class FakeTimer:
+    """``interleaved_timings``' signature, answering ``scale`` x ``fake_seconds`` and counting its calls."""
+
+    def __init__(self, scale: float = 1.0) -> None:
+        self.scale = scale
+        self.calls = 0
+
+    def __call__(self, models, inputs, rounds):
+        self.calls += 1
+        return {name: [self.scale * fake_seconds(model)] * rounds for name, model in models.items()}

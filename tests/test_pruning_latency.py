@@ -8,31 +8,13 @@ import json
 import pytest
 import torch
 from conftest import tiny_model
+from helpers import ATTENTION_S, FLOOR_S, HEAD_S, NEURON_S, FakeTimer, fake_seconds
 
 from hfprune.errors import ConfigError, HfpruneError
 from hfprune.pruning import PruningConfig, StructuredPruner, prune
 from hfprune.pruning.latency_budget import predicted_ms, select_for_latency
 from hfprune.pruning.latency_table import LatencyTable, cache_path, latency_table, measure_table, table_setting
 from hfprune.pruning.units import UnitKind, unit_groups
-
-FLOOR_S, HEAD_S, ATTENTION_S, NEURON_S = 0.002, 0.0001, 0.0005, 0.00001
-
-
-def fake_seconds(model: torch.nn.Module) -> float:
-    """A made-up cost model read off the widths: floor + per layer (fixed attention cost if any head, per head,
-    per neuron). The table must recover exactly these numbers."""
-    heads = [g.num_units for g in unit_groups(model, UnitKind.HEADS)]
-    neurons = [g.num_units for g in unit_groups(model, UnitKind.NEURONS)]
-    return FLOOR_S + sum(HEAD_S * h + (ATTENTION_S if h else 0.0) for h in heads) + NEURON_S * sum(neurons)
-
-
-class FakeTimer:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self, models, inputs, rounds):
-        self.calls += 1
-        return {name: [fake_seconds(model)] * rounds for name, model in models.items()}
 
 
 def test_table_recovers_the_cost_model_and_interpolates():
@@ -297,7 +279,7 @@ def test_two_process_run_times_one_table_and_agrees_on_masks(tmp_path):
     assert ranks[0]["table"] == ranks[1]["table"]  # timed on rank 0 and sent, not timed twice
     assert ranks[0]["masks"] == ranks[1]["masks"]
     table = LatencyTable.from_dict(ranks[0]["table"])
-    # rank 0's made-up clock (the worker's docstring): 2 ms + 0.1 ms per head (8) + 0.01 ms per neuron (96)
-    assert table.dense_ms == pytest.approx(3.76)
+    # rank 0's made-up clock (rank 1's is 3x slower): the shared table is rank 0's
+    assert table.dense_ms == pytest.approx(1000 * fake_seconds(tiny_model("bert")))
     masks = {UnitKind(kind): [torch.tensor(m) for m in layers] for kind, layers in ranks[0]["masks"].items()}
     assert predicted_ms(table, masks) <= table.dense_predicted_ms / 1.1
