@@ -135,12 +135,13 @@ def _launched(monkeypatch, rank: int = 0, size: int = 2, local_rank: int | None 
 
 @pytest.mark.parametrize(("command", "env", "message"), [
     (["audit", "x", "--data", "glue/sst2", "--out", "y"], {},
-     "hfprune audit: runs in one process; expected it without accelerate launch"),
-    (["push", "x", "--repo-id", "a/b"], {}, "hfprune push: runs in one process"),
-    (["run", "x.yaml"], {"ACCELERATE_USE_FSDP": "true"}, "hfprune run: FSDP (ACCELERATE_USE_FSDP from accelerate "
-     "launch) is not supported (pruning scores and masks need full, unsharded weights on every process); "
-     "supported: a single process or DDP"),
-    (["sweep", "x.yaml"], {"ACCELERATE_USE_DEEPSPEED": "true"}, "hfprune sweep: DeepSpeed"),
+     "hfprune audit: error: runs in one process; expected it without accelerate launch or torchrun (this is one "
+     "of 2 launched processes); launchable: finetune, prune, run, sweep\n"),
+    (["push", "x", "--repo-id", "a/b"], {}, "hfprune push: error: runs in one process"),
+    (["run", "x.yaml"], {"ACCELERATE_USE_FSDP": "true"}, "hfprune run: error: FSDP (ACCELERATE_USE_FSDP from "
+     "accelerate launch) is not supported (pruning scores and masks need full, unsharded weights on every "
+     "process); supported: a single process or DDP"),
+    (["sweep", "x.yaml"], {"ACCELERATE_USE_DEEPSPEED": "true"}, "hfprune sweep: error: DeepSpeed"),
 ])
 def test_launched_commands_that_cannot_run_on_several_processes_are_refused_in_one_line(monkeypatch, capsys, command,
                                                                                       env, message):
@@ -150,6 +151,8 @@ def test_launched_commands_that_cannot_run_on_several_processes_are_refused_in_o
     assert main(command) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+    _launched(monkeypatch, rank=1)  # the other processes find the same and stop without repeating it
+    assert main(command) == 2 and capsys.readouterr() == ("", "")
 
 
 def test_a_follower_prints_nothing_and_stops_quietly_when_the_main_process_failed(monkeypatch, capsys):
@@ -239,3 +242,21 @@ def test_one_process_runs_every_helper_in_place(tmp_path):
 
     with distributed.main_writes(folder) as path:
         assert path == tmp_path / "staging"
+
+
+def test_work_that_needs_every_process_is_refused_where_the_others_cannot_join(monkeypatch, tmp_path):
+    """Instead of waiting forever: a stage naming no part for the other processes, and a Trainer built while only
+    the main process works (inside main_only, the others waiting for its result)."""
+    from hfprune.errors import HfpruneError
+    from hfprune.pipeline.runner import run_stage
+    from hfprune.training import TrainingSettings, trainer_args
+
+    _launched(monkeypatch)
+    with pytest.raises(ConfigError, match=r"^pruned: this stage cannot run on 2 launched processes \(it names no "
+                                          r"part for the other processes to train\); run it in one process$"):
+        run_stage(tmp_path / "pruned", "f", lambda staging: None)
+    assert not (tmp_path / "pruned").exists()
+    monkeypatch.setattr(distributed, "_ALONE", True)
+    with pytest.raises(HfpruneError, match="^a Trainer: needs every launched process, but runs where only the main "
+                                           "process works"):
+        trainer_args(tmp_path, TrainingSettings(1.0, 16, 1e-3, 0), args_class=dict)

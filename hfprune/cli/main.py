@@ -57,7 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         datefmt="%H:%M:%S",
     )
     try:
-        check_launch(args.command)
+        try:
+            check_launch(args.command)
+        except ConfigError:
+            if follower:  # every process finds the same: the main process reports it
+                raise distributed.MainProcessFailed("refused at launch") from None
+            raise
         with open(os.devnull, "w") if follower else contextlib.nullcontext(sys.stdout) as out, \
                 contextlib.redirect_stdout(out):
             return int(args.handler(args) or 0)
@@ -83,14 +88,14 @@ def check_launch(command: str) -> None:
     if not distributed.launched():
         return
     if command not in LAUNCHABLE:
-        raise ConfigError(f"hfprune {command}: runs in one process; expected it without accelerate launch or torchrun "
+        raise ConfigError(f"runs in one process; expected it without accelerate launch or torchrun "
                           f"(this is one of {distributed.world_size()} launched processes); launchable: "
                           f"{', '.join(LAUNCHABLE)}")
     from hfprune.pruning.distributed import SUPPORTED_PARALLELISM, sharding_in_use
 
     sharding = sharding_in_use(None)
     if sharding is not None:
-        raise ConfigError(f"hfprune {command}: {sharding} is not supported (pruning scores and masks need full, "
+        raise ConfigError(f"{sharding} is not supported (pruning scores and masks need full, "
                           f"unsharded weights on every process); supported: {SUPPORTED_PARALLELISM}")
 
 
