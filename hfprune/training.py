@@ -163,8 +163,8 @@ def trainer_args(output_dir: str | Path, settings: TrainingSettings | None = Non
             data_seed=settings.seed, dataloader_num_workers=0, **PRECISIONS[settings.precision],
         )
     fields = {**fields, **extra}
+    distributed.check_together("a Trainer")
     if distributed.launched():
-        distributed.check_together("a Trainer")
         share = distributed.world_size()
         fields["accelerator_config"] = {**fields.get("accelerator_config", {}), "split_batches": True}
         fields["per_device_eval_batch_size"] = -(-fields.get("per_device_eval_batch_size", 8) // share) * share

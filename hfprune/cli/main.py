@@ -84,19 +84,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def check_launch(command: str) -> None:
     """Under accelerate launch / torchrun with several processes: refuse a command that runs in one process, and
-    sharded launches (FSDP, DeepSpeed), whose ranks hold only shards of the weights pruning scores."""
+    sharded launches (FSDP, DeepSpeed), whose ranks hold only shards of the weights that pruning scores."""
     if not distributed.launched():
         return
     if command not in LAUNCHABLE:
         raise ConfigError(f"runs in one process; expected it without accelerate launch or torchrun "
                           f"(this is one of {distributed.world_size()} launched processes); launchable: "
                           f"{', '.join(LAUNCHABLE)}")
-    from hfprune.pruning.distributed import SUPPORTED_PARALLELISM, sharding_in_use
+    from hfprune.pruning.distributed import sharding_in_use, sharding_refusal
 
     sharding = sharding_in_use(None)
     if sharding is not None:
-        raise ConfigError(f"{sharding} is not supported (pruning scores and masks need full, "
-                          f"unsharded weights on every process); supported: {SUPPORTED_PARALLELISM}")
+        raise ConfigError(sharding_refusal(sharding))
 
 
 def _one_line(exc: BaseException) -> str:

@@ -96,12 +96,11 @@ def run_stage(stage_dir: Path, fingerprint: str, compute: Callable[[Path], Stage
         return finished, False
     # staged_folder also removes what an interrupted run of this stage left
     with disk_full_reported(stage_dir), distributed.main_writes(lambda: staged_folder(stage_dir)) as staging:
-        if not distributed.is_main():
-            if follow is not None:
-                follow(staging)
-        else:
+        if distributed.is_main():
             result = compute(staging)
             atomic_write_json(staging / STAGE_FILE, result.to_dict())  # the done-marker: written last
+        else:
+            follow(staging)
     return (result if distributed.is_main() else StageResult.load(stage_dir)), True
 
 
@@ -385,8 +384,9 @@ class RecipeRunner:
         quality = evaluate_model(loaded.model, loaded.tokenizer, self.recipe)
         seconds["evaluation"] = time.perf_counter() - started
         target = AuditTarget("dense", loaded.model, loaded.tokenizer, 0.0)
-        audit = run_model_audit(self.plan, target, staging / "audit", split=loaded.split, canaries=loaded.canaries,
-                            step=self.step)
+        with distributed.alone():  # the other processes wait: an audit must not need them (no Trainer)
+            audit = run_model_audit(self.plan, target, staging / "audit", split=loaded.split,
+                                    canaries=loaded.canaries, step=self.step)
         seconds["audit"] = audit.seconds
         return StageResult(
             name=DENSE_STAGE, kind="dense", level=None, fingerprint=fingerprint(settings), settings=settings,
@@ -435,8 +435,9 @@ class RecipeRunner:
             latency = measure_latency(dense.model, student, rounds=self.recipe.audits.latency_rounds).to_dict()
         target = AuditTarget(level.label, student, dense.tokenizer, max(0.0, report.param_sparsity))
         reference = AuditTarget("dense", dense.model, dense.tokenizer, 0.0) if self.plan.recipes else None
-        audit = run_model_audit(self.plan, target, staging / "audit", reference=reference, split=dense.split,
-                            canaries=dense.canaries, step=self.step)
+        with distributed.alone():  # the other processes wait: an audit must not need them (no Trainer)
+            audit = run_model_audit(self.plan, target, staging / "audit", reference=reference, split=dense.split,
+                                    canaries=dense.canaries, step=self.step)
         seconds["audit"] = audit.seconds
         result = StageResult(
             name=level.label, kind="pruned", level=level.value, fingerprint=fingerprint(settings),

@@ -29,7 +29,8 @@ T = TypeVar("T")
 WAIT_TIMEOUT = timedelta(hours=24)
 
 
-# set while the main process runs a main_only block: the other processes are waiting, so nothing may need them
+# set while the main process works alone (a main_only block, an audit): the other processes are waiting for it,
+# so nothing may need them
 _ALONE = False
 
 
@@ -63,12 +64,26 @@ def is_main() -> bool:
     return rank() == 0
 
 
+@contextlib.contextmanager
+def alone() -> Iterator[None]:
+    """Mark a block the main process runs while the others wait for it (e.g. the audits of a stage): work that
+    needs every process is refused there by :func:`check_together` instead of waiting forever."""
+    global _ALONE
+    previous, _ALONE = _ALONE, True
+    try:
+        yield
+    finally:
+        _ALONE = previous
+
+
 def check_together(what: str) -> None:
-    """Refuse ``what`` (work every process must take part in: a Trainer) inside a :func:`main_only` block, where
-    the other processes are waiting for the block's result and would never join: it would wait forever."""
-    if _ALONE:
-        raise HfpruneError(f"{what}: needs every launched process, but runs where only the main process works (a "
-                           "main_only block) and the others wait for it; move it out of that block")
+    """Refuse ``what`` (work every process must take part in: a Trainer) where only the main process works
+    (:func:`main_only`, :func:`alone`) and the others wait for its result and would never join: it would wait
+    forever."""
+    if _ALONE and launched():
+        raise HfpruneError(f"{what}: needs every launched process, but runs where only the main process works (an "
+                           "audit or a main_only block) and the others wait for it; run it where every process "
+                           "takes part (a stage's training)")
 
 
 def join(device: str) -> None:
@@ -116,18 +131,15 @@ def main_only(fn: Callable[[], T]) -> T:
     """``fn()`` on the main process, its result sent to every process; the others wait and never call ``fn``. An
     error in ``fn`` is raised on the main process and, as :class:`MainProcessFailed`, on the others, so all stop
     together. ``fn`` must not itself need the other processes (no training, no Trainer evaluation)."""
-    global _ALONE
     if not launched():
         return fn()
     if is_main():
-        _ALONE = True
         try:
-            value = fn()
+            with alone():
+                value = fn()
         except BaseException as exc:
             _broadcast(_failure(exc))
             raise
-        finally:
-            _ALONE = False
         return _outcome(_broadcast((True, value)))
     return _outcome(_broadcast(None))
 
