@@ -19,7 +19,15 @@ from hfprune.errors import ConfigError, DataError
 from hfprune.models import DEFAULT_MODEL
 from hfprune.pruning.config import PruningConfig
 from hfprune.recipes.families_spec import check_families
-from hfprune.training import check_placement, device_field, precision_field
+from hfprune.training import (
+    batch_size_field,
+    check_training_knobs,
+    device_field,
+    learning_rate_field,
+    precision_field,
+    seed_field,
+    threads_field,
+)
 from hfprune.utils.config import (
     ConfigMixin,
     check_choice,
@@ -174,11 +182,11 @@ class TrainingSection(Section):
 
     dense_epochs: float = field_help(3.0, "epochs of dense fine-tuning (skipped when model.teacher is given)")
     prune_epochs: float = field_help(3.0, "epochs of pruning with distillation, starting from the dense model")
-    batch_size: int = field_help(32, "training batch size")
-    learning_rate: float = field_help(1e-4, "peak learning rate of both stages")
+    batch_size: int = batch_size_field(32)
+    learning_rate: float = learning_rate_field(1e-4, "peak learning rate of both stages")
     prune_learning_rate: float | None = field_help(None, "learning rate of the pruning stage (null: learning_rate)")
-    seed: int = field_help(0, "seed of the member split, initialisation and shuffling")
-    threads: int | None = field_help(None, "torch CPU threads (null: the cores other processes leave idle)")
+    seed: int = seed_field(0, "the member split, initialisation and shuffling")
+    threads: int | None = threads_field(none="null")
     device: str = device_field()
     precision: str = precision_field()
 
@@ -186,11 +194,7 @@ class TrainingSection(Section):
         _positive(self, "dense_epochs", "prune_epochs", "learning_rate")
         if self.prune_learning_rate is not None:
             _positive(self, "prune_learning_rate")
-        check_int(self.path, "batch_size", self.batch_size, minimum=1)
-        check_int(self.path, "seed", self.seed, minimum=0)
-        if self.threads is not None:
-            check_int(self.path, "threads", self.threads, minimum=1)
-        check_placement(self.path, self.device, self.precision)
+        check_training_knobs(self.path, self)
 
 
 @dataclasses.dataclass
