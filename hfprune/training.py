@@ -68,25 +68,22 @@ def precision_field(default: str = "fp32") -> Any:
 
 # The training knobs every config that trains declares (FinetuneConfig, PruneClassifierConfig, MemberFinetuneConfig,
 # CanaryLMConfig, a recipe's training section): one definition each, with each command's own default, and one
-# validator. Each config keeps its own flat fields (and epoch names: epochs, dense_epochs, teacher_epochs...), which
-# are its public constructor and CLI flags; it hands them to trainer_args as a TrainingSettings. Epochs keep a field
-# per config: their names and help differ (dense_epochs, teacher_epochs, prune_epochs...).
-def batch_size_field(default: int) -> Any:
-    return field_help(default, "training batch size")
+# validator. The configs keep flat fields rather than holding a TrainingSettings: those fields are their public
+# constructors, JSON files and CLI flags. Epochs stay per config: names and help differ (dense_epochs, prune_epochs).
+_KNOB_HELP = {
+    "batch_size": "training batch size",
+    "learning_rate": "peak learning rate (linear decay, 10% warm-up)",
+    "seed": "seed of {seeds}",
+    "threads": "torch CPU threads ({none}: the cores other processes leave idle)",
+}
 
 
-def learning_rate_field(default: float, help: str = "peak learning rate (linear decay, 10% warm-up)") -> Any:
-    return field_help(default, help)
-
-
-def seed_field(default: int, seeds: str) -> Any:
-    """``seeds`` says what the seed decides (the split, initialisation, shuffling...)."""
-    return field_help(default, f"seed of {seeds}")
-
-
-def threads_field(none: str = "None", note: str = "") -> Any:
-    """``none`` is how the file format spells "not set" (null in a YAML recipe)."""
-    return field_help(None, f"torch CPU threads ({none}: the cores other processes leave idle){note}")
+def training_field(name: str, default: Any = None, help: str | None = None, *, seeds: str = "",
+                   none: str = "None", note: str = "") -> Any:
+    """The field of training knob ``name`` (batch_size, learning_rate, seed, threads) with the shared help, or
+    ``help`` where a config says more (a learning rate "of both stages"); ``seeds`` says what the seed decides,
+    ``none`` how the file spells "not set" (null in a YAML recipe), ``note`` is appended."""
+    return field_help(default, (help or _KNOB_HELP[name].format(seeds=seeds, none=none)) + note)
 
 
 def check_training_knobs(owner: str, config: Any) -> None:
@@ -337,10 +334,10 @@ class FinetuneConfig(ConfigMixin):
     train_samples: int | None = field_help(3000, "train on this many shuffled examples (None: all)")
     epochs: float = field_help(1.0, "training epochs")
     max_length: int = field_help(64, "truncate inputs to this many tokens")
-    batch_size: int = batch_size_field(32)
-    learning_rate: float = learning_rate_field(1e-4)
-    seed: int = seed_field(42, "sampling, head initialisation and shuffling")
-    threads: int | None = threads_field()
+    batch_size: int = training_field("batch_size", 32)
+    learning_rate: float = training_field("learning_rate", 1e-4)
+    seed: int = training_field("seed", 42, seeds="sampling, head initialisation and shuffling")
+    threads: int | None = training_field("threads")
     device: str = device_field()
     precision: str = precision_field()
     output_dir: str | None = field_help(None, "where to save the model (None: runs/finetune/<model>-<dataset>)")

@@ -17,15 +17,7 @@ from typing import Any
 from hfprune.errors import ConfigError
 from hfprune.models import DEFAULT_MODEL
 from hfprune.pruning.config import PruningConfig, scorer_names
-from hfprune.training import (
-    batch_size_field,
-    check_training_knobs,
-    device_field,
-    learning_rate_field,
-    precision_field,
-    seed_field,
-    threads_field,
-)
+from hfprune.training import check_training_knobs, device_field, precision_field, training_field
 from hfprune.utils.config import ConfigMixin, check_fraction, check_int, check_number, field_help
 from hfprune.utils.io import atomic_write_json, atomic_write_text, staged_folder
 from hfprune.utils.lock import output_lock
@@ -54,8 +46,8 @@ class PruneClassifierConfig(ConfigMixin):
     teacher_epochs: float = field_help(1.0, "Epochs of dense fine-tuning (when no teacher is given).")
     prune_epochs: float = field_help(2.0, "Epochs of pruning (with distillation) on the same examples.")
     max_length: int = field_help(64, "Truncate inputs to this many tokens.")
-    batch_size: int = batch_size_field(32)
-    learning_rate: float = learning_rate_field(1e-4, "Peak learning rate of both stages.")
+    batch_size: int = training_field("batch_size", 32)
+    learning_rate: float = training_field("learning_rate", 1e-4, "Peak learning rate of both stages.")
     head_sparsity: float = field_help(0.5, "Fraction of attention heads to remove.")
     ffn_sparsity: float = field_help(0.5, "Fraction of FFN neurons to remove.")
     scoring: str = field_help("movement", "Unit scorer (PruningConfig.scoring).", choices=scorer_names)
@@ -66,12 +58,12 @@ class PruneClassifierConfig(ConfigMixin):
     distill_temperature: float = field_help(2.0, "Distillation temperature.")
     hidden_distill_weight: float = field_help(
         0.0, "Weight of the hidden-state MSE between student and teacher layers (CoFi-style); 0 turns it off.")
-    seed: int = seed_field(42, "sampling, shuffling and initialisation")
+    seed: int = training_field("seed", 42, seeds="sampling, shuffling and initialisation")
     split_seed: int | None = field_help(
         None, "Seed of the shuffle that picks the train_skip/train_samples slice (None: seed). Fix it to repeat a "
               "run over seeds (initialisation, data order) on the same examples, away from a teacher's own.")
-    threads: int | None = threads_field(note=". Gradients differ in the last bits between thread counts, so pin it "
-                                        "to reproduce a run exactly.")
+    threads: int | None = training_field("threads", note=". Gradients differ in the last bits between thread "
+                                         "counts, so pin it to reproduce a run exactly.")
     device: str = device_field()
     precision: str = precision_field()
     output_dir: str = field_help("runs/prune-minilm-sst2", "Where the dense model, pruned model and report go.")

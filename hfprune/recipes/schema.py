@@ -19,15 +19,7 @@ from hfprune.errors import ConfigError, DataError
 from hfprune.models import DEFAULT_MODEL
 from hfprune.pruning.config import PruningConfig
 from hfprune.recipes.families_spec import check_families
-from hfprune.training import (
-    batch_size_field,
-    check_training_knobs,
-    device_field,
-    learning_rate_field,
-    precision_field,
-    seed_field,
-    threads_field,
-)
+from hfprune.training import check_training_knobs, device_field, precision_field, training_field
 from hfprune.utils.config import (
     ConfigMixin,
     check_choice,
@@ -182,11 +174,11 @@ class TrainingSection(Section):
 
     dense_epochs: float = field_help(3.0, "epochs of dense fine-tuning (skipped when model.teacher is given)")
     prune_epochs: float = field_help(3.0, "epochs of pruning with distillation, starting from the dense model")
-    batch_size: int = batch_size_field(32)
-    learning_rate: float = learning_rate_field(1e-4, "peak learning rate of both stages")
+    batch_size: int = training_field("batch_size", 32)
+    learning_rate: float = training_field("learning_rate", 1e-4, "peak learning rate of both stages")
     prune_learning_rate: float | None = field_help(None, "learning rate of the pruning stage (null: learning_rate)")
-    seed: int = seed_field(0, "the member split, initialisation and shuffling")
-    threads: int | None = threads_field(none="null")
+    seed: int = training_field("seed", 0, seeds="the member split, initialisation and shuffling")
+    threads: int | None = training_field("threads", none="null")
     device: str = device_field()
     precision: str = precision_field()
 

@@ -16,15 +16,7 @@ from typing import TYPE_CHECKING
 from hfprune.audit.privacy.split import MembershipSplit, draw_split
 from hfprune.errors import ConfigError, DataError
 from hfprune.models import DEFAULT_MODEL
-from hfprune.training import (
-    batch_size_field,
-    check_training_knobs,
-    device_field,
-    learning_rate_field,
-    precision_field,
-    seed_field,
-    threads_field,
-)
+from hfprune.training import check_training_knobs, device_field, precision_field, training_field
 from hfprune.utils.config import ConfigMixin, check_int, field_help
 from hfprune.utils.io import atomic_write_json, staged_folder
 from hfprune.utils.logging import get_logger
@@ -50,10 +42,10 @@ class MemberFinetuneConfig(ConfigMixin):
     n_nonmembers: int = field_help(2000, "held-out examples of the same split (non-members)")
     epochs: float = field_help(5.0, "training epochs (several, so the dense model memorises)")
     max_length: int = field_help(64, "truncate inputs to this many tokens (the audit uses the same)")
-    batch_size: int = batch_size_field(16)
-    learning_rate: float = learning_rate_field(1e-4)
-    seed: int = seed_field(0, "the split, head initialisation and shuffling")
-    threads: int | None = threads_field()
+    batch_size: int = training_field("batch_size", 16)
+    learning_rate: float = training_field("learning_rate", 1e-4)
+    seed: int = training_field("seed", 0, seeds="the split, head initialisation and shuffling")
+    threads: int | None = training_field("threads")
     device: str = device_field()
     precision: str = precision_field()
     output_dir: str | None = field_help(None, "where to save (None: runs/privacy/<model>-<dataset>-seed<seed>)")

@@ -19,15 +19,7 @@ from typing import TYPE_CHECKING
 from hfprune.audit.privacy.canaries import DEFAULT_TEMPLATE, DIGITS, CanarySet, insert_canaries, make_canaries
 from hfprune.audit.privacy.split import MembershipSplit, draw_split
 from hfprune.errors import ConfigError
-from hfprune.training import (
-    batch_size_field,
-    check_training_knobs,
-    device_field,
-    learning_rate_field,
-    precision_field,
-    seed_field,
-    threads_field,
-)
+from hfprune.training import check_training_knobs, device_field, precision_field, training_field
 from hfprune.utils.config import ConfigMixin, check_int, field_help
 from hfprune.utils.io import atomic_write_json, staged_folder
 from hfprune.utils.logging import get_logger
@@ -70,10 +62,10 @@ class CanaryLMConfig(ConfigMixin):
     canary_alphabet: str = field_help(DIGITS, "characters a secret is drawn from")
     canary_template: str = field_help(DEFAULT_TEMPLATE, "canary sentence with a {secret} placeholder")
     epochs: float = field_help(10.0, "training epochs (several, so the model can memorise)")
-    batch_size: int = batch_size_field(16)
-    learning_rate: float = learning_rate_field(1e-3, "peak learning rate (linear decay, 5% warm-up)")
-    seed: int = seed_field(0, "the split, the canaries, initialisation and shuffling")
-    threads: int | None = threads_field()
+    batch_size: int = training_field("batch_size", 16)
+    learning_rate: float = training_field("learning_rate", 1e-3, "peak learning rate (linear decay, 5% warm-up)")
+    seed: int = training_field("seed", 0, seeds="the split, the canaries, initialisation and shuffling")
+    threads: int | None = training_field("threads")
     device: str = device_field()
     precision: str = precision_field()
     output_dir: str | None = field_help(None, "where to save (None: runs/privacy/<base>-<dataset>-seed<seed>)")
