@@ -102,3 +102,11 @@ def test_the_training_knobs_have_one_definition():
     threads = {re.sub(r"\((None|null):", "(-:", help_of(cls, "threads")).split(". Gradients")[0] for cls in classes}
     assert threads == {"torch CPU threads (-: the cores other processes leave idle)"}
     assert all(help_of(cls, "seed").startswith("seed of ") for cls in classes)
+
+
+@pytest.mark.parametrize("cls", [MemberFinetuneConfig, CanaryLMConfig], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("name", ["epochs", "learning_rate"])
+def test_infinite_epochs_or_learning_rate_are_refused_when_the_config_is_built(cls, name):
+    """They used to pass the config and fail only when the Trainer's settings were built, mid-run."""
+    expected = f"{cls.__name__}.{name}: expected a positive number, got inf"
+    assert _message(lambda: cls(**{name: float("inf")})) == expected

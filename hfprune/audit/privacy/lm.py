@@ -86,7 +86,7 @@ class CanaryLMConfig(ConfigMixin):
         check_training_knobs(owner, self)
         for name in ("epochs", "learning_rate"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
                 raise ConfigError(f"{owner}.{name}: expected a positive number, got {value!r}")
 
     def resolved_output_dir(self) -> Path:
