@@ -15,7 +15,6 @@ families at equal parameter count instead, in ``levels/<family>-<p>/``; see :mod
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -68,7 +67,7 @@ def sweep_levels(recipe: Recipe, sparsities: list[float] | None = None,
         try:
             pruning = dataclasses.replace(recipe.pruning, **{name: value for name in fields})
         except ConfigError as exc:
-            raise ConfigError(f"--sparsities ({value}): {re.sub(r'^PruningConfig[.]', 'pruning.', str(exc))}") from None
+            raise ConfigError(f"--sparsities ({value}): {exc}") from None
         levels.append(Level(level_name(value), value, pruning))
     return levels
 

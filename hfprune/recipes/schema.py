@@ -9,11 +9,9 @@ paths the recipe points at (model directory, data folder) are checked too. Nothi
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
 import re
-import typing
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -21,16 +19,15 @@ from hfprune.errors import ConfigError, DataError
 from hfprune.models import DEFAULT_MODEL
 from hfprune.pruning.config import PruningConfig
 from hfprune.recipes.families_spec import check_families
-from hfprune.training import check_placement, device_field, precision_field
+from hfprune.training import check_training_knobs, device_field, precision_field, training_field
 from hfprune.utils.config import (
+    ConfigMixin,
     check_choice,
     check_fraction,
     check_int,
     check_number,
     field_help,
     fingerprint,
-    matches_type,
-    type_name,
 )
 
 TASKS = ("sequence-classification", "causal-lm")
@@ -40,91 +37,19 @@ RECIPE_MIA_ATTACKS = ("loss", "confidence", "entropy")
 SWEEP_FIELDS = ("head_sparsity", "ffn_sparsity", "weight_sparsity")
 
 
-class Section:
-    """Base of every recipe section: ``path`` is the section's dotted key (``audits.robustness``)."""
+class Section(ConfigMixin):
+    """Base of every recipe section: a :class:`~hfprune.utils.config.ConfigMixin` whose ``path`` is its dotted key
+    (``audits.robustness``), which its loading and validation errors name."""
 
     path: ClassVar[str] = ""
-    # old key -> its new name: a recipe still using the old key gets a one-line error saying the new one
-    renamed: ClassVar[dict[str, str]] = {}
-
-    def key(self, name: str) -> str:
-        """The dotted key of field ``name`` in this section (what error messages name)."""
-        return f"{self.path}.{name}" if self.path else name
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
-
-    @classmethod
-    def from_dict(cls, payload: Any) -> Self:
-        """Build the section from parsed YAML: unknown keys, wrong types and bad values are errors naming the key."""
-        if payload is None:
-            payload = {}
-        if not isinstance(payload, dict):
-            raise ConfigError(f"{cls.path or 'recipe'}: expected a mapping of keys to values, got "
-                              f"{type(payload).__name__} {payload!r}")
-        fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        for old in payload:
-            if old in cls.renamed:
-                raise ConfigError(f"{cls.path}.{old}: renamed to {cls.path}.{cls.renamed[old]}; expected "
-                                  f"'{cls.renamed[old]}:' in {cls.path}")
-        _reject_unknown(cls.path, payload, list(fields))
-        hints = typing.get_type_hints(cls)
-        values = {}
-        for name, value in payload.items():
-            dotted = f"{cls.path}.{name}" if cls.path else name
-            hint = hints[name]
-            if isinstance(hint, type) and issubclass(hint, Section):
-                values[name] = hint.from_dict(value)
-            elif hint is PruningConfig:
-                values[name] = _pruning_from_dict(value)
-            elif not matches_type(value, hint):
-                raise ConfigError(f"{dotted}: expected {type_name(hint)}, got {type(value).__name__} {value!r}")
-            else:
-                values[name] = _coerce(value, hint)
-        return cls(**values)
 
 
-def _coerce(value: Any, hint: Any) -> Any:
-    """An integer given for a float field becomes a float (``2`` and ``2.0`` are the same recipe)."""
-    floats = hint is float or float in typing.get_args(hint)
-    return float(value) if floats and isinstance(value, int) and not isinstance(value, bool) else value
+@dataclasses.dataclass
+class PruningSection(PruningConfig, Section):
+    """A recipe's ``pruning`` section: :class:`~hfprune.pruning.config.PruningConfig`, whose errors name
+    ``pruning.head_sparsity`` (also in the sweep levels derived from it)."""
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Section):
-        return value.to_dict()
-    if isinstance(value, PruningConfig):
-        return value.to_dict()
-    return value
-
-
-def _reject_unknown(path: str, payload: dict[str, Any], allowed: list[str]) -> None:
-    for key in payload:
-        if key not in allowed:
-            shown = str(key) if re.fullmatch(r"[\w-]+", str(key)) else repr(key)  # a key with ':' or a newline
-            dotted = f"{path}.{shown}" if path else shown
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"{dotted}: unknown key{hint}; allowed keys in {path or 'a recipe'}: {sorted(allowed)}")
-
-
-def _pruning_from_dict(payload: Any) -> PruningConfig:
-    """``PruningConfig.from_dict`` with its errors re-keyed from ``PruningConfig.x`` to ``pruning.x``."""
-    if payload is None:
-        payload = {}
-    if not isinstance(payload, dict):
-        raise ConfigError(f"pruning: expected a mapping of keys to values, got {type(payload).__name__} {payload!r}")
-    fields = [f.name for f in dataclasses.fields(PruningConfig)]
-    _reject_unknown("pruning", payload, fields)
-    hints = typing.get_type_hints(PruningConfig)
-    for name, value in payload.items():
-        if not matches_type(value, hints[name]):
-            raise ConfigError(f"pruning.{name}: expected {type_name(hints[name])}, got {type(value).__name__} "
-                              f"{value!r}")
-    try:
-        return PruningConfig(**{name: _coerce(value, hints[name]) for name, value in payload.items()})
-    except ConfigError as exc:
-        raise ConfigError(re.sub(r"^PruningConfig\.", "pruning.", str(exc))) from None
+    path: ClassVar[str] = "pruning"
 
 
 def section(factory: Any, help: str) -> Any:
@@ -249,11 +174,11 @@ class TrainingSection(Section):
 
     dense_epochs: float = field_help(3.0, "epochs of dense fine-tuning (skipped when model.teacher is given)")
     prune_epochs: float = field_help(3.0, "epochs of pruning with distillation, starting from the dense model")
-    batch_size: int = field_help(32, "training batch size")
-    learning_rate: float = field_help(1e-4, "peak learning rate of both stages")
+    batch_size: int = training_field("batch_size", 32)
+    learning_rate: float = training_field("learning_rate", 1e-4, "peak learning rate of both stages")
     prune_learning_rate: float | None = field_help(None, "learning rate of the pruning stage (null: learning_rate)")
-    seed: int = field_help(0, "seed of the member split, initialisation and shuffling")
-    threads: int | None = field_help(None, "torch CPU threads (null: the cores other processes leave idle)")
+    seed: int = training_field("seed", 0, seeds="the member split, initialisation and shuffling")
+    threads: int | None = training_field("threads", none="null")
     device: str = device_field()
     precision: str = precision_field()
 
@@ -261,11 +186,7 @@ class TrainingSection(Section):
         _positive(self, "dense_epochs", "prune_epochs", "learning_rate")
         if self.prune_learning_rate is not None:
             _positive(self, "prune_learning_rate")
-        check_int(self.path, "batch_size", self.batch_size, minimum=1)
-        check_int(self.path, "seed", self.seed, minimum=0)
-        if self.threads is not None:
-            check_int(self.path, "threads", self.threads, minimum=1)
-        check_placement(self.path, self.device, self.precision)
+        check_training_knobs(self.path, self)
 
 
 @dataclasses.dataclass
@@ -450,8 +371,8 @@ class Recipe(Section):
     model: ModelSection = section(ModelSection, "the model (required section)")
     data: DataSection = section(DataSection, "dataset and sizes")
     training: TrainingSection = section(TrainingSection, "dense fine-tuning and pruning schedule")
-    pruning: PruningConfig = section(lambda: PruningConfig(head_sparsity=0.5, ffn_sparsity=0.5),
-                                     "hfprune.PruningConfig fields")
+    pruning: PruningSection = section(lambda: PruningSection(head_sparsity=0.5, ffn_sparsity=0.5),
+                                      "hfprune.PruningConfig fields")
     distillation: DistillationSection = section(DistillationSection, "distillation while pruning")
     audits: AuditsSection = section(AuditsSection, "robustness, privacy and latency audits")
     sweep: SweepSection = section(SweepSection, "levels of hfprune sweep")
@@ -470,6 +391,10 @@ class Recipe(Section):
             raise ConfigError("model: required section missing; expected a mapping with name (a Hub name or a model "
                               "directory) and task")
         return super().from_dict(payload)
+
+    @classmethod
+    def where(cls) -> str:
+        return "a recipe"
 
     @property
     def output_dir(self) -> Path:
