@@ -45,6 +45,8 @@ class MemberFinetuneConfig(ConfigMixin):
     batch_size: int = field_help(16, "training batch size")
     learning_rate: float = field_help(1e-4, "peak learning rate (linear decay, 10% warm-up)")
     seed: int = field_help(0, "seed of the split, head initialisation and shuffling")
+    split_seed: int | None = field_help(None, "seed of the member split alone (None: seed); several seeds of one "
+                                        "run keep the same members")
     threads: int | None = field_help(None, "torch CPU threads (None: the cores other processes leave idle)")
     device: str = device_field()
     precision: str = precision_field()
@@ -56,6 +58,8 @@ class MemberFinetuneConfig(ConfigMixin):
         for name, minimum in (("n_members", 1), ("n_nonmembers", 1), ("max_length", 8), ("batch_size", 1),
                               ("seed", 0)):
             check_int(owner, name, getattr(self, name), minimum=minimum)
+        if self.split_seed is not None:
+            check_int(owner, "split_seed", self.split_seed, minimum=0)
         if self.threads is not None:
             check_int(owner, "threads", self.threads, minimum=1)
         check_placement(owner, self.device, self.precision)
@@ -91,10 +95,11 @@ def draw_classification_split(config: MemberFinetuneConfig, exclude: MembershipS
     if len(columns) != 1:
         raise DataError(f"dataset {config.dataset!r}: expected one text column for membership audits, got {columns}")
     excluded = frozenset() if exclude is None else frozenset({*exclude.member_ids, *exclude.nonmember_ids})
-    members, nonmembers = draw_split(len(dataset), config.n_members, config.n_nonmembers, config.seed, excluded)
+    seed = config.seed if config.split_seed is None else config.split_seed
+    members, nonmembers = draw_split(len(dataset), config.n_members, config.n_nonmembers, seed, excluded)
     texts, labels = dataset[columns[0]], dataset["label"]
     return MembershipSplit(
-        dataset=config.dataset, source_split=config.source_split, seed=config.seed,
+        dataset=config.dataset, source_split=config.source_split, seed=seed,
         member_ids=members, nonmember_ids=nonmembers,
         member_texts=[texts[i] for i in members], nonmember_texts=[texts[i] for i in nonmembers],
         member_labels=[int(labels[i]) for i in members], nonmember_labels=[int(labels[i]) for i in nonmembers],
