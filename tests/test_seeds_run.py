@@ -175,8 +175,11 @@ def test_one_seed_keeps_the_plain_layout_and_resumes_a_run_made_without_seeds(ti
     assert not list(out.glob("seed-*")) and counted["train_dense"] == 1
 
 
-def test_seeds_key_and_flag(tiny_model_dir, tmp_path):
+def test_seeds_key_and_flag(tiny_model_dir, tmp_path, capsys):
     payload = tiny_payload(tiny_model_dir, tmp_path / "out")
+    check = _command(tmp_path, payload, "sweep", "--sparsities", "0.5", "--seeds", "0", "1", "--check")
+    assert check.handler(check) == 0 and not (tmp_path / "out").exists()  # every seed checked, nothing written
+    assert "OK; 2 seeds x (dense + 1 level(s))" in capsys.readouterr().out
     payload["training"].update(seed=3, seeds=[0, 1])
     with pytest.raises(ConfigError, match=r"^training\.seeds: expected either training\.seed \(one run\) or "
                        r"training\.seeds \(one run per seed\), not both; remove one$"):
@@ -208,3 +211,31 @@ def test_pooled_attack_averages_each_example_over_the_seeds_where_it_counts():
     assert (result.dense, result.pruned, result.n) == (pytest.approx(0.125), pytest.approx(1.0), 4)
     assert result.metric == "attack success (pwws, on examples both classify correctly)"
     assert seeds.pooled_attack([["skipped"]], [["failed"]], recipe="pwws") is None
+
+
+def test_compare_seeds_pools_an_lm_loss_and_tests_exposure_once_per_seed():
+    """A causal LM's records: the per-text loss averaged over seeds gets one Wilcoxon test; canary exposure has no
+    pooled test, so one Wilcoxon test per seed, named by its seed."""
+    from hfprune.audit.compare import PairedRecords
+    from hfprune.audit.results import summarize_exposure
+
+    rng = np.random.default_rng(3)
+    dense_loss, pruned_loss = rng.normal(3.0, 0.3, (2, 40)), rng.normal(3.1, 0.3, (2, 40))
+    dense_exposure, pruned_exposure = rng.uniform(2, 12, (2, 10)), rng.uniform(2, 12, (2, 10))
+
+    def records(loss, exposure):
+        result = summarize_exposure(exposure, model_name="m", sparsity=0.0, repetitions=10, space_size=10_000,
+                                    method="exact", n_resamples=0)
+        quality = {"metric": "perplexity", "value": float(np.exp(loss.mean())), "per_example": loss.tolist()}
+        return PairedRecords(quality, exposure=[result])
+
+    found = seeds.compare_seeds([records(dense_loss[i], dense_exposure[i]) for i in range(2)],
+                                [records(pruned_loss[i], pruned_exposure[i]) for i in range(2)], [4, 7])
+    loss = found["per-text loss (NLL, nats)"]
+    assert len(loss) == 1 and loss[0].p_value == pytest.approx(
+        stats.wilcoxon(pruned_loss.mean(axis=0) - dense_loss.mean(axis=0)).pvalue, rel=1e-12)
+    exposure = found["canary exposure, bits (10 repetitions)"]
+    assert [c.metric for c in exposure] == ["canary exposure, bits (10 repetitions), seed 4",
+                                            "canary exposure, bits (10 repetitions), seed 7"]
+    for i, comparison in enumerate(exposure):
+        assert comparison.p_value == pytest.approx(stats.wilcoxon(pruned_exposure[i] - dense_exposure[i]).pvalue)
