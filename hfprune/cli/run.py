@@ -71,7 +71,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     from hfprune.pipeline.report import REPORT_MD, RunReport
     from hfprune.pipeline.runner import RecipeRunner, run_recipe, single_level
-    from hfprune.pipeline.seeds import several_seeds
+    from hfprune.pipeline.seed_layout import several_seeds
     from hfprune.recipes.schema import load_recipe
 
     recipe = load_recipe(args.recipe, recipe_overrides(args))
@@ -93,7 +93,8 @@ def run_with_seeds(args: argparse.Namespace, recipe: Any, levels: list[Any], rep
                    title: str | None = None) -> int:
     """``run`` and ``sweep`` with several seeds (hfprune.pipeline.seeds): check, or run and print the summary."""
     from hfprune.pipeline.report import REPORT_MD
-    from hfprune.pipeline.seeds import preflight_seeds, run_seeds, seed_dir
+    from hfprune.pipeline.seed_layout import seed_dir
+    from hfprune.pipeline.seeds import preflight_seeds, run_seeds
     from hfprune.pipeline.seeds_report import SeedsReport
 
     seeds = recipe.training.run_seeds

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from hfprune.errors import ConfigError
     from hfprune.pipeline.report import REPORT_MD, RunReport
     from hfprune.pipeline.runner import RecipeRunner
-    from hfprune.pipeline.seeds import several_seeds
+    from hfprune.pipeline.seed_layout import several_seeds
     from hfprune.pipeline.sweep import REPORT_DIR, parse_sparsities, plan_levels, run_sweep, sweep_title
     from hfprune.recipes.families_spec import parse_list
     from hfprune.recipes.schema import load_recipe

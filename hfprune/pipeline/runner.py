@@ -415,7 +415,7 @@ def single_level(recipe: Recipe) -> list[Level]:
 def run_recipe(recipe: Recipe, overwrite: bool = False) -> tuple[StageResult, list[StageResult]]:
     """Run one recipe (dense + one pruned model) and write the report; returns the stage results."""
     from hfprune.pipeline.report import RunReport
-    from hfprune.pipeline.seeds import check_layout, refuse_several_seeds
+    from hfprune.pipeline.seed_layout import check_layout, refuse_several_seeds
 
     refuse_several_seeds(recipe, "run_recipe")
     check_layout(recipe)

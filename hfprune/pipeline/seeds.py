@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from hfprune.errors import ConfigError
 from hfprune.pipeline.results import DENSE_STAGE, STAGE_FILE, Level, StageResult
+from hfprune.pipeline.seed_layout import check_layout, seed_dir
 from hfprune.utils.io import atomic_write_json
 from hfprune.utils.logging import get_logger
 
@@ -32,17 +33,6 @@ if TYPE_CHECKING:
 
 logger = get_logger(__name__)
 
-SEED_PREFIX = "seed-"
-
-
-def seed_dir(seed: int) -> str:
-    """A seed's folder, relative to the run folder: ``seed-2``."""
-    return f"{SEED_PREFIX}{seed}"
-
-
-def several_seeds(recipe: Recipe) -> bool:
-    return len(recipe.training.run_seeds) > 1
-
 
 def seed_recipe(recipe: Recipe, seed: int) -> Recipe:
     """The one-seed recipe of ``seed``: training.seed = seed, the run's split seed, output in ``seed-<s>/``."""
@@ -50,33 +40,6 @@ def seed_recipe(recipe: Recipe, seed: int) -> Recipe:
                                    split_seed=recipe.training.member_split_seed)
     output = dataclasses.replace(recipe.output, dir=str(recipe.output_dir / seed_dir(seed)))
     return dataclasses.replace(recipe, training=training, output=output)
-
-
-def refuse_several_seeds(recipe: Recipe, function: str) -> None:
-    """The one-seed entry points refuse a recipe with several seeds instead of silently running one."""
-    if several_seeds(recipe):
-        raise ConfigError(f"training.seeds: {function} runs one seed, got {recipe.training.run_seeds}; expected "
-                          "hfprune.pipeline.seeds.run_seeds (or hfprune run/sweep --seeds)")
-
-
-def check_layout(recipe: Recipe) -> None:
-    """A run folder holds one layout: one seed (``dense/`` at the top) or several (``seed-<s>/``), never both."""
-    from hfprune.pipeline.runner import RECIPE_FILE
-    from hfprune.utils.lock import LOCK_FILE
-
-    root = recipe.output_dir
-    if not root.is_dir():
-        return
-    if several_seeds(recipe):
-        if (root / DENSE_STAGE / STAGE_FILE).is_file():
-            raise ConfigError(f"output.dir: {root} holds a one-seed run (dense/); a run with several seeds keeps its "
-                              "stages in seed-<s>/: choose another output.dir")
-        if any(p.name != LOCK_FILE for p in root.iterdir()) and not (root / RECIPE_FILE).is_file():
-            raise ConfigError(f"output.dir: {root} is not empty and holds no hfprune run ({RECIPE_FILE}); choose "
-                              "another folder")
-    elif any((p / DENSE_STAGE / STAGE_FILE).is_file() for p in root.glob(f"{SEED_PREFIX}*")):
-        raise ConfigError(f"output.dir: {root} holds a run with several seeds (seed-<s>/); expected its seeds "
-                          "(training.seeds or --seeds) or another output.dir")
 
 
 @dataclass
@@ -94,9 +57,14 @@ class SeedRuns:
 
 def seed_runners(recipe: Recipe, overwrite: bool = False) -> list[RecipeRunner]:
     """One runner per seed, once the run folder's layout is checked."""
-    from hfprune.pipeline.runner import RecipeRunner
+    from hfprune.pipeline.runner import RECIPE_FILE, RecipeRunner
+    from hfprune.utils.lock import LOCK_FILE
 
     check_layout(recipe)
+    root = recipe.output_dir
+    if root.is_dir() and any(p.name != LOCK_FILE for p in root.iterdir()) and not (root / RECIPE_FILE).is_file():
+        raise ConfigError(f"output.dir: {root} is not empty and holds no hfprune run ({RECIPE_FILE}); choose "
+                          "another folder")
     return [RecipeRunner(seed_recipe(recipe, seed), overwrite) for seed in recipe.training.run_seeds]
 
 

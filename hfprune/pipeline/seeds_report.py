@@ -161,7 +161,7 @@ class SeedsReport(RunReport):
         return "\n".join(lines)
 
     def _model_dir(self, index: int, seed: int) -> str:
-        from hfprune.pipeline.seeds import seed_dir
+        from hfprune.pipeline.seed_layout import seed_dir
 
         return f"{seed_dir(seed)}/{self.level_dirs[index]}/model"
 
@@ -248,7 +248,7 @@ class SeedsReport(RunReport):
     def to_dict(self) -> dict[str, Any]:
         from hfprune import __version__
         from hfprune.pipeline.results import DENSE_STAGE
-        from hfprune.pipeline.seeds import seed_dir
+        from hfprune.pipeline.seed_layout import seed_dir
 
         return {
             "kind": "hfprune_seeds_report", "hfprune_version": __version__, "recipe": self.recipe.to_dict(),

@@ -114,7 +114,7 @@ def run_sweep(
 ) -> SweepResult:
     """Run (or resume) every level and write the sweep report; see the module docstring."""
     from hfprune.pipeline.report import RunReport
-    from hfprune.pipeline.seeds import check_layout, refuse_several_seeds
+    from hfprune.pipeline.seed_layout import check_layout, refuse_several_seeds
 
     refuse_several_seeds(recipe, "run_sweep")
     check_layout(recipe)
