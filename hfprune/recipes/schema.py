@@ -178,6 +178,13 @@ class TrainingSection(Section):
     learning_rate: float = training_field("learning_rate", 1e-4, "peak learning rate of both stages")
     prune_learning_rate: float | None = field_help(None, "learning rate of the pruning stage (null: learning_rate)")
     seed: int = training_field("seed", 0, seeds="the member split, initialisation and shuffling")
+    seeds: list[int] | None = field_help(
+        None, "run the dense model and every pruned level once per seed (e.g. [0, 1, 2]; hfprune run/sweep --seeds) "
+        "and report the mean, spread and pooled paired tests; a seed drives initialisation, pruning and data "
+        "order, while the member split, evaluation sample and canaries stay those of split_seed in every seed, so "
+        "the audits compare the same examples. Not together with seed; null: one run with seed")
+    split_seed: int | None = field_help(
+        None, "seed of the member split, evaluation sample and canaries (null: the first of seeds, else seed)")
     threads: int | None = training_field("threads", none="null")
     device: str = device_field()
     precision: str = precision_field()
@@ -187,6 +194,40 @@ class TrainingSection(Section):
         if self.prune_learning_rate is not None:
             _positive(self, "prune_learning_rate")
         check_training_knobs(self.path, self)
+        if self.split_seed is not None:
+            check_int(self.path, "split_seed", self.split_seed, minimum=0)
+        if self.seeds is not None:
+            if not self.seeds:
+                raise ConfigError(f"{self.key('seeds')}: expected at least one seed (or null for one run with seed)")
+            for i, value in enumerate(self.seeds):
+                check_int(self.path, f"seeds[{i}]", value, minimum=0)
+            if len(set(self.seeds)) != len(self.seeds):
+                raise ConfigError(f"{self.key('seeds')}: expected distinct seeds, got {self.seeds}")
+            if len(self.seeds) == 1:  # one seed is a plain run: the same folders, fingerprints and report
+                self.seed, self.seeds = self.seeds[0], None
+
+    @classmethod
+    def from_dict(cls, payload: Any) -> Self:
+        if isinstance(payload, dict) and "seed" in payload and payload.get("seeds") is not None:
+            raise ConfigError(f"{cls.path}.seeds: expected either {cls.path}.seed (one run) or {cls.path}.seeds (one "
+                              "run per seed), not both; remove one")
+        return super().from_dict(payload)
+
+    def to_dict(self) -> dict[str, Any]:
+        payload = super().to_dict()
+        if self.seeds is not None:  # seed is then unused: left out, the mapping loads back (not both set)
+            payload.pop("seed")
+        return payload
+
+    @property
+    def run_seeds(self) -> list[int]:
+        """The seeds the recipe runs: ``seeds``, else just ``seed``."""
+        return list(self.seeds) if self.seeds else [self.seed]
+
+    @property
+    def member_split_seed(self) -> int:
+        """The seed of the member split, evaluation sample and canaries: the same for every seed of a run."""
+        return self.split_seed if self.split_seed is not None else self.run_seeds[0]
 
 
 @dataclasses.dataclass
@@ -427,6 +468,13 @@ class Recipe(Section):
         for key, default in (("device", "auto"), ("precision", "fp32")):
             if payload["training"][key] == default:
                 payload["training"].pop(key)
+        # seeds and split_seed are recorded only where they change a stage: the list of seeds run does not (each
+        # seed's stages record their own seed), and a split seed equal to the seed is the default
+        training = payload["training"]
+        if training["seeds"] is None:
+            training.pop("seeds")
+        if training["split_seed"] is None or training["split_seed"] == training.get("seed"):
+            training.pop("split_seed")
         payload["pruning"] = self.pruning.result_dict()
         return payload
 
@@ -497,6 +545,10 @@ def load_recipe(path: str | os.PathLike, overrides: dict[str, Any] | None = None
     return recipe
 
 
+# an override value that deletes the key from the file's payload: a flag that replaces it (--seeds for seed)
+REMOVED = object()
+
+
 def _set_dotted(payload: dict[str, Any], dotted: str, value: Any) -> None:
     *parents, last = dotted.split(".")
     node = payload
@@ -507,4 +559,7 @@ def _set_dotted(payload: dict[str, Any], dotted: str, value: Any) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"{part}: expected a mapping, got {type(child).__name__}")
         node = child
-    node[last] = value
+    if value is REMOVED:
+        node.pop(last, None)
+    else:
+        node[last] = value

@@ -45,6 +45,8 @@ class MemberFinetuneConfig(ConfigMixin):
     batch_size: int = training_field("batch_size", 16)
     learning_rate: float = training_field("learning_rate", 1e-4)
     seed: int = training_field("seed", 0, seeds="the split, head initialisation and shuffling")
+    split_seed: int | None = field_help(None, "seed of the member split alone (None: seed); several seeds of one "
+                                        "run keep the same members")
     threads: int | None = training_field("threads")
     device: str = device_field()
     precision: str = precision_field()
@@ -56,6 +58,8 @@ class MemberFinetuneConfig(ConfigMixin):
         for name, minimum in (("n_members", 1), ("n_nonmembers", 1), ("max_length", 8)):
             check_int(owner, name, getattr(self, name), minimum=minimum)
         check_training_knobs(owner, self)
+        if self.split_seed is not None:
+            check_int(owner, "split_seed", self.split_seed, minimum=0)
         for name in ("epochs", "learning_rate"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
@@ -88,10 +92,11 @@ def draw_classification_split(config: MemberFinetuneConfig, exclude: MembershipS
     if len(columns) != 1:
         raise DataError(f"dataset {config.dataset!r}: expected one text column for membership audits, got {columns}")
     excluded = frozenset() if exclude is None else frozenset({*exclude.member_ids, *exclude.nonmember_ids})
-    members, nonmembers = draw_split(len(dataset), config.n_members, config.n_nonmembers, config.seed, excluded)
+    seed = config.seed if config.split_seed is None else config.split_seed
+    members, nonmembers = draw_split(len(dataset), config.n_members, config.n_nonmembers, seed, excluded)
     texts, labels = dataset[columns[0]], dataset["label"]
     return MembershipSplit(
-        dataset=config.dataset, source_split=config.source_split, seed=config.seed,
+        dataset=config.dataset, source_split=config.source_split, seed=seed,
         member_ids=members, nonmember_ids=nonmembers,
         member_texts=[texts[i] for i in members], nonmember_texts=[texts[i] for i in nonmembers],
         member_labels=[int(labels[i]) for i in members], nonmember_labels=[int(labels[i]) for i in nonmembers],

@@ -65,6 +65,8 @@ class CanaryLMConfig(ConfigMixin):
     batch_size: int = training_field("batch_size", 16)
     learning_rate: float = training_field("learning_rate", 1e-3, "peak learning rate (linear decay, 5% warm-up)")
     seed: int = training_field("seed", 0, seeds="the split, the canaries, initialisation and shuffling")
+    split_seed: int | None = field_help(None, "seed of the member split and the canaries alone (None: seed); "
+                                        "several seeds of one run keep the same members and canaries")
     threads: int | None = training_field("threads")
     device: str = device_field()
     precision: str = precision_field()
@@ -84,6 +86,8 @@ class CanaryLMConfig(ConfigMixin):
         for i, count in enumerate(self.canary_repetitions):
             check_int(owner, f"canary_repetitions[{i}]", count, minimum=0)
         check_training_knobs(owner, self)
+        if self.split_seed is not None:
+            check_int(owner, "split_seed", self.split_seed, minimum=0)
         for name in ("epochs", "learning_rate"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
@@ -177,10 +181,11 @@ def draw_text_split(config: CanaryLMConfig, exclude: MembershipSplit | None = No
     rows = candidate_rows(texts, config.min_chars)
     excluded = set() if exclude is None else {*exclude.member_ids, *exclude.nonmember_ids}
     excluded_positions = frozenset(i for i, row in enumerate(rows) if row in excluded)
-    members, nonmembers = draw_split(len(rows), config.n_members, config.n_nonmembers, config.seed, excluded_positions)
+    seed = config.seed if config.split_seed is None else config.split_seed
+    members, nonmembers = draw_split(len(rows), config.n_members, config.n_nonmembers, seed, excluded_positions)
     member_ids, nonmember_ids = [rows[i] for i in members], [rows[i] for i in nonmembers]
     return MembershipSplit(
-        dataset=config.dataset, source_split=config.source_split, seed=config.seed,
+        dataset=config.dataset, source_split=config.source_split, seed=seed,
         member_ids=member_ids, nonmember_ids=nonmember_ids,
         member_texts=[texts[i] for i in member_ids], nonmember_texts=[texts[i] for i in nonmember_ids],
         max_length=config.max_length, task="causal-lm",
@@ -209,7 +214,8 @@ def train_canary_lm(
     corpus = list(split.member_texts)
     if config.canary_repetitions:
         canaries = make_canaries(config.canary_repetitions, config.canaries_per_repetition, config.canary_digits,
-                                 config.canary_alphabet, config.canary_template, seed=config.seed)
+                                 config.canary_alphabet, config.canary_template,
+                                 seed=config.seed if config.split_seed is None else config.split_seed)
         corpus = insert_canaries(corpus, canaries, seed=config.seed)
     with staged_folder(target, publish(config.overwrite)) as staging:
         with torch_threads(config.threads or idle_cores()):
