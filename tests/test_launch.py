@@ -60,19 +60,21 @@ def _flat(value, prefix: str = "") -> dict[str, object]:
 
 def test_two_processes_match_one_write_only_on_the_main_process_and_resume(launch_recipe, tmp_path):
     """One launch of 2 CPU processes runs, in order: ``run``, the same ``run`` again (a rerun), ``sweep`` into the
-    same folder (reusing its dense stage), ``finetune`` and ``prune``; ``run`` is then repeated in one process."""
+    same folder (reusing its dense stage), ``finetune``, ``prune`` and ``run --seeds 0 1``; ``run`` is then repeated
+    in one process."""
     out, one = tmp_path / "out", tmp_path / "one"
     two, tiny = out / "two", str(launch_recipe.parent / "tiny")
     run = ["run", str(launch_recipe), "--output-dir", str(two)]
     small = ["--model", tiny, "--train-samples", "32", "--batch-size", "16", "--max-length", "16", "--threads", "1"]
     commands = [run, run, ["sweep", str(launch_recipe), "--output-dir", str(two), "--sparsities", "0.5"],
                 ["finetune", *small, "--output-dir", str(out / "finetune")],
-                ["prune", *small, "--teacher-epochs", "1", "--prune-epochs", "1", "--output-dir", str(out / "prune")]]
+                ["prune", *small, "--teacher-epochs", "1", "--prune-epochs", "1", "--output-dir", str(out / "prune")],
+                [*run[:3], str(out / "seeds"), "--seeds", "0", "1"]]
     ranks = run_two_processes("ddp_cli_worker.py", tmp_path / "log", args=(str(out), json.dumps(commands)))
     assert main(["run", str(launch_recipe), "--output-dir", str(one)]) == 0
 
     first, rerun, sweep = ([rank["runs"][i] for rank in ranks] for i in range(3))
-    assert [run["code"] for rank in ranks for run in rank["runs"]] == [0] * 10
+    assert [run["code"] for rank in ranks for run in rank["runs"]] == [0] * 12
     # every process trains (its half of each batch); the main process alone evaluates and audits, once per model
     assert first[0]["calls"] == {"train_dense": 1, "prune_and_distill": 1, "evaluate_model": 2, "run_model_audit": 2}
     assert first[1]["calls"] == {"train_dense": 1, "prune_and_distill": 1}
@@ -89,12 +91,12 @@ def test_two_processes_match_one_write_only_on_the_main_process_and_resume(launc
     for done in ("report.json", "levels/sparsity-0.50/stage.json", "sweep/report.md"):
         assert (two / done).is_file(), done
     for done in ("finetune/model.safetensors", "finetune/eval_results.json", "prune/pruned/model.safetensors",
-                 "prune/report.json"):
+                 "prune/report.json", "seeds/report.json", "seeds/seed-1/pruned/stage.json"):
         assert (out / done).is_file(), done
 
-    # three pruning runs (run, the sweep's level, prune), each with the same masks on both processes: half of the
-    # 8 heads and 96 FFN neurons; run's are those one process chose
-    assert len(ranks[0]["masks"]) == 3 and ranks[0]["masks"] == ranks[1]["masks"]
+    # five pruning runs (run, the sweep's level, prune, two seeds), each with the same masks on both processes:
+    # half of the 8 heads and 96 FFN neurons; run's are those one process chose
+    assert len(ranks[0]["masks"]) == 5 and ranks[0]["masks"] == ranks[1]["masks"]
     assert all(sum(map(sum, m["heads"])) == 4 and sum(map(sum, m["neurons"])) == 48 for m in ranks[0]["masks"])
     kept = json.loads((one / "pruned" / "model" / "config.json").read_text())[CONFIG_KEY]
     assert ranks[0]["students"][0] == ranks[1]["students"][0] == kept

@@ -143,7 +143,8 @@ def test_pruning_config_rejects_bad_values(field, value):
 
 
 def test_pruning_config_rejects_unknown_keys_and_round_trips(tmp_path):
-    with pytest.raises(ConfigError, match="unknown key.*head_sparsty"):
+    with pytest.raises(ConfigError, match=r"^PruningConfig.head_sparsty: unknown key "
+                       r"\(did you mean .head_sparsity.\?\)"):
         PruningConfig.from_dict({"head_sparsty": 0.5})
     config = PruningConfig(head_sparsity=0.3, ffn_sparsity=0.6, scoring="head_importance", allocation="per_layer")
     config.save_pretrained(tmp_path)

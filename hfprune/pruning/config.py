@@ -106,7 +106,7 @@ class PruningConfig(ConfigMixin):
     latency_threads: int = field_help(1, "CPU threads with which the latency table is measured (>= 1).")
 
     def __post_init__(self) -> None:
-        name = type(self).__name__
+        name = self.owner()  # PruningConfig, or pruning in a recipe
         check_fraction(name, "head_sparsity", self.head_sparsity)
         check_fraction(name, "ffn_sparsity", self.ffn_sparsity)
         check_choice(name, "scoring", self.scoring, scorer_names())
