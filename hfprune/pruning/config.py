@@ -61,7 +61,9 @@ class PruningConfig(ConfigMixin):
     min_heads_per_layer: int = field_help(
         1, "Heads every layer keeps. 0 allows removing a layer's whole attention block (its output is then the "
         "attention output bias alone).")
-    min_neurons_per_layer: int = field_help(1, "FFN neurons every layer keeps (>= 1).")
+    min_neurons_per_layer: int = field_help(
+        1, "FFN neurons every layer keeps. 0 allows removing a layer's whole FFN block (its output is then the FFN "
+        "output bias alone).")
     ffn_round_to: int = field_help(
         1, "Keep a multiple of this many FFN neurons in every layer (or all of them), e.g. 16 or 32: odd GEMM "
         "widths run slower than the FLOPs say on CPU kernels. 1 turns rounding off.")
@@ -118,18 +120,19 @@ class PruningConfig(ConfigMixin):
             raise ConfigError(f"{name}.threshold: expected a number in (0, 1), got {self.threshold!r}")
         check_choice(name, "allocation", self.allocation, ALLOCATIONS)
         check_choice(name, "head_granularity", self.head_granularity, HEAD_GRANULARITIES)
-        if self.allocation == "uniform" and self.min_heads_per_layer == 0:
-            from hfprune.errors import ConfigError
+        for field, block in (("min_heads_per_layer", "attention"), ("min_neurons_per_layer", "FFN")):
+            if self.allocation == "uniform" and getattr(self, field) == 0:
+                from hfprune.errors import ConfigError
 
-            raise ConfigError(f"{name}.min_heads_per_layer: allocation 'uniform' keeps the same heads in every layer, "
-                              "so expected >= 1 (0 could remove every layer's attention)")
+                raise ConfigError(f"{name}.{field}: allocation 'uniform' keeps the same widths in every layer, so "
+                                  f"expected >= 1 (0 could remove every layer's {block} block)")
         if self.allocation == "uniform" and self.scoring == "soft_movement":
             from hfprune.errors import ConfigError
 
             raise ConfigError(f"{name}.allocation: 'uniform' needs one width for every layer, which soft_movement's "
                               "per-unit threshold does not give; expected 'global' or 'per_layer' with soft_movement")
         check_int(name, "min_heads_per_layer", self.min_heads_per_layer, minimum=0)
-        check_int(name, "min_neurons_per_layer", self.min_neurons_per_layer, minimum=1)
+        check_int(name, "min_neurons_per_layer", self.min_neurons_per_layer, minimum=0)
         check_int(name, "ffn_round_to", self.ffn_round_to, minimum=1)
         check_int(name, "head_round_to", self.head_round_to, minimum=1)
         check_fraction(name, "warmup_ratio", self.warmup_ratio)
