@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 import torch
 from transformers import PreTrainedModel
 
+from hfprune.pruning.architectures import transformer_layers
 from hfprune.pruning.masks import ACTIVE_PRUNERS
 from hfprune.pruning.structure import PrunedStructure
 from hfprune.pruning.units import UnitGroup, UnitKind, unit_groups
@@ -131,7 +132,8 @@ def _kept_units(pruner: object | None, kind: UnitKind, layer: int, group: UnitGr
 def sparsity_report(model: PreTrainedModel, seq_len: int = 128) -> SparsityReport:
     """Units, weights, parameters and FLOPs kept, counting masked units and weights of attached pruners as removed.
     FLOPs count only removed heads and neurons (dense kernels do not skip zero weights). Heads are query heads; a
-    key/value head of grouped-query attention counts as removed once no query head reads it."""
+    key/value head of grouped-query attention counts as removed once no query head reads it. Removed layers
+    (``layer_sparsity``) count as dense layers whose every unit is gone."""
     structure = PrunedStructure.of(model)
     dense_kv = structure.dense_num_kv_heads or 0
     pruner = ACTIVE_PRUNERS.get(model)
@@ -149,15 +151,20 @@ def sparsity_report(model: PreTrainedModel, seq_len: int = 128) -> SparsityRepor
         masked_params += costs.params(*now) - costs.params(*kept)
         flops += costs.flops(*kept)
         flops_dense += costs.flops(*dense)
+        if heads.layer == 0:  # one dense layer's parameters and FLOPs, for the layers removed whole
+            layer_params = sum(p.numel() for p in transformer_layers(model)[0].parameters())
+            dense_layer = (layer_params + costs.params(*dense) - costs.params(*now), costs.flops(*dense))
         heads_kept += kept[0]
         neurons_kept += kept_neurons
     params = sum(p.numel() for p in model.parameters())
     weights_kept, weights_total = weight_counts(model)
+    dense_layers = structure.dense_num_layers or len(layers)
+    removed = dense_layers - len(layers)
     return SparsityReport(
-        heads_kept=heads_kept, heads_total=len(layers) * structure.dense_num_heads,
-        neurons_kept=neurons_kept, neurons_total=len(layers) * structure.dense_ffn_size,
-        params=params - masked_params, params_dense=params + compacted_params,
-        flops=flops, flops_dense=flops_dense,
+        heads_kept=heads_kept, heads_total=dense_layers * structure.dense_num_heads,
+        neurons_kept=neurons_kept, neurons_total=dense_layers * structure.dense_ffn_size,
+        params=params - masked_params, params_dense=params + compacted_params + removed * dense_layer[0],
+        flops=flops, flops_dense=flops_dense + removed * dense_layer[1],
         seq_len=seq_len, weights_kept=weights_kept, weights_total=weights_total,
     )
 
