@@ -85,6 +85,8 @@ def test_layer_sparsity_needs_data_and_excludes_weights_and_latency():
         PruningConfig(layer_sparsity=0.5, latency_target=2.0)
     with pytest.raises(ConfigError, match=r"^PruningConfig\.layer_sparsity: expected"):
         PruningConfig(layer_sparsity=1.0)
+    with pytest.raises(ConfigError, match=r"^PruningConfig\.layer_sparsity: 0.2 of the 2 layers .* removes none"):
+        StructuredPruner(tiny_model("bert"), PruningConfig(layer_sparsity=0.2))
     with pytest.raises(ConfigError, match="scale_attn_by_inverse_layer_idx"):
         StructuredPruner(tiny_model("gpt2", scale_attn_by_inverse_layer_idx=True), PruningConfig(layer_sparsity=0.5))
 

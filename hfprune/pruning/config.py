@@ -195,6 +195,10 @@ class PruningConfig(ConfigMixin):
         if self.layer_sparsity > 0 and getattr(config, "scale_attn_by_inverse_layer_idx", False):
             raise ConfigError(f"{prefix}.layer_sparsity: {where} scales attention by its layer index "
                               "(scale_attn_by_inverse_layer_idx), which removing layers would change; expected 0")
+        layers = int(config.num_hidden_layers)
+        if 0 < self.layer_sparsity and round(self.layer_sparsity * layers) == 0:
+            raise ConfigError(f"{prefix}.layer_sparsity: {self.layer_sparsity!r} of the {layers} layers of {where} "
+                              f"removes none; expected 0 or more than {0.5 / layers:.3g}")
         for sparsity, name, minimum, units, what in (
             ("head_sparsity", "min_heads_per_layer", self.min_heads_per_layer, spec.num_heads(config), "heads"),
             ("ffn_sparsity", "min_neurons_per_layer", self.min_neurons_per_layer, spec.ffn_size(config),
