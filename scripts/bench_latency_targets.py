@@ -25,6 +25,7 @@ from transformers import AutoModelForSequenceClassification
 
 from hfprune import PruningConfig, latency_report, prune, resolve_model
 from hfprune.pruning.latency_budget import LATENCY_TABLES
+from hfprune.pruning.latency_table import latency_table
 from hfprune.utils.io import atomic_write_json, atomic_write_text
 
 
@@ -36,6 +37,8 @@ def run(args: argparse.Namespace) -> dict:
     for batch in args.batches:
         for target in args.targets:
             started = time.time()
+            # measured here (or read from the cache) with --table-rounds; prune() then reads it from the cache
+            latency_table(dense, batch, args.seq_len, args.threads, rounds=args.table_rounds)
             pruned = copy.deepcopy(dense)
             prune(pruned, PruningConfig(latency_target=target, scoring="magnitude", latency_batch_size=batch,
                                         latency_seq_len=args.seq_len, latency_threads=args.threads,
@@ -57,6 +60,7 @@ def run(args: argparse.Namespace) -> dict:
             print(json.dumps(row), flush=True)
             results.append(row)
     return {"command": args.command, "threads": args.threads, "rounds": args.rounds, "seq_len": args.seq_len,
+            "table_rounds": args.table_rounds,
             "min_heads_per_layer": args.min_heads, "min_neurons_per_layer": args.min_neurons,
             "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(), "load_average_1min_at_end": round(os.getloadavg()[0], 2), "results": results}
@@ -64,7 +68,8 @@ def run(args: argparse.Namespace) -> dict:
 
 def to_markdown(payload: dict) -> str:
     lines = [f"Command: `{payload['command']}` (torch {payload['torch']}, {payload['threads']} thread(s), seq "
-             f"{payload['seq_len']}, {payload['rounds']} interleaved rounds, medians; wall time "
+             f"{payload['seq_len']}, {payload['rounds']} interleaved rounds, medians (table: "
+             f"{payload.get('table_rounds', 10)} rounds per width); wall time "
              f"{payload.get('wall_time_s')} s; {payload.get('cpus')} CPUs, 1-min load average "
              f"{payload.get('load_average_1min_at_start')} at the start, "
              f"{', '.join(str(r.get('load_average_1min')) for r in payload['results'])} after each row). "
@@ -93,6 +98,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--table-rounds", type=int, default=10, help="interleaved rounds per width of the table")
     parser.add_argument("--ffn-round-to", type=int, default=1)
     parser.add_argument("--min-heads", type=int, default=1, help="min_heads_per_layer (0: attention blocks may go)")
     parser.add_argument("--min-neurons", type=int, default=1, help="min_neurons_per_layer (0: FFN blocks may go)")
