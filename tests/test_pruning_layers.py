@@ -35,6 +35,7 @@ def test_masked_layer_equals_removed_reloaded_and_exported(arch, task, tiny_inpu
     pruner.attach()
     masked = logits(model, tiny_inputs)
     assert not torch.allclose(masked, dense)
+    masked_report = sparsity_report(model)
     structure = pruner.compact()
     assert len(transformer_layers(model)) == model.config.num_hidden_layers == 1
     assert structure.kept_layers == [1] and structure.dense_num_layers == 2
@@ -43,6 +44,10 @@ def test_masked_layer_equals_removed_reloaded_and_exported(arch, task, tiny_inpu
     report = sparsity_report(model)
     assert report.neurons_total == 96 and report.neurons_kept == 36
     assert report.params_dense == sum(p.numel() for p in tiny_model(arch, task).parameters())
+    assert report.params == sum(p.numel() for p in model.parameters())
+    counted = ("heads_kept", "heads_total", "neurons_kept", "neurons_total", "params", "params_dense", "flops",
+               "flops_dense")  # the masked layer counted as removed, exactly as after removal
+    assert [getattr(report, f) for f in counted] == [getattr(masked_report, f) for f in counted]
     model.save_pretrained(tmp_path / "pruned")
     assert torch.equal(logits(load_pruned(tmp_path / "pruned"), tiny_inputs), logits(model, tiny_inputs))
     export_dense(model, tmp_path / "dense")
