@@ -143,17 +143,11 @@ def trainer_args(output_dir: str | Path, settings: TrainingSettings | None = Non
 
 
 def infer_text_columns(dataset: datasets.Dataset, label_column: str = "label") -> list[str]:
-    """The string columns of ``dataset`` in order (``sentence``; ``sentence1``, ``sentence2``; ``text``...)."""
-    columns = [
-        name for name, feature in dataset.features.items()
-        if name != label_column and getattr(feature, "dtype", None) in ("string", "large_string")
-    ]
-    if not columns or len(columns) > 2:
-        raise DataError(
-            f"dataset columns {dataset.column_names}: expected one or two text columns besides {label_column!r}, "
-            f"found {columns}; pass text_columns explicitly"
-        )
-    return columns
+    """The text column(s) of one example, ``sentence``; ``sentence1``, ``sentence2``... (see
+    :func:`hfprune.data.columns.text_columns`)."""
+    from hfprune.data.columns import text_columns
+
+    return list(text_columns(dataset, label_column))
 
 
 def label_names(dataset: datasets.Dataset, label_column: str = "label") -> list[str]:
