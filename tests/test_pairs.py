@@ -126,6 +126,12 @@ def test_preflight_refuses_an_unsupported_layout_before_writing(tiny_model_dir, 
                                         "'label']: expected a 'text' or 'sentence' column")
     assert "\n" not in str(caught.value)
     assert not (tmp_path / "run").exists()
+    from hfprune.training import FinetuneConfig, finetune_classifier
+
+    with pytest.raises(DataError, match=rf"^dataset: {data} split 'train': dataset columns"):
+        finetune_classifier(FinetuneConfig(model=str(tiny_model_dir), dataset=str(data),
+                                           output_dir=str(tmp_path / "finetuned")))
+    assert not (tmp_path / "finetuned").exists()
 
 
 @pytest.mark.audit
