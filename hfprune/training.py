@@ -367,7 +367,7 @@ def finetune_classifier(config: FinetuneConfig) -> FinetuneResult:
     if config.train_samples is not None:
         train = train.select(range(min(config.train_samples, len(train))))
     evaluation = drop_unlabelled(splits[eval_split])
-    check_layout(config.dataset, {config.train_split: train, eval_split: evaluation}, key="dataset")
+    check_layout(config.dataset, {config.train_split: train, eval_split: splits[eval_split]}, key="dataset")
     check_model_source("model", config.model, labels=label_names(train), max_length=config.max_length)
     threads = config.threads or idle_cores()
     logger.info("training on %d CPU thread(s)", threads)

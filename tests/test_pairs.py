@@ -65,6 +65,9 @@ def test_unsupported_layouts_are_one_line_errors():
         check_layout("rte", {"train": _dataset({"sentence1": ["x"], "sentence2": ["y"]})}, classifier=False)
     with pytest.raises(DataError, match=r"column 'label' holds float.*expected integer class ids"):
         check_layout("stsb", {"train": _dataset({"sentence1": ["x"], "sentence2": ["y"], "label": [0.5]})})
+    with pytest.raises(DataError, match=r"^data\.dataset: rte split 'test' has no labelled row"):
+        check_layout("rte", {"train": _dataset({"sentence1": ["x"], "sentence2": ["y"], "label": [0]}),
+                             "test": _dataset({"sentence1": ["x"], "sentence2": ["y"], "label": [-1]})})
 
 
 def test_pair_encoding_is_the_tokenizers_own_and_scores_the_pair(tiny_model_dir):

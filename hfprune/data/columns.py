@@ -136,6 +136,9 @@ def check_layout(name: str, splits: dict[str, datasets.Dataset | None], *, class
         if classifier and label is not None and not (dtype.startswith("int") or hasattr(label, "names")):
             raise DataError(f"{key}: {name} split {split!r}: column {label_column!r} holds {dtype}; expected integer "
                             "class ids (a regression target such as STS-B's score is not supported)")
+        if classifier and label is not None and len(table) and max(table[label_column]) < 0:
+            raise DataError(f"{key}: {name} split {split!r} has no labelled row (label -1 throughout, like GLUE's "
+                            "test splits); expected class ids >= 0: choose another split")
     if len(set(layouts.values())) > 1:
         raise DataError(f"{key}: {name} splits have different text columns ({layouts}); expected the same in each")
     return next(iter(layouts.values()), ())
