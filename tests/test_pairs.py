@@ -219,3 +219,19 @@ def test_members_file_with_text_pairs(tmp_path):
     path.write_text('{"text": "a b", "text_pair": "c", "label": 1}\n{"text": "d", "label": 0}\n')
     with pytest.raises(HfpruneError, match='"text_pair" on every line or on none'):
         read_members_file(path, "sequence-classification")
+
+
+def test_members_named_by_dataset_and_recorded_from_a_trainer_run_are_pairs(tmp_path):
+    """``--members DATASET:SPLIT:N`` and ``record_membership_split`` on a pair dataset record (premise, hypothesis)
+    pairs: the member rows of train and the non-member rows of the held-out split, by their ids."""
+    from hfprune.audit.privacy.members import MembersSpec, members_from_dataset, record_membership_split
+
+    data = write_pair_folder(tmp_path / "data")
+    train, held = (examples(load_dataset(str(data), split)) for split in ("train", "validation"))
+    split = members_from_dataset(MembersSpec(str(data), "train", 4), "sequence-classification", seed=0)
+    assert split.nonmember_split == "validation" and split.n_members == split.n_nonmembers == 4
+    assert split.member_texts == [train[i] for i in split.member_ids]
+    assert split.nonmember_texts == [held[i] for i in split.nonmember_ids]
+    recorded = record_membership_split(load_dataset(str(data), "train"), tmp_path,
+                                       load_dataset(str(data), "validation"), n=4, seed=0)
+    assert MembershipSplit.load(tmp_path).member_texts == recorded.member_texts == split.member_texts
