@@ -113,11 +113,6 @@ def encode(tokenizer: PreTrainedTokenizerBase, batch: Sequence[Example], **kwarg
     return tokenizer(list(batch), **kwargs)
 
 
-def example_text(example: Example, separator: str = "\n") -> str:
-    """One string for an example (the pair's texts joined by ``separator``): for hashing and display."""
-    return example if isinstance(example, str) else separator.join(example)
-
-
 def check_layout(name: str, splits: dict[str, datasets.Dataset | None], *, classifier: bool = True,
                  key: str = "data.dataset", label_column: str = "label") -> tuple[str, ...]:
     """The text columns every split of dataset ``name`` shares (a split given as None is skipped), and for a
