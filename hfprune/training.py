@@ -17,6 +17,7 @@ import numpy as np
 
 from hfprune.errors import ConfigError, DataError
 from hfprune.models import DEFAULT_MODEL
+from hfprune.utils import distributed
 from hfprune.utils.config import ConfigMixin, check_choice, check_int, check_number, field_help
 from hfprune.utils.io import atomic_write_json, disk_full_reported, replace_folder, staged_folder
 from hfprune.utils.lock import LOCK_FILE, output_lock
@@ -94,6 +95,7 @@ def check_training_knobs(owner: str, config: Any) -> None:
     if getattr(config, "threads", None) is not None:
         check_int(owner, "threads", config.threads, minimum=1)
     check_placement(owner, config.device, config.precision)
+    check_batch_split(f"{owner}.batch_size", config.batch_size)
 
 
 def resolve_device(device: str | Any = "auto", owner: str = "device") -> str:
@@ -110,6 +112,23 @@ def resolve_device(device: str | Any = "auto", owner: str = "device") -> str:
         raise ConfigError(f"{owner}: {name!r} is not available on this machine (torch sees no {name} device); "
                           "expected auto or cpu")
     return name
+
+
+def process_device(device: str | Any = "auto", owner: str = "device") -> str:
+    """The torch device this process puts models on: :func:`resolve_device`'s name, except that each process of a
+    multi-GPU launch takes its own GPU (``cuda:<LOCAL_RANK>``) instead of all loading onto the first one."""
+    name = resolve_device(device, owner)
+    return f"cuda:{distributed.local_rank()}" if name == "cuda" and distributed.launched() else name
+
+
+def check_batch_split(key: str, batch_size: int) -> None:
+    """Under a launch of N processes each training batch is split into N equal shares (the same global batch, data
+    order and step count as one process), so the batch size must be a multiple of N: a ConfigError naming ``key``
+    otherwise, before anything runs."""
+    processes = distributed.world_size()
+    if batch_size % processes:
+        raise ConfigError(f"{key}: expected a multiple of the {processes} launched processes (each batch is split "
+                          f"equally between them), got {batch_size}")
 
 
 def check_placement(owner: str, device: str, precision: str) -> None:
@@ -154,7 +173,11 @@ def trainer_args(output_dir: str | Path, settings: TrainingSettings | None = Non
     built in this one place: the settings' device (``use_cpu`` unless it resolves to a GPU) and precision (``bf16``
     / ``fp16``), no checkpoints and no evaluation during training (stages save their own result), no logging
     integrations, data order seeded like the model. ``settings=None`` builds evaluation-only arguments on
-    ``device``. ``extra`` adds or overrides fields (eval batch size, distillation settings)."""
+    ``device``. ``extra`` adds or overrides fields (eval batch size, distillation settings).
+
+    Under a launch of N processes (DDP) every batch is split into N shares (accelerate's ``split_batches``):
+    ``batch_size`` stays the global batch, so steps, schedule and data order are those of one process; evaluation
+    batches are rounded up to a multiple of N."""
     from transformers import TrainingArguments
 
     placement = settings.device if settings is not None else device
@@ -167,7 +190,13 @@ def trainer_args(output_dir: str | Path, settings: TrainingSettings | None = Non
             eval_strategy="no", save_strategy="no", logging_steps=settings.logging_steps, seed=settings.seed,
             data_seed=settings.seed, dataloader_num_workers=0, **PRECISIONS[settings.precision],
         )
-    return (args_class or TrainingArguments)(**{**fields, **extra})
+    fields = {**fields, **extra}
+    distributed.check_together("a Trainer")
+    if distributed.launched():
+        share = distributed.world_size()
+        fields["accelerator_config"] = {**fields.get("accelerator_config", {}), "split_batches": True}
+        fields["per_device_eval_batch_size"] = -(-fields.get("per_device_eval_batch_size", 8) // share) * share
+    return (args_class or TrainingArguments)(**fields)
 
 
 def infer_text_columns(dataset: datasets.Dataset, label_column: str = "label") -> list[str]:
@@ -395,10 +424,17 @@ def finetune_classifier(config: FinetuneConfig) -> FinetuneResult:
     check_model_source("model", config.model, labels=label_names(train), max_length=config.max_length)
     threads = config.threads or idle_cores()
     logger.info("training on %d CPU thread(s)", threads)
-    with output_lock(target, "output_dir"), disk_full_reported(target), \
-            staged_folder(target, publish(config.overwrite)) as staging:
-        with torch_threads(threads):
-            accuracy, seconds = _train_and_save(config, train, evaluation, staging)
+    distributed.join(resolve_device(config.device))
+
+    @contextlib.contextmanager
+    def output_folder() -> Iterator[Path]:
+        with output_lock(target, "output_dir"), disk_full_reported(target), \
+                staged_folder(target, publish(config.overwrite)) as staging:
+            yield staging
+
+    # every process trains and evaluates (data parallel); only the main one locks, writes and publishes
+    with distributed.main_writes(output_folder) as staging, torch_threads(threads):
+        accuracy, seconds = _train_and_save(config, train, evaluation, staging)
     logger.info("saved the fine-tuned model to %s", target)
     return FinetuneResult(accuracy, eval_split, len(train), len(evaluation), seconds, str(target))
 

@@ -234,10 +234,10 @@ def load_model_dir(directory: str | Path, split_from: str | Path | None = None, 
     if task is None:
         raise ConfigError(f"MODEL_DIR: {path} holds a {names[0] or 'model of unknown class'}; expected a sequence "
                           "classifier or a causal LM")
-    from hfprune.training import resolve_device
+    from hfprune.training import process_device
 
     model = load_pruned(path) if payload.get(CONFIG_KEY) else load_model_for_task(path, task)
-    model = model.to(resolve_device(device))
+    model = model.to(process_device(device))
     tokenizer = load_tokenizer(path)
     canaries = CanarySet.load(recorded) if (recorded / CANARY_FILE).is_file() else None
     return LoadedModel(model.eval(), tokenizer, task, None, canaries, str(path))

@@ -1,14 +1,17 @@
-"""The ``hfprune`` command. Each subcommand is a module exposing ``add_parser(subparsers)`` and ``run(args) -> int``;
-adding one is one entry in ``COMMANDS``."""
+"""The ``hfprune`` command (also ``python -m hfprune``). Each subcommand is a module exposing ``add_parser(subparsers)``
+and ``run(args) -> int``; adding one is one entry in ``COMMANDS``."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import os
 import sys
 
-from hfprune.errors import HfpruneError
+from hfprune.errors import ConfigError, HfpruneError
+from hfprune.utils import distributed
 
 # subcommand -> module implementing it
 COMMANDS: dict[str, str] = {
@@ -20,6 +23,9 @@ COMMANDS: dict[str, str] = {
     "audit": "hfprune.cli.audit",
     "push": "hfprune.cli.push",
 }
+# subcommands that run on several processes under accelerate launch / torchrun (data-parallel training; the main
+# process writes): the others run in one process
+LAUNCHABLE = ("finetune", "prune", "run", "sweep")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,13 +50,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    follower = not distributed.is_main()  # another process of a launch: the main one logs, prints and reports
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.DEBUG if args.verbose else logging.WARNING if follower else logging.INFO,
+        format=f"%(asctime)s %(levelname)s{f' [rank {distributed.rank()}]' if follower else ''} %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
     try:
-        return int(args.handler(args) or 0)
+        try:
+            check_launch(args.command)
+        except ConfigError:
+            if follower:  # every process finds the same: the main process reports it
+                raise distributed.MainProcessFailed("refused at launch") from None
+            raise
+        with open(os.devnull, "w") if follower else contextlib.nullcontext(sys.stdout) as out, \
+                contextlib.redirect_stdout(out):
+            return int(args.handler(args) or 0)
+    except distributed.MainProcessFailed:
+        return 2  # the main process printed its error
     except HfpruneError as exc:
         print(f"hfprune {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
@@ -63,6 +80,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hfprune {args.command}: unexpected error: {type(exc).__name__}: {_one_line(exc)} (rerun with "
               "--verbose for the traceback)", file=sys.stderr)
         return 1
+
+
+def check_launch(command: str) -> None:
+    """Under accelerate launch / torchrun with several processes: refuse a command that runs in one process, and
+    sharded launches (FSDP, DeepSpeed), whose ranks hold only shards of the weights that pruning scores."""
+    if not distributed.launched():
+        return
+    if command not in LAUNCHABLE:
+        raise ConfigError(f"runs in one process; expected it without accelerate launch or torchrun "
+                          f"(this is one of {distributed.world_size()} launched processes); launchable: "
+                          f"{', '.join(LAUNCHABLE)}")
+    from hfprune.pruning.distributed import sharding_in_use, sharding_refusal
+
+    sharding = sharding_in_use(None)
+    if sharding is not None:
+        raise ConfigError(sharding_refusal(sharding))
 
 
 def _one_line(exc: BaseException) -> str:

@@ -18,6 +18,7 @@ from hfprune.errors import ConfigError
 from hfprune.models import DEFAULT_MODEL
 from hfprune.pruning.config import PruningConfig, scorer_names
 from hfprune.training import check_training_knobs, device_field, precision_field, training_field
+from hfprune.utils import distributed
 from hfprune.utils.config import ConfigMixin, check_fraction, check_int, check_number, field_help
 from hfprune.utils.io import atomic_write_json, atomic_write_text, staged_folder
 from hfprune.utils.lock import output_lock
@@ -132,7 +133,12 @@ def prune_classifier(config: PruneClassifierConfig) -> PruneClassifierResult:
 
         refuse_inputs_inside(out, {"teacher": config.teacher, "model": resolve_model(config.model)}, "output_dir")
     _check_inputs(config)
-    with output_lock(out, "output_dir"):
+    from hfprune.training import resolve_device
+
+    # under a launch every process trains; the main process alone locks and writes (the others' writes below are
+    # skipped, and they read the dense model it published)
+    distributed.join(resolve_device(config.device))
+    with distributed.main_writes(lambda: output_lock(out, "output_dir")):
         return _prune_classifier(config, out)
 
 
@@ -165,9 +171,12 @@ def _prune_classifier(config: PruneClassifierConfig, out: Path) -> PruneClassifi
         seconds["pruning"] = time.perf_counter() - started
     result = PruneClassifierResult(dense_accuracy, pruned_accuracy, report, str(dense_dir), str(out / "pruned"),
                                    seconds, config.dataset, config.model if config.teacher is None else None)
-    config.save_pretrained(out)
-    atomic_write_json(out / "report.json", dataclasses.asdict(result))
-    atomic_write_text(out / "report.md", result.to_markdown(config))
+    def write_report() -> None:
+        config.save_pretrained(out)
+        atomic_write_json(out / "report.json", dataclasses.asdict(result))
+        atomic_write_text(out / "report.md", result.to_markdown(config))
+
+    distributed.main_only(write_report)
     return result
 
 
@@ -274,7 +283,8 @@ def prune_and_evaluate(config: PruneClassifierConfig, dense_dir: Path, target: P
     settings = TrainingSettings(config.prune_epochs, config.batch_size, config.learning_rate, config.seed,
                                 weight_decay=0.01, device=config.device, precision=config.precision)
     pruning = config.pruning_config()
-    with staged_folder(target, publish=None, kind="trainer") as scratch:  # the Trainer's working files, never kept
+    # the Trainer's working files, never kept (under a launch, the other processes' in a private folder)
+    with distributed.main_writes(lambda: staged_folder(target, publish=None, kind="trainer")) as scratch:
         args = trainer_args(
             scratch, settings, args_class=DistillationArguments, per_device_eval_batch_size=128,
             distill_alpha=config.distill_alpha if config.distill else 1.0,
@@ -290,5 +300,6 @@ def prune_and_evaluate(config: PruneClassifierConfig, dense_dir: Path, target: P
             trainer = Trainer(**common)
         trainer.train()
         correct = _correct(trainer.predict(evaluation))  # the accuracy is the mean of these, as evaluate() gives
-    save_pruned(student, target, pruning_config=pruning, processing_class=tokenizer, overwrite=config.overwrite)
+    distributed.main_only(lambda: save_pruned(student, target, pruning_config=pruning, processing_class=tokenizer,
+                                              overwrite=config.overwrite))
     return PrunedRun(sum(correct) / len(correct), sparsity_report(student, pruning.flops_seq_len).to_dict(), correct)

@@ -12,6 +12,10 @@ Order of work, and why:
 
 Nothing is written outside the run folder, and a model already there is never overwritten in place (``--overwrite``
 swaps a finished stage for its recomputed version only once the new one is complete).
+
+Launched on several processes (``accelerate launch -m hfprune run``), every process takes its share of each stage's
+training; the main process alone checks, locks, evaluates, audits and writes, and the others wait for it and read
+its stage markers (:mod:`hfprune.utils.distributed`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from hfprune.audit.model_audit import AuditPlan
 from hfprune.errors import ConfigError, DataError, HfpruneError
 from hfprune.pipeline.results import DENSE_STAGE, STAGE_FILE, Level, StageResult
+from hfprune.utils import distributed
 from hfprune.utils.config import fingerprint
 from hfprune.utils.io import (
     atomic_write_json,
@@ -75,20 +80,39 @@ def diff_settings(old: dict[str, Any], new: dict[str, Any], prefix: str = "") ->
 
 
 def run_stage(stage_dir: Path, fingerprint: str, compute: Callable[[Path], StageResult],
-              overwrite: bool = False) -> tuple[StageResult, bool]:
+              overwrite: bool = False, follow: Callable[[Path], Any] | None = None) -> tuple[StageResult, bool]:
     """The stage's result: read from its done-marker when finished with this ``fingerprint``, else computed into a
-    staging folder, marked done (marker last) and renamed into place. Returns (result, computed)."""
-    if (stage_dir / STAGE_FILE).is_file() and not overwrite:
-        result = StageResult.load(stage_dir)
-        if result.fingerprint == fingerprint:
-            logger.info("%s: finished earlier with the same settings; reusing it", stage_dir)
-            return result, False
-        raise ConfigError(f"{stage_dir}: computed from different settings; pass --overwrite to recompute it")
+    staging folder, marked done (marker last) and renamed into place. Returns (result, computed).
+
+    Under a launch the main process decides and computes; every other process runs ``follow`` (its share of the
+    stage's training, in a private scratch folder; a no-op for a stage that trains nothing, but named: a stage
+    without it is refused under a launch rather than leaving the main process's training waiting for the others),
+    waits for the main process to publish the stage and reads it."""
+    if distributed.launched() and follow is None:
+        raise ConfigError(f"{stage_dir.name}: this stage cannot run on {distributed.world_size()} launched processes "
+                          "(it names no part for the other processes to train); run it in one process")
+    finished = distributed.main_only(lambda: _finished_stage(stage_dir, fingerprint, overwrite))
+    if finished is not None:
+        return finished, False
     # staged_folder also removes what an interrupted run of this stage left
-    with disk_full_reported(stage_dir), staged_folder(stage_dir) as staging:
-        result = compute(staging)
-        atomic_write_json(staging / STAGE_FILE, result.to_dict())  # the done-marker: written last
-    return result, True
+    with disk_full_reported(stage_dir), distributed.main_writes(lambda: staged_folder(stage_dir)) as staging:
+        if distributed.is_main():
+            result = compute(staging)
+            atomic_write_json(staging / STAGE_FILE, result.to_dict())  # the done-marker: written last
+        else:
+            follow(staging)
+    return (result if distributed.is_main() else StageResult.load(stage_dir)), True
+
+
+def _finished_stage(stage_dir: Path, fingerprint: str, overwrite: bool) -> StageResult | None:
+    """The stage's result when it finished earlier with this ``fingerprint``; None when it is to be computed."""
+    if not (stage_dir / STAGE_FILE).is_file() or overwrite:
+        return None
+    result = StageResult.load(stage_dir)
+    if result.fingerprint != fingerprint:
+        raise ConfigError(f"{stage_dir}: computed from different settings; pass --overwrite to recompute it")
+    logger.info("%s: finished earlier with the same settings; reusing it", stage_dir)
+    return result
 
 
 # ------------------------------------------------------------------------------------------------------ the runner
@@ -259,7 +283,9 @@ class RecipeRunner:
     @contextlib.contextmanager
     def locked(self, levels: list[Level]) -> Iterator[None]:
         """Preflight, then hold the output folder's lock (:mod:`hfprune.utils.lock`) for the block: a second run
-        pointed at the same folder is refused instead of writing beside this one. Re-entrant."""
+        pointed at the same folder is refused instead of writing beside this one. Re-entrant. Under a launch the
+        main process checks and locks; the others wait for its verdict and hold nothing."""
+        from hfprune.training import resolve_device
         from hfprune.utils.lock import output_lock
 
         if self._lock_depth:
@@ -269,9 +295,14 @@ class RecipeRunner:
             finally:
                 self._lock_depth -= 1
             return
-        self.preflight(levels)
-        with output_lock(self.root, "output.dir"):
-            self._check_output(levels)  # again: another run may have finished stages while we checked
+        distributed.join(resolve_device(self.recipe.training.device, "training.device"))
+        with contextlib.ExitStack() as held:
+            def check_and_lock() -> None:
+                self.preflight(levels)
+                held.enter_context(output_lock(self.root, "output.dir"))
+                self._check_output(levels)  # again: another run may have finished stages while we checked
+
+            distributed.main_only(check_and_lock)
             self._lock_depth = 1
             try:
                 yield
@@ -288,7 +319,8 @@ class RecipeRunner:
 
         from hfprune.training import idle_cores, torch_threads
 
-        atomic_write_json(self.root / RECIPE_FILE, {**self.recipe.to_dict(), "fingerprint": self.recipe.fingerprint()})
+        distributed.main_only(lambda: atomic_write_json(self.root / RECIPE_FILE, {**self.recipe.to_dict(),
+                                                                             "fingerprint": self.recipe.fingerprint()}))
         threads = self.recipe.training.threads or idle_cores()
         logger.info("running recipe %s in %s on %d CPU thread(s)", self.recipe.name, self.root, threads)
         with data_dir_env(self.recipe.data.data_dir), torch_threads(threads):
@@ -301,13 +333,15 @@ class RecipeRunner:
     def dense_stage(self) -> StageResult:
         settings = self.dense_settings()
         result, _ = run_stage(self.root / DENSE_STAGE, fingerprint(settings),
-                              lambda staging: self._compute_dense(staging, settings), self.overwrite)
+                              lambda staging: self._compute_dense(staging, settings), self.overwrite,
+                              follow=self._train_dense)
         return result
 
     def level_stage(self, level: Level, dense: StageResult) -> StageResult:
         settings = self.level_settings(level)
         result, _ = run_stage(contained_path(self.root, level.name, "level"), fingerprint(settings),
-                              lambda staging: self._compute_level(staging, level, dense, settings), self.overwrite)
+                              lambda staging: self._compute_level(staging, level, dense, settings), self.overwrite,
+                              follow=lambda scratch: self._train_level(scratch, level, dense))
         return result
 
     def dense_model(self, dense: StageResult) -> LoadedModel:
@@ -318,11 +352,20 @@ class RecipeRunner:
             self._dense = load_model_dir(dense.model_path(self.root / DENSE_STAGE), device=self.recipe.training.device)
         return self._dense
 
+    def _train_dense(self, staging: Path) -> float | None:
+        """Fine-tune the dense model into ``staging/model``; None (nothing trained) with a teacher. Every process
+        of a launch runs this: the main process in the stage's staging folder, the others in a scratch folder."""
+        from hfprune.pipeline.stages import train_dense
+
+        if self.recipe.model.teacher is not None:
+            return None
+        return train_dense(self.recipe, staging / "model")
+
     def _compute_dense(self, staging: Path, settings: dict[str, Any]) -> StageResult:
         from hfprune import __version__
         from hfprune.audit.model_audit import load_model_dir, run_model_audit
         from hfprune.audit.robustness import AuditTarget
-        from hfprune.pipeline.stages import evaluate_model, train_dense
+        from hfprune.pipeline.stages import evaluate_model
         from hfprune.pruning.stats import sparsity_report
 
         seconds: dict[str, float] = {}
@@ -332,7 +375,7 @@ class RecipeRunner:
         else:
             self.step(f"dense fine-tuning of {self.recipe.model.name or 'a GPT-2 built here'} on "
                       f"{self.recipe.data.train_samples} {self.recipe.data.dataset} examples")
-            seconds["training"] = train_dense(self.recipe, staging / "model")
+            seconds["training"] = self._train_dense(staging)
             model_dir = "model"
         loaded = load_model_dir(model_dir if Path(model_dir).is_absolute() else staging / model_dir,
                                 device=self.recipe.training.device)
@@ -341,8 +384,9 @@ class RecipeRunner:
         quality = evaluate_model(loaded.model, loaded.tokenizer, self.recipe)
         seconds["evaluation"] = time.perf_counter() - started
         target = AuditTarget("dense", loaded.model, loaded.tokenizer, 0.0)
-        audit = run_model_audit(self.plan, target, staging / "audit", split=loaded.split, canaries=loaded.canaries,
-                            step=self.step)
+        with distributed.alone():  # the other processes wait: an audit must not need them (no Trainer)
+            audit = run_model_audit(self.plan, target, staging / "audit", split=loaded.split,
+                                    canaries=loaded.canaries, step=self.step)
         seconds["audit"] = audit.seconds
         return StageResult(
             name=DENSE_STAGE, kind="dense", level=None, fingerprint=fingerprint(settings), settings=settings,
@@ -351,26 +395,34 @@ class RecipeRunner:
             seconds=seconds, hfprune_version=__version__,
         )
 
-    def _compute_level(self, staging: Path, level: Level, dense_stage: StageResult,
-                       settings: dict[str, Any]) -> StageResult:
-        from hfprune import __version__
-        from hfprune.audit.model_audit import run_model_audit
+    def _train_level(self, staging: Path, level: Level, dense_stage: StageResult) -> tuple[Any, float]:
+        """Prune and distil a copy of the dense model into ``staging/model``; returns (student, seconds). Every
+        process of a launch runs this: the main process in the stage's staging folder, the others in a scratch
+        folder, all reading the dense model the main process published."""
         from hfprune.audit.privacy.runs import AuditedRun
-        from hfprune.audit.robustness import AuditTarget
-        from hfprune.pipeline.stages import evaluate_model, prune_and_distill
-        from hfprune.pruning.latency import measure_latency
-        from hfprune.pruning.stats import sparsity_report
+        from hfprune.pipeline.stages import prune_and_distill
 
         dense = self.dense_model(dense_stage)
         if dense.split is None:
             raise ConfigError(f"{dense.path}: no membership_split.json; the pruned student trains on the dense "
                               "model's recorded members")
+        run = AuditedRun(dense.model, dense.tokenizer, dense.split, dense.canaries, dense.path)
+        return prune_and_distill(self.recipe, level.pruning, run, staging / "model", staging / "trainer")
+
+    def _compute_level(self, staging: Path, level: Level, dense_stage: StageResult,
+                       settings: dict[str, Any]) -> StageResult:
+        from hfprune import __version__
+        from hfprune.audit.model_audit import run_model_audit
+        from hfprune.audit.robustness import AuditTarget
+        from hfprune.pipeline.stages import evaluate_model
+        from hfprune.pruning.latency import measure_latency
+        from hfprune.pruning.stats import sparsity_report
+
         self.step(f"{level.label}: pruning (heads {level.pruning.head_sparsity:.0%}, FFN "
                   f"{level.pruning.ffn_sparsity:.0%}) with distillation "
                   f"{'on' if self.recipe.distillation.enabled else 'off'}")
-        run = AuditedRun(dense.model, dense.tokenizer, dense.split, dense.canaries, dense.path)
-        student, train_seconds = prune_and_distill(self.recipe, level.pruning, run, staging / "model",
-                                                   staging / "trainer")
+        student, train_seconds = self._train_level(staging, level, dense_stage)
+        dense = self.dense_model(dense_stage)
         seconds = {"training": train_seconds}
         self.step(f"{level.label}: evaluating")
         started = time.perf_counter()
@@ -383,8 +435,9 @@ class RecipeRunner:
             latency = measure_latency(dense.model, student, rounds=self.recipe.audits.latency_rounds).to_dict()
         target = AuditTarget(level.label, student, dense.tokenizer, max(0.0, report.param_sparsity))
         reference = AuditTarget("dense", dense.model, dense.tokenizer, 0.0) if self.plan.recipes else None
-        audit = run_model_audit(self.plan, target, staging / "audit", reference=reference, split=dense.split,
-                            canaries=dense.canaries, step=self.step)
+        with distributed.alone():  # the other processes wait: an audit must not need them (no Trainer)
+            audit = run_model_audit(self.plan, target, staging / "audit", reference=reference, split=dense.split,
+                                    canaries=dense.canaries, step=self.step)
         seconds["audit"] = audit.seconds
         result = StageResult(
             name=level.label, kind="pruned", level=level.value, fingerprint=fingerprint(settings),
@@ -424,5 +477,5 @@ def run_recipe(recipe: Recipe, overwrite: bool = False) -> tuple[StageResult, li
     runner = RecipeRunner(recipe, overwrite)
     with runner.locked(single_level(recipe)):  # the report too is written under the folder's lock
         dense, levels = runner.run(single_level(recipe))
-        RunReport(recipe, dense, levels).save(recipe.output_dir)
+        distributed.main_only(lambda: RunReport(recipe, dense, levels).save(recipe.output_dir))
     return dense, levels

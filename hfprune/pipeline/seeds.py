@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from hfprune.errors import ConfigError
 from hfprune.pipeline.results import DENSE_STAGE, STAGE_FILE, Level, StageResult
 from hfprune.pipeline.seed_layout import check_layout, seed_dir
+from hfprune.utils import distributed
 from hfprune.utils.io import atomic_write_json
 from hfprune.utils.logging import get_logger
 
@@ -90,10 +91,15 @@ def run_seeds(recipe: Recipe, levels: list[Level], report_dir: Path, title: str 
         logger.info("resuming: %d of %d (stage, seed) pairs already finished", len(finished), len(stage_dirs))
     dense: list[StageResult] = []
     results: list[list[StageResult]] = []
-    with output_lock(root, "output.dir"), contextlib.ExitStack() as locks:
+    # under a launch the main process alone locks and writes (hfprune.utils.distributed); every process trains
+    from hfprune.training import resolve_device
+
+    distributed.join(resolve_device(recipe.training.device, "training.device"))
+    with distributed.main_writes(lambda: output_lock(root, "output.dir")), contextlib.ExitStack() as locks:
         for runner in runners:  # every seed checked (preflight) and its folder locked before the first stage runs
             locks.enter_context(runner.locked(levels))
-        atomic_write_json(root / RECIPE_FILE, {**recipe.to_dict(), "fingerprint": recipe.fingerprint()})
+        distributed.main_only(lambda: atomic_write_json(root / RECIPE_FILE, {**recipe.to_dict(),
+                                                                           "fingerprint": recipe.fingerprint()}))
         for seed, runner in zip(seeds, runners, strict=True):
             logger.info("seed %d (%d of %d)", seed, len(dense) + 1, len(seeds))
             seed_dense, seed_levels = runner.run(levels)
@@ -102,9 +108,13 @@ def run_seeds(recipe: Recipe, levels: list[Level], report_dir: Path, title: str 
             results.append(seed_levels)
         runs = SeedRuns(recipe, seeds, [level.name for level in levels], dense, results, report_dir,
                         [name for name in stage_dirs if name not in finished])
-        report = SeedsReport.of(runs, title)
-        report.save(report_dir)
-        write_model_summaries(runs, report)
+
+        def write_report() -> None:
+            report = SeedsReport.of(runs, title)
+            report.save(report_dir)
+            write_model_summaries(runs, report)
+
+        distributed.main_only(write_report)
     return runs
 
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from hfprune.errors import ConfigError
+from hfprune.utils import distributed
 from hfprune.utils.logging import get_logger
 
 if TYPE_CHECKING:
@@ -253,6 +254,8 @@ def prune_and_distill(
         shutil.rmtree(scratch, ignore_errors=True)
     seconds = time.perf_counter() - started
     student.eval()
+    if not distributed.is_main():  # the other processes of a launch hold the same student: the main one saves it
+        return student, seconds
     save_pruned(student, target, pruning_config=pruning, processing_class=dense.tokenizer)
     dense.split.save(target)  # the pruned model trained on exactly these members
     if dense.canaries is not None:

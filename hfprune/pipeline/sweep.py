@@ -23,6 +23,7 @@ from hfprune.errors import ConfigError
 from hfprune.pipeline.results import STAGE_FILE, Level, StageResult
 from hfprune.pipeline.runner import RecipeRunner
 from hfprune.recipes.schema import SWEEP_FIELDS, check_sparsities
+from hfprune.utils import distributed
 from hfprune.utils.logging import get_logger
 
 if TYPE_CHECKING:
@@ -125,18 +126,22 @@ def run_sweep(
                     ", ".join(sorted(finished)))
     runner = RecipeRunner(recipe, overwrite)
     report_dir = root / REPORT_DIR
-    efficiency = None
     with runner.locked(levels):  # the report too is written under the folder's lock
         dense, results = runner.run(levels)
         title = sweep_title(recipe)
-        if use_families:
+
+        def report() -> dict[str, dict] | None:  # the main process's (measured and written once, under a launch)
+            if not use_families:
+                RunReport(recipe, dense, results, title=title).save(report_dir)
+                return None
             from hfprune.pipeline.families import families_efficiency
             from hfprune.pipeline.families_report import FamiliesReport
 
-            efficiency = families_efficiency(runner, dense, results)
+            measured = families_efficiency(runner, dense, results)
             FamiliesReport(recipe, dense, results, title=title + ", pruning families at equal parameter count",
-                           efficiency=efficiency).save(report_dir)
-        else:
-            RunReport(recipe, dense, results, title=title).save(report_dir)
+                           efficiency=measured).save(report_dir)
+            return measured
+
+        efficiency = distributed.main_only(report)
     computed = [level.name for level in levels if level.name not in finished]
     return SweepResult(dense, results, report_dir, computed, efficiency)

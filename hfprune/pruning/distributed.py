@@ -70,5 +70,10 @@ def check_unsharded(args: Any, model: nn.Module | None = None) -> None:
     full weights, silently. Raised before the pruner touches anything."""
     used = sharding_in_use(args, model)
     if used is not None:
-        raise ConfigError(f"MovementPruningCallback: {used} is not supported (pruning scores and masks need full, "
-                          f"unsharded weights on every process); supported: {SUPPORTED_PARALLELISM}")
+        raise ConfigError(f"MovementPruningCallback: {sharding_refusal(used)}")
+
+
+def sharding_refusal(used: str) -> str:
+    """Why ``used`` (what :func:`sharding_in_use` found) is refused, and what is supported."""
+    return (f"{used} is not supported (pruning scores and masks need full, unsharded weights on every process); "
+            f"supported: {SUPPORTED_PARALLELISM}")

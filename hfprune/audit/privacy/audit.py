@@ -200,14 +200,16 @@ def _exposure_probe(config: PrivacyAuditConfig) -> CanaryExposureProbe:
 
 
 def reference_stats(
-    directories: Sequence[str | os.PathLike], split: MembershipSplit, config: PrivacyAuditConfig | None = None
+    directories: Sequence[str | os.PathLike], split: MembershipSplit, config: PrivacyAuditConfig | None = None,
+    device: str = "auto",
 ) -> list[ExampleStats]:
-    """:func:`model_stats` of saved reference or shadow models on the target's split (loaded one at a time)."""
+    """:func:`model_stats` of saved reference or shadow models on the target's split (loaded one at a time onto
+    ``device``, the audited model's: :func:`hfprune.training.resolve_device`)."""
     from hfprune.audit.privacy.runs import load_run
 
     stats = []
     for directory in directories:
-        run = load_run(directory)
+        run = load_run(directory, device=device)
         if run.split.task != split.task:
             raise ConfigError(f"{directory}: a {run.split.task} model cannot score a {split.task} split")
         same_source = (run.split.dataset, run.split.source_split) == (split.dataset, split.source_split)
@@ -220,15 +222,16 @@ def reference_stats(
 
 
 def pretrained_reference_stats(
-    name_or_path: str, split: MembershipSplit, config: PrivacyAuditConfig | None = None
+    name_or_path: str, split: MembershipSplit, config: PrivacyAuditConfig | None = None, device: str = "auto",
 ) -> ExampleStats:
     """:func:`model_stats` of a pretrained model before fine-tuning (e.g. ``gpt2`` from the Hub for a model
-    fine-tuned by ``train_canary_lm(base_model="gpt2")``): the reference that never saw the members."""
+    fine-tuned by ``train_canary_lm(base_model="gpt2")``): the reference that never saw the members, scored on
+    ``device`` (the audited model's)."""
     from hfprune.models import load_model_for_task, load_tokenizer
-    from hfprune.training import resolve_device
+    from hfprune.training import process_device
 
     tokenizer = load_tokenizer(name_or_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = load_model_for_task(name_or_path, split.task).to(resolve_device())
+    model = load_model_for_task(name_or_path, split.task).to(process_device(device))
     return model_stats(model.eval(), tokenizer, split, config)

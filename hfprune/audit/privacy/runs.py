@@ -50,7 +50,7 @@ def load_run(directory: str | os.PathLike, split_from: str | os.PathLike | None 
     dense run's split.
     """
     from hfprune.models import load_tokenizer
-    from hfprune.training import resolve_device
+    from hfprune.training import process_device
 
     path = Path(directory)
     recorded = Path(split_from) if split_from is not None else path
@@ -58,7 +58,7 @@ def load_run(directory: str | os.PathLike, split_from: str | os.PathLike | None 
     if split.task not in AUTO_CLASSES:
         raise ConfigError(f"{recorded}: split task {split.task!r} is not one of {sorted(AUTO_CLASSES)}")
     canaries = CanarySet.load(recorded) if (recorded / CANARY_FILE).is_file() else None
-    model = _load_model(path, split.task).to(resolve_device(device))
+    model = _load_model(path, split.task).to(process_device(device))
     tokenizer_dir = path if (path / "tokenizer_config.json").is_file() else recorded
     tokenizer = load_tokenizer(tokenizer_dir)
     return AuditedRun(model.eval(), tokenizer, split, canaries, str(path))
