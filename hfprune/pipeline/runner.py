@@ -39,6 +39,7 @@ from hfprune.utils.logging import get_logger
 
 if TYPE_CHECKING:
     from hfprune.audit.model_audit import LoadedModel
+    from hfprune.audit.privacy.split import MembershipSplit
     from hfprune.recipes.schema import Recipe
 
 logger = get_logger(__name__)
@@ -136,6 +137,7 @@ class RecipeRunner:
         self.plan = audit_plan(recipe, eval_split_name(recipe))
         self.step = Steps()
         self._dense: LoadedModel | None = None
+        self._members: MembershipSplit | None = None
         self._lock_depth = 0
 
     # ---- settings and fingerprints ----
@@ -157,6 +159,11 @@ class RecipeRunner:
         """Every check that can fail, before the first file is written (see the module docstring)."""
         with data_dir_env(self.recipe.data.data_dir):
             labels = self._check_data()
+            if self.recipe.pretrained_is_dense:
+                try:  # the student's training examples can be drawn: fail now, not after the dense stage
+                    self.members()
+                except ConfigError as exc:
+                    raise ConfigError(f"data.train_samples: {exc}") from None
         model_config = self._check_model(labels)
         if model_config is not None:
             for level in levels:  # the model is known: its head and FFN counts bound the per-layer minimums
@@ -209,16 +216,16 @@ class RecipeRunner:
 
         data, needed = self.recipe.data, self.recipe.data.train_samples + self.recipe.audits.privacy.n_nonmembers
         try:
-            train = load_dataset(data.dataset, "train") if self.recipe.model.teacher is None else None
+            train = load_dataset(data.dataset, data.train_split) if self.recipe.model.teacher is None else None
             rows = load_dataset(data.dataset, self.plan.split)
         except (DataError, ValueError, OSError) as exc:
             raise DataError(f"data.dataset: {exc}") from None
-        for split, table in (("train", train), (self.plan.split, rows)):
+        for split, table in ((data.train_split, train), (self.plan.split, rows)):
             if table is not None and len(table) == 0:
                 raise DataError(f"data.dataset: {data.dataset} split {split!r} is empty; expected examples")
         if train is not None and len(train) < needed:
             raise ConfigError(f"data.train_samples: expected train_samples + audits.privacy.n_nonmembers <= "
-                              f"{len(train)} (rows of {data.dataset} train), got {data.train_samples} + "
+                              f"{len(train)} (rows of {data.dataset} {data.train_split}), got {data.train_samples} + "
                               f"{self.recipe.audits.privacy.n_nonmembers}")
         if not self.recipe.is_classifier:
             return None
@@ -315,17 +322,30 @@ class RecipeRunner:
             self._dense = load_model_dir(dense.model_path(self.root / DENSE_STAGE), device=self.recipe.training.device)
         return self._dense
 
+    def members(self) -> MembershipSplit:
+        """``training.dense_epochs: 0``: the examples every pruned student trains on, drawn (seeded) from
+        ``data.train_split`` as a dense fine-tune would; recorded in each pruned model's folder."""
+        from hfprune.pipeline.stages import task_spec
+
+        if self._members is None:
+            self._members = task_spec(self.recipe.model.task).draw_members(self.recipe)
+        return self._members
+
     def _compute_dense(self, staging: Path, settings: dict[str, Any]) -> StageResult:
         from hfprune import __version__
         from hfprune.audit.model_audit import load_model_dir, run_model_audit
         from hfprune.audit.robustness import AuditTarget
-        from hfprune.pipeline.stages import evaluate_model, train_dense
+        from hfprune.pipeline.stages import evaluate_model, save_pretrained_dense, train_dense
         from hfprune.pruning.stats import sparsity_report
 
         seconds: dict[str, float] = {}
         if self.recipe.model.teacher is not None:
             model_dir = str(Path(self.recipe.model.teacher).resolve())
             self.step(f"dense model: using the fine-tuned teacher {model_dir}")
+        elif self.recipe.pretrained_is_dense:
+            self.step(f"dense model: {self.recipe.model.name} as loaded (training.dense_epochs: 0)")
+            seconds["loading"] = save_pretrained_dense(self.recipe, staging / "model")
+            model_dir = "model"
         else:
             self.step(f"dense fine-tuning of {self.recipe.model.name or 'a GPT-2 built here'} on "
                       f"{self.recipe.data.train_samples} {self.recipe.data.dataset} examples")
@@ -359,13 +379,14 @@ class RecipeRunner:
         from hfprune.pruning.stats import sparsity_report
 
         dense = self.dense_model(dense_stage)
-        if dense.split is None:
+        split = self.members() if self.recipe.pretrained_is_dense else dense.split
+        if split is None:
             raise ConfigError(f"{dense.path}: no membership_split.json; the pruned student trains on the dense "
                               "model's recorded members")
         self.step(f"{level.label}: pruning (heads {level.pruning.head_sparsity:.0%}, FFN "
                   f"{level.pruning.ffn_sparsity:.0%}) with distillation "
                   f"{'on' if self.recipe.distillation.enabled else 'off'}")
-        run = AuditedRun(dense.model, dense.tokenizer, dense.split, dense.canaries, dense.path)
+        run = AuditedRun(dense.model, dense.tokenizer, split, dense.canaries, dense.path)
         student, train_seconds = prune_and_distill(self.recipe, level.pruning, run, staging / "model",
                                                    staging / "trainer")
         seconds = {"training": train_seconds}
@@ -380,7 +401,7 @@ class RecipeRunner:
             latency = measure_latency(dense.model, student, rounds=self.recipe.audits.latency_rounds).to_dict()
         target = AuditTarget(level.label, student, dense.tokenizer, max(0.0, report.param_sparsity))
         reference = AuditTarget("dense", dense.model, dense.tokenizer, 0.0) if self.plan.recipes else None
-        audit = run_model_audit(self.plan, target, staging / "audit", reference=reference, split=dense.split,
+        audit = run_model_audit(self.plan, target, staging / "audit", reference=reference, split=split,
                             canaries=dense.canaries, step=self.step)
         seconds["audit"] = audit.seconds
         result = StageResult(
