@@ -83,8 +83,9 @@ def test_pretrained_model_is_the_dense_stage_and_the_level_trains_on_a_recorded_
     config = json.loads((out / "pruned" / "model" / "config.json").read_text())
     assert (config["num_attention_heads"], config["intermediate_size"]) == (2, 24)
     # report and model card say the dense model was not fine-tuned
+    report = (out / "report.md").read_text()
     assert (f"Dense model: {tiny_llama_dir} as loaded, not fine-tuned; each pruned model starts from it and is pruned "
-            f"with magnitude scores for 1 epoch on 16 {WIKITEXT} validation examples") in (out / "report.md").read_text()
+            f"with magnitude scores for 1 epoch on 16 {WIKITEXT} validation examples") in report
     card = str(build_model_card(out / "pruned" / "model", "alice/tiny"))
     assert ("- Dense model: the base model as loaded, not fine-tuned; pruning: 1 epoch on 16 examples (max length 16, "
             "batch 8, learning rate 0.001, seed 0).") in card

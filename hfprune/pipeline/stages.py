@@ -56,6 +56,14 @@ class Quality:
 
 
 # --------------------------------------------------------------------------------------------------- task registry
+def split_fields(recipe: Recipe) -> dict[str, Any]:
+    """What a member split is drawn from: the same for the dense fine-tune and, without one, the students' draw."""
+    d = recipe.data
+    return {"dataset": d.dataset, "source_split": d.train_split, "n_members": d.train_samples,
+            "n_nonmembers": recipe.audits.privacy.n_nonmembers, "max_length": d.max_length,
+            "seed": recipe.training.seed}
+
+
 class TaskSpec(ABC):
     """What differs between tasks: how the dense model is trained, the training set, the collator, evaluation."""
 
@@ -95,20 +103,15 @@ class ClassificationTask(TaskSpec):
 
         t = recipe.training
         finetune_on_members(MemberFinetuneConfig(
-            model=recipe.model.name, dataset=recipe.data.dataset, source_split=recipe.data.train_split,
-            n_members=recipe.data.train_samples,
-            n_nonmembers=recipe.audits.privacy.n_nonmembers, epochs=t.dense_epochs, max_length=recipe.data.max_length,
-            batch_size=t.batch_size, learning_rate=t.learning_rate, seed=t.seed, threads=t.threads,
-            device=t.device, precision=t.precision, output_dir=str(target),
+            model=recipe.model.name, **split_fields(recipe), epochs=t.dense_epochs, batch_size=t.batch_size,
+            learning_rate=t.learning_rate, threads=t.threads, device=t.device, precision=t.precision,
+            output_dir=str(target),
         ))
 
     def draw_members(self, recipe: Recipe) -> MembershipSplit:
         from hfprune.audit.privacy.classifier import MemberFinetuneConfig, draw_classification_split
 
-        return draw_classification_split(MemberFinetuneConfig(
-            model=recipe.model.name, dataset=recipe.data.dataset, source_split=recipe.data.train_split,
-            n_members=recipe.data.train_samples, n_nonmembers=recipe.audits.privacy.n_nonmembers,
-            max_length=recipe.data.max_length, seed=recipe.training.seed))
+        return draw_classification_split(MemberFinetuneConfig(model=recipe.model.name, **split_fields(recipe)))
 
     def train_dataset(self, run: AuditedRun, recipe: Recipe) -> datasets.Dataset:
         import datasets
@@ -150,23 +153,18 @@ class CausalLMTask(TaskSpec):
         t, scratch = recipe.training, recipe.model.scratch
         canaries = recipe.audits.privacy.canaries
         train_canary_lm(CanaryLMConfig(
-            dataset=recipe.data.dataset, source_split=recipe.data.train_split, base_model=recipe.model.name,
-            n_members=recipe.data.train_samples,
-            n_nonmembers=recipe.audits.privacy.n_nonmembers, max_length=recipe.data.max_length,
-            vocab_size=scratch.vocab_size, n_layer=scratch.n_layer, n_embd=scratch.n_embd, n_head=scratch.n_head,
+            base_model=recipe.model.name, **split_fields(recipe), vocab_size=scratch.vocab_size,
+            n_layer=scratch.n_layer, n_embd=scratch.n_embd, n_head=scratch.n_head,
             canary_repetitions=list(canaries.repetitions) if recipe.audits.privacy.enabled else [],
             canaries_per_repetition=canaries.per_repetition, canary_digits=canaries.digits, epochs=t.dense_epochs,
-            batch_size=t.batch_size, learning_rate=t.learning_rate, seed=t.seed, threads=t.threads,
+            batch_size=t.batch_size, learning_rate=t.learning_rate, threads=t.threads,
             device=t.device, precision=t.precision, output_dir=str(target),
         ))
 
     def draw_members(self, recipe: Recipe) -> MembershipSplit:
         from hfprune.audit.privacy.lm import CanaryLMConfig, draw_text_split
 
-        return draw_text_split(CanaryLMConfig(
-            dataset=recipe.data.dataset, source_split=recipe.data.train_split, base_model=recipe.model.name,
-            n_members=recipe.data.train_samples, n_nonmembers=recipe.audits.privacy.n_nonmembers,
-            max_length=recipe.data.max_length, seed=recipe.training.seed))
+        return draw_text_split(CanaryLMConfig(base_model=recipe.model.name, **split_fields(recipe)))
 
     def train_dataset(self, run: AuditedRun, recipe: Recipe) -> datasets.Dataset:
         import datasets
