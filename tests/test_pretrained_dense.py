@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import tiny_model
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from hfprune.audit.privacy.lm import train_tokenizer
 from hfprune.audit.privacy.split import MembershipSplit
@@ -118,3 +118,20 @@ def test_too_few_training_rows_are_refused_in_preflight(tiny_llama_dir, tmp_path
     with pytest.raises(ConfigError, match=r"^data\.train_samples: expected train_samples"):
         RecipeRunner(recipe).preflight([])
     assert not (tmp_path / "run").exists()
+
+
+def test_a_pretrained_classifier_is_the_dense_stage_too(tiny_model_dir, tmp_path):
+    from helpers import tiny_payload
+
+    payload = tiny_payload(tiny_model_dir, tmp_path / "run", head_sparsity=0.5)
+    payload["training"]["dense_epochs"] = 0
+    payload["audits"] = {"robustness": {"enabled": False}, "privacy": {"enabled": False, "n_nonmembers": 32},
+                         "latency_rounds": 0}
+    dense, (pruned,) = run_recipe(Recipe.from_dict(payload))
+
+    original = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir).state_dict()
+    saved = AutoModelForSequenceClassification.from_pretrained(tmp_path / "run" / "dense" / "model").state_dict()
+    assert original.keys() == saved.keys() and all(torch.equal(v, saved[k]) for k, v in original.items())
+    split = MembershipSplit.load(tmp_path / "run" / "pruned" / "model")
+    assert (split.source_split, split.n_members, split.n_nonmembers) == ("train", 32, 32)
+    assert split.member_labels is not None and pruned.sparsity["heads_kept"] == 4
