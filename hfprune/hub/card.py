@@ -402,10 +402,15 @@ def _procedure(inputs: CardInputs) -> str:
         lines.append("- Scoring and schedule: not recorded (the folder has no pruning_config.json).")
     training, distill = res.get("training"), res.get("distillation")
     if training:
-        lines.append(f"- Dense model: fine-tuned {_epochs(training['dense_epochs'])} on {training['train_samples']} "
-                     f"examples (max length {training['max_length']}, batch {training['batch_size']}, learning rate "
-                     f"{training['learning_rate']:g}, seed {training['seed']}); pruning: "
-                     f"{_epochs(training['prune_epochs'])} on the same examples.")
+        settings = (f"(max length {training['max_length']}, batch {training['batch_size']}, learning rate "
+                    f"{training['learning_rate']:g}, seed {training['seed']})")
+        if training["dense_epochs"] == 0:  # the base model was the dense model (a recipe's dense_epochs: 0)
+            lines.append(f"- Dense model: the base model as loaded, not fine-tuned; pruning: "
+                         f"{_epochs(training['prune_epochs'])} on {training['train_samples']} examples {settings}.")
+        else:
+            lines.append(f"- Dense model: fine-tuned {_epochs(training['dense_epochs'])} on "
+                         f"{training['train_samples']} examples {settings}; pruning: "
+                         f"{_epochs(training['prune_epochs'])} on the same examples.")
     if distill:
         lines.append(f"- Distillation from the dense model: {'on' if distill['enabled'] else 'off'}"
                      + (f" (alpha {distill['alpha']:g}, temperature {distill['temperature']:g})"

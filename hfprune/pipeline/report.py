@@ -106,10 +106,13 @@ class RunReport:
     def _settings_line(self) -> str:
         r, q = self.recipe, self.dense.quality
         p = r.pruning
-        return (f"Dense model fine-tuned on {r.data.train_samples} {r.data.dataset} training examples (members of the "
-                f"privacy audit) for {_epochs(r.training.dense_epochs)}; each pruned model starts from it and is "
-                f"pruned with {p.scoring} scores for {_epochs(r.training.prune_epochs)} on the same examples, "
-                f"distillation {'on' if r.distillation.enabled else 'off'}. {q['metric'].capitalize()} on "
+        dense = (f"Dense model: {r.model.name} as loaded, not fine-tuned; each pruned model starts from it and is "
+                 f"pruned with {p.scoring} scores for {_epochs(r.training.prune_epochs)} on {r.data.train_samples} "
+                 f"{r.data.dataset} {r.data.train_split} examples" if r.pretrained_is_dense else
+                 f"Dense model fine-tuned on {r.data.train_samples} {r.data.dataset} training examples (members of the "
+                 f"privacy audit) for {_epochs(r.training.dense_epochs)}; each pruned model starts from it and is "
+                 f"pruned with {p.scoring} scores for {_epochs(r.training.prune_epochs)} on the same examples")
+        return (f"{dense}, distillation {'on' if r.distillation.enabled else 'off'}. {q['metric'].capitalize()} on "
                 f"{q['n_examples']} {q['split']} examples; max length {r.data.max_length} tokens.")
 
     def results_table(self) -> str:

@@ -44,6 +44,7 @@ from hfprune.utils.logging import get_logger
 
 if TYPE_CHECKING:
     from hfprune.audit.model_audit import LoadedModel
+    from hfprune.audit.privacy.split import MembershipSplit
     from hfprune.recipes.schema import Recipe
 
 logger = get_logger(__name__)
@@ -160,6 +161,7 @@ class RecipeRunner:
         self.plan = audit_plan(recipe, eval_split_name(recipe))
         self.step = Steps()
         self._dense: LoadedModel | None = None
+        self._members: MembershipSplit | None = None
         self._lock_depth = 0
 
     # ---- settings and fingerprints ----
@@ -182,6 +184,11 @@ class RecipeRunner:
         """Every check that can fail, before the first file is written (see the module docstring)."""
         with data_dir_env(self.recipe.data.data_dir):
             labels = self._check_data()
+            if self.recipe.pretrained_is_dense:
+                try:  # the student's training examples can be drawn: fail now, not after the dense stage
+                    self.members()
+                except ConfigError as exc:
+                    raise ConfigError(f"data.train_samples: {exc}") from None
         model_config = self._check_model(labels)
         if model_config is not None:
             for level in levels:  # the model is known: its head and FFN counts bound the per-layer minimums
@@ -235,17 +242,17 @@ class RecipeRunner:
 
         data, needed = self.recipe.data, self.recipe.data.train_samples + self.recipe.audits.privacy.n_nonmembers
         try:
-            train = load_dataset(data.dataset, "train") if self.recipe.model.teacher is None else None
+            train = load_dataset(data.dataset, data.train_split) if self.recipe.model.teacher is None else None
             rows = load_dataset(data.dataset, self.plan.split)
         except (DataError, ValueError, OSError) as exc:
             raise DataError(f"data.dataset: {exc}") from None
-        for split, table in (("train", train), (self.plan.split, rows)):
+        for split, table in ((data.train_split, train), (self.plan.split, rows)):
             if table is not None and len(table) == 0:
                 raise DataError(f"data.dataset: {data.dataset} split {split!r} is empty; expected examples")
         check_layout(data.dataset, {"train": train, self.plan.split: rows}, classifier=self.recipe.is_classifier)
         if train is not None and len(train) < needed:
             raise ConfigError(f"data.train_samples: expected train_samples + audits.privacy.n_nonmembers <= "
-                              f"{len(train)} (rows of {data.dataset} train), got {data.train_samples} + "
+                              f"{len(train)} (rows of {data.dataset} {data.train_split}), got {data.train_samples} + "
                               f"{self.recipe.audits.privacy.n_nonmembers}")
         if not self.recipe.is_classifier:
             return None
@@ -357,21 +364,43 @@ class RecipeRunner:
         of a launch runs this: the main process in the stage's staging folder, the others in a scratch folder."""
         from hfprune.pipeline.stages import train_dense
 
-        if self.recipe.model.teacher is not None:
+        if self.recipe.model.teacher is not None or self.recipe.pretrained_is_dense:
             return None
         return train_dense(self.recipe, staging / "model")
+
+    def student_split(self, dense: LoadedModel) -> MembershipSplit:
+        """The examples a pruned student trains on (and the audits score): the dense model's recorded members, or
+        with ``training.dense_epochs: 0`` the draw of :meth:`members`."""
+        split = self.members() if self.recipe.pretrained_is_dense else dense.split
+        if split is None:
+            raise ConfigError(f"{dense.path}: no membership_split.json; the pruned student trains on the dense "
+                              "model's recorded members")
+        return split
+
+    def members(self) -> MembershipSplit:
+        """``training.dense_epochs: 0``: the examples every pruned student trains on, drawn (seeded) from
+        ``data.train_split`` as a dense fine-tune would; recorded in each pruned model's folder."""
+        from hfprune.pipeline.stages import task_spec
+
+        if self._members is None:
+            self._members = task_spec(self.recipe.model.task).draw_members(self.recipe)
+        return self._members
 
     def _compute_dense(self, staging: Path, settings: dict[str, Any]) -> StageResult:
         from hfprune import __version__
         from hfprune.audit.model_audit import load_model_dir, run_model_audit
         from hfprune.audit.robustness import AuditTarget
-        from hfprune.pipeline.stages import evaluate_model
+        from hfprune.pipeline.stages import evaluate_model, save_pretrained_dense
         from hfprune.pruning.stats import sparsity_report
 
         seconds: dict[str, float] = {}
         if self.recipe.model.teacher is not None:
             model_dir = str(Path(self.recipe.model.teacher).resolve())
             self.step(f"dense model: using the fine-tuned teacher {model_dir}")
+        elif self.recipe.pretrained_is_dense:
+            self.step(f"dense model: {self.recipe.model.name} as loaded (training.dense_epochs: 0)")
+            seconds["loading"] = save_pretrained_dense(self.recipe, staging / "model")
+            model_dir = "model"
         else:
             self.step(f"dense fine-tuning of {self.recipe.model.name or 'a GPT-2 built here'} on "
                       f"{self.recipe.data.train_samples} {self.recipe.data.dataset} examples")
@@ -403,10 +432,7 @@ class RecipeRunner:
         from hfprune.pipeline.stages import prune_and_distill
 
         dense = self.dense_model(dense_stage)
-        if dense.split is None:
-            raise ConfigError(f"{dense.path}: no membership_split.json; the pruned student trains on the dense "
-                              "model's recorded members")
-        run = AuditedRun(dense.model, dense.tokenizer, dense.split, dense.canaries, dense.path)
+        run = AuditedRun(dense.model, dense.tokenizer, self.student_split(dense), dense.canaries, dense.path)
         return prune_and_distill(self.recipe, level.pruning, run, staging / "model", staging / "trainer")
 
     def _compute_level(self, staging: Path, level: Level, dense_stage: StageResult,
@@ -436,7 +462,8 @@ class RecipeRunner:
         target = AuditTarget(level.label, student, dense.tokenizer, max(0.0, report.param_sparsity))
         reference = AuditTarget("dense", dense.model, dense.tokenizer, 0.0) if self.plan.recipes else None
         with distributed.alone():  # the other processes wait: an audit must not need them (no Trainer)
-            audit = run_model_audit(self.plan, target, staging / "audit", reference=reference, split=dense.split,
+            audit = run_model_audit(self.plan, target, staging / "audit", reference=reference,
+                                    split=self.student_split(dense),
                                     canaries=dense.canaries, step=self.step)
         seconds["audit"] = audit.seconds
         result = StageResult(

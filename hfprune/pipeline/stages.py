@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from hfprune.audit.privacy.runs import AuditedRun
+    from hfprune.audit.privacy.split import MembershipSplit
     from hfprune.pruning.config import PruningConfig
     from hfprune.recipes.schema import Recipe
 
@@ -56,6 +57,14 @@ class Quality:
 
 
 # --------------------------------------------------------------------------------------------------- task registry
+def split_fields(recipe: Recipe) -> dict[str, Any]:
+    """What a member split is drawn from: the same for the dense fine-tune and, without one, the students' draw."""
+    d = recipe.data
+    return {"dataset": d.dataset, "source_split": d.train_split, "n_members": d.train_samples,
+            "n_nonmembers": recipe.audits.privacy.n_nonmembers, "max_length": d.max_length,
+            "seed": recipe.training.seed, "split_seed": recipe.training.member_split_seed}
+
+
 class TaskSpec(ABC):
     """What differs between tasks: how the dense model is trained, the training set, the collator, evaluation."""
 
@@ -66,6 +75,11 @@ class TaskSpec(ABC):
     @abstractmethod
     def train_dense(self, recipe: Recipe, target: Path) -> None:
         """Train the dense model on a recorded member split, saving model, tokenizer and split in ``target``."""
+
+    def draw_members(self, recipe: Recipe) -> MembershipSplit:
+        """The split the dense fine-tune would draw from ``data.train_split``: with ``training.dense_epochs: 0``
+        the pruned student trains on its members (the loaded model is the dense model, trained on none of them)."""
+        raise ConfigError(f"training.dense_epochs: 0 is not supported for model.task {self.name!r}; expected > 0")
 
     @abstractmethod
     def train_dataset(self, run: AuditedRun, recipe: Recipe) -> datasets.Dataset:
@@ -90,11 +104,15 @@ class ClassificationTask(TaskSpec):
 
         t = recipe.training
         finetune_on_members(MemberFinetuneConfig(
-            model=recipe.model.name, dataset=recipe.data.dataset, n_members=recipe.data.train_samples,
-            n_nonmembers=recipe.audits.privacy.n_nonmembers, epochs=t.dense_epochs, max_length=recipe.data.max_length,
-            batch_size=t.batch_size, learning_rate=t.learning_rate, seed=t.seed, split_seed=t.member_split_seed,
-            threads=t.threads, device=t.device, precision=t.precision, output_dir=str(target),
+            model=recipe.model.name, **split_fields(recipe), epochs=t.dense_epochs, batch_size=t.batch_size,
+            learning_rate=t.learning_rate, threads=t.threads, device=t.device, precision=t.precision,
+            output_dir=str(target),
         ))
+
+    def draw_members(self, recipe: Recipe) -> MembershipSplit:
+        from hfprune.audit.privacy.classifier import MemberFinetuneConfig, draw_classification_split
+
+        return draw_classification_split(MemberFinetuneConfig(model=recipe.model.name, **split_fields(recipe)))
 
     def train_dataset(self, run: AuditedRun, recipe: Recipe) -> datasets.Dataset:
         import datasets
@@ -134,14 +152,18 @@ class CausalLMTask(TaskSpec):
         t, scratch = recipe.training, recipe.model.scratch
         canaries = recipe.audits.privacy.canaries
         train_canary_lm(CanaryLMConfig(
-            dataset=recipe.data.dataset, base_model=recipe.model.name, n_members=recipe.data.train_samples,
-            n_nonmembers=recipe.audits.privacy.n_nonmembers, max_length=recipe.data.max_length,
-            vocab_size=scratch.vocab_size, n_layer=scratch.n_layer, n_embd=scratch.n_embd, n_head=scratch.n_head,
+            base_model=recipe.model.name, **split_fields(recipe), vocab_size=scratch.vocab_size,
+            n_layer=scratch.n_layer, n_embd=scratch.n_embd, n_head=scratch.n_head,
             canary_repetitions=list(canaries.repetitions) if recipe.audits.privacy.enabled else [],
             canaries_per_repetition=canaries.per_repetition, canary_digits=canaries.digits, epochs=t.dense_epochs,
-            batch_size=t.batch_size, learning_rate=t.learning_rate, seed=t.seed, split_seed=t.member_split_seed,
-            threads=t.threads, device=t.device, precision=t.precision, output_dir=str(target),
+            batch_size=t.batch_size, learning_rate=t.learning_rate, threads=t.threads,
+            device=t.device, precision=t.precision, output_dir=str(target),
         ))
+
+    def draw_members(self, recipe: Recipe) -> MembershipSplit:
+        from hfprune.audit.privacy.lm import CanaryLMConfig, draw_text_split
+
+        return draw_text_split(CanaryLMConfig(base_model=recipe.model.name, **split_fields(recipe)))
 
     def train_dataset(self, run: AuditedRun, recipe: Recipe) -> datasets.Dataset:
         import datasets
@@ -208,6 +230,18 @@ def train_dense(recipe: Recipe, target: Path) -> float:
     """Fine-tune (or, for an offline LM, train from scratch) the dense model into ``target``; returns seconds."""
     started = time.perf_counter()
     task_spec(recipe.model.task).train_dense(recipe, target)
+    return time.perf_counter() - started
+
+
+def save_pretrained_dense(recipe: Recipe, target: Path) -> float:
+    """``training.dense_epochs: 0``: save the loaded ``model.name`` (and its tokenizer) as the dense model, unchanged,
+    so every stage reads a local folder; returns seconds."""
+    from hfprune.models import load_model_for_task, load_tokenizer
+
+    started = time.perf_counter()
+    model = load_model_for_task(recipe.model.name, task=recipe.model.task)
+    model.save_pretrained(target)
+    load_tokenizer(recipe.model.name).save_pretrained(target)
     return time.perf_counter() - started
 
 

@@ -142,6 +142,7 @@ class DataSection(Section):
         None, "folder holding hfprune's local dataset copies (overrides HFPRUNE_DATA_DIR); must be readable")
     train_samples: int = field_help(
         1000, "training examples (members, recorded for the privacy audit), drawn from the train split")
+    train_split: str = field_help("train", "split the training examples (members and non-members) are drawn from")
     eval_split: str | None = field_help(None, "split to evaluate on (null: validation, else test)")
     eval_samples: int | None = field_help(None, "evaluate on at most this many examples (null: the whole split)")
     max_length: int = field_help(64, "truncate inputs to this many tokens (training, evaluation and audits)")
@@ -172,7 +173,9 @@ class TrainingSection(Section):
 
     path: ClassVar[str] = "training"
 
-    dense_epochs: float = field_help(3.0, "epochs of dense fine-tuning (skipped when model.teacher is given)")
+    dense_epochs: float = field_help(
+        3.0, "epochs of dense fine-tuning (skipped when model.teacher is given); 0: the loaded model.name is the "
+        "dense model (privacy audits off: they score what the dense fine-tune recorded)")
     prune_epochs: float = field_help(3.0, "epochs of pruning with distillation, starting from the dense model")
     batch_size: int = training_field("batch_size", 32)
     learning_rate: float = training_field("learning_rate", 1e-4, "peak learning rate of both stages")
@@ -190,7 +193,8 @@ class TrainingSection(Section):
     precision: str = precision_field()
 
     def __post_init__(self) -> None:
-        _positive(self, "dense_epochs", "prune_epochs", "learning_rate")
+        check_number(self.path, "dense_epochs", self.dense_epochs, minimum=0.0)
+        _positive(self, "prune_epochs", "learning_rate")
         if self.prune_learning_rate is not None:
             _positive(self, "prune_learning_rate")
         check_training_knobs(self.path, self)
@@ -425,6 +429,19 @@ class Recipe(Section):
         if self.model.task == "causal-lm" and self.audits.robustness.enabled:
             raise ConfigError("audits.robustness.enabled: the TextAttack audit attacks classifiers; expected false "
                               "for task 'causal-lm'")
+        if self.pretrained_is_dense:
+            if self.model.name is None:
+                raise ConfigError("training.dense_epochs: 0 uses model.name as the dense model, but model.name is "
+                                  "null (a GPT-2 built here must be trained); expected dense_epochs > 0")
+            if self.audits.privacy.enabled:
+                raise ConfigError("audits.privacy.enabled: training.dense_epochs 0 keeps the loaded model as the "
+                                  "dense model, which never trained on recorded members or canaries; expected false "
+                                  "(or dense_epochs > 0)")
+
+    @property
+    def pretrained_is_dense(self) -> bool:
+        """Whether the loaded ``model.name`` is the dense model as it is (``training.dense_epochs: 0``, no teacher)."""
+        return self.training.dense_epochs == 0 and self.model.teacher is None
 
     @classmethod
     def from_dict(cls, payload: Any) -> Self:
@@ -465,6 +482,8 @@ class Recipe(Section):
         for key in ("output", "sweep", "name", "description"):
             payload.pop(key)
         payload["training"].pop("threads")
+        if payload["data"]["train_split"] == "train":  # a key added later: earlier runs keep their fingerprint
+            payload["data"].pop("train_split")
         for key, default in (("device", "auto"), ("precision", "fp32")):
             if payload["training"][key] == default:
                 payload["training"].pop(key)
