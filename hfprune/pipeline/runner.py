@@ -208,6 +208,8 @@ class RecipeRunner:
         from hfprune.training import label_names
 
         data, needed = self.recipe.data, self.recipe.data.train_samples + self.recipe.audits.privacy.n_nonmembers
+        if self.recipe.audits.privacy.n_shadows:  # shadows draw as many examples again, disjoint from the audited
+            needed *= 2
         try:
             train = load_dataset(data.dataset, "train") if self.recipe.model.teacher is None else None
             rows = load_dataset(data.dataset, self.plan.split)
@@ -217,9 +219,10 @@ class RecipeRunner:
             if table is not None and len(table) == 0:
                 raise DataError(f"data.dataset: {data.dataset} split {split!r} is empty; expected examples")
         if train is not None and len(train) < needed:
-            raise ConfigError(f"data.train_samples: expected train_samples + audits.privacy.n_nonmembers <= "
-                              f"{len(train)} (rows of {data.dataset} train), got {data.train_samples} + "
-                              f"{self.recipe.audits.privacy.n_nonmembers}")
+            times = "2 x (train_samples + n_nonmembers), as audits.privacy.n_shadows > 0" if (
+                self.recipe.audits.privacy.n_shadows) else "train_samples + audits.privacy.n_nonmembers"
+            raise ConfigError(f"data.train_samples: expected {times} <= {len(train)} (rows of {data.dataset} "
+                              f"train), got {data.train_samples} + {self.recipe.audits.privacy.n_nonmembers}")
         if not self.recipe.is_classifier:
             return None
         try:
@@ -337,9 +340,18 @@ class RecipeRunner:
         started = time.perf_counter()
         quality = evaluate_model(loaded.model, loaded.tokenizer, self.recipe)
         seconds["evaluation"] = time.perf_counter() - started
+        shadows = None
+        if self.recipe.audits.privacy.n_shadows:
+            from hfprune.pipeline.shadows import SHADOWS_DIR, train_dense_shadows
+
+            self.step(f"dense shadows: {self.recipe.audits.privacy.n_shadows} model(s) trained like it on examples "
+                      "disjoint from the audited ones")
+            started = time.perf_counter()
+            shadows = train_dense_shadows(self.recipe, loaded.split, Path(loaded.path), staging / SHADOWS_DIR)
+            seconds["shadows"] = time.perf_counter() - started
         target = AuditTarget("dense", loaded.model, loaded.tokenizer, 0.0)
         audit = run_model_audit(self.plan, target, staging / "audit", split=loaded.split, canaries=loaded.canaries,
-                            step=self.step)
+                            step=self.step, shadows=shadows)
         seconds["audit"] = audit.seconds
         return StageResult(
             name=DENSE_STAGE, kind="dense", level=None, fingerprint=fingerprint(settings), settings=settings,
@@ -380,8 +392,16 @@ class RecipeRunner:
             latency = measure_latency(dense.model, student, rounds=self.recipe.audits.latency_rounds).to_dict()
         target = AuditTarget(level.label, student, dense.tokenizer, max(0.0, report.param_sparsity))
         reference = AuditTarget("dense", dense.model, dense.tokenizer, 0.0) if self.plan.recipes else None
+        shadows = None
+        if self.recipe.audits.privacy.n_shadows:
+            from hfprune.pipeline.shadows import SHADOWS_DIR, level_shadows
+
+            self.step(f"{level.label}: shadows trained {self.recipe.audits.privacy.shadows}")
+            started = time.perf_counter()
+            shadows = level_shadows(self.recipe, level.pruning, self.root, staging / SHADOWS_DIR)
+            seconds["shadows"] = time.perf_counter() - started
         audit = run_model_audit(self.plan, target, staging / "audit", reference=reference, split=dense.split,
-                            canaries=dense.canaries, step=self.step)
+                            canaries=dense.canaries, step=self.step, shadows=shadows)
         seconds["audit"] = audit.seconds
         result = StageResult(
             name=level.label, kind="pruned", level=level.value, fingerprint=fingerprint(settings),

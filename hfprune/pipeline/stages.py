@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from hfprune.audit.privacy.runs import AuditedRun
+    from hfprune.audit.privacy.split import MembershipSplit
     from hfprune.pruning.config import PruningConfig
     from hfprune.recipes.schema import Recipe
 
@@ -63,8 +64,10 @@ class TaskSpec(ABC):
     quality_metric: ClassVar[str]
 
     @abstractmethod
-    def train_dense(self, recipe: Recipe, target: Path) -> None:
-        """Train the dense model on a recorded member split, saving model, tokenizer and split in ``target``."""
+    def train_dense(self, recipe: Recipe, target: Path, exclude: MembershipSplit | None = None,
+                    tokenizer_dir: Path | None = None) -> None:
+        """Train the dense model on a recorded member split, saving model, tokenizer and split in ``target``.
+        A shadow model passes ``exclude`` (the audited split, never drawn) and the target's ``tokenizer_dir``."""
 
     @abstractmethod
     def train_dataset(self, run: AuditedRun, recipe: Recipe) -> datasets.Dataset:
@@ -84,7 +87,8 @@ class ClassificationTask(TaskSpec):
     hub_task = "text-classification"
     quality_metric = "accuracy"
 
-    def train_dense(self, recipe: Recipe, target: Path) -> None:
+    def train_dense(self, recipe: Recipe, target: Path, exclude: MembershipSplit | None = None,
+                    tokenizer_dir: Path | None = None) -> None:
         from hfprune.audit.privacy.classifier import MemberFinetuneConfig, finetune_on_members
 
         t = recipe.training
@@ -93,7 +97,7 @@ class ClassificationTask(TaskSpec):
             n_nonmembers=recipe.audits.privacy.n_nonmembers, epochs=t.dense_epochs, max_length=recipe.data.max_length,
             batch_size=t.batch_size, learning_rate=t.learning_rate, seed=t.seed, threads=t.threads,
             device=t.device, precision=t.precision, output_dir=str(target),
-        ))
+        ), exclude=exclude)  # a classifier's tokenizer is its base model's: nothing to share
 
     def train_dataset(self, run: AuditedRun, recipe: Recipe) -> datasets.Dataset:
         import datasets
@@ -129,7 +133,8 @@ class CausalLMTask(TaskSpec):
     hub_task = "text-generation"
     quality_metric = "perplexity"
 
-    def train_dense(self, recipe: Recipe, target: Path) -> None:
+    def train_dense(self, recipe: Recipe, target: Path, exclude: MembershipSplit | None = None,
+                    tokenizer_dir: Path | None = None) -> None:
         from hfprune.audit.privacy.lm import CanaryLMConfig, train_canary_lm
 
         t, scratch = recipe.training, recipe.model.scratch
@@ -142,7 +147,7 @@ class CausalLMTask(TaskSpec):
             canaries_per_repetition=canaries.per_repetition, canary_digits=canaries.digits, epochs=t.dense_epochs,
             batch_size=t.batch_size, learning_rate=t.learning_rate, seed=t.seed, threads=t.threads,
             device=t.device, precision=t.precision, output_dir=str(target),
-        ))
+        ), exclude=exclude, tokenizer_dir=tokenizer_dir)
 
     def train_dataset(self, run: AuditedRun, recipe: Recipe) -> datasets.Dataset:
         import datasets

@@ -1,0 +1,149 @@
+"""``audits.privacy.shadows``: the reference and LiRA shadow models of a recipe's membership audit are trained
+like the audited model (``target``: a pruned level's shadows are pruned the same way, distilling from their own
+dense shadow) or dense only (``dense``: the library's ``train_disjoint_models`` behaviour). Tiny random BERT, 32
+SST-2 members, real training; the TextAttack part is off."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import tiny_payload
+
+from hfprune.errors import ConfigError
+from hfprune.recipes.schema import Recipe
+
+torch.set_num_threads(1)
+
+
+def _payload(model_dir: Path, out: Path, mode: str, n_shadows: int = 2) -> dict:
+    payload = tiny_payload(model_dir, out, head_sparsity=0.5, ffn_sparsity=0.5)
+    payload["audits"] = {"robustness": {"enabled": False}, "latency_rounds": 0,
+                         "privacy": {"n_nonmembers": 32, "n_resamples": 0, "attacks": ["loss", "reference", "lira"],
+                                     "n_shadows": n_shadows, "shadows": mode}}
+    return payload
+
+
+@pytest.fixture
+def pruned_calls(monkeypatch):
+    """Every prune_and_distill call: (seed, distillation on, the dense model's folder it starts from)."""
+    from hfprune.pipeline import stages
+
+    calls, original = [], stages.prune_and_distill
+
+    def spy(recipe, pruning, dense, target, scratch):
+        calls.append((recipe.training.seed, recipe.distillation.enabled, Path(dense.path).name))
+        return original(recipe, pruning, dense, target, scratch)
+
+    monkeypatch.setattr(stages, "prune_and_distill", spy)
+    return calls
+
+
+def _audit(stage: Path) -> dict:
+    return json.loads((stage / "audit" / "audit.json").read_text())
+
+
+def test_target_shadows_are_pruned_like_the_level_and_distilled_from_their_dense_shadow(
+        tiny_model_dir, tmp_path, pruned_calls):
+    from hfprune.audit.privacy.split import MembershipSplit
+    from hfprune.pipeline.runner import run_recipe
+    from hfprune.pipeline.shadows import SHADOW_FILE
+    from hfprune.pruning.serialization import load_pruned
+    from hfprune.pruning.stats import sparsity_report
+
+    out = tmp_path / "run"
+    run_recipe(Recipe.from_dict(_payload(tiny_model_dir, out, "target")))
+
+    # the level itself (seed 0, from the dense model), then shadow i (seed 1 + i, from its own dense shadow)
+    assert pruned_calls == [(0, True, "model"), (1, True, "shadow-0"), (2, True, "shadow-1")]
+    audited = MembershipSplit.load(out / "dense" / "model")
+    ids = {*audited.member_ids, *audited.nonmember_ids}
+    level = sparsity_report(load_pruned(out / "pruned" / "model"))
+    for i in range(2):
+        dense_shadow = out / "dense" / "shadows" / f"shadow-{i}"
+        assert not set(MembershipSplit.load(dense_shadow).member_ids) & ids
+        shadow = out / "pruned" / "shadows" / f"shadow-{i}"
+        # the level's shapes: as many heads, FFN neurons and parameters kept
+        report = sparsity_report(load_pruned(shadow))
+        assert (report.heads_kept, report.neurons_kept, report.params) == (
+            level.heads_kept, level.neurons_kept, level.params)
+        assert (report.heads_kept, report.heads_total, report.neurons_kept, report.neurons_total) == (4, 8, 48, 96)
+        record = json.loads((shadow / SHADOW_FILE).read_text())
+        assert record["trained_as"] == "target" and record["dense_shadow"] == f"dense/shadows/shadow-{i}"
+        assert record["distillation"]["enabled"] is True and record["pruning"]["head_sparsity"] == 0.5
+        assert MembershipSplit.load(shadow).member_ids == MembershipSplit.load(dense_shadow).member_ids
+
+    pruned = _audit(out / "pruned")["privacy"]
+    assert pruned["shadows"] == {"n": 2, "trained_as": "target"}
+    assert [r["attack"] for r in pruned["membership"]] == ["loss", "reference", "lira"]
+    assert _audit(out / "dense")["privacy"]["shadows"] == {"n": 2, "trained_as": "target"}
+    privacy_md = (out / "pruned" / "audit" / "privacy" / "privacy_report.md").read_text()
+    assert "- pruned: 2 shadow model(s) (the first is the reference), trained with the audited model's own recipe" \
+        in privacy_md
+    report = (out / "report.md").read_text()
+    assert "Reference and LiRA: 2 shadow model(s) trained on examples disjoint from the audited ones (shadows: " \
+        "target)" in report
+    assert "| stage | training s | evaluation s | audit s | shadows s |" in report
+
+    # the mode is part of the fingerprint: the same folder with dense shadows is another run
+    with pytest.raises(ConfigError, match=r"changed: .*audits\.privacy\.shadows"):
+        run_recipe(Recipe.from_dict(_payload(tiny_model_dir, out, "dense")))
+
+
+def test_dense_shadows_are_shared_and_give_the_library_numbers(tiny_model_dir, tmp_path, pruned_calls):
+    """``dense``: no shadow is pruned, and the level's reference and LiRA AUCs are exactly what the library's
+    dense-shadow route (``reference_stats`` of the dense shadows, then ``audit_model``) gives on the saved model."""
+    from hfprune.audit.privacy import PrivacyAuditConfig, audit_model, load_run, reference_stats
+    from hfprune.pipeline.runner import run_recipe
+
+    out = tmp_path / "run"
+    run_recipe(Recipe.from_dict(_payload(tiny_model_dir, out, "dense")))
+    assert pruned_calls == [(0, True, "model")]
+    assert not (out / "pruned" / "shadows").exists()
+
+    pruned = _audit(out / "pruned")["privacy"]
+    assert pruned["shadows"] == {"n": 2, "trained_as": "dense"}
+    run = load_run(out / "pruned" / "model")
+    config = PrivacyAuditConfig(attacks=["loss", "reference", "lira"], n_resamples=0, max_length=16,
+                                extraction=False, canary_exposure=False)
+    stats = reference_stats([out / "dense" / "shadows" / f"shadow-{i}" for i in range(2)], run.split, config)
+    entry = audit_model(run.model, run.tokenizer, run.split, model_name="pruned", config=config,
+                        sparsity=pruned["sparsity"], reference=stats[0], shadows=stats)
+    expected = {r.attack: r.auc.value for r in entry.membership}
+    got = {r["attack"]: r["auc"]["value"] for r in pruned["membership"]}
+    assert got.keys() == expected.keys() and np.allclose(list(got.values()), list(expected.values()), atol=1e-12)
+
+
+def test_shadow_settings_are_validated_and_fingerprinted(tmp_path):
+    model = tmp_path / "m"
+
+    def recipe(**privacy) -> Recipe:
+        payload = _payload(model, tmp_path / "out", "target")
+        payload["audits"]["privacy"] = {"attacks": ["loss"], **privacy}
+        return Recipe.from_dict(payload)
+
+    with pytest.raises(ConfigError, match=r"^audits\.privacy\.shadows: expected one of \['dense', 'target'\], "
+                                          r"got 'teacher'$"):
+        recipe(shadows="teacher", attacks=["lira"], n_shadows=2)
+    with pytest.raises(ConfigError, match=r"^audits\.privacy\.attacks\[1\]: attack 'lira' needs "
+                                          r"audits\.privacy\.n_shadows >= 2, got 1$"):
+        recipe(attacks=["reference", "lira"], n_shadows=1)
+    with pytest.raises(ConfigError, match=r"^audits\.privacy\.n_shadows: 2 shadow model\(s\) serve only"):
+        recipe(n_shadows=2)
+    with pytest.raises(ConfigError, match=r"^audits\.privacy\.n_shadows: expected an integer >= 0"):
+        recipe(n_shadows=-1)
+    payload = _payload(model, tmp_path / "out", "target")
+    payload["model"]["teacher"] = str(model)
+    with pytest.raises(ConfigError, match=r"^audits\.privacy\.n_shadows: shadows are trained the way the dense"):
+        Recipe.from_dict(payload)
+
+    with_shadows = {mode: recipe(shadows=mode, attacks=["lira"], n_shadows=2).fingerprint() for mode in
+                    ("dense", "target")}
+    assert with_shadows["dense"] != with_shadows["target"]
+    # without shadows the keys change nothing: the fingerprint is the one recipes had before they existed
+    without = recipe(shadows="dense")
+    assert without.fingerprint() == recipe(shadows="target").fingerprint()
+    assert "n_shadows" not in without.result_dict()["audits"]["privacy"]
