@@ -147,3 +147,33 @@ def test_shadow_settings_are_validated_and_fingerprinted(tmp_path):
     without = recipe(shadows="dense")
     assert without.fingerprint() == recipe(shadows="target").fingerprint()
     assert "n_shadows" not in without.result_dict()["audits"]["privacy"]
+
+
+def test_causal_lm_shadows_share_the_tokenizer_and_are_pruned_like_the_level(tmp_path, pruned_calls):
+    """A GPT-2 trained here: its shadow reuses the target's tokenizer (the same tokens are scored) and, with
+    ``target``, is pruned like the level."""
+    from hfprune.pipeline.runner import run_recipe
+    from hfprune.pruning.serialization import load_pruned
+    from hfprune.pruning.stats import sparsity_report
+
+    out = tmp_path / "lm"
+    run_recipe(Recipe.from_dict({
+        "name": "tiny-lm", "model": {"name": None, "task": "causal-lm",
+                                     "scratch": {"n_layer": 1, "n_embd": 16, "n_head": 4, "vocab_size": 300}},
+        "data": {"dataset": "jane_austen", "train_samples": 12, "eval_samples": 6, "max_length": 24},
+        "training": {"dense_epochs": 1, "prune_epochs": 1, "batch_size": 4, "learning_rate": 1e-3, "threads": 1},
+        "pruning": {"scoring": "magnitude", "head_sparsity": 0.5, "ffn_sparsity": 0.5},
+        "audits": {"robustness": {"enabled": False}, "latency_rounds": 0,
+                   "privacy": {"n_nonmembers": 6, "n_resamples": 0, "attacks": ["loss", "reference"],
+                               "n_shadows": 1, "canaries": {"repetitions": []}}},
+        "output": {"dir": str(out)}}))
+    assert pruned_calls == [(0, True, "model"), (1, True, "shadow-0")]
+    tokenizer = (out / "dense/model/tokenizer.json").read_bytes()
+    assert (out / "dense/shadows/shadow-0/tokenizer.json").read_bytes() == tokenizer
+    shadow, level = (sparsity_report(load_pruned(out / path)) for path in ("pruned/shadows/shadow-0", "pruned/model"))
+    assert (shadow.heads_kept, shadow.neurons_kept, shadow.params) == (level.heads_kept, level.neurons_kept,
+                                                                       level.params)
+    assert shadow.heads_kept == 2 and shadow.heads_total == 4
+    privacy = _audit(out / "pruned")["privacy"]
+    assert privacy["shadows"] == {"n": 1, "trained_as": "target"}
+    assert [r["attack"] for r in privacy["membership"]] == ["loss", "reference"]

@@ -145,6 +145,8 @@ class PrivacyEntry:
         results = {name: [result_from_dict(item) for item in payload[name]]
                    for name in ("membership", "extraction", "exposure")}
         shadows = payload.get("shadows")
+        if shadows is not None and (not isinstance(shadows, dict) or set(shadows) != {"n", "trained_as"}):
+            raise ConfigError(f"PrivacyEntry.shadows: expected a mapping with keys n and trained_as, got {shadows!r}")
         return cls(payload["model_name"], float(payload["sparsity"]), GeneralizationGap.from_dict(payload["gap"]),
                    **results, shadows=None if shadows is None else ShadowsUsed(**shadows))  # type: ignore[arg-type]
 
