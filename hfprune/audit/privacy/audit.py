@@ -1,8 +1,9 @@
 """Running the privacy audit on one model: statistics on the recorded split, the train/held-out gap, the
 membership attacks, the extraction signal and canary exposure, gathered in a :class:`PrivacyEntry`.
 
-Reference and shadow statistics are computed once (``model_stats``) and passed to every audited model: the dense
-model and its pruned copies are attacked with the same reference and the same shadows.
+Reference and shadow statistics (``model_stats`` of :class:`ShadowModels`) are passed to each audited model: dense
+shadows serve the dense model and its pruned copies alike, or each model gets shadows trained its own way (``hfprune
+run`` with ``audits.privacy.shadows: target``); the report names which (:class:`~.report.ShadowsUsed`).
 """
 
 from __future__ import annotations
