@@ -177,3 +177,20 @@ def test_causal_lm_shadows_share_the_tokenizer_and_are_pruned_like_the_level(tmp
     privacy = _audit(out / "pruned")["privacy"]
     assert privacy["shadows"] == {"n": 1, "trained_as": "target"}
     assert [r["attack"] for r in privacy["membership"]] == ["loss", "reference"]
+
+
+def test_shadows_need_as_many_examples_again_and_preflight_says_so(tiny_model_dir, tmp_path):
+    """SST-2's 67,349 train rows hold 30,000 + 10,000 audited examples, not twice that: refused before writing."""
+    from hfprune.pipeline.runner import RecipeRunner, single_level
+
+    payload = _payload(tiny_model_dir, tmp_path / "out", "target")
+    payload["data"]["train_samples"] = 30_000
+    payload["audits"]["privacy"]["n_nonmembers"] = 10_000
+    recipe = Recipe.from_dict(payload)
+    with pytest.raises(ConfigError, match=r"^data\.train_samples: expected 2 x \(train_samples \+ audits\.privacy\."
+                                          r"n_nonmembers\) <= 67349 \(rows of glue/sst2 train; shadow models draw "
+                                          r"as many again\), got 30000 \+ 10000$"):
+        RecipeRunner(recipe).preflight(single_level(recipe))
+    assert not (tmp_path / "out").exists()
+    payload["audits"]["privacy"].update(n_shadows=0, attacks=["loss"])
+    RecipeRunner(Recipe.from_dict(payload)).preflight(single_level(recipe))  # without shadows they fit

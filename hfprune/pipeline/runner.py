@@ -219,10 +219,11 @@ class RecipeRunner:
             if table is not None and len(table) == 0:
                 raise DataError(f"data.dataset: {data.dataset} split {split!r} is empty; expected examples")
         if train is not None and len(train) < needed:
-            times = "2 x (train_samples + n_nonmembers), as audits.privacy.n_shadows > 0" if (
-                self.recipe.audits.privacy.n_shadows) else "train_samples + audits.privacy.n_nonmembers"
-            raise ConfigError(f"data.train_samples: expected {times} <= {len(train)} (rows of {data.dataset} "
-                              f"train), got {data.train_samples} + {self.recipe.audits.privacy.n_nonmembers}")
+            shadows = self.recipe.audits.privacy.n_shadows > 0
+            sum_ = "train_samples + audits.privacy.n_nonmembers"
+            raise ConfigError(f"data.train_samples: expected {f'2 x ({sum_})' if shadows else sum_} <= {len(train)} "
+                              f"(rows of {data.dataset} train{'; shadow models draw as many again' if shadows else ''}"
+                              f"), got {data.train_samples} + {self.recipe.audits.privacy.n_nonmembers}")
         if not self.recipe.is_classifier:
             return None
         try:
