@@ -88,7 +88,10 @@ def test_target_shadows_are_pruned_like_the_level_and_distilled_from_their_dense
         "target)" in report
     assert "| stage | training s | evaluation s | audit s | shadows s |" in report
 
-    # the mode is part of the fingerprint: the same folder with dense shadows is another run
+    # a rerun reuses the finished stages with their shadows; the mode is part of the fingerprint, so the same
+    # folder with dense shadows is another run
+    run_recipe(Recipe.from_dict(_payload(tiny_model_dir, out, "target")))
+    assert len(pruned_calls) == 3
     with pytest.raises(ConfigError, match=r"changed: .*audits\.privacy\.shadows"):
         run_recipe(Recipe.from_dict(_payload(tiny_model_dir, out, "dense")))
 
