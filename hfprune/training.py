@@ -66,6 +66,36 @@ def precision_field(default: str = "fp32") -> Any:
                       "pruning scores and masks stay in fp32)", choices=lambda: list(PRECISIONS))
 
 
+# The training knobs every config that trains declares (FinetuneConfig, PruneClassifierConfig, MemberFinetuneConfig,
+# CanaryLMConfig, a recipe's training section): one definition each, with each command's own default, and one
+# validator. The configs keep flat fields rather than holding a TrainingSettings: those fields are their public
+# constructors, JSON files and CLI flags. Epochs stay per config: names and help differ (dense_epochs, prune_epochs).
+_KNOB_HELP = {
+    "batch_size": "training batch size",
+    "learning_rate": "peak learning rate (linear decay, 10% warm-up)",
+    "seed": "seed of {seeds}",
+    "threads": "torch CPU threads ({none}: the cores other processes leave idle)",
+}
+
+
+def training_field(name: str, default: Any = None, help: str | None = None, *, seeds: str = "",
+                   none: str = "None", note: str = "") -> Any:
+    """The field of training knob ``name`` (batch_size, learning_rate, seed, threads) with the shared help, or
+    ``help`` where a config says more (a learning rate "of both stages"); ``seeds`` says what the seed decides,
+    ``none`` how the file spells "not set" (null in a YAML recipe), ``note`` is appended."""
+    return field_help(default, (help or _KNOB_HELP[name].format(seeds=seeds, none=none)) + note)
+
+
+def check_training_knobs(owner: str, config: Any) -> None:
+    """Validate the knobs ``config`` has of batch_size, seed, threads, device and precision (errors name
+    ``owner.field``). Epochs and learning rates are checked by each config: their messages differ."""
+    check_int(owner, "batch_size", config.batch_size, minimum=1)
+    check_int(owner, "seed", config.seed, minimum=0)
+    if getattr(config, "threads", None) is not None:
+        check_int(owner, "threads", config.threads, minimum=1)
+    check_placement(owner, config.device, config.precision)
+
+
 def resolve_device(device: str | Any = "auto", owner: str = "device") -> str:
     """The device name (``cpu``, ``cuda``, ``mps``) a run uses: ``device`` itself, or for ``auto`` the first of
     cuda, mps, cpu this machine has. ``device`` may be a name or anything with a ``device`` attribute (a
@@ -110,14 +140,12 @@ class TrainingSettings:
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
-        check_int(owner, "batch_size", self.batch_size, minimum=1)
-        check_int(owner, "seed", self.seed, minimum=0)
+        check_training_knobs(owner, self)
         check_int(owner, "logging_steps", self.logging_steps, minimum=1)
         for name in ("epochs", "learning_rate"):
             check_number(owner, name, getattr(self, name), minimum=0, inclusive=False)
         check_number(owner, "weight_decay", self.weight_decay, minimum=0)
         check_number(owner, "warmup", self.warmup, minimum=0)
-        check_placement(owner, self.device, self.precision)
 
 
 def trainer_args(output_dir: str | Path, settings: TrainingSettings | None = None, *, device: str = "auto",
@@ -306,10 +334,10 @@ class FinetuneConfig(ConfigMixin):
     train_samples: int | None = field_help(3000, "train on this many shuffled examples (None: all)")
     epochs: float = field_help(1.0, "training epochs")
     max_length: int = field_help(64, "truncate inputs to this many tokens")
-    batch_size: int = field_help(32, "training batch size")
-    learning_rate: float = field_help(1e-4, "peak learning rate (linear decay, 10% warm-up)")
-    seed: int = field_help(42, "seed for sampling, head initialisation and shuffling")
-    threads: int | None = field_help(None, "torch CPU threads (None: the cores other processes leave idle)")
+    batch_size: int = training_field("batch_size", 32)
+    learning_rate: float = training_field("learning_rate", 1e-4)
+    seed: int = training_field("seed", 42, seeds="sampling, head initialisation and shuffling")
+    threads: int | None = training_field("threads")
     device: str = device_field()
     precision: str = precision_field()
     output_dir: str | None = field_help(None, "where to save the model (None: runs/finetune/<model>-<dataset>)")
@@ -320,13 +348,9 @@ class FinetuneConfig(ConfigMixin):
         if self.train_samples is not None:
             check_int(owner, "train_samples", self.train_samples, minimum=1)
         check_int(owner, "max_length", self.max_length, minimum=8)
-        check_int(owner, "batch_size", self.batch_size, minimum=1)
-        check_int(owner, "seed", self.seed, minimum=0)
-        if self.threads is not None:
-            check_int(owner, "threads", self.threads, minimum=1)
+        check_training_knobs(owner, self)
         for name in ("epochs", "learning_rate"):
             check_number(owner, name, getattr(self, name), minimum=0, inclusive=False)
-        check_placement(owner, self.device, self.precision)
 
     def resolved_output_dir(self) -> Path:
         if self.output_dir:

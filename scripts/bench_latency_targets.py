@@ -25,6 +25,7 @@ from transformers import AutoModelForSequenceClassification
 
 from hfprune import PruningConfig, latency_report, prune, resolve_model
 from hfprune.pruning.latency_budget import LATENCY_TABLES
+from hfprune.pruning.latency_table import latency_table
 from hfprune.utils.io import atomic_write_json, atomic_write_text
 
 
@@ -36,10 +37,13 @@ def run(args: argparse.Namespace) -> dict:
     for batch in args.batches:
         for target in args.targets:
             started = time.time()
+            # measured here (or read from the cache) with --table-rounds; prune() then reads it from the cache
+            latency_table(dense, batch, args.seq_len, args.threads, rounds=args.table_rounds)
             pruned = copy.deepcopy(dense)
             prune(pruned, PruningConfig(latency_target=target, scoring="magnitude", latency_batch_size=batch,
                                         latency_seq_len=args.seq_len, latency_threads=args.threads,
-                                        ffn_round_to=args.ffn_round_to))
+                                        ffn_round_to=args.ffn_round_to, min_heads_per_layer=args.min_heads,
+                                        min_neurons_per_layer=args.min_neurons))
             table = LATENCY_TABLES[pruned]
             report = latency_report(pruned, dense=dense, rounds=args.rounds)
             measured = report.measured
@@ -52,19 +56,24 @@ def run(args: argparse.Namespace) -> dict:
                    "table_dense_ms": table.dense_ms, "table_floor_ms": table.floor_ms,
                    "heads_per_layer": [len(h) for h in pruned.config.hfprune_structure["kept_heads"]],
                    "ffn_per_layer": [len(f) for f in pruned.config.hfprune_structure["kept_neurons"]],
-                   "seconds": round(time.time() - started, 1)}
+                   "seconds": round(time.time() - started, 1), "load_average_1min": round(os.getloadavg()[0], 2)}
             print(json.dumps(row), flush=True)
             results.append(row)
     return {"command": args.command, "threads": args.threads, "rounds": args.rounds, "seq_len": args.seq_len,
+            "table_rounds": args.table_rounds,
+            "min_heads_per_layer": args.min_heads, "min_neurons_per_layer": args.min_neurons,
             "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(), "load_average_1min_at_end": round(os.getloadavg()[0], 2), "results": results}
 
 
 def to_markdown(payload: dict) -> str:
     lines = [f"Command: `{payload['command']}` (torch {payload['torch']}, {payload['threads']} thread(s), seq "
-             f"{payload['seq_len']}, {payload['rounds']} interleaved rounds, medians; wall time "
+             f"{payload['seq_len']}, {payload['rounds']} interleaved rounds, medians (table: "
+             f"{payload.get('table_rounds', 10)} rounds per width); wall time "
              f"{payload.get('wall_time_s')} s; {payload.get('cpus')} CPUs, 1-min load average "
-             f"{payload.get('load_average_1min_at_end')} at the end). One-shot magnitude pruning, no training: not the "
+             f"{payload.get('load_average_1min_at_start')} at the start, "
+             f"{', '.join(str(r.get('load_average_1min')) for r in payload['results'])} after each row). "
+             "One-shot magnitude pruning, no training: not the "
              "issue's accuracy comparison.", "",
              "| target | batch | predicted | measured | measured / target | dense ms | pruned ms | table floor ms | "
              "same models re-measured |",
@@ -89,7 +98,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--table-rounds", type=int, default=10, help="interleaved rounds per width of the table")
     parser.add_argument("--ffn-round-to", type=int, default=1)
+    parser.add_argument("--min-heads", type=int, default=1, help="min_heads_per_layer (0: attention blocks may go)")
+    parser.add_argument("--min-neurons", type=int, default=1, help="min_neurons_per_layer (0: FFN blocks may go)")
     parser.add_argument("--repeat", type=int, default=3,
                         help="time the same dense and pruned models this many times (measurement noise)")
     parser.add_argument("--cache", type=Path, default=None,
@@ -104,7 +116,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     started = time.time()
+    load_at_start = round(os.getloadavg()[0], 2)
     payload = run(args)
+    payload["load_average_1min_at_start"] = load_at_start
     payload["wall_time_s"] = round(time.time() - started, 1)
     atomic_write_json(args.out / "results.json", payload)
     atomic_write_text(args.out / "results.md", to_markdown(payload))

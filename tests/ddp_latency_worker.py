@@ -24,8 +24,8 @@ def main(out: Path) -> None:
     os.environ["HFPRUNE_CACHE_DIR"] = str(out / f"cache{os.environ['RANK']}")
     # measure_table looks the timer up when it runs
     hfprune.utils.timing.interleaved_timings = FakeTimer(scale=1.0 + 2.0 * int(os.environ["RANK"]))
-    config = PruningConfig(latency_target=1.1, min_heads_per_layer=0, latency_seq_len=12, mask_update_interval=2,
-                           compact_on_train_end=False)
+    config = PruningConfig(latency_target=1.1, min_heads_per_layer=0, min_neurons_per_layer=0, latency_seq_len=12,
+                           mask_update_interval=2, compact_on_train_end=False)
     callback = MovementPruningCallback(config)
     args = training_args(out / "run", max_steps=12, ddp_backend="gloo")
     trainer = Trainer(model=tiny_model("bert"), args=args, train_dataset=synthetic_classification(),

@@ -1,5 +1,6 @@
-"""Run by torch.distributed.run in test_pruning_callback: a 2-process CPU (gloo) pruning run with the scorer named
-by the second argument; each rank writes its final masks and scores."""
+"""Run by torch.distributed.run in test_pruning_callback (and test_pruning_layers): a 2-process CPU (gloo) pruning run
+with the scorer, architecture and layer sparsity named by the arguments; each rank writes its final masks and scores
+(and its layer mask)."""
 
 import json
 import sys
@@ -13,9 +14,9 @@ from transformers import Trainer
 from hfprune import MovementPruningCallback, PruningConfig
 
 
-def main(out: Path, scoring: str = "movement", arch: str = "bert") -> None:
+def main(out: Path, scoring: str = "movement", arch: str = "bert", layer_sparsity: str = "0") -> None:
     config = PruningConfig(head_sparsity=0.5, ffn_sparsity=0.5, mask_update_interval=2, compact_on_train_end=False,
-                           scoring=scoring, regularization=0.1)
+                           scoring=scoring, regularization=0.1, layer_sparsity=float(layer_sparsity))
     callback = MovementPruningCallback(config)
     args = training_args(out / "run", max_steps=12, ddp_backend="gloo")
     trainer = Trainer(model=tiny_model(arch), args=args, train_dataset=synthetic_classification(),
@@ -24,7 +25,8 @@ def main(out: Path, scoring: str = "movement", arch: str = "bert") -> None:
     pruner = callback.pruner
     payload = {"world_size": dist.get_world_size(),
                "masks": {k.value: [m.tolist() for m in v] for k, v in pruner.masks.items()},
-               "scores": {k.value: [s.tolist() for s in v] for k, v in pruner.scores.items()}}
+               "scores": {k.value: [s.tolist() for s in v] for k, v in pruner.scores.items()},
+               "layers": None if pruner.layers is None else pruner.layers.state_dict()}
     (out / f"rank{dist.get_rank()}.json").write_text(json.dumps(payload))
 
 

@@ -24,7 +24,7 @@ OUTCOMES = ["successful", "successful", "successful", "failed", "skipped"]
 MEMBER_SCORES, NONMEMBER_SCORES = [0.9, 0.8, 0.7, 0.6], [0.65, 0.5, 0.4, 0.3]
 TOKEN = "hf_" + "loopbacktoken" * 3
 # a made-up latency cost model (seconds) for latency-table tests: no test times anything real
-FLOOR_S, HEAD_S, ATTENTION_S, NEURON_S = 0.002, 0.0001, 0.0005, 0.00001
+FLOOR_S, HEAD_S, ATTENTION_S, NEURON_S, FFN_S = 0.002, 0.0001, 0.0005, 0.00001, 0.0002
 REPO_ID = "alice/minilm-sst2-pruned"
 LFS_THRESHOLD = 10_000  # the Hub stores larger (or binary) files with LFS
 
@@ -206,13 +206,15 @@ def make_handler(hub: FakeHub, endpoint: list[str]) -> type[BaseHTTPRequestHandl
 
 
 def fake_seconds(model: torch.nn.Module) -> float:
-    """The made-up cost model read off the widths: floor + per layer (fixed attention cost if any head, per head,
-    per neuron). A latency table measured with ``FakeTimer`` must recover exactly these numbers."""
+    """The made-up cost model read off the widths: floor + per layer (fixed attention cost if any head, per head;
+    fixed FFN cost if any neuron, per neuron). A latency table measured with ``FakeTimer`` must recover exactly these
+    numbers."""
     from hfprune.pruning.units import UnitKind, unit_groups
 
     heads = [g.num_units for g in unit_groups(model, UnitKind.HEADS)]
     neurons = [g.num_units for g in unit_groups(model, UnitKind.NEURONS)]
-    return FLOOR_S + sum(HEAD_S * h + (ATTENTION_S if h else 0.0) for h in heads) + NEURON_S * sum(neurons)
+    return (FLOOR_S + sum(HEAD_S * h + (ATTENTION_S if h else 0.0) for h in heads)
+            + sum(NEURON_S * n + (FFN_S if n else 0.0) for n in neurons))
 
 
 class FakeTimer:

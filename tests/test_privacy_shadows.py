@@ -100,12 +100,17 @@ def test_dense_shadows_are_shared_and_give_the_library_numbers(tiny_model_dir, t
     """``dense``: no shadow is pruned, and the level's reference and LiRA AUCs are exactly what the library's
     dense-shadow route (``reference_stats`` of the dense shadows, then ``audit_model``) gives on the saved model."""
     from hfprune.audit.privacy import PrivacyAuditConfig, audit_model, load_run, reference_stats
+    from hfprune.audit.privacy.split import MembershipSplit
     from hfprune.pipeline.runner import run_recipe
 
     out = tmp_path / "run"
-    run_recipe(Recipe.from_dict(_payload(tiny_model_dir, out, "dense")))
+    payload = _payload(tiny_model_dir, out, "dense")
+    payload["training"]["split_seed"] = 0  # fixed, as in a run of several seeds: each shadow still draws its own
+    run_recipe(Recipe.from_dict(payload))
     assert pruned_calls == [(0, True, "model")]
     assert not (out / "pruned" / "shadows").exists()
+    draws = [set(MembershipSplit.load(out / "dense" / "shadows" / f"shadow-{i}").member_ids) for i in range(2)]
+    assert draws[0] != draws[1]
 
     pruned = _audit(out / "pruned")["privacy"]
     assert pruned["shadows"] == {"n": 2, "trained_as": "dense"}

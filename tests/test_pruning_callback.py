@@ -159,13 +159,17 @@ def test_gradient_accumulation_with_unnormalised_model_loss_keeps_the_ranking(tm
             assert torch.allclose(2 * a, b, rtol=1e-4, atol=1e-8)
 
 
-@pytest.mark.parametrize(("scoring", "arch"), [
-    ("movement", "bert"), ("movement_ste", "bert"), ("soft_movement", "bert"), ("movement", "mistral"),
+# the first case also removes one of the 2 layers (block influence measured on each rank's batches, averaged)
+@pytest.mark.parametrize(("scoring", "arch", "layer_sparsity"), [
+    ("movement", "bert", "0.5"), ("movement_ste", "bert", "0"), ("soft_movement", "bert", "0"),
+    ("movement", "mistral", "0"),
 ])
-def test_two_process_gloo_run_has_identical_masks_on_both_ranks(tmp_path, scoring, arch):
-    ranks = run_two_processes("ddp_pruning_worker.py", tmp_path, args=(scoring, arch))
+def test_two_process_gloo_run_has_identical_masks_on_both_ranks(tmp_path, scoring, arch, layer_sparsity):
+    ranks = run_two_processes("ddp_pruning_worker.py", tmp_path, args=(scoring, arch, layer_sparsity))
     assert ranks[0]["world_size"] == ranks[1]["world_size"] == 2
     assert ranks[0]["masks"] == ranks[1]["masks"]
+    assert ranks[0]["layers"] == ranks[1]["layers"] if layer_sparsity == "0" else (
+        ranks[0]["layers"]["mask"] == ranks[1]["layers"]["mask"] and sum(ranks[0]["layers"]["mask"]) == 1)
     assert ranks[0]["scores"] == ranks[1]["scores"]  # scores come from DDP-averaged gradients: equal to the bit
     # half of 2 layers x 4 heads (mistral: 4 key/value groups of 4 query heads each)
     heads_kept = sum(sum(layer) for layer in ranks[0]["masks"]["heads"])

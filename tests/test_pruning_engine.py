@@ -136,39 +136,68 @@ def test_unsupported_model_type_lists_supported():
 @pytest.mark.parametrize("field,value", [
     ("head_sparsity", 1.0), ("ffn_sparsity", -0.1), ("head_sparsity", float("nan")), ("scoring", "taylor2"),
     ("allocation", "layerwise"), ("min_heads_per_layer", -1), ("mask_update_interval", 0), ("head_sparsity", "0.5"),
+    ("min_neurons_per_layer", -1),
 ])
 def test_pruning_config_rejects_bad_values(field, value):
     with pytest.raises(ConfigError, match=field):
         PruningConfig(**{field: value})
 
 
+@pytest.mark.parametrize("field", ["min_heads_per_layer", "min_neurons_per_layer"])
+def test_uniform_allocation_cannot_empty_blocks(field):
+    with pytest.raises(ConfigError, match=rf"^PruningConfig\.{field}: allocation 'uniform'"):
+        PruningConfig(allocation="uniform", **{field: 0})
+
+
 def test_pruning_config_rejects_unknown_keys_and_round_trips(tmp_path):
-    with pytest.raises(ConfigError, match="unknown key.*head_sparsty"):
+    with pytest.raises(ConfigError, match=r"^PruningConfig.head_sparsty: unknown key "
+                       r"\(did you mean .head_sparsity.\?\)"):
         PruningConfig.from_dict({"head_sparsty": 0.5})
     config = PruningConfig(head_sparsity=0.3, ffn_sparsity=0.6, scoring="head_importance", allocation="per_layer")
     config.save_pretrained(tmp_path)
     assert PruningConfig.from_pretrained(tmp_path) == config
 
 
+# (attention units, FFN neurons) kept per layer: attention emptied in one layer and the FFN in the other; both in one
+EMPTY_BLOCKS = {"attention_and_ffn": ([[], [0, 2]], [range(48), range(0, 48, 3)]),
+                "ffn": ([[0, 1, 2, 3], [1, 3]], [[], range(0, 48, 3)]),
+                "whole_layer": ([[], [0, 2]], [[], range(0, 48, 3)])}
+
+
+def _indicator(size: int, kept) -> torch.Tensor:
+    mask = torch.zeros(size)
+    mask[list(kept)] = 1
+    return mask
+
+
+@pytest.mark.parametrize("empty", sorted(EMPTY_BLOCKS))
 @pytest.mark.parametrize("arch,task", CASES)
-def test_a_layer_can_lose_its_whole_attention_block(arch, task, tiny_inputs, tmp_path):
+def test_a_layer_can_lose_its_whole_attention_or_ffn_block(arch, task, empty, tiny_inputs, tmp_path):
     model = tiny_model(arch, task)
-    masks = {UnitKind.HEADS: [torch.zeros(4), torch.tensor([1.0, 0, 1, 0])],
-             UnitKind.NEURONS: [torch.ones(48), (torch.arange(48) % 3 == 0).float()]}
-    pruner = StructuredPruner(model, PruningConfig(head_sparsity=0.5, ffn_sparsity=0.3, min_heads_per_layer=0))
+    heads, neurons = EMPTY_BLOCKS[empty]
+    masks = {UnitKind.HEADS: [_indicator(4, kept) for kept in heads],
+             UnitKind.NEURONS: [_indicator(48, kept) for kept in neurons]}
+    config = PruningConfig(head_sparsity=0.5, ffn_sparsity=0.3, min_heads_per_layer=0, min_neurons_per_layer=0)
+    pruner = StructuredPruner(model, config)
     pruner.masks = masks
     pruner.attach()
     masked = logits(model, tiny_inputs)
     structure = pruner.compact()
     per_unit = queries_per_unit(arch)  # the 4 units of a GQA decoder are key/value groups of per_unit query heads
-    assert structure.kept_heads == [[], [h for unit in (0, 2) for h in range(unit * per_unit, (unit + 1) * per_unit)]]
+    assert structure.kept_heads == [[h for unit in kept for h in range(unit * per_unit, (unit + 1) * per_unit)]
+                                    for kept in heads]
+    assert structure.kept_neurons == [list(kept) for kept in neurons]
+    assert [g.num_units for g in unit_groups(model, UnitKind.NEURONS)] == [len(kept) for kept in neurons]
     assert (logits(model, tiny_inputs) - masked).abs().max() < 1e-5
     model.save_pretrained(tmp_path / "pruned")
     assert torch.equal(logits(load_pruned(tmp_path / "pruned"), tiny_inputs), logits(model, tiny_inputs))
     export_dense(model, tmp_path / "dense")
     cls = AutoModelForCausalLM if task == "causal_lm" else AutoModelForSequenceClassification
     assert (logits(cls.from_pretrained(tmp_path / "dense").eval(), tiny_inputs) - masked).abs().max() < 1e-5
-    assert sparsity_report(model).heads_kept == 2 * per_unit
+    report = sparsity_report(model)
+    assert report.heads_kept == sum(len(kept) for kept in heads) * per_unit
+    assert report.neurons_kept == sum(len(kept) for kept in neurons)
+    assert report.params == sum(p.numel() for p in model.parameters())
 
 
 def test_global_allocation_with_min_zero_can_empty_a_layer():
@@ -179,9 +208,10 @@ def test_global_allocation_with_min_zero_can_empty_a_layer():
     assert [m.tolist() for m in select_masks(scores, 0.5, "global", 1)] == [[0, 1], [0, 1]]
 
 
-def test_gpt2_generation_with_cache_matches_without_after_emptying_a_layer():
+def test_gpt2_generation_with_cache_matches_without_after_emptying_a_layers_blocks():
     model = tiny_model("gpt2", "causal_lm")
-    compact(model, {UnitKind.HEADS: [torch.zeros(4), torch.ones(4)]})
+    compact(model, {UnitKind.HEADS: [torch.zeros(4), torch.ones(4)],
+                    UnitKind.NEURONS: [torch.zeros(48), torch.ones(48)]})
     prompt = torch.tensor([[5, 17, 42]])
     with_cache = model.generate(prompt, max_new_tokens=6, do_sample=False, use_cache=True, pad_token_id=0)
     without = model.generate(prompt, max_new_tokens=6, do_sample=False, use_cache=False, pad_token_id=0)

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 from conftest import tiny_model
-from helpers import ATTENTION_S, FLOOR_S, HEAD_S, NEURON_S, FakeTimer, fake_seconds
+from helpers import ATTENTION_S, FFN_S, FLOOR_S, HEAD_S, NEURON_S, FakeTimer, fake_seconds
 
 from hfprune.errors import ConfigError, HfpruneError
 from hfprune.pruning import PruningConfig, StructuredPruner, prune
@@ -20,15 +20,15 @@ from hfprune.pruning.units import UnitKind, unit_groups
 def test_table_recovers_the_cost_model_and_interpolates():
     model = tiny_model("bert")  # 2 layers, 4 heads, 48 FFN neurons
     table = measure_table(model, batch_size=2, seq_len=8, rounds=3, timer=FakeTimer(), neuron_steps=[1, 24, 48])
-    assert table.head_steps == [0, 1, 2, 3, 4]
-    assert table.floor_ms == pytest.approx(1000 * (FLOOR_S + 2 * NEURON_S))
+    assert table.head_steps == [0, 1, 2, 3, 4] and table.neuron_steps == [0, 1, 24, 48]
+    assert table.floor_ms == pytest.approx(1000 * FLOOR_S)  # every block emptied
     assert table.attention_ms == pytest.approx([0.0] + [1000 * (HEAD_S * k + ATTENTION_S) for k in range(1, 5)])
-    assert table.ffn_ms == pytest.approx([0.0, 1000 * NEURON_S * 23, 1000 * NEURON_S * 47])
-    assert table.ffn(12) == pytest.approx(1000 * NEURON_S * 11)  # linear between the measured 1 and 24
+    assert table.ffn_ms == pytest.approx([0.0] + [1000 * (NEURON_S * n + FFN_S) for n in (1, 24, 48)])
+    assert table.ffn(12) == pytest.approx(1000 * (NEURON_S * 12 + FFN_S))  # linear between the measured 1 and 24
     assert table.dense_ms == pytest.approx(1000 * fake_seconds(model))
     assert table.dense_predicted_ms == pytest.approx(table.dense_ms)  # the cost model is additive
-    assert table.predict([0, 2], [1, 48]) == pytest.approx(
-        1000 * (FLOOR_S + HEAD_S * 2 + ATTENTION_S + NEURON_S * 49))
+    assert table.predict([0, 2], [0, 48]) == pytest.approx(
+        1000 * (FLOOR_S + HEAD_S * 2 + ATTENTION_S + NEURON_S * 48 + FFN_S))
     assert table.setting["batch_size"] == 2 and table.setting["shapes"]["head_units"] == 4
     assert LatencyTable.from_dict(json.loads(json.dumps(table.to_dict()))) == table
     assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in tiny_model("bert").parameters())
@@ -47,11 +47,11 @@ def test_noisy_dips_are_fitted_away_and_blocks_scaled_to_the_measured_dense():
 
     table = measure_table(tiny_model("bert"), rounds=2, timer=timer, neuron_steps=[1, 48])
     assert table.raw_attention_ms == pytest.approx([0, 1, 3, 2, 4])
-    scale = (11.96 - 2.02) / (2 * (4 + 0.47))
+    scale = (11.96 - 2.0) / (2 * (4 + 0.48))
     assert table.attention_ms == pytest.approx([0, scale, 2.5 * scale, 2.5 * scale, 4 * scale])  # isotonic fit
-    assert table.ffn_ms == pytest.approx([0, 0.47 * scale])
-    assert (table.floor_ms, table.dense_ms) == pytest.approx((2.02, 11.96))
-    assert table.additivity == pytest.approx((2.02 + 2 * 4.47) / 11.96)
+    assert table.ffn_ms == pytest.approx([0, 0.01 * scale, 0.48 * scale])
+    assert (table.floor_ms, table.dense_ms) == pytest.approx((2.0, 11.96))
+    assert table.additivity == pytest.approx((2.0 + 2 * 4.48) / 11.96)
     assert table.dense_predicted_ms == pytest.approx(table.dense_ms)
 
 
@@ -104,6 +104,48 @@ def test_greedy_widths_meet_the_budget_and_keep_the_best_units(min_heads):
     assert predicted_ms(table, masks) == budget
 
 
+@pytest.mark.parametrize("min_neurons", [0, 1])
+def test_an_ffn_block_whose_neurons_do_not_pay_goes_entirely(min_neurons):
+    # an FFN block costs 2 ms beyond its neurons (ffn(1)); dense 1 + 2 * 3 + 2 * 7.875 = 22.75 ms
+    table = LatencyTable(setting={}, layers=2, head_steps=[0, 1, 2, 3, 4], attention_ms=[0, 1.5, 2, 2.5, 3],
+                         neuron_steps=[0, 1, 48], ffn_ms=[0, 2.0, 7.875], floor_ms=1.0, dense_ms=22.75)
+    scores = {UnitKind.HEADS: [torch.full((4,), 10.0)] * 2,
+              UnitKind.NEURONS: [torch.full((48,), 0.01), 1 + 0.01 * torch.arange(48.0)]}
+    budget = 22.75 - 7.875  # exactly layer 0's whole FFN block
+    masks = select_for_latency(scores, table, budget, {UnitKind.HEADS: 1, UnitKind.NEURONS: min_neurons},
+                               {UnitKind.HEADS: 1, UnitKind.NEURONS: 1})
+    assert masks[UnitKind.NEURONS][1].tolist() == [1] * 48
+    assert int(masks[UnitKind.NEURONS][0].sum()) == min_neurons
+    assert predicted_ms(table, masks) <= budget
+    if min_neurons:  # the block's last neuron stays, so 2 ms more must come from heads
+        assert sum(int(m.sum()) for m in masks[UnitKind.HEADS]) < 8
+    else:
+        assert all(m.tolist() == [1] * 4 for m in masks[UnitKind.HEADS])
+        assert predicted_ms(table, masks) == budget
+
+
+def test_emptying_moves_do_not_overshoot_a_small_remaining_budget():
+    # the same block is cheapest to empty per ms, but 0.125 ms (one neuron) is all the budget asks
+    table = LatencyTable(setting={}, layers=2, head_steps=[0, 1, 2, 3, 4], attention_ms=[0, 1.5, 2, 2.5, 3],
+                         neuron_steps=[0, 1, 48], ffn_ms=[0, 2.0, 7.875], floor_ms=1.0, dense_ms=22.75)
+    scores = {UnitKind.HEADS: [torch.full((4,), 10.0)] * 2,
+              UnitKind.NEURONS: [torch.full((48,), 0.01), 1 + 0.01 * torch.arange(48.0)]}
+    masks = select_for_latency(scores, table, 22.75 - 0.125, {UnitKind.HEADS: 1, UnitKind.NEURONS: 0},
+                               {UnitKind.HEADS: 1, UnitKind.NEURONS: 1})
+    assert [int(m.sum()) for m in masks[UnitKind.NEURONS]] == [47, 48]
+
+
+def test_a_format_2_table_reads_and_keeps_one_neuron_per_ffn_block():
+    # format 2 (older hfprune) measured its floor with one FFN neuron, so it cannot cost an emptied block
+    old = LatencyTable.from_dict({**hand_table().to_dict(), "format": 2})
+    assert old.narrowest(UnitKind.NEURONS) == 1
+    masks = select_for_latency(hand_scores(), old, 4.0, {UnitKind.HEADS: 0, UnitKind.NEURONS: 0},
+                               {UnitKind.HEADS: 1, UnitKind.NEURONS: 1})
+    assert [int(m.sum()) for m in masks[UnitKind.NEURONS]] == [1, 1]
+    with pytest.raises(HfpruneError, match="expected latency table format 2 or 3, got 1"):
+        LatencyTable.from_dict({**hand_table().to_dict(), "format": 1})
+
+
 def test_round_to_removes_whole_steps():
     table = hand_table()
     masks = select_for_latency(hand_scores(), table, 12.0, {UnitKind.HEADS: 1, UnitKind.NEURONS: 1},
@@ -140,11 +182,16 @@ def test_unreachable_target_is_refused_before_pruning():
                          latency_table=tiny_table(model))
 
 
+def costly_ffn_blocks(table: LatencyTable) -> LatencyTable:
+    """``table`` with FFN blocks that cost 5 ms beyond their neurons: emptying one pays."""
+    return LatencyTable.from_dict({**table.to_dict(), "ffn_ms": [0.0] + [f + 5.0 for f in table.ffn_ms[1:]]})
+
+
 @pytest.mark.parametrize("arch", ["bert", "gpt2", "llama"])
 def test_masked_logits_equal_compacted_logits_under_budget(arch, tiny_inputs):
     model = tiny_model(arch)
-    table = tiny_table(model)
-    config = PruningConfig(latency_target=1.5, scoring="magnitude", min_heads_per_layer=0)
+    table = costly_ffn_blocks(tiny_table(model))
+    config = PruningConfig(latency_target=1.5, scoring="magnitude", min_heads_per_layer=0, min_neurons_per_layer=0)
     pruner = StructuredPruner(model, config, latency_table=table)
     pruner.update_masks(1, 1)
     assert predicted_ms(table, pruner.masks) <= table.dense_predicted_ms / 1.5
@@ -157,6 +204,7 @@ def test_masked_logits_equal_compacted_logits_under_budget(arch, tiny_inputs):
     kept = ([g.num_units for g in unit_groups(model, UnitKind.HEADS)],
             [g.num_units for g in unit_groups(model, UnitKind.NEURONS)])
     assert table.predict(*kept) == predicted_ms(table, pruner.masks)
+    assert 0 in kept[1]  # an FFN block went entirely
 
 
 def test_one_shot_prune_reaches_the_target_without_data():
@@ -184,8 +232,9 @@ def test_logs_schedule_the_latency_budget_not_sparsities():
 
 def test_resume_keeps_the_table_and_the_masks():
     model = tiny_model("bert")
-    config = PruningConfig(latency_target=1.4, scoring="magnitude", warmup_ratio=0.0, cooldown_ratio=0.0)
-    table = tiny_table(model)
+    config = PruningConfig(latency_target=1.4, scoring="magnitude", warmup_ratio=0.0, cooldown_ratio=0.0,
+                           min_neurons_per_layer=0)
+    table = costly_ffn_blocks(tiny_table(model))
     first = StructuredPruner(model, config, latency_table=table)
     first.update_masks(5, 10)
     state = json.loads(json.dumps(first.state_dict()))
@@ -199,6 +248,7 @@ def test_resume_keeps_the_table_and_the_masks():
     first.update_masks(8, 10)
     second.update_masks(8, 10)
     assert any(float(m.sum()) < m.numel() for masks in first.masks.values() for m in masks)
+    assert any(float(m.sum()) == 0 for m in first.masks[UnitKind.NEURONS])  # an emptied FFN block resumes too
     for kind in first.masks:
         assert all(torch.equal(a, b) for a, b in zip(first.masks[kind], second.masks[kind], strict=True))
 

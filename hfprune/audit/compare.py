@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from hfprune.audit.results import CanaryExposureResult, MembershipInferenceResult, RobustnessResult
 
 VERDICTS = ("higher", "lower", "no detectable change")
+LOSS_METRIC = "per-text loss (NLL, nats)"
 ALPHA = 0.05
 
 
@@ -151,7 +152,12 @@ def compare_attack(
     if not both.any():
         return None
     return mcnemar(dense_kinds[both] == "successful", pruned_kinds[both] == "successful",
-                   metric=f"attack success ({recipe}, on examples both classify correctly)", confidence=confidence)
+                   metric=attack_metric(recipe), confidence=confidence)
+
+
+def attack_metric(recipe: str) -> str:
+    """The name of the attack-success comparison of ``recipe`` (reports and pooled tests use the same)."""
+    return f"attack success ({recipe}, on examples both classify correctly)"
 
 
 def delong(
@@ -318,7 +324,7 @@ def _compare_quality(
         return None
     if dense["metric"] == "accuracy":
         return compare_accuracy(a, b, confidence=confidence)
-    return wilcoxon(a, b, metric="per-text loss (NLL, nats)", confidence=confidence)
+    return wilcoxon(a, b, metric=LOSS_METRIC, confidence=confidence)
 
 
 def decide_groups(groups: Mapping[str, list[Comparison]], alpha: float = ALPHA) -> dict[str, list[Comparison]]:

@@ -19,6 +19,7 @@ import numpy as np
 from hfprune.audit import intervals, metrics
 from hfprune.audit.intervals import ProportionMethod
 from hfprune.errors import ConfigError
+from hfprune.utils.config import reject_unknown_keys
 
 EXPOSURE_METHODS = ("exact", "skewnorm")
 BCA = "BCa bootstrap"
@@ -114,9 +115,7 @@ class _Result:
         if kind != cls.kind:
             raise ConfigError(f"{cls.__name__}: expected kind {cls.kind!r}, got {kind!r}")
         fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(payload) - set(fields))
-        if unknown:
-            raise ConfigError(f"{cls.__name__}: unknown key(s) {unknown}; allowed: {sorted(fields)}")
+        reject_unknown_keys(cls.__name__, payload, fields)
         for name, value in payload.items():
             if fields[name].type == "MetricWithCI":  # annotations are strings under `from __future__`
                 payload[name] = MetricWithCI.from_dict(value)

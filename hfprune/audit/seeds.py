@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -76,10 +76,18 @@ def pooled_accuracy(
     if reference.shape[1] != candidate.shape[1]:
         raise ConfigError(f"{metric}: expected both models scored on the same examples, got "
                           f"{reference.shape[1]} and {candidate.shape[1]}")
+    return _t_test(reference.mean(axis=0), candidate.mean(axis=0), metric, confidence,
+                   f"t-test over {candidate.shape[1]} examples of the correctness averaged over seeds "
+                   f"({reference.shape[0]} vs {candidate.shape[0]} runs)")
+
+
+def _t_test(reference: np.ndarray, candidate: np.ndarray, metric: str, confidence: float,
+            test: str) -> compare.Comparison:
+    """One-sample t-test and t interval over examples of the per-example differences candidate - reference."""
     from scipy import stats
 
     intervals.check_confidence(confidence)
-    differences = candidate.mean(axis=0) - reference.mean(axis=0)
+    differences = candidate - reference
     low = high = None
     if np.any(differences != differences[0]):
         result = stats.ttest_1samp(differences, 0.0)
@@ -87,10 +95,112 @@ def pooled_accuracy(
         low, high = (float(x) for x in result.confidence_interval(confidence))
     else:  # every example differs alike (all 0: the runs agree everywhere): no spread to test against
         p_value = 1.0 if differences[0] == 0 else 0.0
-    return compare.Comparison(
-        metric, float(reference.mean()), float(candidate.mean()), float(differences.mean()), low, high, p_value,
-        differences.size, f"t-test over {differences.size} examples of the correctness averaged over seeds "
-                          f"({reference.shape[0]} vs {candidate.shape[0]} runs)")
+    return compare.Comparison(metric, float(reference.mean()), float(candidate.mean()), float(differences.mean()),
+                              low, high, p_value, differences.size, test)
+
+
+def pooled_attack(
+    reference_runs: Sequence[Any], candidate_runs: Sequence[Any], *, recipe: str, confidence: float = 0.95
+) -> compare.Comparison | None:
+    """Attack success of the candidate vs the reference over seeds, on the examples both classify correctly.
+
+    Run i of each model is seed i, attacked on the same seeded sample (TextAttack's per-example "successful" /
+    "failed" / "skipped"). Per seed, only examples neither model skipped count (as in
+    :func:`hfprune.audit.compare.compare_attack`); each example's success is averaged over the seeds where it
+    counts, and the per-example differences get the t-test over examples of :func:`pooled_accuracy`. None when no
+    example counts in any seed.
+    """
+    from hfprune.audit.metrics import _as_outcomes
+
+    if len(reference_runs) != len(candidate_runs) or not reference_runs:
+        raise ConfigError(f"attack outcomes ({recipe}): expected one run per seed of each model, got "
+                          f"{len(reference_runs)} and {len(candidate_runs)}")
+    reference = [_as_outcomes(run) for run in reference_runs]
+    candidate = [_as_outcomes(run) for run in candidate_runs]
+    if len({run.shape for run in reference + candidate}) != 1:
+        raise ConfigError(f"attack outcomes ({recipe}): expected every run attacked on the same sample")
+    dense, pruned = np.stack(reference), np.stack(candidate)  # (seeds, examples)
+    counts = (dense != "skipped") & (pruned != "skipped")
+    used = counts.any(axis=0)
+    if not used.any():
+        return None
+    weights = counts[:, used] / counts[:, used].sum(axis=0)  # each example: the mean over the seeds where it counts
+    dense_success = ((dense[:, used] == "successful") * weights).sum(axis=0)
+    pruned_success = ((pruned[:, used] == "successful") * weights).sum(axis=0)
+    return _t_test(dense_success, pruned_success, compare.attack_metric(recipe), confidence,
+                   f"t-test over {int(used.sum())} examples of the success averaged over the seeds where both "
+                   f"models classify the example correctly ({int(counts.sum())} example-seed pairs, "
+                   f"{dense.shape[0]} seeds)")
+
+
+# ------------------------------------------------------------------------------------------- models over seeds
+def compare_seeds(
+    dense: Sequence[compare.PairedRecords], pruned: Sequence[compare.PairedRecords], seeds: Sequence[int], *,
+    confidence: float = 0.95,
+) -> dict[str, list[compare.Comparison]]:
+    """Every paired test of a pruned model against the dense one, both trained once per seed (``dense[i]`` and
+    ``pruned[i]`` are seed ``seeds[i]``), by metric (not yet Holm-adjusted: see :func:`compare.decide`).
+
+    Accuracy and attack success pool the seeds in one test over examples (:func:`pooled_accuracy`,
+    :func:`pooled_attack`); an LM's per-text loss averages each text's loss over the seeds and keeps the Wilcoxon
+    test. No test pools an AUC or a canary's exposure over seeds on the same examples, so those get one test per
+    seed (DeLong, Wilcoxon), named ``"<metric>, seed <s>"``, to be Holm-adjusted with the rest.
+    """
+    if not len(dense) == len(pruned) == len(seeds) or not seeds:
+        raise ConfigError(f"seeds: expected one dense and one pruned record per seed, got {len(dense)}, "
+                          f"{len(pruned)} and {len(seeds)} seeds")
+    per_seed = [compare.compare_models(d, p, confidence=confidence) for d, p in zip(dense, pruned, strict=True)]
+    found: dict[str, list[compare.Comparison]] = {}
+    quality = _pooled_quality([d.quality for d in dense], [p.quality for p in pruned], confidence)
+    if quality is not None:
+        found[quality.metric] = [quality]
+    for result in pruned[0].robustness:
+        runs = [(_by(d.robustness, "recipe", result.recipe), _by(p.robustness, "recipe", result.recipe))
+                for d, p in zip(dense, pruned, strict=True)]
+        if all(a is not None and b is not None and compare._aligned(a.outcomes, b.outcomes) for a, b in runs):
+            pooled = pooled_attack([a.outcomes for a, _ in runs], [b.outcomes for _, b in runs],
+                                   recipe=result.recipe, confidence=confidence)
+            if pooled is not None:
+                found[pooled.metric] = [pooled]
+    for seed, comparisons in zip(seeds, per_seed, strict=True):
+        for c in comparisons:
+            if c.metric.startswith(PER_SEED_METRICS):
+                found.setdefault(c.metric, []).append(replace(c, metric=f"{c.metric}, seed {seed}"))
+    return found
+
+
+# metrics no test pools over seeds: compared once per seed
+PER_SEED_METRICS = ("MIA AUC", "canary exposure")
+
+
+def difference_spreads(
+    dense: Sequence[compare.PairedRecords], pruned: Sequence[compare.PairedRecords], *, confidence: float = 0.95,
+) -> dict[str, SeedSpread]:
+    """Metric -> the across-seed spread of the per-seed differences (pruned - dense of the same seed)."""
+    differences: dict[str, list[float]] = {}
+    for d, p in zip(dense, pruned, strict=True):
+        for c in compare.compare_models(d, p, confidence=confidence):
+            differences.setdefault(c.metric, []).append(c.difference)
+    return {metric: seed_spread(values) for metric, values in differences.items()}
+
+
+def _by(results: Sequence[Any], key: str, value: Any) -> Any:
+    return next((r for r in results if getattr(r, key) == value), None)
+
+
+def _pooled_quality(dense: list[Any], pruned: list[Any], confidence: float) -> compare.Comparison | None:
+    records = dense + pruned
+    if any(r is None or not r.get("per_example") for r in records):
+        return None
+    if len({r["metric"] for r in records}) != 1 or len({len(r["per_example"]) for r in records}) != 1:
+        return None
+    reference, candidate = [r["per_example"] for r in dense], [r["per_example"] for r in pruned]
+    if dense[0]["metric"] == "accuracy":
+        return pooled_accuracy(reference, candidate, metric="accuracy", confidence=confidence)
+    pooled = compare.wilcoxon(np.mean(reference, axis=0), np.mean(candidate, axis=0), metric=compare.LOSS_METRIC,
+                              confidence=confidence)
+    return replace(pooled, test=f"Wilcoxon signed-rank over {pooled.n} texts of the loss averaged over seeds "
+                                f"({len(dense)} seeds)")
 
 
 def per_seed_accuracy(

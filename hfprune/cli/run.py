@@ -4,6 +4,7 @@ privacy audits of both models, latency, and a report."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from hfprune.cli.config_args import add_config_arguments
@@ -20,6 +21,13 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     from hfprune.recipes.schema import TrainingSection
 
     add_config_arguments(parser, TrainingSection, only=TRAINING_FLAGS, overrides="training")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
+                        help="run the dense model and every pruned level once per seed, e.g. --seeds 0 1 2 "
+                        "(replaces training.seed and training.seeds). A seed drives initialisation, pruning and "
+                        "data order; the member split, evaluation sample and canaries stay those of the first seed "
+                        "(training.split_seed) in every seed, so the audits compare the same examples. Stages go to "
+                        "seed-<s>/, each resumable; the report gives means, spreads over seeds and pooled paired "
+                        "tests. One seed: a plain run")
     parser.add_argument("--overwrite", action="store_true",
                         help="recompute stages already finished (each replaced only once its new version is complete)")
     parser.add_argument("--check", action="store_true",
@@ -37,6 +45,11 @@ def recipe_overrides(args: argparse.Namespace) -> dict[str, Any]:
     for name in TRAINING_FLAGS:
         if getattr(args, name) is not None:
             overrides[f"training.{name}"] = getattr(args, name)
+    if args.seeds is not None:
+        from hfprune.recipes.schema import REMOVED
+
+        overrides["training.seeds"] = args.seeds
+        overrides["training.seed"] = REMOVED  # the flag replaces the file's seed rather than clashing with it
     return overrides
 
 
@@ -58,9 +71,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     from hfprune.pipeline.report import REPORT_MD, RunReport
     from hfprune.pipeline.runner import RecipeRunner, run_recipe, single_level
+    from hfprune.pipeline.seed_layout import several_seeds
     from hfprune.recipes.schema import load_recipe
 
     recipe = load_recipe(args.recipe, recipe_overrides(args))
+    if several_seeds(recipe):
+        return run_with_seeds(args, recipe, single_level(recipe), recipe.output_dir)
     if args.check:
         RecipeRunner(recipe, args.overwrite).preflight(single_level(recipe))
         print(f"{args.recipe}: OK; would write {recipe.output_dir} (dense/, pruned/, report.md)")
@@ -70,4 +86,31 @@ def run(args: argparse.Namespace) -> int:
     print(f"report: {recipe.output_dir / REPORT_MD}")
     print(f"pruned model: {recipe.output_dir / 'pruned' / 'model'} (load it with hfprune.load_pruned; upload it "
           "with hfprune push)")
+    return 0
+
+
+def run_with_seeds(args: argparse.Namespace, recipe: Any, levels: list[Any], report_dir: Path,
+                   title: str | None = None) -> int:
+    """``run`` and ``sweep`` with several seeds (hfprune.pipeline.seeds): check, or run and print the summary."""
+    from hfprune.pipeline.report import REPORT_MD
+    from hfprune.pipeline.seed_layout import seed_dir
+    from hfprune.pipeline.seeds import preflight_seeds, run_seeds
+    from hfprune.pipeline.seeds_report import SeedsReport
+
+    seeds = recipe.training.run_seeds
+    if args.check:
+        preflight_seeds(recipe, levels, args.overwrite)
+        print(f"{args.recipe}: OK; {len(seeds)} seeds x (dense + {len(levels)} level(s)) in {recipe.output_dir} "
+              f"({', '.join(seed_dir(seed) + '/' for seed in seeds)})")
+        return 0
+    runs = run_seeds(recipe, levels, report_dir, title, overwrite=args.overwrite)
+    report = SeedsReport.of(runs, title)
+    print(report.results_table())
+    total = len(seeds) * (len(levels) + 1)
+    print(f"{len(runs.computed)} of {total} (stage, seed) pairs computed, {total - len(runs.computed)} reused")
+    print(f"report: {report_dir / REPORT_MD}")
+    for j, level in enumerate(runs.levels[0]):
+        published = report.published_seed(j)
+        print(f"{level.name}: publish {recipe.output_dir / report._model_dir(j, published)} (seed {published}, the "
+              f"median {report.quality_metric}; upload it with hfprune push)")
     return 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from hfprune.cli.run import add_recipe_arguments, recipe_overrides
+from hfprune.cli.run import add_recipe_arguments, recipe_overrides, run_with_seeds
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -39,9 +39,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
+    from hfprune.errors import ConfigError
     from hfprune.pipeline.report import REPORT_MD, RunReport
     from hfprune.pipeline.runner import RecipeRunner
-    from hfprune.pipeline.sweep import parse_sparsities, plan_levels, run_sweep
+    from hfprune.pipeline.seed_layout import several_seeds
+    from hfprune.pipeline.sweep import REPORT_DIR, parse_sparsities, plan_levels, run_sweep, sweep_title
     from hfprune.recipes.families_spec import parse_list
     from hfprune.recipes.schema import load_recipe
 
@@ -52,6 +54,11 @@ def run(args: argparse.Namespace) -> int:
                         if args.param_sparsities is not None else None)
     recipe = load_recipe(args.recipe, recipe_overrides(args))
     levels, use_families = plan_levels(recipe, sparsities, apply_to, families, param_sparsities)
+    if several_seeds(recipe):
+        if use_families:
+            raise ConfigError("--seeds: families mode (--families, sweep.families) runs one seed; expected one seed "
+                              "or --sparsities")
+        return run_with_seeds(args, recipe, levels, recipe.output_dir / REPORT_DIR, sweep_title(recipe))
     if args.check:
         RecipeRunner(recipe, args.overwrite).preflight(levels)
         print(f"{args.recipe}: OK; {len(levels)} levels ({', '.join(level.name for level in levels)}) in "

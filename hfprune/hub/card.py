@@ -268,10 +268,52 @@ def _changes(inputs: CardInputs) -> str:
     pruned, dense = inputs.results.get("pruned"), inputs.results.get("dense")
     if not pruned or not dense:
         return ""
+    if inputs.results.get("seeds"):
+        return _seed_changes(inputs.results["seeds"])
     dense_audit = ModelAudit.from_dict(dense["audit"]) if dense.get("audit") else None
     found = compare_models(PairedRecords.of(dense["quality"], dense_audit),
                            PairedRecords.of(pruned["quality"], inputs.audit))
     return changes_markdown(decide_groups({"this model": found})).rstrip() if found else ""
+
+
+def _seed_changes(seeds: dict[str, Any]) -> str:
+    """"What pruning changed" of a run with several seeds: the run report's tests, which use every seed."""
+    from hfprune.audit.compare import Comparison
+
+    lines = ["## What pruning changed", "",
+             f"This model's level against the dense model, both trained once for each of {len(seeds['seeds'])} seeds "
+             "and scored on the same examples: accuracy and attack success tested once pooling the seeds over "
+             "examples, MIA AUC and canary exposure once per seed (no test pools them); verdicts after Holm's "
+             "correction across the run report's tests.", ""]
+    lines += [f"- {Comparison.from_dict(c).line()}" for c in seeds["changes"]]
+    return "\n".join(lines)
+
+
+def _seeds_section(inputs: CardInputs) -> str:
+    """Which seed this model is, which one the run publishes and why, and every metric over the seeds."""
+    seeds = inputs.results.get("seeds")
+    if not seeds:
+        return ""
+    this, published = seeds["this_seed"], seeds["published"]["seed"]
+    which = "this model" if this == published else f"seed {published}, not this model"
+    lines = ["## Across seeds", "",
+             f"This model is seed {this} of {len(seeds['seeds'])} seeds ({', '.join(map(str, seeds['seeds']))}), "
+             f"each a dense model and its pruned copy trained with the same recipe; the member split, evaluation "
+             f"sample and canaries are those of split seed {seeds['split_seed']} in every seed. The run publishes "
+             f"{which}: {seeds['published']['rule']}.", "",
+             "| metric | dense: mean (sd, min-max, seeds) | pruned: mean (sd, min-max, seeds) |", "|---|---|---|"]
+    for metric in dict.fromkeys([*seeds["dense"], *seeds["pruned"]]):
+        cells = [_spread(seeds[kind].get(metric)) for kind in ("dense", "pruned")]
+        lines.append(f"| {metric} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
+def _spread(found: dict[str, Any] | None) -> str:
+    if found is None:
+        return ""
+    if found["n"] == 1:
+        return f"{found['mean']:.4g} (1 seed)"
+    return f"{found['mean']:.4g} (sd {found['sd']:.2g}, {found['low']:.4g} to {found['high']:.4g}, {found['n']} seeds)"
 
 
 def _results(inputs: CardInputs) -> str:
@@ -439,7 +481,8 @@ def build_model_card(
     from huggingface_hub import ModelCard
 
     inputs = CardInputs(model_dir, audit_dir)
-    sections = [_summary(inputs, repo_id), _changes(inputs), _results(inputs), _audit_section(inputs),
+    sections = [_summary(inputs, repo_id), _changes(inputs), _seeds_section(inputs), _results(inputs),
+                _audit_section(inputs),
                 _procedure(inputs), _structure(inputs), _loading(inputs, repo_id, dense_export), _versions()]
     body = "\n\n".join(section for section in sections if section) + "\n"
     return ModelCard(f"---\n{card_data(inputs, repo_id).to_yaml()}\n---\n\n{body}")

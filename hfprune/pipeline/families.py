@@ -77,8 +77,7 @@ def family_levels(recipe: Recipe, families: list[str] | None = None,
             try:
                 pruning = dataclasses.replace(recipe.pruning, **fields)
             except ConfigError as exc:
-                message = re.sub(r"^PruningConfig[.]", "pruning.", str(exc))
-                raise ConfigError(f"--families ({name} at parameter sparsity {p}): {message}") from None
+                raise ConfigError(f"--families ({name} at parameter sparsity {p}): {exc}") from None
             levels.append(Level(family_level_name(name, p), p, pruning))
     return levels
 

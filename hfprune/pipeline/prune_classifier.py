@@ -17,7 +17,7 @@ from typing import Any
 from hfprune.errors import ConfigError
 from hfprune.models import DEFAULT_MODEL
 from hfprune.pruning.config import PruningConfig, scorer_names
-from hfprune.training import check_placement, device_field, precision_field
+from hfprune.training import check_training_knobs, device_field, precision_field, training_field
 from hfprune.utils.config import ConfigMixin, check_fraction, check_int, check_number, field_help
 from hfprune.utils.io import atomic_write_json, atomic_write_text, staged_folder
 from hfprune.utils.lock import output_lock
@@ -46,8 +46,8 @@ class PruneClassifierConfig(ConfigMixin):
     teacher_epochs: float = field_help(1.0, "Epochs of dense fine-tuning (when no teacher is given).")
     prune_epochs: float = field_help(2.0, "Epochs of pruning (with distillation) on the same examples.")
     max_length: int = field_help(64, "Truncate inputs to this many tokens.")
-    batch_size: int = field_help(32, "Training batch size.")
-    learning_rate: float = field_help(1e-4, "Peak learning rate of both stages.")
+    batch_size: int = training_field("batch_size", 32)
+    learning_rate: float = training_field("learning_rate", 1e-4, "Peak learning rate of both stages.")
     head_sparsity: float = field_help(0.5, "Fraction of attention heads to remove.")
     ffn_sparsity: float = field_help(0.5, "Fraction of FFN neurons to remove.")
     scoring: str = field_help("movement", "Unit scorer (PruningConfig.scoring).", choices=scorer_names)
@@ -58,13 +58,12 @@ class PruneClassifierConfig(ConfigMixin):
     distill_temperature: float = field_help(2.0, "Distillation temperature.")
     hidden_distill_weight: float = field_help(
         0.0, "Weight of the hidden-state MSE between student and teacher layers (CoFi-style); 0 turns it off.")
-    seed: int = field_help(42, "Seed of sampling, shuffling and initialisation.")
+    seed: int = training_field("seed", 42, seeds="sampling, shuffling and initialisation")
     split_seed: int | None = field_help(
         None, "Seed of the shuffle that picks the train_skip/train_samples slice (None: seed). Fix it to repeat a "
               "run over seeds (initialisation, data order) on the same examples, away from a teacher's own.")
-    threads: int | None = field_help(
-        None, "torch CPU threads (None: the cores other processes leave idle). Gradients differ in the last bits "
-              "between thread counts, so pin it to reproduce a run exactly.")
+    threads: int | None = training_field("threads", note=". Gradients differ in the last bits between thread "
+                                         "counts, so pin it to reproduce a run exactly.")
     device: str = device_field()
     precision: str = precision_field()
     output_dir: str = field_help("runs/prune-minilm-sst2", "Where the dense model, pruned model and report go.")
@@ -75,13 +74,9 @@ class PruneClassifierConfig(ConfigMixin):
         check_int(owner, "train_samples", self.train_samples, minimum=1)
         check_int(owner, "train_skip", self.train_skip, minimum=0)
         check_int(owner, "max_length", self.max_length, minimum=8)
-        check_int(owner, "batch_size", self.batch_size, minimum=1)
-        check_int(owner, "seed", self.seed, minimum=0)
+        check_training_knobs(owner, self)
         if self.split_seed is not None:
             check_int(owner, "split_seed", self.split_seed, minimum=0)
-        if self.threads is not None:
-            check_int(owner, "threads", self.threads, minimum=1)
-        check_placement(owner, self.device, self.precision)
         check_fraction(owner, "distill_alpha", self.distill_alpha, allow_one=True)
         check_number(owner, "hidden_distill_weight", self.hidden_distill_weight, minimum=0)
         for name in ("teacher_epochs", "prune_epochs", "learning_rate", "distill_temperature"):

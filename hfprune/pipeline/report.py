@@ -185,9 +185,12 @@ class RunReport:
             parts.append(f"Latency: median {device.upper()} forward at sequence length {lat['seq_len']}, "
                          f"batch {lat['batch_size']}, "
                          f"{threads}, dense and pruned timed interleaved ({lat['rounds']} rounds).")
-        parts.append("Intervals are 95%: exact (Clopper-Pearson) for accuracy and attack success rates, BCa bootstrap "
-                     "for AUC and mean exposure. Per-model details: each stage's audit/audit.md.")
+        parts.append(self._interval_note())
         return " ".join(parts)
+
+    def _interval_note(self) -> str:
+        return ("Intervals are 95%: exact (Clopper-Pearson) for accuracy and attack success rates, BCa bootstrap for "
+                "AUC and mean exposure. Per-model details: each stage's audit/audit.md.")
 
     def _time_table(self) -> str:
         keys = ["training", "evaluation", "audit"]

@@ -144,8 +144,9 @@ class RecipeRunner:
         payload = self.recipe.result_dict()
         training = payload["training"]
         # device and precision appear in result_dict only when not the defaults (auto, fp32), which keeps the
-        # fingerprints of runs made before they existed; set, they change how the dense model is trained
-        keys = ("dense_epochs", "batch_size", "learning_rate", "seed", "device", "precision")
+        # fingerprints of runs made before they existed; set, they change how the dense model is trained (so does
+        # a split_seed other than the seed, one seed of a run with training.seeds)
+        keys = ("dense_epochs", "batch_size", "learning_rate", "seed", "split_seed", "device", "precision")
         return {"model": payload["model"], "data": payload["data"], "audits": payload["audits"],
                 "training": {k: training[k] for k in keys if k in training}}
 
@@ -435,7 +436,10 @@ def single_level(recipe: Recipe) -> list[Level]:
 def run_recipe(recipe: Recipe, overwrite: bool = False) -> tuple[StageResult, list[StageResult]]:
     """Run one recipe (dense + one pruned model) and write the report; returns the stage results."""
     from hfprune.pipeline.report import RunReport
+    from hfprune.pipeline.seed_layout import check_layout, refuse_several_seeds
 
+    refuse_several_seeds(recipe, "run_recipe")
+    check_layout(recipe)
     runner = RecipeRunner(recipe, overwrite)
     with runner.locked(single_level(recipe)):  # the report too is written under the folder's lock
         dense, levels = runner.run(single_level(recipe))

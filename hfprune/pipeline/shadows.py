@@ -1,6 +1,6 @@
 """Shadow models of a recipe's membership audit (``audits.privacy.n_shadows`` and ``.shadows``).
 
-Shadow i is trained like the audited model, with seed ``training.seed + 1 + i``, on members drawn disjoint from
+Shadow i is trained like the audited model, seeded ``+ 1 + i`` (:func:`shadow_recipe`), on members drawn disjoint from
 the audited members and non-members (Carlini et al. 2022's offline setting); the first doubles as the reference
 model. The dense stage trains dense shadows into ``dense/shadows/shadow-<i>``. With ``shadows: target`` every
 pruned level prunes each dense shadow with the level's own pruning settings while distilling from that dense
@@ -34,9 +34,11 @@ SHADOW_FILE = "hfprune_shadow.json"
 
 
 def shadow_recipe(recipe: Recipe, index: int) -> Recipe:
-    """The recipe shadow ``index`` is trained with: the target's, seeded ``training.seed + 1 + index`` (another
-    member draw, initialisation and data order)."""
-    training = dataclasses.replace(recipe.training, seed=recipe.training.seed + 1 + index)
+    """The recipe shadow ``index`` is trained with: the target's, with seed ``training.seed + 1 + index``
+    (initialisation and data order) and split seed ``member_split_seed + 1 + index`` (another member draw: a run of
+    several seeds fixes the split seed, and shadows sharing one draw would not be independent)."""
+    t = recipe.training
+    training = dataclasses.replace(t, seed=t.seed + 1 + index, split_seed=t.member_split_seed + 1 + index)
     return dataclasses.replace(recipe, training=training)
 
 

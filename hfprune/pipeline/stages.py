@@ -95,8 +95,8 @@ class ClassificationTask(TaskSpec):
         finetune_on_members(MemberFinetuneConfig(
             model=recipe.model.name, dataset=recipe.data.dataset, n_members=recipe.data.train_samples,
             n_nonmembers=recipe.audits.privacy.n_nonmembers, epochs=t.dense_epochs, max_length=recipe.data.max_length,
-            batch_size=t.batch_size, learning_rate=t.learning_rate, seed=t.seed, threads=t.threads,
-            device=t.device, precision=t.precision, output_dir=str(target),
+            batch_size=t.batch_size, learning_rate=t.learning_rate, seed=t.seed, split_seed=t.member_split_seed,
+            threads=t.threads, device=t.device, precision=t.precision, output_dir=str(target),
         ), exclude=exclude)  # a classifier's tokenizer is its base model's: nothing to share
 
     def train_dataset(self, run: AuditedRun, recipe: Recipe) -> datasets.Dataset:
@@ -145,8 +145,8 @@ class CausalLMTask(TaskSpec):
             vocab_size=scratch.vocab_size, n_layer=scratch.n_layer, n_embd=scratch.n_embd, n_head=scratch.n_head,
             canary_repetitions=list(canaries.repetitions) if recipe.audits.privacy.enabled else [],
             canaries_per_repetition=canaries.per_repetition, canary_digits=canaries.digits, epochs=t.dense_epochs,
-            batch_size=t.batch_size, learning_rate=t.learning_rate, seed=t.seed, threads=t.threads,
-            device=t.device, precision=t.precision, output_dir=str(target),
+            batch_size=t.batch_size, learning_rate=t.learning_rate, seed=t.seed, split_seed=t.member_split_seed,
+            threads=t.threads, device=t.device, precision=t.precision, output_dir=str(target),
         ), exclude=exclude, tokenizer_dir=tokenizer_dir)
 
     def train_dataset(self, run: AuditedRun, recipe: Recipe) -> datasets.Dataset:
@@ -203,7 +203,8 @@ def eval_rows(recipe: Recipe) -> tuple[str, datasets.Dataset]:
     rows = load_dataset(recipe.data.dataset, split)
     cap = recipe.data.eval_samples
     if cap is not None and cap < len(rows):
-        rows = rows.shuffle(seed=recipe.training.seed).select(range(cap))
+        # the split seed, not the training seed: every seed of a run is evaluated on the same sample
+        rows = rows.shuffle(seed=recipe.training.member_split_seed).select(range(cap))
     return split, rows
 
 

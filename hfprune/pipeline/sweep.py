@@ -15,7 +15,6 @@ families at equal parameter count instead, in ``levels/<family>-<p>/``; see :mod
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -68,7 +67,7 @@ def sweep_levels(recipe: Recipe, sparsities: list[float] | None = None,
         try:
             pruning = dataclasses.replace(recipe.pruning, **{name: value for name in fields})
         except ConfigError as exc:
-            raise ConfigError(f"--sparsities ({value}): {re.sub(r'^PruningConfig[.]', 'pruning.', str(exc))}") from None
+            raise ConfigError(f"--sparsities ({value}): {exc}") from None
         levels.append(Level(level_name(value), value, pruning))
     return levels
 
@@ -90,6 +89,12 @@ def plan_levels(recipe: Recipe, sparsities: list[float] | None = None, apply_to:
     return sweep_levels(recipe, sparsities, apply_to), False
 
 
+def sweep_title(recipe: Recipe) -> str:
+    from hfprune.pipeline.report import model_display_name
+
+    return f"hfprune sweep: {model_display_name(recipe)} on {recipe.data.dataset}"
+
+
 @dataclass
 class SweepResult:
     """The dense reference, the level results and where the report went."""
@@ -107,8 +112,11 @@ def run_sweep(
     overwrite: bool = False, families: list[str] | None = None, param_sparsities: list[float] | None = None,
 ) -> SweepResult:
     """Run (or resume) every level and write the sweep report; see the module docstring."""
-    from hfprune.pipeline.report import RunReport, model_display_name
+    from hfprune.pipeline.report import RunReport
+    from hfprune.pipeline.seed_layout import check_layout, refuse_several_seeds
 
+    refuse_several_seeds(recipe, "run_sweep")
+    check_layout(recipe)
     levels, use_families = plan_levels(recipe, sparsities, apply_to, families, param_sparsities)
     root = recipe.output_dir
     finished = set() if overwrite else {level.name for level in levels if (root / level.name / STAGE_FILE).is_file()}
@@ -120,7 +128,7 @@ def run_sweep(
     efficiency = None
     with runner.locked(levels):  # the report too is written under the folder's lock
         dense, results = runner.run(levels)
-        title = f"hfprune sweep: {model_display_name(recipe)} on {recipe.data.dataset}"
+        title = sweep_title(recipe)
         if use_families:
             from hfprune.pipeline.families import families_efficiency
             from hfprune.pipeline.families_report import FamiliesReport

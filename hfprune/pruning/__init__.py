@@ -1,6 +1,6 @@
-"""Structured pruning of attention heads and FFN neurons: architectures table, unit views, scorers, schedule,
-masks, the pruner that ties them together, compaction, serialisation, the Trainer callback and one-shot pruning;
-weight-level pruning of the same matrices lives in ``hfprune.pruning.weight``."""
+"""Structured pruning of attention heads, FFN neurons and whole layers: architectures table, unit views, scorers,
+schedule, masks, the pruner that ties them together, compaction, serialisation, the Trainer callback and one-shot
+pruning; weight-level pruning of the same matrices lives in ``hfprune.pruning.weight``."""
 
 from hfprune.utils.lazy import lazy_exports
 
@@ -16,6 +16,7 @@ _EXPORTS = {
     "LatencyReport": "hfprune.pruning.latency_report",
     "latency_report": "hfprune.pruning.latency_report",
     "LatencyTable": "hfprune.pruning.latency_table",
+    "remove_layers": "hfprune.pruning.layers",
     "prune": "hfprune.pruning.oneshot",
     "StructuredPruner": "hfprune.pruning.pruner",
     "cubic_sparsity": "hfprune.pruning.schedule",

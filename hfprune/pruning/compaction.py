@@ -8,6 +8,7 @@ from transformers import PreTrainedModel
 from hfprune.errors import HfpruneError
 from hfprune.pruning.architectures import get_architecture, transformer_layers
 from hfprune.pruning.empty_attention import empty_attention
+from hfprune.pruning.empty_ffn import empty_ffn
 from hfprune.pruning.masks import ACTIVE_PRUNERS, ACTIVE_WEIGHT_PRUNERS
 from hfprune.pruning.structure import PrunedStructure
 from hfprune.pruning.units import UnitGroup, UnitKind, unit_groups
@@ -55,6 +56,8 @@ def compact(model: PreTrainedModel, masks: UnitMasks | None = None) -> PrunedStr
                 set_head_count(model, group)
                 if kept.numel() == 0:
                     empty_attention(model, transformer_layers(model)[group.layer])
+            elif kept.numel() == 0:
+                empty_ffn(model, transformer_layers(model)[group.layer])
     structure.attach(model)
     express_uniform_widths(model, structure)
     return structure

@@ -61,7 +61,13 @@ class PruningConfig(ConfigMixin):
     min_heads_per_layer: int = field_help(
         1, "Heads every layer keeps. 0 allows removing a layer's whole attention block (its output is then the "
         "attention output bias alone).")
-    min_neurons_per_layer: int = field_help(1, "FFN neurons every layer keeps (>= 1).")
+    min_neurons_per_layer: int = field_help(
+        1, "FFN neurons every layer keeps. 0 allows removing a layer's whole FFN block (its output is then the FFN "
+        "output bias alone).")
+    layer_sparsity: float = field_help(
+        0.0, "Fraction of transformer layers to remove, in [0, 1), on the same schedule: the layers of lowest block "
+        "influence (1 - cos(input, output) on the training batches, ShortGPT) go (hfprune.pruning.layers). Needs data "
+        "(a calibration dataloader for one-shot pruning); at least one layer stays.")
     ffn_round_to: int = field_help(
         1, "Keep a multiple of this many FFN neurons in every layer (or all of them), e.g. 16 or 32: odd GEMM "
         "widths run slower than the FLOPs say on CPU kernels. 1 turns rounding off.")
@@ -106,9 +112,10 @@ class PruningConfig(ConfigMixin):
     latency_threads: int = field_help(1, "CPU threads with which the latency table is measured (>= 1).")
 
     def __post_init__(self) -> None:
-        name = type(self).__name__
+        name = self.owner()  # PruningConfig, or pruning in a recipe
         check_fraction(name, "head_sparsity", self.head_sparsity)
         check_fraction(name, "ffn_sparsity", self.ffn_sparsity)
+        check_fraction(name, "layer_sparsity", self.layer_sparsity)
         check_choice(name, "scoring", self.scoring, scorer_names())
         check_number(name, "regularization", self.regularization, minimum=0.0)
         if not (isinstance(self.threshold, (int, float)) and not isinstance(self.threshold, bool)
@@ -118,18 +125,19 @@ class PruningConfig(ConfigMixin):
             raise ConfigError(f"{name}.threshold: expected a number in (0, 1), got {self.threshold!r}")
         check_choice(name, "allocation", self.allocation, ALLOCATIONS)
         check_choice(name, "head_granularity", self.head_granularity, HEAD_GRANULARITIES)
-        if self.allocation == "uniform" and self.min_heads_per_layer == 0:
-            from hfprune.errors import ConfigError
+        for field, block in (("min_heads_per_layer", "attention"), ("min_neurons_per_layer", "FFN")):
+            if self.allocation == "uniform" and getattr(self, field) == 0:
+                from hfprune.errors import ConfigError
 
-            raise ConfigError(f"{name}.min_heads_per_layer: allocation 'uniform' keeps the same heads in every layer, "
-                              "so expected >= 1 (0 could remove every layer's attention)")
+                raise ConfigError(f"{name}.{field}: allocation 'uniform' keeps the same widths in every layer, so "
+                                  f"expected >= 1 (0 could remove every layer's {block} block)")
         if self.allocation == "uniform" and self.scoring == "soft_movement":
             from hfprune.errors import ConfigError
 
             raise ConfigError(f"{name}.allocation: 'uniform' needs one width for every layer, which soft_movement's "
                               "per-unit threshold does not give; expected 'global' or 'per_layer' with soft_movement")
         check_int(name, "min_heads_per_layer", self.min_heads_per_layer, minimum=0)
-        check_int(name, "min_neurons_per_layer", self.min_neurons_per_layer, minimum=1)
+        check_int(name, "min_neurons_per_layer", self.min_neurons_per_layer, minimum=0)
         check_int(name, "ffn_round_to", self.ffn_round_to, minimum=1)
         check_int(name, "head_round_to", self.head_round_to, minimum=1)
         check_fraction(name, "warmup_ratio", self.warmup_ratio)
@@ -159,6 +167,9 @@ class PruningConfig(ConfigMixin):
         check_fraction(name, "weight_sparsity", self.weight_sparsity)
         check_choice(name, "weight_method", self.weight_method, tuple(WEIGHT_METHODS))
         check_choice(name, "weight_allocation", self.weight_allocation, WEIGHT_ALLOCATIONS)
+        if self.layer_sparsity > 0 and self.weight_sparsity > 0:
+            raise ConfigError(f"{name}.weight_sparsity: with layer_sparsity > 0, expected 0 (weight masks do not "
+                              f"follow removed layers yet), got {self.weight_sparsity!r}")
         pattern = WEIGHT_METHODS[self.weight_method].pattern_sparsity()
         if pattern is not None and self.weight_sparsity != pattern:
             raise ConfigError(
@@ -170,7 +181,9 @@ class PruningConfig(ConfigMixin):
         """The settings that determine a finished run's result, for fingerprints: ``on_nonfinite`` is left out (a
         run that finished under "stop" met no non-finite step, so "skip" gives the same result), which keeps the
         fingerprints of runs made before the option existed."""
-        return {k: v for k, v in self.to_dict().items() if k != "on_nonfinite"}
+        # layer_sparsity 0 is left out too, so runs made before it existed keep their fingerprints
+        return {k: v for k, v in self.to_dict().items()
+                if k != "on_nonfinite" and not (k == "layer_sparsity" and not v)}
 
     def check_model(self, config: PretrainedConfig, where: str, prefix: str = "PruningConfig") -> None:
         """The per-layer minimums leave something to prune in a model of ``config`` (``where`` names it): a
@@ -179,6 +192,13 @@ class PruningConfig(ConfigMixin):
         from hfprune.pruning.architectures import get_architecture
 
         spec = get_architecture(config)
+        if self.layer_sparsity > 0 and getattr(config, "scale_attn_by_inverse_layer_idx", False):
+            raise ConfigError(f"{prefix}.layer_sparsity: {where} scales attention by its layer index "
+                              "(scale_attn_by_inverse_layer_idx), which removing layers would change; expected 0")
+        layers = int(config.num_hidden_layers)
+        if 0 < self.layer_sparsity and round(self.layer_sparsity * layers) == 0:
+            raise ConfigError(f"{prefix}.layer_sparsity: {self.layer_sparsity!r} of the {layers} layers of {where} "
+                              f"removes none; expected 0 or more than {0.5 / layers:.3g}")
         for sparsity, name, minimum, units, what in (
             ("head_sparsity", "min_heads_per_layer", self.min_heads_per_layer, spec.num_heads(config), "heads"),
             ("ffn_sparsity", "min_neurons_per_layer", self.min_neurons_per_layer, spec.ffn_size(config),
@@ -210,11 +230,15 @@ class PruningConfig(ConfigMixin):
         clashes = {
             "latency_target_ms": bool(self.latency_target and self.latency_target_ms),
             "head_sparsity": self.head_sparsity > 0, "ffn_sparsity": self.ffn_sparsity > 0,
-            "weight_sparsity": self.weight_sparsity > 0, "allocation": self.allocation == "uniform",
+            "layer_sparsity": self.layer_sparsity > 0, "weight_sparsity": self.weight_sparsity > 0,
+            "allocation": self.allocation == "uniform",
             "scoring": self.scoring == "soft_movement", "head_granularity": self.head_granularity != "group",
         }
         expected = {"latency_target_ms": "0 (one target at a time)", "head_sparsity": "0 (the budget sets widths)",
-                    "ffn_sparsity": "0 (the budget sets widths)", "weight_sparsity": "0 (not in the latency model)",
+                    "ffn_sparsity": "0 (the budget sets widths)",
+                    "layer_sparsity": "0 (not in the latency model; min_heads_per_layer and min_neurons_per_layer 0 "
+                                      "let the budget empty both blocks of a layer)",
+                    "weight_sparsity": "0 (not in the latency model)",
                     "allocation": "'global' or 'per_layer' (the budget sets per-layer widths)",
                     "scoring": "a scorer other than soft_movement (its threshold sets the widths)",
                     "head_granularity": "'group'"}

@@ -9,9 +9,15 @@ and the measured latency is close to linear in width, so this is the fractional-
 last step; it costs O(units log blocks) per mask update. A dynamic program over layers would need the budget cut
 into millisecond bins and cost bins x widths x blocks (about 10^7-10^8 for MiniLM) at every update, and its extra
 optimality only shows where the table is far from linear (GEMM width effects), which the greedy still follows
-step by step since it reads the table's own millisecond difference of each step. A block whose last units do not
-pay for their latency goes entirely: attention blocks down to ``min_heads_per_layer`` (0 empties them), FFN blocks
-down to ``min_neurons_per_layer`` (>= 1: compaction does not remove a whole FFN block).
+step by step since it reads the table's own millisecond difference of each step.
+
+A block whose units do not pay for their latency goes entirely: attention blocks down to ``min_heads_per_layer``, FFN
+blocks down to ``min_neurons_per_layer`` (0 empties them). A block has a fixed cost beyond its units (the table's
+attention(1) and ffn(1): kernel launches, the activation, the softmax) that only its last step saves, so the latency
+is not linear there and one step at a time would reach that saving late or never. Each block therefore also offers
+the move "down to the minimum at once", at its own score per millisecond; it is taken when it is the cheapest per
+millisecond and the budget still needs at least what it saves (otherwise the steps go on, so a block is not emptied
+to cover the last fraction of a millisecond).
 
 Scores of heads and of neurons live on different scales (a head carries many more weights), so each kind's scores
 are divided by the sum of their absolute values over all layers and multiplied by the kind's share of the dense
@@ -74,28 +80,33 @@ def select_for_latency(scores: dict[UnitKind, list[torch.Tensor]], table: Latenc
         for layer, score in enumerate(layers):
             normalised = score.detach().float().cpu() * (share / total)
             order = torch.sort(normalised, stable=True).indices
-            blocks.append(_Block(kind, layer, order, normalised[order], score.numel(),
-                                 min(min_per_layer[kind], score.numel()), max(1, round_to[kind])))
+            low = min(max(min_per_layer[kind], table.narrowest(kind)), score.numel())
+            blocks.append(_Block(kind, layer, order, normalised[order], score.numel(), low, max(1, round_to[kind])))
     predicted = _predict(table, {kind: [s.numel() for s in layers] for kind, layers in scores.items()})
-    heap: list[tuple[float, int]] = []
+    heap: list[tuple[float, int, int, int, int]] = []  # (score per ms, move, block, kept when pushed, new width)
 
     def push(index: int) -> None:
         block = blocks[index]
         width = block.next_width()
         if width is None:
             return
-        size = block.order.numel()
-        lost = float(block.values[size - block.kept:size - width].sum())
-        saved = cost[block.kind](block.kept) - cost[block.kind](width)
-        heapq.heappush(heap, (lost / max(saved, 1e-9), index))
+        # the next step, and going down to the block's minimum at once: a block's fixed cost (ffn(1), attention(1))
+        # is saved only by its last step, which a step-by-step search would reach too late or never
+        for move, target in enumerate(dict.fromkeys((width, block.low))):
+            size = block.order.numel()
+            lost = float(block.values[size - block.kept:size - target].sum())
+            saved = cost[block.kind](block.kept) - cost[block.kind](target)
+            heapq.heappush(heap, (lost / max(saved, 1e-9), move, index, block.kept, target))
 
     for index in range(len(blocks)):
         push(index)
     while predicted > budget_ms and heap:
-        _, index = heapq.heappop(heap)
+        _, move, index, kept, width = heapq.heappop(heap)
         block = blocks[index]
-        width = block.next_width()
-        predicted -= cost[block.kind](block.kept) - cost[block.kind](width)
+        saved = cost[block.kind](block.kept) - cost[block.kind](width)
+        if block.kept != kept or (move and saved > predicted - budget_ms):
+            continue  # stale; or emptying saves more than the budget still needs (the steps go on instead)
+        predicted -= saved
         block.kept = width
         push(index)
     masks: dict[UnitKind, list[torch.Tensor]] = {kind: [] for kind in scores}
@@ -137,8 +148,8 @@ class LatencyBudget:
     def check_feasible(self, min_per_layer: dict[UnitKind, int]) -> None:
         """A one-line error when even the minimum widths are predicted slower than the target."""
         table = self.table
-        fastest = table.predict([min_per_layer[UnitKind.HEADS]] * table.layers,
-                                [min_per_layer[UnitKind.NEURONS]] * table.layers)
+        fastest = table.predict(*([max(min_per_layer[kind], table.narrowest(kind))] * table.layers
+                                  for kind in (UnitKind.HEADS, UnitKind.NEURONS)))
         if fastest > self.target_ms:
             field = "latency_target_ms" if self.speedup <= 0 else "latency_target"
             asked = f"{self.target_ms:.3g} ms" if self.speedup <= 0 else f"{self.speedup:g}x"

@@ -4,11 +4,12 @@ The table is measured once per setting (device, threads, dtype, torch version, m
 length) on copies of the model itself, compacted by the engine to the widths being timed, so every architecture the
 engine prunes is timed with its own modules and its own attention implementation:
 
-- the **floor**: the whole model with every attention block emptied and 1 FFN neuron per layer (embeddings, norms,
-  residual adds, the head and per-op dispatch: what width pruning cannot remove);
-- **attention(k)**: (whole model with k heads in every layer and 1 neuron) minus the floor, divided by the layers;
+- the **floor**: the whole model with every attention and FFN block emptied (embeddings, norms, residual adds, the
+  head, the blocks' output biases and per-op dispatch: what width pruning cannot remove);
+- **attention(k)**: (whole model with k heads in every layer and no FFN neuron) minus the floor, divided by the
+  layers;
 - **ffn(n)**: (whole model with 0 heads and n neurons in every layer) minus the floor, divided by the layers, so
-  ffn(1) = 0 (the floor holds each layer's 1-neuron FFN).
+  ffn(0) = 0 and ffn(1) holds what a block costs beyond its neurons (the fixed cost that emptying it saves).
 
 A model's predicted latency is floor + sum over layers of attention(k_l) + ffn(n_l), interpolated linearly between
 measured widths; this assumes blocks cost the same in every layer and add up. Each width is timed interleaved with
@@ -45,7 +46,10 @@ from hfprune.utils.logging import get_logger
 
 logger = get_logger(__name__)
 
-TABLE_FORMAT = 2  # part of the cache key: a table measured by older code is not reused
+TABLE_FORMAT = 3  # part of the cache key: a table measured by older code is not reused
+# format 2 (floor with 1 FFN neuron, neuron_steps from 1) still reads: a saved model's or a checkpoint's table; the
+# width search never takes an FFN block below a table's first measured width
+READABLE_FORMATS = (2, TABLE_FORMAT)
 TABLE_FILE_NAME = "latency_table.json"
 Timer = Callable[[dict[str, torch.nn.Module], dict[str, torch.Tensor], int], dict[str, list[float]]]
 """``interleaved_timings``' signature: models, inputs, rounds -> seconds per model and round."""
@@ -81,6 +85,10 @@ class LatencyTable:
         """One layer's FFN block with ``neurons`` neurons beyond the floor's one, interpolated."""
         return float(np.interp(neurons, self.neuron_steps, self.ffn_ms))
 
+    def narrowest(self, kind: UnitKind) -> int:
+        """The narrowest width the table measured for ``kind``'s blocks (0, an emptied block, from format 3 on)."""
+        return (self.head_steps if kind is UnitKind.HEADS else self.neuron_steps)[0]
+
     def predict(self, heads: Sequence[int], neurons: Sequence[int]) -> float:
         """Predicted forward latency of a model with these per-layer widths."""
         if len(heads) != self.layers or len(neurons) != self.layers:
@@ -111,8 +119,9 @@ class LatencyTable:
                         format=int(payload.get("format", TABLE_FORMAT)))
         except (KeyError, TypeError, ValueError) as error:
             raise HfpruneError(f"{source}: not a latency table ({type(error).__name__}: {error})") from None
-        if table.format != TABLE_FORMAT:
-            raise HfpruneError(f"{source}: expected latency table format {TABLE_FORMAT}, got {table.format}")
+        if table.format not in READABLE_FORMATS:
+            raise HfpruneError(f"{source}: expected latency table format {' or '.join(map(str, READABLE_FORMATS))}, "
+                               f"got {table.format}")
         for name, steps, values in (("head_steps", table.head_steps, table.attention_ms),
                                     ("neuron_steps", table.neuron_steps, table.ffn_ms)):
             if not steps or len(steps) != len(values) or any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
@@ -176,7 +185,8 @@ def cache_path(setting: dict[str, Any]) -> Path:
 
 
 def default_steps(units: int, count: int) -> list[int]:
-    """About ``count`` widths from 1 to ``units`` (every width when there are fewer), always both ends."""
+    """About ``count`` widths from 1 to ``units`` (every width when there are fewer), always both ends (width 0, the
+    emptied block, is the floor's and is added by ``measure_table``)."""
     if units <= count:
         return list(range(1, units + 1))
     return sorted({1, units, *(round(units * i / (count - 1)) for i in range(1, count - 1))})
@@ -218,8 +228,8 @@ def measure_table(model: PreTrainedModel, batch_size: int = 1, seq_len: int = 12
     setting = table_setting(model, batch_size, seq_len, threads)
     shapes = setting["shapes"]
     layers, heads, ffn = shapes["layers"], shapes["head_units"], shapes["ffn_size"]
-    head_steps = [0, *(head_steps or default_steps(heads, 16))]
-    neuron_steps = list(neuron_steps or default_steps(ffn, 12))
+    head_steps = sorted({0, *(head_steps or default_steps(heads, 16))})
+    neuron_steps = sorted({0, *(neuron_steps or default_steps(ffn, 12))})
     dense = copy.deepcopy(model).to("cpu").eval()
     for module in dense.modules():  # a copy of a masked model would carry the masks: time the weights alone
         module._forward_pre_hooks.clear()
@@ -241,9 +251,9 @@ def measure_table(model: PreTrainedModel, batch_size: int = 1, seq_len: int = 12
             dense_runs.extend(times["dense"])
             return statistics.median(v / d for v, d in zip(times["variant"], times["dense"], strict=True))
 
-        floor_ratio = time_widths(0, 1)
-        attention = [(time_widths(k, 1) - floor_ratio) / layers if k else 0.0 for k in head_steps]
-        ffn_costs = [(time_widths(0, n) - floor_ratio) / layers if n > 1 else 0.0 for n in neuron_steps]
+        floor_ratio = time_widths(0, 0)
+        attention = [(time_widths(k, 0) - floor_ratio) / layers if k else 0.0 for k in head_steps]
+        ffn_costs = [(time_widths(0, n) - floor_ratio) / layers if n else 0.0 for n in neuron_steps]
         dense_ms = 1000 * statistics.median(dense_runs)
     finally:
         torch.set_num_threads(previous_threads)

@@ -29,10 +29,10 @@ def prune(
     ``latency_table`` replaces the cached / measured table of the config's setting.
     """
     pruner = StructuredPruner(model, config, latency_table)
-    if pruner.needs_gradients:
+    if pruner.needs_data:
         if dataloader is None:
-            raise HfpruneError(f"prune: scoring {config.scoring!r} / weight_method {config.weight_method!r} needs a "
-                               "calibration dataloader")
+            raise HfpruneError(f"prune: scoring {config.scoring!r} / weight_method {config.weight_method!r} / "
+                               f"layer_sparsity {config.layer_sparsity!r} needs a calibration dataloader")
         _accumulate(model, pruner, dataloader, max_batches)
     pruner.update_masks(step=1, total_steps=1)
     return pruner.compact()

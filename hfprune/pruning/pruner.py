@@ -22,6 +22,7 @@ from hfprune.pruning.distributed import mean_across_processes
 from hfprune.pruning.gqa import equal_group_masks
 from hfprune.pruning.latency_budget import LATENCY_TABLES, latency_budget_of, predicted_ms
 from hfprune.pruning.latency_table import LatencyTable
+from hfprune.pruning.layers import LayerDropper, remove_layers
 from hfprune.pruning.masks import ACTIVE_PRUNERS, MaskHooks, round_kept_up
 from hfprune.pruning.nonfinite import model_name
 from hfprune.pruning.schedule import cubic_sparsity
@@ -68,6 +69,7 @@ class StructuredPruner:
                                   "attention, so expected 'group' with weight_sparsity > 0, got 'query'")
             self.weights = WeightPruner(model, config.weight_sparsity, config.weight_method, config.weight_allocation)
         self.kept_multiple = {kind: self._kept_multiple(groups) for kind, groups in self.groups.items()}
+        self.layers = LayerDropper(model, config.layer_sparsity) if config.layer_sparsity > 0 else None
         self.attach()
 
     def _kept_multiple(self, groups: list[Any]) -> int:
@@ -83,6 +85,11 @@ class StructuredPruner:
         """Whether any score in play (unit or weight) accumulates from gradients."""
         structured = bool(self.groups) and self.scorer.needs_gradients
         return structured or (self.weights is not None and self.weights.method.needs_gradients)
+
+    @property
+    def needs_data(self) -> bool:
+        """Whether pruning needs forward passes on data: gradient scores, or layers' block influence."""
+        return self.needs_gradients or self.layers is not None
 
     # -- events ------------------------------------------------------------------------------------------------
     def accumulate_scores(self, step: int | None = None, total_steps: int | None = None) -> bool:
@@ -155,6 +162,8 @@ class StructuredPruner:
         if self.weights is not None:
             self.weights.update_masks(cubic_sparsity(step, total_steps, self.weights.target, warmup, total_steps - end),
                                       self.masks)
+        if self.layers is not None:
+            self.layers.update(cubic_sparsity(step, total_steps, self.layers.target, warmup, total_steps - end))
         self.attach()
         logger.debug("step %d: sparsity %s, weights %s", step, {k.value: round(v, 4) for k, v in self.sparsity.items()},
                      None if self.weights is None else round(self.weights.sparsity, 4))
@@ -177,7 +186,9 @@ class StructuredPruner:
         """Make sure the final sparsity is reached (e.g. when a run stopped before the end of its ramp)."""
         weights_short = self.weights is not None and self.weights.sparsity < self.weights.target
         latency_short = self.latency is not None and self.latency.progress < 1
-        if weights_short or latency_short or any(self.sparsity[kind] < self.targets[kind] for kind in self.groups):
+        layers_short = self.layers is not None and self.layers.sparsity < self.layers.target
+        units_short = any(self.sparsity[kind] < self.targets[kind] for kind in self.groups)
+        if weights_short or latency_short or layers_short or units_short:
             self.update_masks(total_steps, total_steps)
 
     def restore_best(self, state: dict[str, Any], checkpoint: str) -> None:
@@ -201,6 +212,8 @@ class StructuredPruner:
         masks = self.masks
         self.detach()
         structure = compact(self.model, masks)
+        if self.layers is not None:
+            structure = remove_layers(self.model, self.layers.kept())
         if self.latency is not None:
             LATENCY_TABLES[self.model] = self.latency.table
         if self.weights is not None and apply_weights:
@@ -214,11 +227,15 @@ class StructuredPruner:
         ACTIVE_PRUNERS[self.model] = self
         if self.weights is not None:
             self.weights.attach()
+        if self.layers is not None:
+            self.layers.attach()
 
     def detach(self) -> None:
         """Stop masking units; weight masks stay until ``self.weights.apply()`` or ``.detach()``."""
         for hooks in self._hooks.values():
             hooks.remove()
+        if self.layers is not None:
+            self.layers.detach()
         if ACTIVE_PRUNERS.get(self.model) is self:
             del ACTIVE_PRUNERS[self.model]
 
@@ -232,6 +249,7 @@ class StructuredPruner:
             "sparsity": {k.value: v for k, v in self.sparsity.items()},
             "weights": None if self.weights is None else self.weights.state_dict(),
             "latency": None if self.latency is None else self.latency.state_dict(),
+            "layers": None if self.layers is None else self.layers.state_dict(),
         }
 
     @classmethod
@@ -259,6 +277,11 @@ class StructuredPruner:
             self.weights.load_state_dict(state["weights"])
         if self.latency is not None and state.get("latency"):
             self.latency.load_state_dict(state["latency"])
+        if self.layers is not None:
+            if not state.get("layers"):
+                raise HfpruneError("pruning state: layer_sparsity > 0 but the saved state has no layer scores (it was "
+                                   "saved by a run without layer pruning)")
+            self.layers.load_state_dict(state["layers"])
         self.attach()
 
     # -- helpers -----------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 import torch
 from transformers import PreTrainedModel
 
+from hfprune.pruning.architectures import transformer_layers
 from hfprune.pruning.masks import ACTIVE_PRUNERS
 from hfprune.pruning.structure import PrunedStructure
 from hfprune.pruning.units import UnitGroup, UnitKind, unit_groups
@@ -131,10 +132,12 @@ def _kept_units(pruner: object | None, kind: UnitKind, layer: int, group: UnitGr
 def sparsity_report(model: PreTrainedModel, seq_len: int = 128) -> SparsityReport:
     """Units, weights, parameters and FLOPs kept, counting masked units and weights of attached pruners as removed.
     FLOPs count only removed heads and neurons (dense kernels do not skip zero weights). Heads are query heads; a
-    key/value head of grouped-query attention counts as removed once no query head reads it."""
+    key/value head of grouped-query attention counts as removed once no query head reads it. Removed (or masked)
+    layers (``layer_sparsity``) count as dense layers whose every unit and parameter is gone."""
     structure = PrunedStructure.of(model)
     dense_kv = structure.dense_num_kv_heads or 0
     pruner = ACTIVE_PRUNERS.get(model)
+    layer_mask = getattr(getattr(pruner, "layers", None), "mask", None)
     heads_kept = neurons_kept = compacted_params = masked_params = flops = flops_dense = 0
     layers = unit_groups(model, UnitKind.HEADS, "query")
     for heads, neurons in zip(layers, unit_groups(model, UnitKind.NEURONS), strict=True):
@@ -143,21 +146,30 @@ def sparsity_report(model: PreTrainedModel, seq_len: int = 128) -> SparsityRepor
         kept_kv = int(torch.unique(kept_heads // heads.queries_per_kv).numel()) if heads.shared else 0
         kept_neurons = int(_kept_units(pruner, UnitKind.NEURONS, neurons.layer, neurons).numel())
         now = (heads.num_units, heads.num_shared, neurons.num_units)
-        kept = (int(kept_heads.numel()), kept_kv, kept_neurons)
+        masked_layer = layer_mask is not None and not bool(layer_mask[heads.layer] > 0)
+        kept = (0, 0, 0) if masked_layer else (int(kept_heads.numel()), kept_kv, kept_neurons)
         dense = (structure.dense_num_heads, dense_kv if heads.shared else 0, structure.dense_ffn_size)
         compacted_params += costs.params(*dense) - costs.params(*now)
         masked_params += costs.params(*now) - costs.params(*kept)
+        if masked_layer:  # its norms and shared biases go with it
+            layer_params = sum(p.numel() for p in transformer_layers(model)[heads.layer].parameters())
+            masked_params += layer_params - costs.params(*now)
         flops += costs.flops(*kept)
         flops_dense += costs.flops(*dense)
+        if heads.layer == 0:  # one dense layer's parameters and FLOPs, for the layers removed whole
+            layer_params = sum(p.numel() for p in transformer_layers(model)[0].parameters())
+            dense_layer = (layer_params + costs.params(*dense) - costs.params(*now), costs.flops(*dense))
         heads_kept += kept[0]
-        neurons_kept += kept_neurons
+        neurons_kept += kept[2]
     params = sum(p.numel() for p in model.parameters())
     weights_kept, weights_total = weight_counts(model)
+    dense_layers = structure.dense_num_layers or len(layers)
+    removed = dense_layers - len(layers)
     return SparsityReport(
-        heads_kept=heads_kept, heads_total=len(layers) * structure.dense_num_heads,
-        neurons_kept=neurons_kept, neurons_total=len(layers) * structure.dense_ffn_size,
-        params=params - masked_params, params_dense=params + compacted_params,
-        flops=flops, flops_dense=flops_dense,
+        heads_kept=heads_kept, heads_total=dense_layers * structure.dense_num_heads,
+        neurons_kept=neurons_kept, neurons_total=dense_layers * structure.dense_ffn_size,
+        params=params - masked_params, params_dense=params + compacted_params + removed * dense_layer[0],
+        flops=flops, flops_dense=flops_dense + removed * dense_layer[1],
         seq_len=seq_len, weights_kept=weights_kept, weights_total=weights_total,
     )
 

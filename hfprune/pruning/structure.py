@@ -32,6 +32,14 @@ class PrunedStructure:
     kept_neurons: list[list[int]]
     dense_num_kv_heads: int | None = None
     """Key/value heads per layer of the dense model (grouped-query attention only)."""
+    kept_layers: list[int] | None = None
+    """The dense model's numbers of the layers still there, when whole layers were removed (``layer_sparsity``)."""
+    dense_num_layers: int | None = None
+    """Layers of the dense model, when whole layers were removed."""
+
+    def layer_numbers(self) -> list[int]:
+        """The dense model's number of each present layer."""
+        return list(range(len(self.kept_heads))) if self.kept_layers is None else list(self.kept_layers)
 
     @classmethod
     def dense(cls, model: PreTrainedModel) -> PrunedStructure:
@@ -70,6 +78,13 @@ class PrunedStructure:
                     else type_name(hint)
                 raise ConfigError(f"{CONFIG_KEY}.{spec.name}: expected {expected}, got {type(value).__name__} "
                                   f"{value!r}"[:300])
+        if self.kept_layers is not None:
+            limit = self.dense_num_layers if type(self.dense_num_layers) is int else 0
+            if (sorted(set(self.kept_layers)) != self.kept_layers or len(self.kept_layers) != len(self.kept_heads)
+                    or any(not 0 <= i < limit for i in self.kept_layers)):
+                raise ConfigError(f"{CONFIG_KEY}.kept_layers: expected one sorted unique index in [0, "
+                                  f"dense_num_layers={self.dense_num_layers}) per present layer "
+                                  f"({len(self.kept_heads)}), got {self.kept_layers}"[:300])
         for name, kept, limit in (("kept_heads", self.kept_heads, self.dense_num_heads),
                                   ("kept_neurons", self.kept_neurons, self.dense_ffn_size)):
             for layer, indices in enumerate(kept):
@@ -140,6 +155,6 @@ class PrunedStructure:
 
     @property
     def is_dense(self) -> bool:
-        return all(len(k) == self.dense_num_heads for k in self.kept_heads) and all(
+        return self.kept_layers is None and all(len(k) == self.dense_num_heads for k in self.kept_heads) and all(
             len(k) == self.dense_ffn_size for k in self.kept_neurons
         )

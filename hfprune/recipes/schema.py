@@ -9,11 +9,9 @@ paths the recipe points at (model directory, data folder) are checked too. Nothi
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
 import re
-import typing
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -21,16 +19,15 @@ from hfprune.errors import ConfigError, DataError
 from hfprune.models import DEFAULT_MODEL
 from hfprune.pruning.config import PruningConfig
 from hfprune.recipes.families_spec import check_families
-from hfprune.training import check_placement, device_field, precision_field
+from hfprune.training import check_training_knobs, device_field, precision_field, training_field
 from hfprune.utils.config import (
+    ConfigMixin,
     check_choice,
     check_fraction,
     check_int,
     check_number,
     field_help,
     fingerprint,
-    matches_type,
-    type_name,
 )
 
 TASKS = ("sequence-classification", "causal-lm")
@@ -41,91 +38,19 @@ SHADOW_MIA_ATTACKS = {"reference": 1, "lira": 2}
 SWEEP_FIELDS = ("head_sparsity", "ffn_sparsity", "weight_sparsity")
 
 
-class Section:
-    """Base of every recipe section: ``path`` is the section's dotted key (``audits.robustness``)."""
+class Section(ConfigMixin):
+    """Base of every recipe section: a :class:`~hfprune.utils.config.ConfigMixin` whose ``path`` is its dotted key
+    (``audits.robustness``), which its loading and validation errors name."""
 
     path: ClassVar[str] = ""
-    # old key -> its new name: a recipe still using the old key gets a one-line error saying the new one
-    renamed: ClassVar[dict[str, str]] = {}
-
-    def key(self, name: str) -> str:
-        """The dotted key of field ``name`` in this section (what error messages name)."""
-        return f"{self.path}.{name}" if self.path else name
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
-
-    @classmethod
-    def from_dict(cls, payload: Any) -> Self:
-        """Build the section from parsed YAML: unknown keys, wrong types and bad values are errors naming the key."""
-        if payload is None:
-            payload = {}
-        if not isinstance(payload, dict):
-            raise ConfigError(f"{cls.path or 'recipe'}: expected a mapping of keys to values, got "
-                              f"{type(payload).__name__} {payload!r}")
-        fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        for old in payload:
-            if old in cls.renamed:
-                raise ConfigError(f"{cls.path}.{old}: renamed to {cls.path}.{cls.renamed[old]}; expected "
-                                  f"'{cls.renamed[old]}:' in {cls.path}")
-        _reject_unknown(cls.path, payload, list(fields))
-        hints = typing.get_type_hints(cls)
-        values = {}
-        for name, value in payload.items():
-            dotted = f"{cls.path}.{name}" if cls.path else name
-            hint = hints[name]
-            if isinstance(hint, type) and issubclass(hint, Section):
-                values[name] = hint.from_dict(value)
-            elif hint is PruningConfig:
-                values[name] = _pruning_from_dict(value)
-            elif not matches_type(value, hint):
-                raise ConfigError(f"{dotted}: expected {type_name(hint)}, got {type(value).__name__} {value!r}")
-            else:
-                values[name] = _coerce(value, hint)
-        return cls(**values)
 
 
-def _coerce(value: Any, hint: Any) -> Any:
-    """An integer given for a float field becomes a float (``2`` and ``2.0`` are the same recipe)."""
-    floats = hint is float or float in typing.get_args(hint)
-    return float(value) if floats and isinstance(value, int) and not isinstance(value, bool) else value
+@dataclasses.dataclass
+class PruningSection(PruningConfig, Section):
+    """A recipe's ``pruning`` section: :class:`~hfprune.pruning.config.PruningConfig`, whose errors name
+    ``pruning.head_sparsity`` (also in the sweep levels derived from it)."""
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Section):
-        return value.to_dict()
-    if isinstance(value, PruningConfig):
-        return value.to_dict()
-    return value
-
-
-def _reject_unknown(path: str, payload: dict[str, Any], allowed: list[str]) -> None:
-    for key in payload:
-        if key not in allowed:
-            shown = str(key) if re.fullmatch(r"[\w-]+", str(key)) else repr(key)  # a key with ':' or a newline
-            dotted = f"{path}.{shown}" if path else shown
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"{dotted}: unknown key{hint}; allowed keys in {path or 'a recipe'}: {sorted(allowed)}")
-
-
-def _pruning_from_dict(payload: Any) -> PruningConfig:
-    """``PruningConfig.from_dict`` with its errors re-keyed from ``PruningConfig.x`` to ``pruning.x``."""
-    if payload is None:
-        payload = {}
-    if not isinstance(payload, dict):
-        raise ConfigError(f"pruning: expected a mapping of keys to values, got {type(payload).__name__} {payload!r}")
-    fields = [f.name for f in dataclasses.fields(PruningConfig)]
-    _reject_unknown("pruning", payload, fields)
-    hints = typing.get_type_hints(PruningConfig)
-    for name, value in payload.items():
-        if not matches_type(value, hints[name]):
-            raise ConfigError(f"pruning.{name}: expected {type_name(hints[name])}, got {type(value).__name__} "
-                              f"{value!r}")
-    try:
-        return PruningConfig(**{name: _coerce(value, hints[name]) for name, value in payload.items()})
-    except ConfigError as exc:
-        raise ConfigError(re.sub(r"^PruningConfig\.", "pruning.", str(exc))) from None
+    path: ClassVar[str] = "pruning"
 
 
 def section(factory: Any, help: str) -> Any:
@@ -250,11 +175,18 @@ class TrainingSection(Section):
 
     dense_epochs: float = field_help(3.0, "epochs of dense fine-tuning (skipped when model.teacher is given)")
     prune_epochs: float = field_help(3.0, "epochs of pruning with distillation, starting from the dense model")
-    batch_size: int = field_help(32, "training batch size")
-    learning_rate: float = field_help(1e-4, "peak learning rate of both stages")
+    batch_size: int = training_field("batch_size", 32)
+    learning_rate: float = training_field("learning_rate", 1e-4, "peak learning rate of both stages")
     prune_learning_rate: float | None = field_help(None, "learning rate of the pruning stage (null: learning_rate)")
-    seed: int = field_help(0, "seed of the member split, initialisation and shuffling")
-    threads: int | None = field_help(None, "torch CPU threads (null: the cores other processes leave idle)")
+    seed: int = training_field("seed", 0, seeds="the member split, initialisation and shuffling")
+    seeds: list[int] | None = field_help(
+        None, "run the dense model and every pruned level once per seed (e.g. [0, 1, 2]; hfprune run/sweep --seeds) "
+        "and report the mean, spread and pooled paired tests; a seed drives initialisation, pruning and data "
+        "order, while the member split, evaluation sample and canaries stay those of split_seed in every seed, so "
+        "the audits compare the same examples. Not together with seed; null: one run with seed")
+    split_seed: int | None = field_help(
+        None, "seed of the member split, evaluation sample and canaries (null: the first of seeds, else seed)")
+    threads: int | None = training_field("threads", none="null")
     device: str = device_field()
     precision: str = precision_field()
 
@@ -262,11 +194,41 @@ class TrainingSection(Section):
         _positive(self, "dense_epochs", "prune_epochs", "learning_rate")
         if self.prune_learning_rate is not None:
             _positive(self, "prune_learning_rate")
-        check_int(self.path, "batch_size", self.batch_size, minimum=1)
-        check_int(self.path, "seed", self.seed, minimum=0)
-        if self.threads is not None:
-            check_int(self.path, "threads", self.threads, minimum=1)
-        check_placement(self.path, self.device, self.precision)
+        check_training_knobs(self.path, self)
+        if self.split_seed is not None:
+            check_int(self.path, "split_seed", self.split_seed, minimum=0)
+        if self.seeds is not None:
+            if not self.seeds:
+                raise ConfigError(f"{self.key('seeds')}: expected at least one seed (or null for one run with seed)")
+            for i, value in enumerate(self.seeds):
+                check_int(self.path, f"seeds[{i}]", value, minimum=0)
+            if len(set(self.seeds)) != len(self.seeds):
+                raise ConfigError(f"{self.key('seeds')}: expected distinct seeds, got {self.seeds}")
+            if len(self.seeds) == 1:  # one seed is a plain run: the same folders, fingerprints and report
+                self.seed, self.seeds = self.seeds[0], None
+
+    @classmethod
+    def from_dict(cls, payload: Any) -> Self:
+        if isinstance(payload, dict) and "seed" in payload and payload.get("seeds") is not None:
+            raise ConfigError(f"{cls.path}.seeds: expected either {cls.path}.seed (one run) or {cls.path}.seeds (one "
+                              "run per seed), not both; remove one")
+        return super().from_dict(payload)
+
+    def to_dict(self) -> dict[str, Any]:
+        payload = super().to_dict()
+        if self.seeds is not None:  # seed is then unused: left out, the mapping loads back (not both set)
+            payload.pop("seed")
+        return payload
+
+    @property
+    def run_seeds(self) -> list[int]:
+        """The seeds the recipe runs: ``seeds``, else just ``seed``."""
+        return list(self.seeds) if self.seeds else [self.seed]
+
+    @property
+    def member_split_seed(self) -> int:
+        """The seed of the member split, evaluation sample and canaries: the same for every seed of a run."""
+        return self.split_seed if self.split_seed is not None else self.run_seeds[0]
 
 
 @dataclasses.dataclass
@@ -467,8 +429,8 @@ class Recipe(Section):
     model: ModelSection = section(ModelSection, "the model (required section)")
     data: DataSection = section(DataSection, "dataset and sizes")
     training: TrainingSection = section(TrainingSection, "dense fine-tuning and pruning schedule")
-    pruning: PruningConfig = section(lambda: PruningConfig(head_sparsity=0.5, ffn_sparsity=0.5),
-                                     "hfprune.PruningConfig fields")
+    pruning: PruningSection = section(lambda: PruningSection(head_sparsity=0.5, ffn_sparsity=0.5),
+                                      "hfprune.PruningConfig fields")
     distillation: DistillationSection = section(DistillationSection, "distillation while pruning")
     audits: AuditsSection = section(AuditsSection, "robustness, privacy and latency audits")
     sweep: SweepSection = section(SweepSection, "levels of hfprune sweep")
@@ -490,6 +452,10 @@ class Recipe(Section):
             raise ConfigError("model: required section missing; expected a mapping with name (a Hub name or a model "
                               "directory) and task")
         return super().from_dict(payload)
+
+    @classmethod
+    def where(cls) -> str:
+        return "a recipe"
 
     @property
     def output_dir(self) -> Path:
@@ -522,6 +488,13 @@ class Recipe(Section):
         for key, default in (("device", "auto"), ("precision", "fp32")):
             if payload["training"][key] == default:
                 payload["training"].pop(key)
+        # seeds and split_seed are recorded only where they change a stage: the list of seeds run does not (each
+        # seed's stages record their own seed), and a split seed equal to the seed is the default
+        training = payload["training"]
+        if training["seeds"] is None:
+            training.pop("seeds")
+        if training["split_seed"] is None or training["split_seed"] == training.get("seed"):
+            training.pop("split_seed")
         payload["pruning"] = self.pruning.result_dict()
         privacy = payload["audits"]["privacy"]
         if not privacy["n_shadows"]:  # no shadow trained: the mode changes nothing, and older runs keep resuming
@@ -595,6 +568,10 @@ def load_recipe(path: str | os.PathLike, overrides: dict[str, Any] | None = None
     return recipe
 
 
+# an override value that deletes the key from the file's payload: a flag that replaces it (--seeds for seed)
+REMOVED = object()
+
+
 def _set_dotted(payload: dict[str, Any], dotted: str, value: Any) -> None:
     *parents, last = dotted.split(".")
     node = payload
@@ -605,4 +582,7 @@ def _set_dotted(payload: dict[str, Any], dotted: str, value: Any) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"{part}: expected a mapping, got {type(child).__name__}")
         node = child
-    node[last] = value
+    if value is REMOVED:
+        node.pop(last, None)
+    else:
+        node[last] = value

@@ -25,7 +25,7 @@ from hfprune.audit.privacy.probes import PrivacyProbe, register_probe
 from hfprune.audit.privacy.scores import sequence_log_perplexity_bits
 from hfprune.audit.results import CanaryExposureResult, summarize_exposure
 from hfprune.errors import ConfigError
-from hfprune.utils.config import check_choice, check_fraction, check_int
+from hfprune.utils.config import check_choice, check_fraction, check_int, reject_unknown_keys
 from hfprune.utils.io import atomic_write_json
 from hfprune.utils.logging import get_logger
 
@@ -118,9 +118,7 @@ class CanarySet:
         if not isinstance(payload, dict):
             raise ConfigError(f"CanarySet: expected a mapping, got {type(payload).__name__}")
         payload = {k: v for k, v in payload.items() if k != "hfprune_version"}
-        unknown = sorted(set(payload) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ConfigError(f"CanarySet: unknown key(s) {unknown}; allowed: {sorted(cls.__dataclass_fields__)}")
+        reject_unknown_keys("CanarySet", payload, cls.__dataclass_fields__)
         return cls(**payload)
 
     def save(self, directory: str | os.PathLike) -> Path:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from hfprune.audit.privacy.split import MembershipSplit, draw_split
 from hfprune.errors import ConfigError, DataError
 from hfprune.models import DEFAULT_MODEL
-from hfprune.training import check_placement, device_field, precision_field
+from hfprune.training import check_training_knobs, device_field, precision_field, training_field
 from hfprune.utils.config import ConfigMixin, check_int, field_help
 from hfprune.utils.io import atomic_write_json, staged_folder
 from hfprune.utils.logging import get_logger
@@ -42,10 +42,12 @@ class MemberFinetuneConfig(ConfigMixin):
     n_nonmembers: int = field_help(2000, "held-out examples of the same split (non-members)")
     epochs: float = field_help(5.0, "training epochs (several, so the dense model memorises)")
     max_length: int = field_help(64, "truncate inputs to this many tokens (the audit uses the same)")
-    batch_size: int = field_help(16, "training batch size")
-    learning_rate: float = field_help(1e-4, "peak learning rate (linear decay, 10% warm-up)")
-    seed: int = field_help(0, "seed of the split, head initialisation and shuffling")
-    threads: int | None = field_help(None, "torch CPU threads (None: the cores other processes leave idle)")
+    batch_size: int = training_field("batch_size", 16)
+    learning_rate: float = training_field("learning_rate", 1e-4)
+    seed: int = training_field("seed", 0, seeds="the split, head initialisation and shuffling")
+    split_seed: int | None = field_help(None, "seed of the member split alone (None: seed); several seeds of one "
+                                        "run keep the same members")
+    threads: int | None = training_field("threads")
     device: str = device_field()
     precision: str = precision_field()
     output_dir: str | None = field_help(None, "where to save (None: runs/privacy/<model>-<dataset>-seed<seed>)")
@@ -53,15 +55,14 @@ class MemberFinetuneConfig(ConfigMixin):
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
-        for name, minimum in (("n_members", 1), ("n_nonmembers", 1), ("max_length", 8), ("batch_size", 1),
-                              ("seed", 0)):
+        for name, minimum in (("n_members", 1), ("n_nonmembers", 1), ("max_length", 8)):
             check_int(owner, name, getattr(self, name), minimum=minimum)
-        if self.threads is not None:
-            check_int(owner, "threads", self.threads, minimum=1)
-        check_placement(owner, self.device, self.precision)
+        check_training_knobs(owner, self)
+        if self.split_seed is not None:
+            check_int(owner, "split_seed", self.split_seed, minimum=0)
         for name in ("epochs", "learning_rate"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
                 raise ConfigError(f"{owner}.{name}: expected a positive number, got {value!r}")
 
     def resolved_output_dir(self) -> Path:
@@ -91,10 +92,11 @@ def draw_classification_split(config: MemberFinetuneConfig, exclude: MembershipS
     if len(columns) != 1:
         raise DataError(f"dataset {config.dataset!r}: expected one text column for membership audits, got {columns}")
     excluded = frozenset() if exclude is None else frozenset({*exclude.member_ids, *exclude.nonmember_ids})
-    members, nonmembers = draw_split(len(dataset), config.n_members, config.n_nonmembers, config.seed, excluded)
+    seed = config.seed if config.split_seed is None else config.split_seed
+    members, nonmembers = draw_split(len(dataset), config.n_members, config.n_nonmembers, seed, excluded)
     texts, labels = dataset[columns[0]], dataset["label"]
     return MembershipSplit(
-        dataset=config.dataset, source_split=config.source_split, seed=config.seed,
+        dataset=config.dataset, source_split=config.source_split, seed=seed,
         member_ids=members, nonmember_ids=nonmembers,
         member_texts=[texts[i] for i in members], nonmember_texts=[texts[i] for i in nonmembers],
         member_labels=[int(labels[i]) for i in members], nonmember_labels=[int(labels[i]) for i in nonmembers],

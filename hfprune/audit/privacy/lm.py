@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from hfprune.audit.privacy.canaries import DEFAULT_TEMPLATE, DIGITS, CanarySet, insert_canaries, make_canaries
 from hfprune.audit.privacy.split import MembershipSplit, draw_split
 from hfprune.errors import ConfigError
-from hfprune.training import check_placement, device_field, precision_field
+from hfprune.training import check_training_knobs, device_field, precision_field, training_field
 from hfprune.utils.config import ConfigMixin, check_int, field_help
 from hfprune.utils.io import atomic_write_json, staged_folder
 from hfprune.utils.logging import get_logger
@@ -62,10 +62,12 @@ class CanaryLMConfig(ConfigMixin):
     canary_alphabet: str = field_help(DIGITS, "characters a secret is drawn from")
     canary_template: str = field_help(DEFAULT_TEMPLATE, "canary sentence with a {secret} placeholder")
     epochs: float = field_help(10.0, "training epochs (several, so the model can memorise)")
-    batch_size: int = field_help(16, "training batch size")
-    learning_rate: float = field_help(1e-3, "peak learning rate (linear decay, 5% warm-up)")
-    seed: int = field_help(0, "seed of the split, the canaries, initialisation and shuffling")
-    threads: int | None = field_help(None, "torch CPU threads (None: the cores other processes leave idle)")
+    batch_size: int = training_field("batch_size", 16)
+    learning_rate: float = training_field("learning_rate", 1e-3, "peak learning rate (linear decay, 5% warm-up)")
+    seed: int = training_field("seed", 0, seeds="the split, the canaries, initialisation and shuffling")
+    split_seed: int | None = field_help(None, "seed of the member split and the canaries alone (None: seed); "
+                                        "several seeds of one run keep the same members and canaries")
+    threads: int | None = training_field("threads")
     device: str = device_field()
     precision: str = precision_field()
     output_dir: str | None = field_help(None, "where to save (None: runs/privacy/<base>-<dataset>-seed<seed>)")
@@ -75,7 +77,7 @@ class CanaryLMConfig(ConfigMixin):
         owner = type(self).__name__
         for name, minimum in (("n_members", 1), ("n_nonmembers", 1), ("min_chars", 0), ("max_length", 8),
                               ("vocab_size", 300), ("n_layer", 1), ("n_embd", 8), ("n_head", 1),
-                              ("canaries_per_repetition", 1), ("canary_digits", 1), ("batch_size", 1), ("seed", 0)):
+                              ("canaries_per_repetition", 1), ("canary_digits", 1)):
             check_int(owner, name, getattr(self, name), minimum=minimum)
         if self.n_embd % self.n_head:
             raise ConfigError(f"{owner}.n_embd: expected a multiple of n_head={self.n_head}, got {self.n_embd}")
@@ -83,12 +85,12 @@ class CanaryLMConfig(ConfigMixin):
             raise ConfigError(f"{owner}.canary_repetitions: expected a list of integers >= 0")
         for i, count in enumerate(self.canary_repetitions):
             check_int(owner, f"canary_repetitions[{i}]", count, minimum=0)
-        if self.threads is not None:
-            check_int(owner, "threads", self.threads, minimum=1)
-        check_placement(owner, self.device, self.precision)
+        check_training_knobs(owner, self)
+        if self.split_seed is not None:
+            check_int(owner, "split_seed", self.split_seed, minimum=0)
         for name in ("epochs", "learning_rate"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
                 raise ConfigError(f"{owner}.{name}: expected a positive number, got {value!r}")
 
     def resolved_output_dir(self) -> Path:
@@ -179,10 +181,11 @@ def draw_text_split(config: CanaryLMConfig, exclude: MembershipSplit | None = No
     rows = candidate_rows(texts, config.min_chars)
     excluded = set() if exclude is None else {*exclude.member_ids, *exclude.nonmember_ids}
     excluded_positions = frozenset(i for i, row in enumerate(rows) if row in excluded)
-    members, nonmembers = draw_split(len(rows), config.n_members, config.n_nonmembers, config.seed, excluded_positions)
+    seed = config.seed if config.split_seed is None else config.split_seed
+    members, nonmembers = draw_split(len(rows), config.n_members, config.n_nonmembers, seed, excluded_positions)
     member_ids, nonmember_ids = [rows[i] for i in members], [rows[i] for i in nonmembers]
     return MembershipSplit(
-        dataset=config.dataset, source_split=config.source_split, seed=config.seed,
+        dataset=config.dataset, source_split=config.source_split, seed=seed,
         member_ids=member_ids, nonmember_ids=nonmember_ids,
         member_texts=[texts[i] for i in member_ids], nonmember_texts=[texts[i] for i in nonmember_ids],
         max_length=config.max_length, task="causal-lm",
@@ -211,7 +214,8 @@ def train_canary_lm(
     corpus = list(split.member_texts)
     if config.canary_repetitions:
         canaries = make_canaries(config.canary_repetitions, config.canaries_per_repetition, config.canary_digits,
-                                 config.canary_alphabet, config.canary_template, seed=config.seed)
+                                 config.canary_alphabet, config.canary_template,
+                                 seed=config.seed if config.split_seed is None else config.split_seed)
         corpus = insert_canaries(corpus, canaries, seed=config.seed)
     with staged_folder(target, publish(config.overwrite)) as staging:
         with torch_threads(config.threads or idle_cores()):

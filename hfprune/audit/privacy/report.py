@@ -26,7 +26,7 @@ from hfprune.audit.results import (
     results_to_markdown,
 )
 from hfprune.errors import ConfigError
-from hfprune.utils.config import ConfigMixin
+from hfprune.utils.config import ConfigMixin, reject_unknown_keys
 from hfprune.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from hfprune.utils.logging import get_logger
 
@@ -73,9 +73,7 @@ class GeneralizationGap:
     @classmethod
     def from_dict(cls, payload: dict[str, Any]) -> Self:
         values = {k: v for k, v in payload.items() if k not in ("accuracy_gap", "loss_gap")}
-        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ConfigError(f"GeneralizationGap: unknown key(s) {unknown}")
+        reject_unknown_keys("GeneralizationGap", values, cls.__dataclass_fields__)
         return cls(**values)
 
     def cells(self) -> dict[str, str]:

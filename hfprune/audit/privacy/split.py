@@ -18,6 +18,7 @@ from typing import Any, Self
 import numpy as np
 
 from hfprune.errors import ConfigError
+from hfprune.utils.config import reject_unknown_keys
 from hfprune.utils.io import atomic_write_json
 
 SPLIT_FILE = "membership_split.json"
@@ -121,10 +122,7 @@ class MembershipSplit:
         if not isinstance(payload, dict):
             raise ConfigError(f"MembershipSplit: expected a mapping, got {type(payload).__name__}")
         payload = {k: v for k, v in payload.items() if k != "hfprune_version"}
-        allowed = set(cls.__dataclass_fields__)
-        unknown = sorted(set(payload) - allowed)
-        if unknown:
-            raise ConfigError(f"MembershipSplit: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+        reject_unknown_keys("MembershipSplit", payload, cls.__dataclass_fields__)
         try:
             return cls(**payload)
         except TypeError as exc:
