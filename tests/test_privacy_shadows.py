@@ -202,3 +202,23 @@ def test_shadows_need_as_many_examples_again_and_preflight_says_so(tiny_model_di
     assert not (tmp_path / "out").exists()
     payload["audits"]["privacy"].update(n_shadows=0, attacks=["loss"])
     RecipeRunner(Recipe.from_dict(payload)).preflight(single_level(recipe))  # without shadows they fit
+
+
+def test_library_shadows_move_a_fixed_split_seed_too(tmp_path):
+    """``train_disjoint_models`` with ``split_seed`` set (as runs of several seeds do): shadow i gets seed and split
+    seed + 1 + i, so no two shadows share a member draw."""
+    from types import SimpleNamespace
+
+    from hfprune.audit.privacy import MemberFinetuneConfig, MembershipSplit, train_disjoint_models
+
+    seen = []
+
+    def train_fn(config, exclude):
+        seen.append((config.seed, config.split_seed, Path(config.output_dir).name, exclude))
+        return SimpleNamespace(output_dir=config.output_dir)
+
+    split = MembershipSplit("d", "train", 0, [0], [1], ["a"], ["b"], [0], [1])
+    config = MemberFinetuneConfig(seed=3, split_seed=7)
+    dirs = train_disjoint_models(train_fn, config, split, k=2, output_root=tmp_path)
+    assert seen == [(4, 8, "shadow-0", split), (5, 9, "shadow-1", split)]
+    assert dirs == [str(tmp_path / "shadow-0"), str(tmp_path / "shadow-1")]

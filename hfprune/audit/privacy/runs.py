@@ -111,13 +111,16 @@ def train_disjoint_models(
 
     ``train_fn`` is :func:`~hfprune.audit.privacy.finetune_on_members` or
     :func:`~hfprune.audit.privacy.train_canary_lm`; model i uses seed ``config.seed + 1 + i`` (a different data
-    draw and initialisation) and is saved to ``output_root/shadow-<i>`` (:func:`train_shadows`). The first doubles
-    as a reference model. These are dense models: to shadow a pruned target, pass :func:`train_shadows` a trainer
-    that also prunes (``hfprune run`` does with ``audits.privacy.shadows: target``).
+    draw and initialisation; a set ``split_seed`` moves by as much) and is saved to ``output_root/shadow-<i>``
+    (:func:`train_shadows`). The first doubles as a reference model. These are dense models: to shadow a pruned
+    target, pass :func:`train_shadows` a trainer that also prunes (``hfprune run`` does with
+    ``audits.privacy.shadows: target``).
     """
     def train_one(i: int, directory: str) -> str:
-        shadow = dataclasses.replace(config, seed=config.seed + 1 + i, output_dir=directory)
-        return train_fn(shadow, exclude=target_split, **train_kwargs).output_dir
+        changes = {"seed": config.seed + 1 + i, "output_dir": directory}
+        if getattr(config, "split_seed", None) is not None:  # a fixed split seed would give every shadow one draw
+            changes["split_seed"] = config.split_seed + 1 + i
+        return train_fn(dataclasses.replace(config, **changes), exclude=target_split, **train_kwargs).output_dir
 
     check_int("train_disjoint_models", "k", k, minimum=1)
     return train_shadows(train_one, k, output_root)
