@@ -171,17 +171,11 @@ def trainer_args(output_dir: str | Path, settings: TrainingSettings | None = Non
 
 
 def infer_text_columns(dataset: datasets.Dataset, label_column: str = "label") -> list[str]:
-    """The string columns of ``dataset`` in order (``sentence``; ``sentence1``, ``sentence2``; ``text``...)."""
-    columns = [
-        name for name, feature in dataset.features.items()
-        if name != label_column and getattr(feature, "dtype", None) in ("string", "large_string")
-    ]
-    if not columns or len(columns) > 2:
-        raise DataError(
-            f"dataset columns {dataset.column_names}: expected one or two text columns besides {label_column!r}, "
-            f"found {columns}; pass text_columns explicitly"
-        )
-    return columns
+    """The text column(s) of one example, ``sentence``; ``sentence1``, ``sentence2``... (see
+    :func:`hfprune.data.columns.text_columns`)."""
+    from hfprune.data.columns import text_columns
+
+    return list(text_columns(dataset, label_column))
 
 
 def label_names(dataset: datasets.Dataset, label_column: str = "label") -> list[str]:
@@ -378,6 +372,7 @@ def finetune_classifier(config: FinetuneConfig) -> FinetuneResult:
     """
     from hfprune.data import eval_split as default_eval_split
     from hfprune.data import load_dataset
+    from hfprune.data.columns import check_layout
     from hfprune.models.checks import check_model_source
 
     target = config.resolved_output_dir()
@@ -396,6 +391,7 @@ def finetune_classifier(config: FinetuneConfig) -> FinetuneResult:
     if config.train_samples is not None:
         train = train.select(range(min(config.train_samples, len(train))))
     evaluation = drop_unlabelled(splits[eval_split])
+    check_layout(config.dataset, {config.train_split: train, eval_split: splits[eval_split]}, key="dataset")
     check_model_source("model", config.model, labels=label_names(train), max_length=config.max_length)
     threads = config.threads or idle_cores()
     logger.info("training on %d CPU thread(s)", threads)

@@ -55,7 +55,7 @@ def test_text_columns_are_inferred_and_pairs_tokenised_together():
 def test_tokenising_needs_a_text_column():
     import datasets
 
-    with pytest.raises(DataError, match="expected one or two text columns"):
+    with pytest.raises(DataError, match="expected a .text. or .sentence. column, or a pair"):
         infer_text_columns(datasets.Dataset.from_dict({"label": [0, 1], "idx": [0, 1]}))
 
 

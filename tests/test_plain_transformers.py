@@ -135,3 +135,22 @@ def test_other_task_heads_prune_compact_and_reload(tmp_path, task, tiny_inputs):
     export_dense(reloaded, tmp_path / f"{task}-dense")
     plain = HEADS[task].from_pretrained(tmp_path / f"{task}-dense").eval()
     assert (_outputs(plain, tiny_inputs) - compacted).abs().max() < 1e-4
+
+
+def test_a_uniform_width_folder_gets_no_loading_hint_and_plain_transformers_loads_it(tmp_path, caplog, tiny_inputs):
+    """FFN-only pruning with uniform allocation: config.json states every layer's width, so plain from_pretrained
+    builds it (the same logits as load_pruned) and save_pruned writes no "cannot build" hint, README or warning."""
+    import hfprune
+
+    model = tiny_model("bert", seed=0)
+    config = PruningConfig(head_sparsity=0.0, ffn_sparsity=0.5, allocation="uniform", scoring="magnitude")
+    hfprune.prune(model, config)
+    with caplog.at_level(logging.WARNING, logger="hfprune"):
+        save_pruned(model, tmp_path / "uniform", pruning_config=config)
+    assert not any("export_dense" in r.getMessage() for r in caplog.records)
+    assert LOADING_KEY not in json.loads((tmp_path / "uniform" / "config.json").read_text())
+    assert not (tmp_path / "uniform" / "README.md").exists()
+    plain = AutoModelForSequenceClassification.from_pretrained(tmp_path / "uniform").eval()
+    assert plain.config.intermediate_size == 24
+    with torch.no_grad():
+        assert torch.equal(plain(**tiny_inputs).logits, load_pruned(tmp_path / "uniform")(**tiny_inputs).logits)

@@ -480,9 +480,12 @@ def _audit_dataset(plan: AuditPlan, for_reference: bool = False) -> Any:
     if not plan.recipes and not for_reference:
         return None
     from hfprune.data import load_dataset
+    from hfprune.data.columns import check_layout
     from hfprune.errors import DataError
 
     try:
-        return load_dataset(plan.dataset, plan.split)
+        rows = load_dataset(plan.dataset, plan.split)
     except (DataError, ValueError) as exc:
         raise DataError(f"--data: {exc}") from None
+    check_layout(plan.dataset, {plan.split: rows}, key="--data")
+    return rows

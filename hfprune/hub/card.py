@@ -172,14 +172,10 @@ class CardInputs:
         """Every layer has the widths config.json states, so plain ``from_pretrained`` builds the pruned shapes
         (``allocation: uniform``, or FFN-only pruning that left the same width everywhere)."""
         from hfprune.models.trusted import safe_load_config
-        from hfprune.pruning.architectures import get_architecture
+        from hfprune.pruning.structure import PrunedStructure
 
         config = safe_load_config(self.model_dir, key="MODEL_DIR")
-        spec = get_architecture(config)
-        heads, ffn = spec.num_heads(config), spec.ffn_size(config)
-        s = self.structure
-        return (all(len(k) == heads for k in s["kept_heads"]) and all(len(k) == ffn for k in s["kept_neurons"])
-                and (spec.head_dim_field is not None or heads == s["dense_num_heads"]))
+        return PrunedStructure.from_dict(self.structure).plain_loadable(config)
 
 
 # ---------------------------------------------------------------------------------------------------- metadata

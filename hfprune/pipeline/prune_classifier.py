@@ -139,10 +139,13 @@ def prune_classifier(config: PruneClassifierConfig) -> PruneClassifierResult:
 def _check_inputs(config: PruneClassifierConfig) -> None:
     """The dataset loads and the model (or teacher) fits it, before anything is written."""
     from hfprune.data import load_dataset
+    from hfprune.data.columns import check_layout
     from hfprune.models.checks import check_model_source
     from hfprune.training import label_names
 
-    labels = label_names(load_dataset(config.dataset, "train"))
+    train = load_dataset(config.dataset, "train")
+    check_layout(config.dataset, {"train": train}, key="dataset")
+    labels = label_names(train)
     key, source = ("teacher", config.teacher) if config.teacher is not None else ("model", config.model)
     check_model_source(key, source, labels=labels, max_length=config.max_length)
 

@@ -206,6 +206,7 @@ class RecipeRunner:
     def _check_data(self) -> list[str] | None:
         """Both splits load and are large enough; returns the label names of a classification dataset."""
         from hfprune.data import load_dataset
+        from hfprune.data.columns import check_layout
         from hfprune.training import label_names
 
         data, needed = self.recipe.data, self.recipe.data.train_samples + self.recipe.audits.privacy.n_nonmembers
@@ -219,6 +220,7 @@ class RecipeRunner:
         for split, table in (("train", train), (self.plan.split, rows)):
             if table is not None and len(table) == 0:
                 raise DataError(f"data.dataset: {data.dataset} split {split!r} is empty; expected examples")
+        check_layout(data.dataset, {"train": train, self.plan.split: rows}, classifier=self.recipe.is_classifier)
         if train is not None and len(train) < needed:
             shadows = self.recipe.audits.privacy.n_shadows > 0
             sum_ = "train_samples + audits.privacy.n_nonmembers"

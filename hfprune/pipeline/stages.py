@@ -104,7 +104,9 @@ class ClassificationTask(TaskSpec):
 
         if run.split.member_labels is None:
             raise ConfigError(f"{run.path}: the recorded split has no labels; expected a classification split")
-        encoded = run.tokenizer(run.split.member_texts, truncation=True, max_length=recipe.data.max_length)
+        from hfprune.data.columns import encode
+
+        encoded = encode(run.tokenizer, run.split.member_texts, truncation=True, max_length=recipe.data.max_length)
         return datasets.Dataset.from_dict({**encoded, "labels": run.split.member_labels})
 
     def collator(self, tokenizer: PreTrainedTokenizerBase) -> Any:
@@ -114,16 +116,12 @@ class ClassificationTask(TaskSpec):
 
     def evaluate(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, recipe: Recipe) -> Quality:
         from hfprune.audit.privacy.scores import classifier_stats
-        from hfprune.training import drop_unlabelled, infer_text_columns
+        from hfprune.data.columns import examples
+        from hfprune.training import drop_unlabelled
 
         split, rows = eval_rows(recipe)
         rows = drop_unlabelled(rows)
-        columns = infer_text_columns(rows)
-        if len(columns) != 1:
-            raise ConfigError(f"data.dataset: {recipe.data.dataset!r} has text columns {columns}; recipes train and "
-                              "audit single-text classifiers (the membership split records one text per example)")
-        stats = classifier_stats(model, tokenizer, list(rows[columns[0]]), list(rows["label"]), 64,
-                                 recipe.data.max_length)
+        stats = classifier_stats(model, tokenizer, examples(rows), list(rows["label"]), 64, recipe.data.max_length)
         return Quality("accuracy", float(np.mean(stats.correct)), len(rows), split, True,
                        {"mean_loss": float(np.mean(stats.loss))}, np.asarray(stats.correct, dtype=float).tolist())
 
@@ -168,9 +166,10 @@ class CausalLMTask(TaskSpec):
 
     def evaluate(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, recipe: Recipe) -> Quality:
         from hfprune.audit.privacy.scores import causal_lm_stats
+        from hfprune.data.columns import text_columns
 
         split, rows = eval_rows(recipe)
-        texts = [text for text in rows["text"] if text.strip()]
+        texts = [text for text in rows[text_columns(rows, pairs=False)[0]] if text.strip()]
         stats = causal_lm_stats(model, tokenizer, texts, 32, recipe.data.max_length)
         weights = stats.n_tokens if stats.n_tokens is not None else np.ones(len(texts))
         nll = float(np.average(stats.loss, weights=weights))

@@ -48,10 +48,9 @@ def save_tokenizer(model: PreTrainedModel, folder: Path, processing_class: objec
 
 def mark_pruned_folder(model: PreTrainedModel, folder: Path, final_path: str | os.PathLike) -> None:
     """Write README.md (unless the folder has one) saying how to load the pruned model in ``folder``, which is
-    renamed to ``final_path`` once complete, and warn that plain ``from_pretrained`` cannot load it."""
+    renamed to ``final_path`` once complete, and warn that plain ``from_pretrained`` cannot load it (the caller
+    decides that it cannot: :meth:`PrunedStructure.plain_loadable`)."""
     structure = PrunedStructure.of(model)
-    if structure.is_dense:  # nothing removed: plain from_pretrained loads it
-        return
     readme = folder / "README.md"
     if not readme.exists():
         heads = [len(k) for k in structure.kept_heads]

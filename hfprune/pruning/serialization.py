@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 
 import torch
@@ -55,22 +55,29 @@ def save_pruned(
     """Save a (compacted) model with its structure, pruning config and sparsity report, atomically: everything is
     written to a temporary folder beside ``path`` and renamed into place, so an interrupted save leaves no partial
     checkpoint. An existing non-empty ``path`` is refused unless ``overwrite``. The tokenizer goes along:
-    ``processing_class``, or else the one saved in the folder the model was loaded from. A README.md and a
-    ``hfprune_loading`` line in config.json say how to load it (plain ``from_pretrained`` cannot)."""
+    ``processing_class``, or else the one saved in the folder the model was loaded from. Where plain
+    ``from_pretrained`` cannot build the saved shapes (widths that differ between layers, or head counts a config
+    without ``head_dim`` cannot state), a README.md and a ``hfprune_loading`` line in config.json say how to load it."""
     from hfprune.pruning.stats import sparsity_report
 
     path = Path(path)
     with _staged_folder(path, overwrite, "save_pruned") as staging:
         structure = PrunedStructure.of(model)
         structure.attach(model)
-        if not structure.is_dense:
+        # the hint only where plain from_pretrained fails: a folder whose every layer has config.json's widths loads
+        plain = structure.plain_loadable(model.config)
+        if plain:
+            with suppress(AttributeError):
+                delattr(model.config, LOADING_KEY)
+        else:
             setattr(model.config, LOADING_KEY, LOADING_HINT)
         model.save_pretrained(staging)
         save_tokenizer(model, staging, processing_class)
         if pruning_config is not None:
             pruning_config.save_pretrained(staging)
         atomic_write_json(staging / "pruning_report.json", sparsity_report(model).to_dict())
-        mark_pruned_folder(model, staging, path)
+        if not plain:
+            mark_pruned_folder(model, staging, path)
         save_latency_table(model, staging)  # the table of a latency-targeted run, with its prediction
     return path
 

@@ -153,6 +153,15 @@ class PrunedStructure:
                 module.config = own
         setattr(own, CONFIG_KEY, self.to_dict())
 
+    def plain_loadable(self, config: PretrainedConfig) -> bool:
+        """Every layer has the widths ``config`` states, so plain ``from_pretrained`` builds the pruned shapes
+        (``allocation: uniform``, or FFN-only pruning that left the same width everywhere; head counts only where the
+        config has an explicit ``head_dim``, else the per-head size would change)."""
+        spec = get_architecture(config)
+        heads, ffn = spec.num_heads(config), spec.ffn_size(config)
+        return (all(len(k) == heads for k in self.kept_heads) and all(len(k) == ffn for k in self.kept_neurons)
+                and (spec.head_dim_field is not None or heads == self.dense_num_heads))
+
     @property
     def is_dense(self) -> bool:
         return self.kept_layers is None and all(len(k) == self.dense_num_heads for k in self.kept_heads) and all(

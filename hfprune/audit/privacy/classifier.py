@@ -36,7 +36,8 @@ class MemberFinetuneConfig(ConfigMixin):
     config_file_name = "hfprune_member_finetune.json"
 
     model: str = field_help(DEFAULT_MODEL, "model name or directory (the default is embedded: works offline)")
-    dataset: str = field_help("glue/sst2", "single-text classification dataset for hfprune.data.load_dataset")
+    dataset: str = field_help("glue/sst2", "classification dataset (a text or a sentence pair per example) for "
+                              "hfprune.data.load_dataset")
     source_split: str = field_help("train", "split the members and non-members are drawn from")
     n_members: int = field_help(2000, "examples fine-tuned on (members); a few thousand or fewer, to memorise")
     n_nonmembers: int = field_help(2000, "held-out examples of the same split (non-members)")
@@ -85,16 +86,18 @@ class MemberFinetuneRun:
 def draw_classification_split(config: MemberFinetuneConfig, exclude: MembershipSplit | None = None) -> MembershipSplit:
     """Members and non-members from ``config.dataset[source_split]``, disjoint from ``exclude``'s examples."""
     from hfprune.data import load_dataset
-    from hfprune.training import drop_unlabelled, infer_text_columns
+    from hfprune.data.columns import examples
+    from hfprune.training import drop_unlabelled
 
     dataset = drop_unlabelled(load_dataset(config.dataset, config.source_split))
-    columns = infer_text_columns(dataset)
-    if len(columns) != 1:
-        raise DataError(f"dataset {config.dataset!r}: expected one text column for membership audits, got {columns}")
+    try:
+        texts = examples(dataset)
+    except DataError as exc:
+        raise DataError(f"dataset {config.dataset!r}: {exc}") from None
     excluded = frozenset() if exclude is None else frozenset({*exclude.member_ids, *exclude.nonmember_ids})
     seed = config.seed if config.split_seed is None else config.split_seed
     members, nonmembers = draw_split(len(dataset), config.n_members, config.n_nonmembers, seed, excluded)
-    texts, labels = dataset[columns[0]], dataset["label"]
+    labels = dataset["label"]
     return MembershipSplit(
         dataset=config.dataset, source_split=config.source_split, seed=seed,
         member_ids=members, nonmember_ids=nonmembers,
@@ -135,6 +138,7 @@ def _train_and_save(config: MemberFinetuneConfig, split: MembershipSplit, stagin
     import datasets
     from transformers import DataCollatorWithPadding, Trainer, set_seed
 
+    from hfprune.data.columns import encode
     from hfprune.models import load_model_for_task, load_tokenizer
     from hfprune.pruning.nonfinite import NonFiniteCallback
     from hfprune.training import TrainingSettings, trainer_args
@@ -146,7 +150,7 @@ def _train_and_save(config: MemberFinetuneConfig, split: MembershipSplit, stagin
         config.model, "sequence-classification", num_labels=len(names),
         id2label=dict(enumerate(names)), label2id={name: i for i, name in enumerate(names)},
     )
-    encoded = tokenizer(split.member_texts, truncation=True, max_length=config.max_length)
+    encoded = encode(tokenizer, split.member_texts, truncation=True, max_length=config.max_length)
     train = datasets.Dataset.from_dict({**encoded, "labels": split.member_labels})
     settings = TrainingSettings(config.epochs, config.batch_size, config.learning_rate, config.seed,
                                 device=config.device, precision=config.precision)

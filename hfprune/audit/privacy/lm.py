@@ -176,8 +176,10 @@ def draw_text_split(config: CanaryLMConfig, exclude: MembershipSplit | None = No
     """Members and non-members among the corpus paragraphs, disjoint from ``exclude``'s examples when given (for
     reference and shadow models, which must never see the audited examples)."""
     from hfprune.data import load_dataset
+    from hfprune.data.columns import text_columns
 
-    texts: list[str] = list(load_dataset(config.dataset, config.source_split)["text"])
+    corpus = load_dataset(config.dataset, config.source_split)
+    texts: list[str] = list(corpus[text_columns(corpus, pairs=False)[0]])
     rows = candidate_rows(texts, config.min_chars)
     excluded = set() if exclude is None else {*exclude.member_ids, *exclude.nonmember_ids}
     excluded_positions = frozenset(i for i, row in enumerate(rows) if row in excluded)

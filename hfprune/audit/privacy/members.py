@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hfprune.audit.privacy.split import MembershipSplit
+from hfprune.data.columns import Example, examples, text_columns
 from hfprune.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -51,8 +52,9 @@ class MembersSpec:
         return cls(parts[0], parts[1] if len(parts) > 1 else "train", n)
 
 
-def _rows(dataset: Any, task: str, where: str) -> tuple[list[str], list[int] | None]:
-    """Texts (and, for a classifier, labels) of a ``datasets.Dataset`` or a sequence of strings."""
+def _rows(dataset: Any, task: str, where: str) -> tuple[list[Example], list[int] | None]:
+    """Examples (texts, or sentence pairs; for a classifier with labels) of a ``datasets.Dataset`` or a sequence of
+    strings."""
     if isinstance(dataset, Sequence) and not isinstance(dataset, str):
         if not all(isinstance(text, str) for text in dataset):
             raise DataError(f"{where}: expected a datasets.Dataset or a list of strings")
@@ -60,15 +62,16 @@ def _rows(dataset: Any, task: str, where: str) -> tuple[list[str], list[int] | N
             raise DataError(f"{where}: a classifier's membership audit needs labels; pass a datasets.Dataset with a "
                             "label column")
         return list(dataset), None
-    from hfprune.training import drop_unlabelled, infer_text_columns
+    from hfprune.training import drop_unlabelled
 
     if task == CLASSIFIER:
         dataset = drop_unlabelled(dataset)
-    columns = infer_text_columns(dataset)
-    if len(columns) != 1:
-        raise DataError(f"{where}: expected one text column for membership audits, got {columns}")
+    try:
+        texts = examples(dataset) if task == CLASSIFIER else list(dataset[text_columns(dataset, pairs=False)[0]])
+    except DataError as exc:
+        raise DataError(f"{where}: {exc}") from None
     labels = [int(label) for label in dataset["label"]] if task == CLASSIFIER else None
-    return list(dataset[columns[0]]), labels
+    return texts, labels
 
 
 def _draw(n_rows: int, n: int, seed: int) -> list[int]:
@@ -77,8 +80,8 @@ def _draw(n_rows: int, n: int, seed: int) -> list[int]:
 
 
 def build_split(
-    members: tuple[list[str], list[int] | None],
-    heldout: tuple[list[str], list[int] | None],
+    members: tuple[list[Example], list[int] | None],
+    heldout: tuple[list[Example], list[int] | None],
     *,
     n: int | None,
     seed: int,
@@ -113,7 +116,7 @@ def build_split(
 
 def heldout_rows(
     dataset: str, task: str, member_split: str, nonmember_split: str | None = None
-) -> tuple[str, tuple[list[str], list[int] | None]]:
+) -> tuple[str, tuple[list[Example], list[int] | None]]:
     """(split name, rows) of the held-out split: ``nonmember_split``, else the first of HELDOUT_SPLITS that loads
     and is not ``member_split``."""
     from hfprune.data import load_dataset
@@ -143,9 +146,10 @@ def members_from_dataset(
                        nonmember_split=held_name, task=task, max_length=max_length, field="--members N")
 
 
-def read_members_file(path: str | os.PathLike, task: str) -> tuple[list[str], list[int] | None]:
+def read_members_file(path: str | os.PathLike, task: str) -> tuple[list[Example], list[int] | None]:
     """Member texts of FILE: one text per line, or JSON lines with a ``text`` field (and ``label``, which a
-    classifier needs). Blank lines are skipped."""
+    classifier needs; a sentence pair adds ``text_pair``, as the text-classification pipeline names it). Blank lines
+    are skipped."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"--members-file: {path} is not a file")
@@ -173,8 +177,13 @@ def read_members_file(path: str | os.PathLike, task: str) -> tuple[list[str], li
         if task == CLASSIFIER and (isinstance(label, bool) or not isinstance(label, int) or label < 0):
             raise DataError(f'--members-file: {path} line {number}: expected an integer "label" >= 0 (a '
                             "classifier's membership audit scores the loss of the true label)")
-        texts.append(row["text"])
+        pair = row.get("text_pair")
+        if pair is not None and not isinstance(pair, str):
+            raise DataError(f'--members-file: {path} line {number}: expected "text_pair" to be a string')
+        texts.append(row["text"] if pair is None else (row["text"], pair))
         labels.append(label)
+    if len({isinstance(text, str) for text in texts}) > 1:
+        raise DataError(f'--members-file: {path}: expected "text_pair" on every line or on none')
     return texts, labels if task == CLASSIFIER else None
 
 

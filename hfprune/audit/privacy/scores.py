@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hfprune.audit import metrics
-from hfprune.errors import ConfigError
+from hfprune.data.columns import Example, as_examples, encode
+from hfprune.errors import ConfigError, DataError
 from hfprune.utils.logging import get_logger
 
 if TYPE_CHECKING:
@@ -120,10 +121,11 @@ def _batches(n: int, batch_size: int, desc: str) -> Any:
     return tqdm(starts, desc=desc, total=len(starts), leave=False, disable=len(starts) < 4)
 
 
-def _encode(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int | None) -> Any:
-    """A right-padded batch (left padding would shift GPT-2's absolute positions), truncated when asked."""
-    return tokenizer(list(texts), padding=True, padding_side="right", return_tensors="pt",
-                     truncation=max_length is not None, max_length=max_length)
+def _encode(tokenizer: PreTrainedTokenizerBase, texts: Sequence[Example], max_length: int | None) -> Any:
+    """A right-padded batch (left padding would shift GPT-2's absolute positions), truncated when asked; pairs as
+    the tokenizer's pair encoding."""
+    return encode(tokenizer, texts, padding=True, padding_side="right", return_tensors="pt",
+                  truncation=max_length is not None, max_length=max_length)
 
 
 def _input_limit(model: PreTrainedModel, max_length: int | None) -> int | None:
@@ -143,7 +145,7 @@ def _device(model: PreTrainedModel) -> torch.device:
 def classifier_stats(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    texts: Sequence[str],
+    texts: Sequence[Example],
     labels: Sequence[int],
     batch_size: int = 64,
     max_length: int | None = 128,
@@ -159,7 +161,7 @@ def classifier_stats(
 def classifier_logits(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    texts: Sequence[str],
+    texts: Sequence[Example],
     batch_size: int = 64,
     max_length: int | None = 128,
 ) -> np.ndarray:
@@ -182,9 +184,11 @@ def classifier_logits(
     return np.concatenate(chunks)
 
 
-def _check_texts(texts: Sequence[str]) -> None:
-    if isinstance(texts, str) or len(texts) == 0 or not all(isinstance(t, str) for t in texts):
-        raise ConfigError("texts: expected a non-empty sequence of strings")
+def _check_texts(texts: Sequence[Example]) -> None:
+    try:
+        as_examples(texts)
+    except DataError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 @dataclass(frozen=True)

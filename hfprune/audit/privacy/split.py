@@ -17,6 +17,7 @@ from typing import Any, Self
 
 import numpy as np
 
+from hfprune.data.columns import Example, as_examples, is_pair
 from hfprune.errors import ConfigError
 from hfprune.utils.config import reject_unknown_keys
 from hfprune.utils.io import atomic_write_json
@@ -24,11 +25,12 @@ from hfprune.utils.io import atomic_write_json
 SPLIT_FILE = "membership_split.json"
 
 
-def fingerprint(texts: list[str], labels: list[int] | None) -> str:
-    """SHA-256 over the texts (and labels), in order: two splits with the same fingerprint hold the same examples."""
+def fingerprint(texts: list[Example], labels: list[int] | None) -> str:
+    """SHA-256 over the examples (and labels), in order: two splits with the same fingerprint hold the same examples.
+    A pair is hashed as its two texts behind a record separator (a single text hashes as it always did)."""
     digest = hashlib.sha256()
     for i, text in enumerate(texts):
-        digest.update(text.encode("utf-8"))
+        digest.update(("\x1e" + "\x1f".join(text) if is_pair(text) else text).encode("utf-8"))
         digest.update(b"\x00" if labels is None else f"\x00{labels[i]}\x00".encode())
     return digest.hexdigest()
 
@@ -39,7 +41,8 @@ class MembershipSplit:
 
     ``*_ids`` are row indices in ``dataset[source_split]`` (non-members: in ``dataset[nonmember_split]`` when that
     is set, for a model trained on a whole split and audited against the held-out one); ``*_texts`` the examples;
-    ``*_labels`` their classes (None for language modelling). ``max_length`` is the truncation used in training:
+    ``*_labels`` their classes (None for language modelling). An example is a text, or a ``(first, second)`` pair for
+    sentence-pair tasks (a JSON list of two strings in the file). ``max_length`` is the truncation used in training:
     audits score with the same.
     """
 
@@ -48,8 +51,8 @@ class MembershipSplit:
     seed: int
     member_ids: list[int]
     nonmember_ids: list[int]
-    member_texts: list[str]
-    nonmember_texts: list[str]
+    member_texts: list[Example]
+    nonmember_texts: list[Example]
     member_labels: list[int] | None = None
     nonmember_labels: list[int] | None = None
     max_length: int | None = None
@@ -60,6 +63,11 @@ class MembershipSplit:
 
     def __post_init__(self) -> None:
         self._check_lengths()
+        self.member_texts = as_examples(self.member_texts, "MembershipSplit.member_texts")
+        self.nonmember_texts = as_examples(self.nonmember_texts, "MembershipSplit.nonmember_texts")
+        if is_pair(self.member_texts[0]) != is_pair(self.nonmember_texts[0]):
+            raise ConfigError("MembershipSplit.nonmember_texts: expected the same kind of example as member_texts "
+                              "(texts, or text pairs)")
         # ids index one split unless the non-members come from another: only then can equal ids be distinct rows
         same_rows = self.nonmember_split in (None, self.source_split)
         overlap = set(self.member_ids) & set(self.nonmember_ids) if same_rows else set()
@@ -90,7 +98,7 @@ class MembershipSplit:
         return fingerprint(self.texts, self.labels)
 
     @property
-    def texts(self) -> list[str]:
+    def texts(self) -> list[Example]:
         """Members first, then non-members: the order of :attr:`is_member`."""
         return [*self.member_texts, *self.nonmember_texts]
 

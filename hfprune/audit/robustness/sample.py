@@ -133,9 +133,9 @@ def _rows(
 def _dataset_rows(
     dataset: datasets.Dataset, text_columns: Sequence[str] | None, label_column: str
 ) -> tuple[list[int], list[tuple[str, ...]], list[int], tuple[str, ...]]:
-    from hfprune.training import infer_text_columns
+    from hfprune.data.columns import text_columns as infer_columns
 
-    columns = list(text_columns) if text_columns else infer_text_columns(dataset, label_column)
+    columns = list(text_columns) if text_columns else list(infer_columns(dataset, label_column))
     missing = [c for c in [*columns, label_column] if c not in dataset.column_names]
     if missing:
         raise DataError(f"dataset columns {dataset.column_names}: missing {missing}")
