@@ -89,9 +89,10 @@ BAD_RECIPES = [
     ("unknown-attack-recipe", _with(audits={"robustness": {"attacks": ["textfoolr"]}}), ConfigError,
      "audits.robustness.attacks[0]: expected one of ['bae', 'checklist', 'deepwordbug', 'pruthi', 'pwws', "
      "'textfooler'], got 'textfoolr'"),
-    ("unsupported-mia", _with(audits={"privacy": {"attacks": ["lira"]}}), ConfigError,
-     "audits.privacy.attacks[0]: expected one of ['loss', 'confidence', 'entropy'], got 'lira' (reference and lira "
-     "need reference or shadow models, which recipes do not train)"),
+    ("mia-without-shadows", _with(audits={"privacy": {"attacks": ["lira"]}}), ConfigError,
+     "audits.privacy.attacks[0]: attack 'lira' needs audits.privacy.n_shadows >= 2, got 0"),
+    ("unknown-mia", _with(audits={"privacy": {"attacks": ["lisa"]}}), ConfigError,
+     "audits.privacy.attacks[0]: expected one of ['loss', 'confidence', 'entropy', 'reference', 'lira'], got 'lisa'"),
     ("lm-with-textattack", _with(model={"name": None, "task": "causal-lm"}, data={"dataset": "jane_austen"}),
      ConfigError, "audits.robustness.enabled: the TextAttack audit attacks classifiers; expected false for task "
      "'causal-lm'"),

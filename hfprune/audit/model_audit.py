@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from hfprune.audit.compare import Comparison
+    from hfprune.audit.privacy.audit import ShadowModels
     from hfprune.audit.privacy.canaries import CanarySet
     from hfprune.audit.privacy.report import PrivacyEntry
     from hfprune.audit.privacy.split import MembershipSplit
@@ -299,10 +300,11 @@ def accuracy_record(target: AuditTarget, sample: Any, plan: AuditPlan) -> dict[s
 
 def privacy_audit(
     plan: AuditPlan, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, split: MembershipSplit,
-    canaries: CanarySet | None, name: str, sparsity: float, out: Path,
+    canaries: CanarySet | None, name: str, sparsity: float, out: Path, shadows: ShadowModels | None = None,
 ) -> PrivacyEntry:
-    """Membership inference (and, for LMs, extraction ranking and canary exposure) on the recorded split."""
-    from hfprune.audit.privacy.audit import PrivacyAuditConfig, audit_model
+    """Membership inference (and, for LMs, extraction ranking and canary exposure) on the recorded split; with
+    ``shadows``, the reference (the first shadow) and LiRA attacks compare against them."""
+    from hfprune.audit.privacy.audit import PrivacyAuditConfig, audit_model, reference_stats
     from hfprune.audit.privacy.report import PrivacyReport
 
     settings: dict[str, Any] = {"extraction": False, "canary_exposure": False}
@@ -311,8 +313,11 @@ def privacy_audit(
     config = PrivacyAuditConfig(attacks=list(plan.mia_attacks), n_resamples=plan.privacy_resamples,
                                 max_length=plan.max_length, **settings)
     logger.info("privacy audit of %s: %d members, %d non-members", name, split.n_members, split.n_nonmembers)
+    shadow_stats = [] if shadows is None else reference_stats(shadows.directories, split, config)
     entry = audit_model(model, tokenizer, split, model_name=name, config=config, sparsity=sparsity,
+                        reference=shadow_stats[0] if shadow_stats else None, shadows=shadow_stats,
                         canaries=canaries if settings["canary_exposure"] else None)
+    entry.shadows = None if shadows is None else shadows.used()
     PrivacyReport([entry], title=f"Privacy audit of {name}").save(out, plots=False, config=config)
     return entry
 
@@ -327,8 +332,10 @@ def run_model_audit(
     canaries: CanarySet | None = None,
     dataset: Any = None,
     step: Callable[[str], None] | None = None,
+    shadows: ShadowModels | None = None,
 ) -> ModelAudit:
-    """Run the plan on ``target`` and save ``audit.json`` / ``audit.md`` (plus detailed reports) into ``out``."""
+    """Run the plan on ``target`` and save ``audit.json`` / ``audit.md`` (plus detailed reports) into ``out``;
+    ``shadows`` feed the reference and LiRA membership attacks."""
     import time
 
     started = time.perf_counter()
@@ -344,7 +351,7 @@ def run_model_audit(
         if step:
             step(f"privacy audit of {target.name} ({', '.join(plan.privacy)})")
         result.privacy = privacy_audit(plan, target.model, target.tokenizer, split, canaries, target.name, sparsity,
-                                       out / "privacy")
+                                       out / "privacy", shadows)
     result.seconds = time.perf_counter() - started
     result.save(out)
     return result

@@ -175,6 +175,12 @@ class RunReport:
             parts.append(f"MIA AUC: membership inference on {self.recipe.data.train_samples} members vs "
                          f"{plan.privacy.n_nonmembers} held-out non-members (0.5 = no leakage); attacks "
                          f"{', '.join(plan.privacy.attacks)}, the strongest shown.")
+            if plan.privacy.n_shadows:
+                from hfprune.audit.privacy.report import SHADOW_MODES
+
+                parts.append(f"Reference and LiRA: {plan.privacy.n_shadows} shadow model(s) trained on examples "
+                             f"disjoint from the audited ones (shadows: {plan.privacy.shadows}), with "
+                             f"{SHADOW_MODES[plan.privacy.shadows]}.")
         if any(stage.latency for stage in self.levels):
             lat = next(stage.latency for stage in self.levels if stage.latency)
             threads = f"{lat['threads']} torch thread" + ("s" if lat["threads"] != 1 else "")
@@ -190,10 +196,12 @@ class RunReport:
                 "AUC and mean exposure. Per-model details: each stage's audit/audit.md.")
 
     def _time_table(self) -> str:
-        lines = ["| stage | " + " | ".join(["training s", "evaluation s", "audit s"]) + " |", "|---|---|---|---|"]
+        keys = ["training", "evaluation", "audit"]
+        keys += ["shadows"] if any("shadows" in stage.seconds for stage in self.all_stages) else []
+        lines = ["| stage | " + " | ".join(f"{key} s" for key in keys) + " |", "|---" * (len(keys) + 1) + "|"]
         for stage in self.all_stages:
             sec = stage.seconds
-            cells = [f"{sec[k]:.0f}" if k in sec else "" for k in ("training", "evaluation", "audit")]
+            cells = [f"{sec[k]:.0f}" if k in sec else "" for k in keys]
             lines.append(f"| {stage.name} | " + " | ".join(cells) + " |")
         return "\n".join(lines)
 

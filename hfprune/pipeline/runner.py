@@ -182,6 +182,10 @@ class RecipeRunner:
     # ---- checks before anything is written ----
     def preflight(self, levels: list[Level]) -> None:
         """Every check that can fail, before the first file is written (see the module docstring)."""
+        if self.recipe.audits.privacy.n_shadows and distributed.launched():
+            # shadows train on the main process alone while the others wait: a DDP Trainer there would hang
+            raise ConfigError(f"audits.privacy.n_shadows: shadow models are trained by one process; expected 0 under "
+                              f"a launch of {distributed.world_size()} processes (or run with one process)")
         with data_dir_env(self.recipe.data.data_dir):
             labels = self._check_data()
             if self.recipe.pretrained_is_dense:
@@ -241,6 +245,8 @@ class RecipeRunner:
         from hfprune.training import label_names
 
         data, needed = self.recipe.data, self.recipe.data.train_samples + self.recipe.audits.privacy.n_nonmembers
+        if self.recipe.audits.privacy.n_shadows:  # shadows draw as many examples again, disjoint from the audited
+            needed *= 2
         try:
             train = load_dataset(data.dataset, data.train_split) if self.recipe.model.teacher is None else None
             rows = load_dataset(data.dataset, self.plan.split)
@@ -251,9 +257,11 @@ class RecipeRunner:
                 raise DataError(f"data.dataset: {data.dataset} split {split!r} is empty; expected examples")
         check_layout(data.dataset, {"train": train, self.plan.split: rows}, classifier=self.recipe.is_classifier)
         if train is not None and len(train) < needed:
-            raise ConfigError(f"data.train_samples: expected train_samples + audits.privacy.n_nonmembers <= "
-                              f"{len(train)} (rows of {data.dataset} {data.train_split}), got {data.train_samples} + "
-                              f"{self.recipe.audits.privacy.n_nonmembers}")
+            shadows = self.recipe.audits.privacy.n_shadows > 0
+            sum_ = "train_samples + audits.privacy.n_nonmembers"
+            raise ConfigError(f"data.train_samples: expected {f'2 x ({sum_})' if shadows else sum_} <= {len(train)} "
+                              f"(rows of {data.dataset} {data.train_split}{'; shadow models draw as many again' if shadows else ''}"
+                              f"), got {data.train_samples} + {self.recipe.audits.privacy.n_nonmembers}")
         if not self.recipe.is_classifier:
             return None
         try:
@@ -412,10 +420,19 @@ class RecipeRunner:
         started = time.perf_counter()
         quality = evaluate_model(loaded.model, loaded.tokenizer, self.recipe)
         seconds["evaluation"] = time.perf_counter() - started
+        shadows = None
+        if self.recipe.audits.privacy.n_shadows:
+            from hfprune.pipeline.shadows import SHADOWS_DIR, train_dense_shadows
+
+            self.step(f"dense shadows: {self.recipe.audits.privacy.n_shadows} model(s) trained like it on examples "
+                      "disjoint from the audited ones")
+            started = time.perf_counter()
+            shadows = train_dense_shadows(self.recipe, loaded.split, Path(loaded.path), staging / SHADOWS_DIR)
+            seconds["shadows"] = time.perf_counter() - started
         target = AuditTarget("dense", loaded.model, loaded.tokenizer, 0.0)
         with distributed.alone():  # the other processes wait: an audit must not need them (no Trainer)
             audit = run_model_audit(self.plan, target, staging / "audit", split=loaded.split,
-                                    canaries=loaded.canaries, step=self.step)
+                                    canaries=loaded.canaries, step=self.step, shadows=shadows)
         seconds["audit"] = audit.seconds
         return StageResult(
             name=DENSE_STAGE, kind="dense", level=None, fingerprint=fingerprint(settings), settings=settings,
@@ -461,10 +478,18 @@ class RecipeRunner:
             latency = measure_latency(dense.model, student, rounds=self.recipe.audits.latency_rounds).to_dict()
         target = AuditTarget(level.label, student, dense.tokenizer, max(0.0, report.param_sparsity))
         reference = AuditTarget("dense", dense.model, dense.tokenizer, 0.0) if self.plan.recipes else None
+        shadows = None
+        if self.recipe.audits.privacy.n_shadows:
+            from hfprune.pipeline.shadows import SHADOWS_DIR, level_shadows
+
+            self.step(f"{level.label}: shadows trained {self.recipe.audits.privacy.shadows}")
+            started = time.perf_counter()
+            shadows = level_shadows(self.recipe, level.pruning, self.root, staging / SHADOWS_DIR)
+            seconds["shadows"] = time.perf_counter() - started
         with distributed.alone():  # the other processes wait: an audit must not need them (no Trainer)
             audit = run_model_audit(self.plan, target, staging / "audit", reference=reference,
                                     split=self.student_split(dense),
-                                    canaries=dense.canaries, step=self.step)
+                                    canaries=dense.canaries, step=self.step, shadows=shadows)
         seconds["audit"] = audit.seconds
         result = StageResult(
             name=level.label, kind="pruned", level=level.value, fingerprint=fingerprint(settings),

@@ -73,8 +73,10 @@ class TaskSpec(ABC):
     quality_metric: ClassVar[str]
 
     @abstractmethod
-    def train_dense(self, recipe: Recipe, target: Path) -> None:
-        """Train the dense model on a recorded member split, saving model, tokenizer and split in ``target``."""
+    def train_dense(self, recipe: Recipe, target: Path, exclude: MembershipSplit | None = None,
+                    tokenizer_dir: Path | None = None) -> None:
+        """Train the dense model on a recorded member split, saving model, tokenizer and split in ``target``.
+        A shadow model passes ``exclude`` (the audited split, never drawn) and the target's ``tokenizer_dir``."""
 
     def draw_members(self, recipe: Recipe) -> MembershipSplit:
         """The split the dense fine-tune would draw from ``data.train_split``: with ``training.dense_epochs: 0``
@@ -99,7 +101,8 @@ class ClassificationTask(TaskSpec):
     hub_task = "text-classification"
     quality_metric = "accuracy"
 
-    def train_dense(self, recipe: Recipe, target: Path) -> None:
+    def train_dense(self, recipe: Recipe, target: Path, exclude: MembershipSplit | None = None,
+                    tokenizer_dir: Path | None = None) -> None:
         from hfprune.audit.privacy.classifier import MemberFinetuneConfig, finetune_on_members
 
         t = recipe.training
@@ -107,7 +110,7 @@ class ClassificationTask(TaskSpec):
             model=recipe.model.name, **split_fields(recipe), epochs=t.dense_epochs, batch_size=t.batch_size,
             learning_rate=t.learning_rate, threads=t.threads, device=t.device, precision=t.precision,
             output_dir=str(target),
-        ))
+        ), exclude=exclude)  # a classifier's tokenizer is its base model's: nothing to share
 
     def draw_members(self, recipe: Recipe) -> MembershipSplit:
         from hfprune.audit.privacy.classifier import MemberFinetuneConfig, draw_classification_split
@@ -146,7 +149,8 @@ class CausalLMTask(TaskSpec):
     hub_task = "text-generation"
     quality_metric = "perplexity"
 
-    def train_dense(self, recipe: Recipe, target: Path) -> None:
+    def train_dense(self, recipe: Recipe, target: Path, exclude: MembershipSplit | None = None,
+                    tokenizer_dir: Path | None = None) -> None:
         from hfprune.audit.privacy.lm import CanaryLMConfig, train_canary_lm
 
         t, scratch = recipe.training, recipe.model.scratch
@@ -158,7 +162,7 @@ class CausalLMTask(TaskSpec):
             canaries_per_repetition=canaries.per_repetition, canary_digits=canaries.digits, epochs=t.dense_epochs,
             batch_size=t.batch_size, learning_rate=t.learning_rate, threads=t.threads,
             device=t.device, precision=t.precision, output_dir=str(target),
-        ))
+        ), exclude=exclude, tokenizer_dir=tokenizer_dir)
 
     def draw_members(self, recipe: Recipe) -> MembershipSplit:
         from hfprune.audit.privacy.lm import CanaryLMConfig, draw_text_split

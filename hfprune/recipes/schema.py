@@ -31,8 +31,9 @@ from hfprune.utils.config import (
 )
 
 TASKS = ("sequence-classification", "causal-lm")
-# membership attacks a recipe can run: the ones that need no reference or shadow models
+# membership attacks a recipe can run without shadow models, and those that need some: attack -> shadows needed
 RECIPE_MIA_ATTACKS = ("loss", "confidence", "entropy")
+SHADOW_MIA_ATTACKS = {"reference": 1, "lira": 2}
 # pruning fields a sweep level may set
 SWEEP_FIELDS = ("head_sparsity", "ffn_sparsity", "weight_sparsity")
 
@@ -322,18 +323,34 @@ class PrivacySection(Section):
     path: ClassVar[str] = "audits.privacy"
 
     enabled: bool = field_help(True, "run the privacy audit")
-    attacks: list[str] = field_help(list(RECIPE_MIA_ATTACKS), f"membership attacks, from {list(RECIPE_MIA_ATTACKS)}")
+    attacks: list[str] = field_help(list(RECIPE_MIA_ATTACKS), f"membership attacks, from "
+                                    f"{[*RECIPE_MIA_ATTACKS, *SHADOW_MIA_ATTACKS]} (reference and lira need shadows)")
     n_nonmembers: int = field_help(1000, "held-out examples of the train split (non-members), never trained on")
     n_resamples: int = field_help(1000, "bootstrap resamples for the confidence intervals (0: none)")
+    n_shadows: int = field_help(
+        0, "shadow models trained on examples disjoint from the audited ones, for the reference (>= 1: the first "
+        "shadow) and lira (>= 2) attacks; each costs one more training per stage (0: none)")
+    shadows: str = field_help(
+        "target", "how shadows are trained: 'target' (each audited model's own recipe: a pruned level's shadows are "
+        "pruned the same way, distilling from their own dense shadow) or 'dense' (dense fine-tuning only, the same "
+        "shadows for every level)")
     canaries: CanarySection = section(CanarySection, "causal-lm only: canaries and their exposure")
 
     def __post_init__(self) -> None:
+        from hfprune.audit.privacy.report import SHADOW_MODES
+
+        check_int(self.path, "n_shadows", self.n_shadows, minimum=0)
+        check_choice(self.path, "shadows", self.shadows, list(SHADOW_MODES))
         for i, name in enumerate(self.attacks):
-            if name not in RECIPE_MIA_ATTACKS:
-                hint = " (reference and lira need reference or shadow models, which recipes do not train)" if (
-                    name in ("reference", "lira")) else ""
-                raise ConfigError(f"{self.key(f'attacks[{i}]')}: expected one of {list(RECIPE_MIA_ATTACKS)}, "
-                                  f"got {name!r}{hint}")
+            if name not in (*RECIPE_MIA_ATTACKS, *SHADOW_MIA_ATTACKS):
+                raise ConfigError(f"{self.key(f'attacks[{i}]')}: expected one of "
+                                  f"{[*RECIPE_MIA_ATTACKS, *SHADOW_MIA_ATTACKS]}, got {name!r}")
+            if self.n_shadows < SHADOW_MIA_ATTACKS.get(name, 0):
+                raise ConfigError(f"{self.key(f'attacks[{i}]')}: attack {name!r} needs {self.key('n_shadows')} >= "
+                                  f"{SHADOW_MIA_ATTACKS[name]}, got {self.n_shadows}")
+        if self.n_shadows and not set(self.attacks) & set(SHADOW_MIA_ATTACKS):
+            raise ConfigError(f"{self.key('n_shadows')}: {self.n_shadows} shadow model(s) serve only the reference "
+                              "and lira attacks; add one to audits.privacy.attacks or set n_shadows: 0")
         if self.enabled and not self.attacks:
             raise ConfigError(f"{self.key('attacks')}: expected at least one attack (or enabled: false)")
         check_int(self.path, "n_nonmembers", self.n_nonmembers, minimum=1)
@@ -429,6 +446,9 @@ class Recipe(Section):
         if self.model.task == "causal-lm" and self.audits.robustness.enabled:
             raise ConfigError("audits.robustness.enabled: the TextAttack audit attacks classifiers; expected false "
                               "for task 'causal-lm'")
+        if self.audits.privacy.n_shadows and self.model.teacher is not None:
+            raise ConfigError("audits.privacy.n_shadows: shadows are trained the way the dense model was, which a run "
+                              "from model.teacher does not know; expected 0 with model.teacher")
         if self.pretrained_is_dense:
             if self.model.name is None:
                 raise ConfigError("training.dense_epochs: 0 uses model.name as the dense model, but model.name is "
@@ -495,6 +515,9 @@ class Recipe(Section):
         if training["split_seed"] is None or training["split_seed"] == training.get("seed"):
             training.pop("split_seed")
         payload["pruning"] = self.pruning.result_dict()
+        privacy = payload["audits"]["privacy"]
+        if not privacy["n_shadows"]:  # no shadow trained: the mode changes nothing, and older runs keep resuming
+            del privacy["n_shadows"], privacy["shadows"]
         return payload
 
 

@@ -1,8 +1,9 @@
 """Running the privacy audit on one model: statistics on the recorded split, the train/held-out gap, the
 membership attacks, the extraction signal and canary exposure, gathered in a :class:`PrivacyEntry`.
 
-Reference and shadow statistics are computed once (``model_stats``) and passed to every audited model: the dense
-model and its pruned copies are attacked with the same reference and the same shadows.
+Reference and shadow statistics (``model_stats`` of :class:`ShadowModels`) are passed to each audited model: dense
+shadows serve the dense model and its pruned copies alike, or each model gets shadows trained its own way (``hfprune
+run`` with ``audits.privacy.shadows: target``); the report names which (:class:`~.report.ShadowsUsed`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from hfprune.audit.privacy.probes import (
     attack_names,
     get_probe,
 )
-from hfprune.audit.privacy.report import GeneralizationGap, PrivacyEntry
+from hfprune.audit.privacy.report import GeneralizationGap, PrivacyEntry, ShadowsUsed
 from hfprune.audit.privacy.scores import ExampleStats, causal_lm_stats, classifier_stats
 from hfprune.audit.privacy.split import MembershipSplit
 from hfprune.errors import ConfigError
@@ -197,6 +198,23 @@ def _exposure_probe(config: PrivacyAuditConfig) -> CanaryExposureProbe:
         n_samples=config.exposure_samples, batch_size=config.exposure_batch_size,
         n_resamples=config.n_resamples, confidence=config.confidence, seed=config.seed,
     )
+
+
+@dataclass(frozen=True)
+class ShadowModels:
+    """Saved models trained on examples disjoint from the audited ones (the first doubles as the reference model),
+    and how they were trained (a key of :data:`~hfprune.audit.privacy.report.SHADOW_MODES`, named in the report)."""
+
+    directories: list[str]
+    trained_as: str
+
+    def __post_init__(self) -> None:
+        if not self.directories:
+            raise ConfigError("ShadowModels.directories: expected at least one saved model directory")
+        self.used()  # validates trained_as
+
+    def used(self) -> ShadowsUsed:
+        return ShadowsUsed(len(self.directories), self.trained_as)
 
 
 def reference_stats(

@@ -86,6 +86,31 @@ class GeneralizationGap:
         }
 
 
+# how the reference and shadow models of an audit were trained -> the report's wording
+SHADOW_MODES: dict[str, str] = {
+    "dense": "dense fine-tuning only (the same shadows for the dense model and every pruned copy)",
+    "target": "the audited model's own recipe (dense fine-tuning; for a pruned model, then the same pruning with "
+              "distillation from the shadow's own dense model)",
+}
+
+
+@dataclass(frozen=True)
+class ShadowsUsed:
+    """How many reference/shadow models the membership attacks compared against, and how they were trained."""
+
+    n: int
+    trained_as: str  # a key of SHADOW_MODES
+
+    def __post_init__(self) -> None:
+        if self.trained_as not in SHADOW_MODES:
+            raise ConfigError(f"ShadowsUsed.trained_as: expected one of {sorted(SHADOW_MODES)}, "
+                              f"got {self.trained_as!r}")
+
+    def line(self, model_name: str) -> str:
+        return (f"{model_name}: {self.n} shadow model(s) (the first is the reference), trained with "
+                f"{SHADOW_MODES[self.trained_as]}; shadows: {self.trained_as}")
+
+
 @dataclass
 class PrivacyEntry:
     """Everything audited for one model (one sparsity)."""
@@ -96,25 +121,32 @@ class PrivacyEntry:
     membership: list[MembershipInferenceResult] = field(default_factory=list)
     extraction: list[MembershipInferenceResult] = field(default_factory=list)
     exposure: list[CanaryExposureResult] = field(default_factory=list)
+    shadows: ShadowsUsed | None = None  # None: no reference or shadow model was given
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        payload = {
             "model_name": self.model_name, "sparsity": self.sparsity, "gap": self.gap.to_dict(),
             "membership": [r.to_dict() for r in self.membership],
             "extraction": [r.to_dict() for r in self.extraction],
             "exposure": [r.to_dict() for r in self.exposure],
         }
+        if self.shadows is not None:  # absent without shadows: such entries read and write as before
+            payload["shadows"] = asdict(self.shadows)
+        return payload
 
     @classmethod
     def from_dict(cls, payload: dict[str, Any]) -> Self:
         expected = {"model_name", "sparsity", "gap", "membership", "extraction", "exposure"}
-        if not isinstance(payload, dict) or set(payload) != expected:
-            raise ConfigError(f"PrivacyEntry: expected keys {sorted(expected)}, got "
+        if not isinstance(payload, dict) or not expected <= set(payload) <= expected | {"shadows"}:
+            raise ConfigError(f"PrivacyEntry: expected keys {sorted(expected)} (and shadows), got "
                               f"{sorted(payload) if isinstance(payload, dict) else type(payload).__name__}")
         results = {name: [result_from_dict(item) for item in payload[name]]
                    for name in ("membership", "extraction", "exposure")}
+        shadows = payload.get("shadows")
+        if shadows is not None and (not isinstance(shadows, dict) or set(shadows) != {"n", "trained_as"}):
+            raise ConfigError(f"PrivacyEntry.shadows: expected a mapping with keys n and trained_as, got {shadows!r}")
         return cls(payload["model_name"], float(payload["sparsity"]), GeneralizationGap.from_dict(payload["gap"]),
-                   **results)  # type: ignore[arg-type]
+                   **results, shadows=None if shadows is None else ShadowsUsed(**shadows))  # type: ignore[arg-type]
 
 
 class _BesideGap:
@@ -169,6 +201,10 @@ class PrivacyReport:
             rows = [_BesideGap(result, entry.gap) for entry in self.entries for result in getattr(entry, attribute)]
             if rows:
                 lines += [f"## {heading}", "", results_to_markdown(rows)]  # type: ignore[arg-type]
+            if attribute == "membership" and any(entry.shadows for entry in self.entries):
+                lines += ["Reference and LiRA shadow models, trained on examples disjoint from the audited ones:", "",
+                          *(f"- {entry.shadows.line(entry.model_name)}" for entry in self.entries if entry.shadows),
+                          ""]
         return "\n".join(lines)
 
     def save(

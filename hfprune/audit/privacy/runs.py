@@ -79,6 +79,26 @@ def _load_model(path: Path, task: str) -> PreTrainedModel:
     return load_model_for_task(path, task)  # safetensors only; a missing file is a ModelNotFoundError
 
 
+# (index, output folder) -> the folder the trained model was saved in
+ShadowTrainer = Callable[[int, str], str]
+
+
+def train_shadows(train_one: ShadowTrainer, k: int, output_root: str | os.PathLike) -> list[str]:
+    """Train ``k`` shadow models with ``train_one(i, output_root/shadow-<i>)``; return their directories.
+
+    ``train_one`` trains shadow i on data disjoint from the audited examples, the way the caller's target was
+    trained (``hfprune run`` passes its own dense fine-tuning, or that plus pruning and distillation): the audit
+    never needs to know the recipe. Shadows cost k trainings: this is the compute the user grants to LiRA.
+    """
+    from tqdm.auto import tqdm
+
+    check_int("train_shadows", "k", k, minimum=1)
+    directories = [train_one(i, str(Path(output_root) / f"shadow-{i}"))
+                   for i in tqdm(range(k), desc="shadow models", disable=k < 2)]
+    logger.info("trained %d model(s) disjoint from the audited examples under %s", k, output_root)
+    return directories
+
+
 def train_disjoint_models(
     train_fn: Callable[..., Any],
     config: Any,
@@ -91,17 +111,16 @@ def train_disjoint_models(
 
     ``train_fn`` is :func:`~hfprune.audit.privacy.finetune_on_members` or
     :func:`~hfprune.audit.privacy.train_canary_lm`; model i uses seed ``config.seed + 1 + i`` (a different data
-    draw and initialisation) and is saved to ``output_root/shadow-<i>``. The first doubles as a reference model.
-    Shadows cost k trainings: this is the compute the user grants to LiRA.
+    draw and initialisation; a set ``split_seed`` moves by as much) and is saved to ``output_root/shadow-<i>``
+    (:func:`train_shadows`). The first doubles as a reference model. These are dense models: to shadow a pruned
+    target, pass :func:`train_shadows` a trainer that also prunes (``hfprune run`` does with
+    ``audits.privacy.shadows: target``).
     """
-    from tqdm.auto import tqdm
+    def train_one(i: int, directory: str) -> str:
+        changes = {"seed": config.seed + 1 + i, "output_dir": directory}
+        if getattr(config, "split_seed", None) is not None:  # a fixed split seed would give every shadow one draw
+            changes["split_seed"] = config.split_seed + 1 + i
+        return train_fn(dataclasses.replace(config, **changes), exclude=target_split, **train_kwargs).output_dir
 
     check_int("train_disjoint_models", "k", k, minimum=1)
-    directories = []
-    for i in tqdm(range(k), desc="shadow models", disable=k < 2):
-        directory = str(Path(output_root) / f"shadow-{i}")
-        shadow = dataclasses.replace(config, seed=config.seed + 1 + i, output_dir=directory)
-        run = train_fn(shadow, exclude=target_split, **train_kwargs)
-        directories.append(run.output_dir)
-    logger.info("trained %d model(s) disjoint from the audited examples under %s", k, output_root)
-    return directories
+    return train_shadows(train_one, k, output_root)
