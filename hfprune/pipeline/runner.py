@@ -259,9 +259,10 @@ class RecipeRunner:
         if train is not None and len(train) < needed:
             shadows = self.recipe.audits.privacy.n_shadows > 0
             sum_ = "train_samples + audits.privacy.n_nonmembers"
+            why = "; shadow models draw as many again" if shadows else ""
             raise ConfigError(f"data.train_samples: expected {f'2 x ({sum_})' if shadows else sum_} <= {len(train)} "
-                              f"(rows of {data.dataset} {data.train_split}{'; shadow models draw as many again' if shadows else ''}"
-                              f"), got {data.train_samples} + {self.recipe.audits.privacy.n_nonmembers}")
+                              f"(rows of {data.dataset} {data.train_split}{why}), got {data.train_samples} + "
+                              f"{self.recipe.audits.privacy.n_nonmembers}")
         if not self.recipe.is_classifier:
             return None
         try:
