@@ -92,6 +92,17 @@ def check_placement(owner: str, device: str, precision: str) -> None:
         raise ConfigError(f"{owner}.precision: fp16 needs a GPU (device resolves to cpu); expected fp32 or bf16")
 
 
+def weight_decay_field(default: float) -> Any:
+    """The ``weight_decay`` field of every config that trains (same help everywhere; each entry point its default)."""
+    return field_help(default, "AdamW weight decay of the training runs (0.01 by default for hfprune prune and "
+                      "finetune, 0.0 for recipes: the values their published results were measured with)")
+
+
+def epochs_text(value: float) -> str:
+    """A training length as reports and model cards state it: ``1 epoch``, ``2.5 epochs``."""
+    return f"{value:g} epoch" + ("" if value == 1 else "s")
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingSettings:
     """The optimisation settings of one ``Trainer`` run: dense fine-tuning, pruning with distillation, a shadow or
@@ -102,7 +113,7 @@ class TrainingSettings:
     batch_size: int
     learning_rate: float
     seed: int
-    weight_decay: float = 0.0
+    weight_decay: float = weight_decay_field(0.0)
     warmup: float = 0.1  # a fraction of the training steps (warmup_steps < 1 is a ratio in transformers)
     logging_steps: int = 20
     device: str = device_field()
@@ -308,6 +319,7 @@ class FinetuneConfig(ConfigMixin):
     max_length: int = field_help(64, "truncate inputs to this many tokens")
     batch_size: int = field_help(32, "training batch size")
     learning_rate: float = field_help(1e-4, "peak learning rate (linear decay, 10% warm-up)")
+    weight_decay: float = weight_decay_field(0.01)
     seed: int = field_help(42, "seed for sampling, head initialisation and shuffling")
     threads: int | None = field_help(None, "torch CPU threads (None: the cores other processes leave idle)")
     device: str = device_field()
@@ -326,6 +338,7 @@ class FinetuneConfig(ConfigMixin):
             check_int(owner, "threads", self.threads, minimum=1)
         for name in ("epochs", "learning_rate"):
             check_number(owner, name, getattr(self, name), minimum=0, inclusive=False)
+        check_number(owner, "weight_decay", self.weight_decay, minimum=0)
         check_placement(owner, self.device, self.precision)
 
     def resolved_output_dir(self) -> Path:
@@ -429,10 +442,8 @@ def _train_and_save(
     columns = infer_text_columns(train)
     train_tok = tokenize_for_classification(train, tokenizer, columns, config.max_length)
     eval_tok = tokenize_for_classification(evaluation, tokenizer, columns, config.max_length)
-    # weight decay 0.01 here and in ``hfprune prune``'s pruning run, 0.0 in ``hfprune run``'s stages: kept as they
-    # were measured (issue 15); one value for both pipelines would change their published results
-    settings = TrainingSettings(config.epochs, config.batch_size, config.learning_rate, config.seed, weight_decay=0.01,
-                                device=config.device, precision=config.precision)
+    settings = TrainingSettings(config.epochs, config.batch_size, config.learning_rate, config.seed,
+                                weight_decay=config.weight_decay, device=config.device, precision=config.precision)
     args = trainer_args(staging, settings, per_device_eval_batch_size=max(64, config.batch_size))
     trainer = Trainer(
         model=model, args=args, train_dataset=train_tok, eval_dataset=eval_tok, processing_class=tokenizer,

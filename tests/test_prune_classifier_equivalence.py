@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from hfprune.pipeline.prune_classifier import PruneClassifierConfig, prune_and_evaluate
-from tests.helpers import minilm_tokenizer, tiny_bert
+from helpers import minilm_tokenizer, tiny_bert
 
 SENTENCES = ["a gripping, funny and moving film", "dull and far too long", "not bad at all", "it is a mess"]
 

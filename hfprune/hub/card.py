@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from hfprune.errors import ConfigError
 from hfprune.models import DEFAULT_MODEL, DEFAULT_MODEL_ALIASES
+from hfprune.training import epochs_text
 
 if TYPE_CHECKING:
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -364,19 +365,15 @@ def _procedure(inputs: CardInputs) -> str:
         lines.append("- Scoring and schedule: not recorded (the folder has no pruning_config.json).")
     training, distill = res.get("training"), res.get("distillation")
     if training:
-        lines.append(f"- Dense model: fine-tuned {_epochs(training['dense_epochs'])} on {training['train_samples']} "
-                     f"examples (max length {training['max_length']}, batch {training['batch_size']}, learning rate "
-                     f"{training['learning_rate']:g}, seed {training['seed']}); pruning: "
-                     f"{_epochs(training['prune_epochs'])} on the same examples.")
+        lines.append(f"- Dense model: fine-tuned {epochs_text(training['dense_epochs'])} on "
+                     f"{training['train_samples']} examples (max length {training['max_length']}, batch "
+                     f"{training['batch_size']}, learning rate {training['learning_rate']:g}, seed "
+                     f"{training['seed']}); pruning: {epochs_text(training['prune_epochs'])} on the same examples.")
     if distill:
         lines.append(f"- Distillation from the dense model: {'on' if distill['enabled'] else 'off'}"
                      + (f" (alpha {distill['alpha']:g}, temperature {distill['temperature']:g})"
                         if distill["enabled"] else "") + ".")
     return "\n".join(lines)
-
-
-def _epochs(value: float) -> str:
-    return f"{value:g} epoch" + ("" if value == 1 else "s")
 
 
 def _structure(inputs: CardInputs) -> str:

@@ -21,7 +21,7 @@ from hfprune.errors import ConfigError, DataError
 from hfprune.models import DEFAULT_MODEL
 from hfprune.pruning.config import PruningConfig
 from hfprune.recipes.families_spec import check_families
-from hfprune.training import check_placement, device_field, precision_field
+from hfprune.training import check_placement, device_field, precision_field, weight_decay_field
 from hfprune.utils.config import (
     check_choice,
     check_fraction,
@@ -252,6 +252,7 @@ class TrainingSection(Section):
     batch_size: int = field_help(32, "training batch size")
     learning_rate: float = field_help(1e-4, "peak learning rate of both stages")
     prune_learning_rate: float | None = field_help(None, "learning rate of the pruning stage (null: learning_rate)")
+    weight_decay: float = weight_decay_field(0.0)
     seed: int = field_help(0, "seed of the member split, initialisation and shuffling")
     threads: int | None = field_help(None, "torch CPU threads (null: the cores other processes leave idle)")
     device: str = device_field()
@@ -261,6 +262,7 @@ class TrainingSection(Section):
         _positive(self, "dense_epochs", "prune_epochs", "learning_rate")
         if self.prune_learning_rate is not None:
             _positive(self, "prune_learning_rate")
+        check_number(self.path, "weight_decay", self.weight_decay, minimum=0.0)
         check_int(self.path, "batch_size", self.batch_size, minimum=1)
         check_int(self.path, "seed", self.seed, minimum=0)
         if self.threads is not None:
@@ -493,13 +495,13 @@ class Recipe(Section):
 
     def result_dict(self) -> dict[str, Any]:
         """The recipe without the keys that do not change results (output, sweep, name, description, threads), and
-        without training.device / precision at their defaults (auto, fp32): runs recorded before those keys existed
-        keep their fingerprint and resume; another device or precision changes the numbers, so it is a new run."""
+        without training.device / precision / weight_decay at their defaults (auto, fp32, 0.0): runs recorded before
+        those keys existed keep their fingerprint and resume; another value changes the numbers, so it is a new run."""
         payload = self.to_dict()
         for key in ("output", "sweep", "name", "description"):
             payload.pop(key)
         payload["training"].pop("threads")
-        for key, default in (("device", "auto"), ("precision", "fp32")):
+        for key, default in (("device", "auto"), ("precision", "fp32"), ("weight_decay", 0.0)):
             if payload["training"][key] == default:
                 payload["training"].pop(key)
         payload["pruning"] = self.pruning.result_dict()

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 from hfprune.audit.privacy.split import MembershipSplit, draw_split
 from hfprune.errors import ConfigError, DataError
 from hfprune.models import DEFAULT_MODEL
-from hfprune.training import check_placement, device_field, precision_field
-from hfprune.utils.config import ConfigMixin, check_int, field_help
+from hfprune.training import check_placement, device_field, precision_field, weight_decay_field
+from hfprune.utils.config import ConfigMixin, check_int, check_number, field_help
 from hfprune.utils.io import atomic_write_json, staged_folder
 from hfprune.utils.logging import get_logger
 
@@ -44,6 +44,7 @@ class MemberFinetuneConfig(ConfigMixin):
     max_length: int = field_help(64, "truncate inputs to this many tokens (the audit uses the same)")
     batch_size: int = field_help(16, "training batch size")
     learning_rate: float = field_help(1e-4, "peak learning rate (linear decay, 10% warm-up)")
+    weight_decay: float = weight_decay_field(0.0)
     seed: int = field_help(0, "seed of the split, head initialisation and shuffling")
     threads: int | None = field_help(None, "torch CPU threads (None: the cores other processes leave idle)")
     device: str = device_field()
@@ -63,6 +64,7 @@ class MemberFinetuneConfig(ConfigMixin):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigError(f"{owner}.{name}: expected a positive number, got {value!r}")
+        check_number(owner, "weight_decay", self.weight_decay, minimum=0)
 
     def resolved_output_dir(self) -> Path:
         if self.output_dir:
@@ -147,7 +149,7 @@ def _train_and_save(config: MemberFinetuneConfig, split: MembershipSplit, stagin
     encoded = tokenizer(split.member_texts, truncation=True, max_length=config.max_length)
     train = datasets.Dataset.from_dict({**encoded, "labels": split.member_labels})
     settings = TrainingSettings(config.epochs, config.batch_size, config.learning_rate, config.seed,
-                                device=config.device, precision=config.precision)
+                                weight_decay=config.weight_decay, device=config.device, precision=config.precision)
     args = trainer_args(staging, settings)
     trainer = Trainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
                       data_collator=DataCollatorWithPadding(tokenizer), callbacks=[NonFiniteCallback()])

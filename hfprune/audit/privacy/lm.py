@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 from hfprune.audit.privacy.canaries import DEFAULT_TEMPLATE, DIGITS, CanarySet, insert_canaries, make_canaries
 from hfprune.audit.privacy.split import MembershipSplit, draw_split
 from hfprune.errors import ConfigError
-from hfprune.training import check_placement, device_field, precision_field
-from hfprune.utils.config import ConfigMixin, check_int, field_help
+from hfprune.training import check_placement, device_field, precision_field, weight_decay_field
+from hfprune.utils.config import ConfigMixin, check_int, check_number, field_help
 from hfprune.utils.io import atomic_write_json, staged_folder
 from hfprune.utils.logging import get_logger
 
@@ -64,6 +64,7 @@ class CanaryLMConfig(ConfigMixin):
     epochs: float = field_help(10.0, "training epochs (several, so the model can memorise)")
     batch_size: int = field_help(16, "training batch size")
     learning_rate: float = field_help(1e-3, "peak learning rate (linear decay, 5% warm-up)")
+    weight_decay: float = weight_decay_field(0.0)
     seed: int = field_help(0, "seed of the split, the canaries, initialisation and shuffling")
     threads: int | None = field_help(None, "torch CPU threads (None: the cores other processes leave idle)")
     device: str = device_field()
@@ -90,6 +91,7 @@ class CanaryLMConfig(ConfigMixin):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigError(f"{owner}.{name}: expected a positive number, got {value!r}")
+        check_number(owner, "weight_decay", self.weight_decay, minimum=0)
 
     def resolved_output_dir(self) -> Path:
         if self.output_dir:
@@ -242,8 +244,8 @@ def _train_and_save(
         model = build_gpt2(config, tokenizer)
     train = _tokenized(corpus, tokenizer, config.max_length)
     args = trainer_args(staging, TrainingSettings(config.epochs, config.batch_size, config.learning_rate, config.seed,
-                                                  warmup=0.05, logging_steps=50, device=config.device,
-                                                  precision=config.precision))
+                                                  weight_decay=config.weight_decay, warmup=0.05, logging_steps=50,
+                                                  device=config.device, precision=config.precision))
     trainer = Trainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
                       data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
                       callbacks=[NonFiniteCallback()])
