@@ -12,9 +12,9 @@ import copy
 
 import pytest
 import torch
+from helpers import minilm_tokenizer, tiny_bert
 
 from hfprune.pipeline.prune_classifier import PruneClassifierConfig, prune_and_evaluate
-from helpers import minilm_tokenizer, tiny_bert
 
 SENTENCES = ["a gripping, funny and moving film", "dull and far too long", "not bad at all", "it is a mess"]
 

@@ -173,10 +173,15 @@ def _check_inputs(config: PruneClassifierConfig) -> None:
     """The dataset loads and the model (or teacher) fits it, before anything is written."""
     from hfprune.data import load_dataset
     from hfprune.models.checks import check_model_source
-    from hfprune.training import label_names
+    from hfprune.training import infer_text_columns, label_names
 
     config.recipe()  # the stages' settings validate as a recipe's
-    labels = label_names(load_dataset(config.dataset, "train"))
+    train = load_dataset(config.dataset, "train")
+    columns = infer_text_columns(train)
+    if len(columns) != 1:  # the pipeline's evaluation stage scores one text per example (pairs: issue 20)
+        raise ConfigError(f"dataset: {config.dataset!r} has text columns {columns}; expected a single-text "
+                          "classification dataset (the evaluation stage does not take sentence pairs yet)")
+    labels = label_names(train)
     key, source = ("teacher", config.teacher) if config.teacher is not None else ("model", config.model)
     check_model_source(key, source, labels=labels, max_length=config.max_length)
 
