@@ -175,7 +175,6 @@ def _check_inputs(config: PruneClassifierConfig) -> None:
     from hfprune.models.checks import check_model_source
     from hfprune.training import infer_text_columns, label_names
 
-    config.recipe()  # the stages' settings validate as a recipe's
     train = load_dataset(config.dataset, "train")
     columns = infer_text_columns(train)
     if len(columns) != 1:  # the pipeline's evaluation stage scores one text per example (pairs: issue 20)
@@ -184,6 +183,7 @@ def _check_inputs(config: PruneClassifierConfig) -> None:
     labels = label_names(train)
     key, source = ("teacher", config.teacher) if config.teacher is not None else ("model", config.model)
     check_model_source(key, source, labels=labels, max_length=config.max_length)
+    config.recipe()  # the stages' settings validate as a recipe's
 
 
 def _prune_classifier(config: PruneClassifierConfig, out: Path) -> PruneClassifierResult:
