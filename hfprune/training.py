@@ -88,7 +88,7 @@ def training_field(name: str, default: Any = None, help: str | None = None, *, s
 
 
 def check_training_knobs(owner: str, config: Any) -> None:
-    """Validate the knobs ``config`` has of batch_size, seed, threads, device and precision (errors name
+    """Validate the knobs ``config`` has of batch_size, seed, threads, device, precision and weight_decay (errors name
     ``owner.field``). Epochs and learning rates are checked by each config: their messages differ."""
     check_int(owner, "batch_size", config.batch_size, minimum=1)
     check_int(owner, "seed", config.seed, minimum=0)
@@ -96,6 +96,8 @@ def check_training_knobs(owner: str, config: Any) -> None:
         check_int(owner, "threads", config.threads, minimum=1)
     check_placement(owner, config.device, config.precision)
     check_batch_split(f"{owner}.batch_size", config.batch_size)
+    if hasattr(config, "weight_decay"):
+        check_number(owner, "weight_decay", config.weight_decay, minimum=0)
 
 
 def resolve_device(device: str | Any = "auto", owner: str = "device") -> str:
@@ -141,6 +143,17 @@ def check_placement(owner: str, device: str, precision: str) -> None:
         raise ConfigError(f"{owner}.precision: fp16 needs a GPU (device resolves to cpu); expected fp32 or bf16")
 
 
+def weight_decay_field(default: float) -> Any:
+    """The ``weight_decay`` field of every config that trains (same help everywhere; each entry point its default)."""
+    return field_help(default, "AdamW weight decay of the training runs (0.01 by default for hfprune prune and "
+                      "finetune, 0.0 for recipes: the values their published results were measured with)")
+
+
+def epochs_text(value: float) -> str:
+    """A training length as reports and model cards state it: ``1 epoch``, ``2.5 epochs``."""
+    return f"{value:g} epoch" + ("" if value == 1 else "s")
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingSettings:
     """The optimisation settings of one ``Trainer`` run: dense fine-tuning, pruning with distillation, a shadow or
@@ -151,7 +164,7 @@ class TrainingSettings:
     batch_size: int
     learning_rate: float
     seed: int
-    weight_decay: float = 0.0
+    weight_decay: float = weight_decay_field(0.0)
     warmup: float = 0.1  # a fraction of the training steps (warmup_steps < 1 is a ratio in transformers)
     logging_steps: int = 20
     device: str = device_field()
@@ -359,6 +372,7 @@ class FinetuneConfig(ConfigMixin):
     max_length: int = field_help(64, "truncate inputs to this many tokens")
     batch_size: int = training_field("batch_size", 32)
     learning_rate: float = training_field("learning_rate", 1e-4)
+    weight_decay: float = weight_decay_field(0.01)
     seed: int = training_field("seed", 42, seeds="sampling, head initialisation and shuffling")
     threads: int | None = training_field("threads")
     device: str = device_field()
@@ -485,10 +499,8 @@ def _train_and_save(
     columns = infer_text_columns(train)
     train_tok = tokenize_for_classification(train, tokenizer, columns, config.max_length)
     eval_tok = tokenize_for_classification(evaluation, tokenizer, columns, config.max_length)
-    # weight decay 0.01 here and in ``hfprune prune``'s pruning run, 0.0 in ``hfprune run``'s stages: kept as they
-    # were measured (issue 15); one value for both pipelines would change their published results
-    settings = TrainingSettings(config.epochs, config.batch_size, config.learning_rate, config.seed, weight_decay=0.01,
-                                device=config.device, precision=config.precision)
+    settings = TrainingSettings(config.epochs, config.batch_size, config.learning_rate, config.seed,
+                                weight_decay=config.weight_decay, device=config.device, precision=config.precision)
     args = trainer_args(staging, settings, per_device_eval_batch_size=max(64, config.batch_size))
     trainer = Trainer(
         model=model, args=args, train_dataset=train_tok, eval_dataset=eval_tok, processing_class=tokenizer,

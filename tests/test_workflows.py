@@ -7,7 +7,7 @@ import pytest
 from hfprune.data import load_dataset
 from hfprune.errors import ConfigError
 from hfprune.models import load_tokenizer
-from hfprune.pipeline.prune_classifier import PruneClassifierConfig, _splits
+from hfprune.pipeline.prune_classifier import PruneClassifierConfig, pruning_examples
 from hfprune.training import drop_unlabelled, tokenize_for_classification
 
 
@@ -19,7 +19,7 @@ def test_train_skip_must_be_a_non_negative_integer():
 def test_pruning_slice_after_train_skip_is_disjoint_from_the_teachers_slice():
     tokenizer = load_tokenizer()
     config = PruneClassifierConfig(train_samples=50, train_skip=200, seed=3)
-    train, _ = _splits(config, tokenizer)
+    train = pruning_examples(config, tokenizer)
     teacher_order = drop_unlabelled(load_dataset("glue/sst2")["train"]).shuffle(seed=3)  # as finetune_classifier
     expected = tokenize_for_classification(teacher_order.select(range(200, 250)), tokenizer, max_length=64)
     assert train["input_ids"] == expected["input_ids"]
@@ -31,7 +31,7 @@ def test_pruning_slice_after_train_skip_is_disjoint_from_the_teachers_slice():
 def test_train_skip_beyond_the_split_names_the_field():
     config = PruneClassifierConfig(train_samples=10, train_skip=10_000_000)
     with pytest.raises(ConfigError, match="train_skip: expected fewer than the 67349"):
-        _splits(config, load_tokenizer())
+        pruning_examples(config, load_tokenizer())
 
 
 def test_prune_report_names_the_given_teacher_and_times_no_fine_tuning(tmp_path, monkeypatch):
@@ -54,10 +54,19 @@ def test_prune_report_names_the_given_teacher_and_times_no_fine_tuning(tmp_path,
 def test_split_seed_keeps_the_pruning_slice_while_seed_varies():
     # bench_accuracy --seeds: each seed prunes the same examples, still disjoint from the seed-3 teacher's
     tokenizer = load_tokenizer()
-    fixed = _splits(PruneClassifierConfig(train_samples=50, train_skip=200, seed=3), tokenizer)[0]
-    reseeded = _splits(PruneClassifierConfig(train_samples=50, train_skip=200, seed=7, split_seed=3), tokenizer)[0]
-    other = _splits(PruneClassifierConfig(train_samples=50, train_skip=200, seed=7), tokenizer)[0]
+    fixed = pruning_examples(PruneClassifierConfig(train_samples=50, train_skip=200, seed=3), tokenizer)
+    reseeded = pruning_examples(PruneClassifierConfig(train_samples=50, train_skip=200, seed=7, split_seed=3),
+                                tokenizer)
+    other = pruning_examples(PruneClassifierConfig(train_samples=50, train_skip=200, seed=7), tokenizer)
     assert reseeded["input_ids"] == fixed["input_ids"]
     assert other["input_ids"] != fixed["input_ids"]
     with pytest.raises(ConfigError, match="split_seed"):
         PruneClassifierConfig(split_seed=-1)
+
+
+def test_a_sentence_pair_dataset_is_refused_before_anything_is_written(tmp_path):
+    from hfprune.pipeline.prune_classifier import prune_classifier
+
+    with pytest.raises(ConfigError, match=r"^dataset: 'glue/rte' has text columns \['sentence1', 'sentence2'\]"):
+        prune_classifier(PruneClassifierConfig(dataset="glue/rte", output_dir=str(tmp_path / "out")))
+    assert not (tmp_path / "out").exists()

@@ -36,7 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="torch CPU threads (default: the cores other processes leave idle)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a model already in --output-dir (swapped in only once the new one is complete)")
-    add_config_arguments(parser, FinetuneConfig, only=("device", "precision"))
+    add_config_arguments(parser, FinetuneConfig, only=("weight_decay", "device", "precision"))
     parser.set_defaults(handler=run)
     return parser
 
@@ -46,7 +46,7 @@ def build_config(args: argparse.Namespace) -> FinetuneConfig:
     return FinetuneConfig(
         model=args.model, dataset=args.dataset, eval_split=args.eval_split,
         train_samples=args.train_samples or None, epochs=args.epochs, max_length=args.max_length,
-        batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
+        batch_size=args.batch_size, learning_rate=args.learning_rate, weight_decay=args.weight_decay, seed=args.seed,
         threads=args.threads, output_dir=args.output_dir, overwrite=args.overwrite, device=args.device,
         precision=args.precision,
     )

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from hfprune.errors import ConfigError
 from hfprune.models import DEFAULT_MODEL, DEFAULT_MODEL_ALIASES
+from hfprune.training import epochs_text
 
 if TYPE_CHECKING:
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -406,20 +407,16 @@ def _procedure(inputs: CardInputs) -> str:
                     f"{training['learning_rate']:g}, seed {training['seed']})")
         if training["dense_epochs"] == 0:  # the base model was the dense model (a recipe's dense_epochs: 0)
             lines.append(f"- Dense model: the base model as loaded, not fine-tuned; pruning: "
-                         f"{_epochs(training['prune_epochs'])} on {training['train_samples']} examples {settings}.")
+                         f"{epochs_text(training['prune_epochs'])} on {training['train_samples']} examples {settings}.")
         else:
-            lines.append(f"- Dense model: fine-tuned {_epochs(training['dense_epochs'])} on "
+            lines.append(f"- Dense model: fine-tuned {epochs_text(training['dense_epochs'])} on "
                          f"{training['train_samples']} examples {settings}; pruning: "
-                         f"{_epochs(training['prune_epochs'])} on the same examples.")
+                         f"{epochs_text(training['prune_epochs'])} on the same examples.")
     if distill:
         lines.append(f"- Distillation from the dense model: {'on' if distill['enabled'] else 'off'}"
                      + (f" (alpha {distill['alpha']:g}, temperature {distill['temperature']:g})"
                         if distill["enabled"] else "") + ".")
     return "\n".join(lines)
-
-
-def _epochs(value: float) -> str:
-    return f"{value:g} epoch" + ("" if value == 1 else "s")
 
 
 def _structure(inputs: CardInputs) -> str:

@@ -5,6 +5,7 @@ against parameter sparsity (one line per family). Built from the stages' done-ma
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,7 +69,7 @@ class FamiliesReport(RunReport):
                f"{d.quality['value']:.4f}", size, ""]
         for b in batches:
             values = [r["latency"]["batches"][b]["dense_ms"] for r in records if b in r["latency"]["batches"]]
-            row += [f"{_median(values):.1f} (1.00x)" if values else "", ""]
+            row += [f"{statistics.median(values):.1f} (1.00x)" if values else "", ""]
         audit = d.model_audit
         asr = {r.recipe: r.attack_success_rate.format() for r in audit.robustness}
         mia = audit.strongest_mia()
@@ -195,7 +196,7 @@ class FamiliesReport(RunReport):
             def metric(stage: StageResult) -> Any:
                 if stage.kind == "dense":
                     values = [r["latency"]["batches"][batch]["dense_ms"] for r in self.efficiency.values()]
-                    return _median(values) if values else None
+                    return statistics.median(values) if values else None
                 entry = self.efficiency.get(stage.name, {}).get("latency", {}).get("batches", {}).get(batch, {})
                 return entry.get(key)
             return metric
@@ -232,8 +233,3 @@ class FamiliesReport(RunReport):
         pyplot().close("all")
         return buffer.getvalue()
 
-
-def _median(values: list[float]) -> float:
-    import statistics
-
-    return float(statistics.median(values))

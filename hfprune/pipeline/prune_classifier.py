@@ -1,28 +1,35 @@
-"""Prune a text classifier end to end: dense teacher -> movement pruning with distillation -> evaluation -> save.
+"""``hfprune prune``: a run with audits off. Dense teacher -> movement pruning with distillation -> evaluation -> save.
 
-This is the README's main job on the embedded default (MiniLM on SST-2). Every step is an ordinary transformers
-``Trainer`` run with hfprune's callback (pruning) and, optionally, its ``DistillationTrainer`` (the loss).
+This is the README's main job on the embedded default (MiniLM on SST-2). The pruning and the evaluation are the
+pipeline's stages (:func:`~hfprune.pipeline.stages.distill_pruned`, :func:`~hfprune.pipeline.stages.evaluate_model`)
+run with the recipe :meth:`PruneClassifierConfig.recipe` describes; what is this command's own is the dense teacher
+(``hfprune finetune``'s :func:`~hfprune.training.finetune_classifier`, or a given ``teacher``), the slice of the
+training split it prunes on (``train_skip``, ``split_seed``) and its output folder (``dense/``, ``pruned/``, report).
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import re
-import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hfprune.errors import ConfigError
 from hfprune.models import DEFAULT_MODEL
 from hfprune.pruning.config import PruningConfig, scorer_names
-from hfprune.training import check_training_knobs, device_field, precision_field, training_field
+from hfprune.training import check_training_knobs, device_field, precision_field, training_field, weight_decay_field
 from hfprune.utils import distributed
 from hfprune.utils.config import ConfigMixin, check_fraction, check_int, check_number, field_help
 from hfprune.utils.io import atomic_write_json, atomic_write_text, staged_folder
 from hfprune.utils.lock import output_lock
 from hfprune.utils.logging import get_logger
+
+if TYPE_CHECKING:
+    import datasets
+    from transformers import PreTrainedTokenizerBase
+
+    from hfprune.recipes.schema import Recipe
 
 logger = get_logger(__name__)
 
@@ -40,7 +47,7 @@ class PruneClassifierConfig(ConfigMixin):
     teacher: str | None = field_help(
         None, "Directory of an already fine-tuned dense model to prune; None fine-tunes `model` first.")
     dataset: str = field_help("glue/sst2", "Dataset name for hfprune.data.load_dataset.")
-    train_samples: int = field_help(3000, "Shuffled training examples used by both training stages.")
+    train_samples: int = field_help(3000, "Shuffled training examples used by both training stages (at least 2).")
     train_skip: int = field_help(
         0, "Skip this many shuffled training examples before taking train_samples for pruning, e.g. the ones a "
            "given teacher was fine-tuned on (same seed), so the teacher's soft labels are not memorised labels.")
@@ -49,6 +56,7 @@ class PruneClassifierConfig(ConfigMixin):
     max_length: int = field_help(64, "Truncate inputs to this many tokens.")
     batch_size: int = training_field("batch_size", 32)
     learning_rate: float = training_field("learning_rate", 1e-4, "Peak learning rate of both stages.")
+    weight_decay: float = weight_decay_field(0.01)
     head_sparsity: float = field_help(0.5, "Fraction of attention heads to remove.")
     ffn_sparsity: float = field_help(0.5, "Fraction of FFN neurons to remove.")
     scoring: str = field_help("movement", "Unit scorer (PruningConfig.scoring).", choices=scorer_names)
@@ -72,7 +80,7 @@ class PruneClassifierConfig(ConfigMixin):
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
-        check_int(owner, "train_samples", self.train_samples, minimum=1)
+        check_int(owner, "train_samples", self.train_samples, minimum=2)  # as a recipe's data.train_samples
         check_int(owner, "train_skip", self.train_skip, minimum=0)
         check_int(owner, "max_length", self.max_length, minimum=8)
         check_training_knobs(owner, self)
@@ -92,6 +100,25 @@ class PruneClassifierConfig(ConfigMixin):
     def pruning_config(self) -> PruningConfig:
         return PruningConfig(head_sparsity=self.head_sparsity, ffn_sparsity=self.ffn_sparsity, scoring=self.scoring,
                              warmup_ratio=self.pruning_warmup_ratio, seed=self.seed, flops_seq_len=self.max_length)
+
+    def recipe(self) -> Recipe:
+        """The recipe of this run as ``hfprune run`` would read it: audits, privacy and latency off, the whole
+        evaluation split. The pipeline stages take their training, distillation and evaluation settings from it."""
+        from hfprune.recipes.schema import Recipe
+
+        return Recipe.from_dict({
+            "name": "prune", "model": {"name": self.model, "teacher": self.teacher},
+            "data": {"dataset": self.dataset, "train_samples": self.train_samples, "max_length": self.max_length},
+            "training": {"dense_epochs": self.teacher_epochs, "prune_epochs": self.prune_epochs,
+                         "batch_size": self.batch_size, "learning_rate": self.learning_rate,
+                         "weight_decay": self.weight_decay, "seed": self.seed, "threads": self.threads,
+                         "device": self.device, "precision": self.precision},
+            "pruning": dataclasses.asdict(self.pruning_config()),
+            "distillation": {"enabled": self.distill, "alpha": self.distill_alpha,
+                             "temperature": self.distill_temperature, "hidden_weight": self.hidden_distill_weight},
+            "audits": {"robustness": {"enabled": False}, "privacy": {"enabled": False}, "latency_rounds": 0},
+            "output": {"dir": self.output_dir},
+        })
 
 
 @dataclasses.dataclass
@@ -154,6 +181,7 @@ def _check_inputs(config: PruneClassifierConfig) -> None:
     labels = label_names(train)
     key, source = ("teacher", config.teacher) if config.teacher is not None else ("model", config.model)
     check_model_source(key, source, labels=labels, max_length=config.max_length)
+    config.recipe()  # the stages' settings validate as a recipe's
 
 
 def _prune_classifier(config: PruneClassifierConfig, out: Path) -> PruneClassifierResult:
@@ -181,74 +209,52 @@ def _prune_classifier(config: PruneClassifierConfig, out: Path) -> PruneClassifi
 
 
 def _dense_teacher(config: PruneClassifierConfig, out: Path) -> tuple[Path, float]:
+    """The dense model to prune and its accuracy: the given ``teacher`` (evaluated only), else ``config.model``
+    fine-tuned by ``hfprune finetune`` on the first ``train_samples`` of the ``seed`` shuffle into ``out/dense``."""
     from hfprune.training import FinetuneConfig, finetune_classifier
 
     if config.teacher is not None:
         teacher = Path(config.teacher)
         if not (teacher / "config.json").is_file():
             raise ConfigError(f"teacher: {teacher} is not a saved model directory (no config.json)")
-        return teacher, _evaluate_dir(config, teacher)
+        correct = evaluate_examples(config, teacher)
+        return teacher, sum(correct) / len(correct)
     result = finetune_classifier(FinetuneConfig(
         model=config.model, dataset=config.dataset, train_samples=config.train_samples, epochs=config.teacher_epochs,
         max_length=config.max_length, batch_size=config.batch_size, learning_rate=config.learning_rate,
-        seed=config.seed, output_dir=str(out / "dense"), overwrite=config.overwrite, threads=config.threads,
-        device=config.device, precision=config.precision,
+        weight_decay=config.weight_decay, seed=config.seed, output_dir=str(out / "dense"), overwrite=config.overwrite,
+        threads=config.threads, device=config.device, precision=config.precision,
     ))
     return Path(result.output_dir), result.accuracy
 
 
-def _splits(config: PruneClassifierConfig, tokenizer) -> tuple[Any, Any]:
-    """The tokenised pruning sample (the teacher's shuffle, from ``train_skip`` on) and evaluation split."""
-    from hfprune.data import eval_split as default_eval_split
+def pruning_examples(config: PruneClassifierConfig, tokenizer: PreTrainedTokenizerBase) -> datasets.Dataset:
+    """The tokenised examples pruning trains on: the teacher's shuffle of the labelled training split (seed
+    ``split_seed``, else ``seed``), ``train_samples`` of them from ``train_skip`` on."""
     from hfprune.data import load_dataset
     from hfprune.training import drop_unlabelled, tokenize_for_classification
 
-    splits = load_dataset(config.dataset)
-    eval_split = default_eval_split(config.dataset, available=splits)
     split_seed = config.seed if config.split_seed is None else config.split_seed
-    train = drop_unlabelled(splits["train"]).shuffle(seed=split_seed)
+    train = drop_unlabelled(load_dataset(config.dataset, "train")).shuffle(seed=split_seed)
     if config.train_skip >= len(train):
         raise ConfigError(f"train_skip: expected fewer than the {len(train)} labelled training examples of "
                           f"{config.dataset}, got {config.train_skip}")
     train = train.select(range(config.train_skip, min(config.train_skip + config.train_samples, len(train))))
-    evaluation = drop_unlabelled(splits[eval_split])
-    return (tokenize_for_classification(train, tokenizer, max_length=config.max_length),
-            tokenize_for_classification(evaluation, tokenizer, max_length=config.max_length))
-
-
-def _evaluate_dir(config: PruneClassifierConfig, model_dir: Path) -> float:
-    correct = evaluate_examples(config, model_dir)
-    return sum(correct) / len(correct)
+    return tokenize_for_classification(train, tokenizer, max_length=config.max_length)
 
 
 def evaluate_examples(config: PruneClassifierConfig, model_dir: Path) -> list[int]:
     """1/0 per evaluation example (in dataset order): whether the model saved in ``model_dir`` classifies it right."""
-    from hfprune.models import load_model_for_task, load_tokenizer
+    from hfprune.audit.model_audit import load_model_dir
+    from hfprune.pipeline.stages import evaluate_model
 
-    tokenizer = load_tokenizer(model_dir)
-    model = load_model_for_task(model_dir, "sequence-classification")
-    return _predict_correct(config, model, tokenizer, _splits(config, tokenizer)[1])
-
-
-def _predict_correct(config: PruneClassifierConfig, model, tokenizer, evaluation) -> list[int]:
-    from transformers import DataCollatorWithPadding, Trainer
-
-    from hfprune.training import trainer_args
-
-    with tempfile.TemporaryDirectory() as scratch:
-        args = trainer_args(scratch, device=config.device, per_device_eval_batch_size=128, disable_tqdm=True)
-        trainer = Trainer(model=model, args=args, data_collator=DataCollatorWithPadding(tokenizer))
-        return _correct(trainer.predict(evaluation))
+    loaded = load_model_dir(model_dir, device=config.device)
+    return _correct(evaluate_model(loaded.model, loaded.tokenizer, config.recipe()))
 
 
-def _correct(prediction: Any) -> list[int]:
-    """1/0 per example from a Trainer ``PredictionOutput``: argmax of the logits equals the label."""
-    import numpy as np
-
-    logits = prediction.predictions
-    if isinstance(logits, tuple):  # models returning extra outputs: logits come first
-        logits = logits[0]
-    return (np.asarray(logits).argmax(axis=-1) == np.asarray(prediction.label_ids)).astype(int).tolist()
+def _correct(quality: Any) -> list[int]:
+    """The per-example 1/0 correctness of a classifier's :class:`~hfprune.pipeline.stages.Quality`."""
+    return [int(value) for value in quality.per_example]
 
 
 @dataclasses.dataclass
@@ -269,37 +275,17 @@ def prune_and_save(config: PruneClassifierConfig, dense_dir: Path, target: Path)
 
 def prune_and_evaluate(config: PruneClassifierConfig, dense_dir: Path, target: Path) -> PrunedRun:
     """:func:`prune_and_save`, also returning which evaluation examples the pruned model classifies correctly."""
-    from transformers import DataCollatorWithPadding, Trainer
+    from hfprune.audit.model_audit import load_model_dir
+    from hfprune.pipeline.stages import distill_pruned, evaluate_model
+    from hfprune.pruning import save_pruned, sparsity_report
 
-    from hfprune.distill import DistillationArguments, DistillationTrainer
-    from hfprune.models import load_model_for_task, load_tokenizer
-    from hfprune.pruning import MovementPruningCallback, save_pruned, sparsity_report
-    from hfprune.training import TrainingSettings, compute_accuracy, trainer_args
-
-    tokenizer = load_tokenizer(dense_dir)
-    student = load_model_for_task(dense_dir, "sequence-classification")
-    train, evaluation = _splits(config, tokenizer)
-    # weight decay 0.01 as in training.finetune_classifier (hfprune run's stages use 0.0; see issue 15)
-    settings = TrainingSettings(config.prune_epochs, config.batch_size, config.learning_rate, config.seed,
-                                weight_decay=0.01, device=config.device, precision=config.precision)
-    pruning = config.pruning_config()
+    recipe, pruning = config.recipe(), config.pruning_config()
+    dense = load_model_dir(dense_dir, device=config.device)
+    train = pruning_examples(config, dense.tokenizer)
     # the Trainer's working files, never kept (under a launch, the other processes' in a private folder)
     with distributed.main_writes(lambda: staged_folder(target, publish=None, kind="trainer")) as scratch:
-        args = trainer_args(
-            scratch, settings, args_class=DistillationArguments, per_device_eval_batch_size=128,
-            distill_alpha=config.distill_alpha if config.distill else 1.0,
-            distill_temperature=config.distill_temperature,
-            hidden_distill_weight=config.hidden_distill_weight if config.distill else 0.0,
-        )
-        common = dict(model=student, args=args, train_dataset=train, eval_dataset=evaluation,
-                      processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
-                      compute_metrics=compute_accuracy, callbacks=[MovementPruningCallback(pruning)])
-        if config.distill:
-            trainer = DistillationTrainer(teacher_model=copy.deepcopy(student), **common)
-        else:
-            trainer = Trainer(**common)
-        trainer.train()
-        correct = _correct(trainer.predict(evaluation))  # the accuracy is the mean of these, as evaluate() gives
-    distributed.main_only(lambda: save_pruned(student, target, pruning_config=pruning, processing_class=tokenizer,
-                                              overwrite=config.overwrite))
-    return PrunedRun(sum(correct) / len(correct), sparsity_report(student, pruning.flops_seq_len).to_dict(), correct)
+        student, _ = distill_pruned(recipe, pruning, dense.model, dense.tokenizer, train, scratch)
+    distributed.main_only(lambda: save_pruned(student, target, pruning_config=pruning,
+                                              processing_class=dense.tokenizer, overwrite=config.overwrite))
+    quality = distributed.main_only(lambda: evaluate_model(student, dense.tokenizer, recipe))
+    return PrunedRun(quality.value, sparsity_report(student, pruning.flops_seq_len).to_dict(), _correct(quality))

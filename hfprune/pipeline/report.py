@@ -5,11 +5,13 @@ review. Built only from the stages' done-markers, so it can be regenerated at an
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hfprune.training import epochs_text
 from hfprune.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from hfprune.utils.logging import get_logger
 
@@ -107,11 +109,11 @@ class RunReport:
         r, q = self.recipe, self.dense.quality
         p = r.pruning
         dense = (f"Dense model: {r.model.name} as loaded, not fine-tuned; each pruned model starts from it and is "
-                 f"pruned with {p.scoring} scores for {_epochs(r.training.prune_epochs)} on {r.data.train_samples} "
+                 f"pruned with {p.scoring} scores for {epochs_text(r.training.prune_epochs)} on {r.data.train_samples} "
                  f"{r.data.dataset} {r.data.train_split} examples" if r.pretrained_is_dense else
                  f"Dense model fine-tuned on {r.data.train_samples} {r.data.dataset} training examples (members of the "
-                 f"privacy audit) for {_epochs(r.training.dense_epochs)}; each pruned model starts from it and is "
-                 f"pruned with {p.scoring} scores for {_epochs(r.training.prune_epochs)} on the same examples")
+                 f"privacy audit) for {epochs_text(r.training.dense_epochs)}; each pruned model starts from it and is "
+                 f"pruned with {p.scoring} scores for {epochs_text(r.training.prune_epochs)} on the same examples")
         return (f"{dense}, distillation {'on' if r.distillation.enabled else 'off'}. {q['metric'].capitalize()} on "
                 f"{q['n_examples']} {q['split']} examples; max length {r.data.max_length} tokens.")
 
@@ -159,7 +161,7 @@ class RunReport:
 
     def _dense_latency_cell(self) -> str:
         values = [stage.latency["dense_ms"] for stage in self.levels if stage.latency]
-        return f"{_median(values):.1f} (1.00x)" if values else ""
+        return f"{statistics.median(values):.1f} (1.00x)" if values else ""
 
     def _notes(self) -> str:
         plan = self.recipe.audits
@@ -237,7 +239,7 @@ class RunReport:
         levels = [s for s in self.levels if s.latency]
         points = [Point(self.x(s), float(s.latency["pruned_ms"])) for s in levels]  # type: ignore[index]
         dense = [s.latency["dense_ms"] for s in levels]  # type: ignore[index]
-        return [Series("pruned", points, _median(dense) if dense else None)]
+        return [Series("pruned", points, statistics.median(dense) if dense else None)]
 
     def _asr_series(self) -> list[Series]:
         series = []
@@ -318,16 +320,6 @@ def _quality_estimate(quality: dict[str, Any]) -> Any:
 
 def _quality_cell(quality: dict[str, Any]) -> str:
     return _quality_estimate(quality).format(4)
-
-
-def _epochs(value: float) -> str:
-    return f"{value:g} epoch" + ("" if value == 1 else "s")
-
-
-def _median(values: list[float]) -> float:
-    import statistics
-
-    return float(statistics.median(values))
 
 
 def _has_data(series: list[Series]) -> bool:

@@ -169,10 +169,11 @@ class RecipeRunner:
         """What the dense stage depends on (a changed pruning setting does not invalidate it)."""
         payload = self.recipe.result_dict()
         training = payload["training"]
-        # device and precision appear in result_dict only when not the defaults (auto, fp32), which keeps the
-        # fingerprints of runs made before they existed; set, they change how the dense model is trained (so does
-        # a split_seed other than the seed, one seed of a run with training.seeds)
-        keys = ("dense_epochs", "batch_size", "learning_rate", "seed", "split_seed", "device", "precision")
+        # device, precision and weight decay appear in result_dict only when not the defaults (auto, fp32, 0.0),
+        # which keeps the fingerprints of runs made before they existed; set, they change how the dense model trains
+        # (so does a split_seed other than the seed, one seed of a run with training.seeds)
+        keys = ("dense_epochs", "batch_size", "learning_rate", "seed", "split_seed", "device", "precision",
+                "weight_decay")
         return {"model": payload["model"], "data": payload["data"], "audits": payload["audits"],
                 "training": {k: training[k] for k in keys if k in training}}
 

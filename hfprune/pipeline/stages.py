@@ -1,12 +1,15 @@
-"""The training stages of an audited run, for classifiers and causal LMs: what ``hfprune run`` executes.
+"""The training stages of a run, for classifiers and causal LMs: what ``hfprune run``, ``sweep`` and ``prune`` execute.
 
-Unlike :mod:`hfprune.pipeline.prune_classifier`, the dense model is trained on a *recorded* member split
+In a recipe run the dense model is trained on a *recorded* member split
 (:func:`~hfprune.audit.privacy.finetune_on_members`, :func:`~hfprune.audit.privacy.train_canary_lm`), and the pruned
 student is trained on exactly those members (plus the same canaries for an LM): a membership-inference audit of the
-pruned model is then scored against the right ground truth, and no non-member is ever trained on.
+pruned model is then scored against the right ground truth, and no non-member is ever trained on. ``hfprune prune``
+(:mod:`hfprune.pipeline.prune_classifier`) is a run with audits off: it calls :func:`distill_pruned` and
+:func:`evaluate_model` with its own slice of the training split.
 
 Each task is one entry of ``TASK_SPECS`` (training data, collator, evaluation and the Hub task name); the stages
-themselves (:func:`train_dense`, :func:`prune_and_distill`, :func:`evaluate_model`) are task-agnostic.
+themselves (:func:`train_dense`, :func:`prune_and_distill`, :func:`distill_pruned`, :func:`evaluate_model`) are
+task-agnostic.
 """
 
 from __future__ import annotations
@@ -108,8 +111,8 @@ class ClassificationTask(TaskSpec):
         t = recipe.training
         finetune_on_members(MemberFinetuneConfig(
             model=recipe.model.name, **split_fields(recipe), epochs=t.dense_epochs, batch_size=t.batch_size,
-            learning_rate=t.learning_rate, threads=t.threads, device=t.device, precision=t.precision,
-            output_dir=str(target),
+            learning_rate=t.learning_rate, weight_decay=t.weight_decay, threads=t.threads, device=t.device,
+            precision=t.precision, output_dir=str(target),
         ), exclude=exclude)  # a classifier's tokenizer is its base model's: nothing to share
 
     def draw_members(self, recipe: Recipe) -> MembershipSplit:
@@ -160,7 +163,7 @@ class CausalLMTask(TaskSpec):
             n_layer=scratch.n_layer, n_embd=scratch.n_embd, n_head=scratch.n_head,
             canary_repetitions=list(canaries.repetitions) if recipe.audits.privacy.enabled else [],
             canaries_per_repetition=canaries.per_repetition, canary_digits=canaries.digits, epochs=t.dense_epochs,
-            batch_size=t.batch_size, learning_rate=t.learning_rate, threads=t.threads,
+            batch_size=t.batch_size, learning_rate=t.learning_rate, weight_decay=t.weight_decay, threads=t.threads,
             device=t.device, precision=t.precision, output_dir=str(target),
         ), exclude=exclude, tokenizer_dir=tokenizer_dir)
 
@@ -262,24 +265,44 @@ def prune_and_distill(
     """Prune a copy of the dense model while distilling from it, on the dense model's own training examples, and
     save it (``save_pruned``, with the recorded split and canaries) into ``target``. ``scratch`` holds the
     Trainer's working files and is removed. Returns the compacted model and the training seconds."""
+    from hfprune.pruning import save_pruned
+
+    train = task_spec(recipe.model.task).train_dataset(dense, recipe)
+    student, seconds = distill_pruned(recipe, pruning, dense.model, dense.tokenizer, train, scratch)
+    if not distributed.is_main():  # the other processes of a launch hold the same student: the main one saves it
+        return student, seconds
+    save_pruned(student, target, pruning_config=pruning, processing_class=dense.tokenizer)
+    dense.split.save(target)  # the pruned model trained on exactly these members
+    if dense.canaries is not None:
+        dense.canaries.save(target)
+    return student, seconds
+
+
+def distill_pruned(
+    recipe: Recipe, pruning: PruningConfig, teacher: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+    train: datasets.Dataset, scratch: Path
+) -> tuple[PreTrainedModel, float]:
+    """Prune a copy of ``teacher`` on the tokenised ``train`` examples with ``MovementPruningCallback``, distilling
+    from ``teacher`` when ``distillation.enabled`` (settings from ``recipe.training`` / ``recipe.distillation``).
+    ``scratch`` holds the Trainer's working files and is removed. Returns the compacted student (eval mode) and the
+    training seconds; nothing is saved."""
     from transformers import Trainer
 
     from hfprune.distill import DistillationArguments, DistillationTrainer
-    from hfprune.pruning import MovementPruningCallback, save_pruned
+    from hfprune.pruning import MovementPruningCallback
     from hfprune.training import TrainingSettings, trainer_args
 
     spec = task_spec(recipe.model.task)
-    student = copy.deepcopy(dense.model).train()
-    train = spec.train_dataset(dense, recipe)
+    student = copy.deepcopy(teacher).train()
     t, d = recipe.training, recipe.distillation
     settings = TrainingSettings(t.prune_epochs, t.batch_size, t.prune_learning_rate or t.learning_rate, t.seed,
-                                device=t.device, precision=t.precision)
-    trainer_kwargs = dict(model=student, train_dataset=train, processing_class=dense.tokenizer,
-                          data_collator=spec.collator(dense.tokenizer), callbacks=[MovementPruningCallback(pruning)])
+                                weight_decay=t.weight_decay, device=t.device, precision=t.precision)
+    trainer_kwargs = dict(model=student, train_dataset=train, processing_class=tokenizer,
+                          data_collator=spec.collator(tokenizer), callbacks=[MovementPruningCallback(pruning)])
     if d.enabled:
         args = trainer_args(scratch, settings, args_class=DistillationArguments, distill_alpha=d.alpha,
                             distill_temperature=d.temperature, hidden_distill_weight=d.hidden_weight)
-        trainer = DistillationTrainer(teacher_model=copy.deepcopy(dense.model), args=args, **trainer_kwargs)
+        trainer = DistillationTrainer(teacher_model=copy.deepcopy(teacher), args=args, **trainer_kwargs)
     else:
         trainer = Trainer(args=trainer_args(scratch, settings), **trainer_kwargs)
     logger.info("pruning %s (heads %.0f%%, FFN %.0f%%, weights %.0f%%, %s scores) with distillation %s",
@@ -290,12 +313,4 @@ def prune_and_distill(
         trainer.train()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    seconds = time.perf_counter() - started
-    student.eval()
-    if not distributed.is_main():  # the other processes of a launch hold the same student: the main one saves it
-        return student, seconds
-    save_pruned(student, target, pruning_config=pruning, processing_class=dense.tokenizer)
-    dense.split.save(target)  # the pruned model trained on exactly these members
-    if dense.canaries is not None:
-        dense.canaries.save(target)
-    return student, seconds
+    return student.eval(), time.perf_counter() - started

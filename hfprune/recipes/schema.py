@@ -19,7 +19,7 @@ from hfprune.errors import ConfigError, DataError
 from hfprune.models import DEFAULT_MODEL
 from hfprune.pruning.config import PruningConfig
 from hfprune.recipes.families_spec import check_families
-from hfprune.training import check_training_knobs, device_field, precision_field, training_field
+from hfprune.training import check_training_knobs, device_field, precision_field, training_field, weight_decay_field
 from hfprune.utils.config import (
     ConfigMixin,
     check_choice,
@@ -181,6 +181,7 @@ class TrainingSection(Section):
     batch_size: int = training_field("batch_size", 32)
     learning_rate: float = training_field("learning_rate", 1e-4, "peak learning rate of both stages")
     prune_learning_rate: float | None = field_help(None, "learning rate of the pruning stage (null: learning_rate)")
+    weight_decay: float = weight_decay_field(0.0)
     seed: int = training_field("seed", 0, seeds="the member split, initialisation and shuffling")
     seeds: list[int] | None = field_help(
         None, "run the dense model and every pruned level once per seed (e.g. [0, 1, 2]; hfprune run/sweep --seeds) "
@@ -496,15 +497,15 @@ class Recipe(Section):
 
     def result_dict(self) -> dict[str, Any]:
         """The recipe without the keys that do not change results (output, sweep, name, description, threads), and
-        without training.device / precision at their defaults (auto, fp32): runs recorded before those keys existed
-        keep their fingerprint and resume; another device or precision changes the numbers, so it is a new run."""
+        without training.device / precision / weight_decay at their defaults (auto, fp32, 0.0): runs recorded before
+        those keys existed keep their fingerprint and resume; another value changes the numbers, so it is a new run."""
         payload = self.to_dict()
         for key in ("output", "sweep", "name", "description"):
             payload.pop(key)
         payload["training"].pop("threads")
         if payload["data"]["train_split"] == "train":  # a key added later: earlier runs keep their fingerprint
             payload["data"].pop("train_split")
-        for key, default in (("device", "auto"), ("precision", "fp32")):
+        for key, default in (("device", "auto"), ("precision", "fp32"), ("weight_decay", 0.0)):
             if payload["training"][key] == default:
                 payload["training"].pop(key)
         # seeds and split_seed are recorded only where they change a stage: the list of seeds run does not (each

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from hfprune.audit.privacy.split import MembershipSplit, draw_split
 from hfprune.errors import ConfigError, DataError
 from hfprune.models import DEFAULT_MODEL
-from hfprune.training import check_training_knobs, device_field, precision_field, training_field
+from hfprune.training import check_training_knobs, device_field, precision_field, training_field, weight_decay_field
 from hfprune.utils.config import ConfigMixin, check_int, field_help
 from hfprune.utils.io import atomic_write_json, staged_folder
 from hfprune.utils.logging import get_logger
@@ -45,6 +45,7 @@ class MemberFinetuneConfig(ConfigMixin):
     max_length: int = field_help(64, "truncate inputs to this many tokens (the audit uses the same)")
     batch_size: int = training_field("batch_size", 16)
     learning_rate: float = training_field("learning_rate", 1e-4)
+    weight_decay: float = weight_decay_field(0.0)
     seed: int = training_field("seed", 0, seeds="the split, head initialisation and shuffling")
     split_seed: int | None = field_help(None, "seed of the member split alone (None: seed); several seeds of one "
                                         "run keep the same members")
@@ -153,7 +154,7 @@ def _train_and_save(config: MemberFinetuneConfig, split: MembershipSplit, stagin
     encoded = encode(tokenizer, split.member_texts, truncation=True, max_length=config.max_length)
     train = datasets.Dataset.from_dict({**encoded, "labels": split.member_labels})
     settings = TrainingSettings(config.epochs, config.batch_size, config.learning_rate, config.seed,
-                                device=config.device, precision=config.precision)
+                                weight_decay=config.weight_decay, device=config.device, precision=config.precision)
     args = trainer_args(staging, settings)
     trainer = Trainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
                       data_collator=DataCollatorWithPadding(tokenizer), callbacks=[NonFiniteCallback()])

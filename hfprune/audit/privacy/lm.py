@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from hfprune.audit.privacy.canaries import DEFAULT_TEMPLATE, DIGITS, CanarySet, insert_canaries, make_canaries
 from hfprune.audit.privacy.split import MembershipSplit, draw_split
 from hfprune.errors import ConfigError
-from hfprune.training import check_training_knobs, device_field, precision_field, training_field
+from hfprune.training import check_training_knobs, device_field, precision_field, training_field, weight_decay_field
 from hfprune.utils.config import ConfigMixin, check_int, field_help
 from hfprune.utils.io import atomic_write_json, staged_folder
 from hfprune.utils.logging import get_logger
@@ -64,6 +64,7 @@ class CanaryLMConfig(ConfigMixin):
     epochs: float = field_help(10.0, "training epochs (several, so the model can memorise)")
     batch_size: int = training_field("batch_size", 16)
     learning_rate: float = training_field("learning_rate", 1e-3, "peak learning rate (linear decay, 5% warm-up)")
+    weight_decay: float = weight_decay_field(0.0)
     seed: int = training_field("seed", 0, seeds="the split, the canaries, initialisation and shuffling")
     split_seed: int | None = field_help(None, "seed of the member split and the canaries alone (None: seed); "
                                         "several seeds of one run keep the same members and canaries")
@@ -248,8 +249,8 @@ def _train_and_save(
         model = build_gpt2(config, tokenizer)
     train = _tokenized(corpus, tokenizer, config.max_length)
     args = trainer_args(staging, TrainingSettings(config.epochs, config.batch_size, config.learning_rate, config.seed,
-                                                  warmup=0.05, logging_steps=50, device=config.device,
-                                                  precision=config.precision))
+                                                  weight_decay=config.weight_decay, warmup=0.05, logging_steps=50,
+                                                  device=config.device, precision=config.precision))
     trainer = Trainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
                       data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
                       callbacks=[NonFiniteCallback()])
