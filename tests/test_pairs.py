@@ -135,6 +135,12 @@ def test_preflight_refuses_an_unsupported_layout_before_writing(tiny_model_dir, 
         finetune_classifier(FinetuneConfig(model=str(tiny_model_dir), dataset=str(data),
                                            output_dir=str(tmp_path / "finetuned")))
     assert not (tmp_path / "finetuned").exists()
+    from hfprune.pipeline.prune_classifier import PruneClassifierConfig, prune_classifier
+
+    with pytest.raises(DataError, match=rf"^dataset: {data} split 'train': dataset columns"):
+        prune_classifier(PruneClassifierConfig(teacher=str(tiny_model_dir), dataset=str(data),
+                                               output_dir=str(tmp_path / "pruned")))
+    assert not (tmp_path / "pruned").exists()
 
 
 @pytest.mark.audit

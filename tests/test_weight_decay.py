@@ -4,6 +4,8 @@ Each test checks the value in the ``TrainingArguments`` a Trainer was actually b
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from helpers import tiny_payload
 
@@ -94,7 +96,7 @@ def test_a_recipe_trains_the_dense_model_with_its_weight_decay(tmp_path, monkeyp
     seen = []
     target = "hfprune.audit.privacy.classifier.finetune_on_members" if task == "sequence-classification" else (
         "hfprune.audit.privacy.lm.train_canary_lm")
-    monkeypatch.setattr(target, lambda config: seen.append(config.weight_decay))
+    monkeypatch.setattr(target, lambda config, **_: seen.append(config.weight_decay))
     payload = tiny_payload(tmp_path / "model", tmp_path / "out")
     payload["model"] = {"name": None, "task": "causal-lm"} if task == "causal-lm" else payload["model"]
     payload["data"]["dataset"] = "jane_austen" if task == "causal-lm" else "glue/sst2"
@@ -113,7 +115,7 @@ def test_the_prune_command_is_a_recipe_with_audits_off():
         0.05, 1.5, 3e-4, 7, None)
     assert (recipe.distillation.enabled, recipe.distillation.alpha, recipe.distillation.hidden_weight) == (
         False, 0.7, 0.2)
-    assert recipe.pruning == config.pruning_config()
+    assert dataclasses.asdict(recipe.pruning) == dataclasses.asdict(config.pruning_config())
     assert (recipe.data.max_length, recipe.data.eval_samples, recipe.data.eval_split) == (48, None, None)
     audits = recipe.audits
     assert not audits.robustness.enabled and not audits.privacy.enabled and audits.latency_rounds == 0

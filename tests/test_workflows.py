@@ -62,11 +62,3 @@ def test_split_seed_keeps_the_pruning_slice_while_seed_varies():
     assert other["input_ids"] != fixed["input_ids"]
     with pytest.raises(ConfigError, match="split_seed"):
         PruneClassifierConfig(split_seed=-1)
-
-
-def test_a_sentence_pair_dataset_is_refused_before_anything_is_written(tmp_path):
-    from hfprune.pipeline.prune_classifier import prune_classifier
-
-    with pytest.raises(ConfigError, match=r"^dataset: 'glue/rte' has text columns \['sentence1', 'sentence2'\]"):
-        prune_classifier(PruneClassifierConfig(dataset="glue/rte", output_dir=str(tmp_path / "out")))
-    assert not (tmp_path / "out").exists()
