@@ -45,7 +45,9 @@ from hfprune.utils.io import atomic_write_json, atomic_write_text
 from hfprune.utils.lock import pid_alive
 
 # issue 17: the estimator against plain movement, soft against hard movement, the estimator against snip_momentum
-DEFAULT_PAIRS = ["movement_ste:movement", "soft_movement:movement", "movement_ste:snip_momentum"]
+DEFAULT_PAIRS = [
+    "movement_ste:movement", "soft_movement:movement", "movement_ste:snip_momentum", "snip_momentum:movement",
+]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -186,7 +188,8 @@ def cells(payload: dict) -> dict[tuple, list[dict]]:
 def comparisons(payload: dict, pairs: list[str]) -> tuple[list[compare.Comparison], list[compare.Comparison]]:
     """Pooled (t-test over examples, seeds averaged) and per-seed (exact McNemar) comparisons, each family
     Holm-corrected on its own: every cell against the dense teacher, then each CANDIDATE:REFERENCE scorer pair at
-    equal sparsity and distillation over the seeds both ran. Rows without per-example records are left out."""
+    equal sparsity and distillation over the seeds both ran, then each cell with distillation against the same scorer
+    and sparsity without it. Rows without per-example records are left out."""
     grouped = {key: [r for r in rows if "correct" in r] for key, rows in cells(payload).items()}
     teacher = (payload.get("teacher") or {}).get("correct")
     planned: list[tuple[str, list, list, list[int]]] = []
@@ -205,6 +208,13 @@ def comparisons(payload: dict, pairs: list[str]) -> tuple[list[compare.Compariso
                 planned.append((name,
                                 [other[r.get("seed", 0)]["correct"] for r in both], [r["correct"] for r in both],
                                 [r.get("seed", 0) for r in both]))
+    for (sparsity, scoring, distill), rows in grouped.items():  # what distillation changed, scorer and sparsity equal
+        without = {r.get("seed", 0): r for r in grouped.get((sparsity, scoring, False), [])}
+        both = [r for r in rows if distill and r.get("seed", 0) in without]
+        if both:
+            planned.append((f"{cell_name(sparsity, scoring, True)} - {cell_name(sparsity, scoring, False)}",
+                            [without[r.get("seed", 0)]["correct"] for r in both], [r["correct"] for r in both],
+                            [r.get("seed", 0) for r in both]))
     pooled = [seeds.pooled_accuracy(ref, cand, metric=name) for name, ref, cand, _ in planned]
     per_seed = [c for name, ref, cand, run_seeds in planned
                 for c in seeds.per_seed_accuracy(ref, cand, metric=name, seeds=run_seeds)]
@@ -233,8 +243,10 @@ def to_markdown(payload: dict, pairs: list[str] | None = None) -> str:
         dense_line += f" [{low:.4f}, {high:.4f}] (Clopper-Pearson 95%, n = {len(correct)})"
     if teacher.get("wall_s"):
         dense_line += f", teacher fine-tuned in {teacher['wall_s']:.0f} s"
-    lines = [f"Command: `{payload['command']}`  ", f"{dense_line}; wall time {payload.get('wall_time_s', 0):.0f} s "
-             "(sum of cell times)", ""]
+    commands = payload.get("commands") or [payload["command"]]
+    label = "Commands (sharing this --out)" if len(commands) > 1 else "Command"
+    lines = [f"{label}: " + "; ".join(f"`{c}`" for c in commands) + "  ",
+             f"{dense_line}; wall time {payload.get('wall_time_s', 0):.0f} s (sum of cell times)", ""]
     grouped = cells(payload)
     if any(len(rows) > 1 for rows in grouped.values()):
         lines += ["Mean over seeds (one dense teacher; the seed drives each pruning run's initialisation and data "
@@ -326,6 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     with json_lock(args.out):  # a second process sharing --out waits for the teacher instead of training another
         payload = read_payload(json_path)
         payload["command"] = command
+        payload["commands"] = list(dict.fromkeys([*payload.get("commands", []), command]))
         teacher, dense_accuracy = dense_teacher(args, payload)
         payload.setdefault("dense_accuracy", dense_accuracy)
         if not args.teacher and "correct" not in payload["teacher"]:
