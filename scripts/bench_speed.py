@@ -24,6 +24,7 @@ import torch
 from transformers import AutoModel, BertConfig, GPT2Config
 
 from hfprune import PruningConfig, prune, sparsity_report
+from hfprune.utils.io import write_benchmark
 from hfprune.utils.timing import interleaved_timings
 
 ARCHS = {
@@ -134,10 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.time()
     payload = run(args)
     payload["wall_time_s"] = round(time.time() - started, 1)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "speed.json").write_text(json.dumps(payload, indent=2) + "\n")
-    (args.out / "speed.md").write_text(to_markdown(payload))
-    print(to_markdown(payload))
+    write_benchmark(args.out, "speed", payload, to_markdown(payload))
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from torch import nn
 from hfprune import PruningConfig, prune, sparsity_report
 from hfprune.models import load_model_for_task
 from hfprune.pruning.stats import model_flops
+from hfprune.utils.io import write_benchmark
 from hfprune.utils.timing import interleaved_timings
 
 
@@ -170,10 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     payload["wall_time_s"] = round(time.time() - started, 1)
     # a shared machine: other processes' load stretches absolute times (ratios are interleaved, so less)
     payload["load_average"] = {"start": list(load_before), "end": list(os.getloadavg())}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "speed.json").write_text(json.dumps(payload, indent=2) + "\n")
-    (args.out / "speed.md").write_text(to_markdown(payload))
-    print(to_markdown(payload))
+    write_benchmark(args.out, "speed", payload, to_markdown(payload))
 
 
 if __name__ == "__main__":

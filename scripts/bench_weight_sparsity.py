@@ -37,6 +37,7 @@ from transformers import AutoModel, BertConfig
 
 from hfprune.pruning import PruningConfig, load_compressed, prune, save_compressed, sparsity_report
 from hfprune.pruning.weight.sparse_kernel import to_sparse_kernel
+from hfprune.utils.io import write_benchmark
 from hfprune.utils.timing import interleaved_timings
 
 CONFIGS = {
@@ -144,10 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.time()
     payload = run(args)
     payload["wall_time_s"] = round(time.time() - started, 1)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "weight_sparsity.json").write_text(json.dumps(payload, indent=2) + "\n")
-    (args.out / "weight_sparsity.md").write_text(to_markdown(payload))
-    print(to_markdown(payload))
+    write_benchmark(args.out, "weight_sparsity", payload, to_markdown(payload))
 
 
 if __name__ == "__main__":

@@ -51,6 +51,16 @@ def atomic_write_json(path: str | os.PathLike, payload: Any) -> None:
     atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
+def write_benchmark(folder: str | os.PathLike, stem: str, payload: Any, markdown: str) -> None:
+    """A benchmark's results: ``folder/stem.json`` (the numbers) and ``folder/stem.md`` (the table), atomically,
+    the folder made if needed; the markdown is also printed (scripts/bench_*.py)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / f"{stem}.json", payload)
+    atomic_write_text(folder / f"{stem}.md", markdown)
+    print(markdown)
+
+
 def contained_path(root: str | os.PathLike, relative: str | os.PathLike, key: str) -> Path:
     """``root / relative``, refusing (ConfigError naming ``key``) a ``relative`` that is absolute, climbs with
     ``..`` or resolves (through links) outside ``root``: names derived from recipes never write elsewhere."""
