@@ -97,7 +97,8 @@ def constructed_audit(name: str, scale: float = 1.0):
 
 def write_results(model_dir: Path) -> None:
     """hfprune_results.json as ``hfprune run`` writes it (built by the runner's own code)."""
-    from hfprune.pipeline.runner import RecipeRunner, StageResult
+    from hfprune.pipeline.results import StageResult
+    from hfprune.pipeline.runner import RecipeRunner
     from hfprune.recipes.schema import Recipe
 
     recipe = Recipe.from_dict({"name": "t", "model": {"name": "minilm"}, "data": {"train_samples": 1000}})

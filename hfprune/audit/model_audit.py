@@ -209,7 +209,7 @@ TASK_BY_CLASS_SUFFIX = {"ForSequenceClassification": "sequence-classification", 
 
 def load_model_dir(directory: str | Path, split_from: str | Path | None = None, device: str = "auto") -> LoadedModel:
     """Load a saved dense or pruned model (``load_pruned`` when its config records a pruned structure) onto
-    ``device`` (:func:`hfprune.training.resolve_device`: evaluation, attacks and privacy scores all follow the
+    ``device`` (:func:`hfprune.training_args.resolve_device`: evaluation, attacks and privacy scores all follow the
     model's device) and, when recorded beside it (or in ``split_from``), its membership split and canaries."""
     import json
 
@@ -235,7 +235,7 @@ def load_model_dir(directory: str | Path, split_from: str | Path | None = None, 
     if task is None:
         raise ConfigError(f"MODEL_DIR: {path} holds a {names[0] or 'model of unknown class'}; expected a sequence "
                           "classifier or a causal LM")
-    from hfprune.training import process_device
+    from hfprune.training_args import process_device
 
     model = load_pruned(path) if payload.get(CONFIG_KEY) else load_model_for_task(path, task)
     model = model.to(process_device(device))
@@ -371,7 +371,7 @@ def audit_saved_model(
     mia_optional: bool = False,
     device: str = "auto",
 ) -> ModelAudit:
-    """Audit any saved model (``hfprune audit``) on ``device`` (:func:`hfprune.training.resolve_device`): every
+    """Audit any saved model (``hfprune audit``) on ``device`` (:func:`hfprune.training_args.resolve_device`): every
     check first, then the audit in a staging folder that is renamed to ``out`` once ``audit.json`` and the reports
     are complete.
 
@@ -380,7 +380,8 @@ def audit_saved_model(
     failing. With ``reference_dir``, the reference is audited with the same plan on the same examples and member
     set (into ``out/reference``), and the paired tests against it go into this audit's report.
     """
-    from hfprune.training import idle_cores, resolve_device, torch_threads
+    from hfprune.training import idle_cores, torch_threads
+    from hfprune.training_args import resolve_device
 
     resolve_device(device, "--device")  # an unknown or absent device is an error before anything is read
 

@@ -72,7 +72,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--name", default=None, help="model name in the report (default: the folder name)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the idle cores)")
     from hfprune.cli.config_args import add_config_arguments
-    from hfprune.training import TrainingSettings
+    from hfprune.training_args import TrainingSettings
 
     # the audit trains nothing, so only the device: its models score and are attacked in fp32
     add_config_arguments(parser, TrainingSettings, only=("device",))

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from hfprune.errors import ConfigError
 from hfprune.models import DEFAULT_MODEL, DEFAULT_MODEL_ALIASES
-from hfprune.training import epochs_text
+from hfprune.training_args import epochs_text
 
 if TYPE_CHECKING:
     from huggingface_hub import EvalResult, ModelCard, ModelCardData

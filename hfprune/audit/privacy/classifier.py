@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING
 from hfprune.audit.privacy.split import MembershipSplit, draw_split
 from hfprune.errors import ConfigError, DataError
 from hfprune.models import DEFAULT_MODEL
-from hfprune.training import check_training_knobs, device_field, precision_field, training_field, weight_decay_field
+from hfprune.training_args import (
+    check_training_knobs,
+    device_field,
+    precision_field,
+    training_field,
+    weight_decay_field,
+)
 from hfprune.utils.config import ConfigMixin, check_int, field_help
 from hfprune.utils.io import atomic_write_json, staged_folder
 from hfprune.utils.logging import get_logger
@@ -142,7 +148,7 @@ def _train_and_save(config: MemberFinetuneConfig, split: MembershipSplit, stagin
     from hfprune.data.columns import encode
     from hfprune.models import load_model_for_task, load_tokenizer
     from hfprune.pruning.nonfinite import NonFiniteCallback
-    from hfprune.training import TrainingSettings, trainer_args
+    from hfprune.training_args import TrainingSettings, trainer_args
 
     set_seed(config.seed)
     names = split.extra["label_names"]
