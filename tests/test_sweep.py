@@ -199,7 +199,7 @@ def test_demo_recipe_end_to_end_at_small_size(tmp_path):
     import hfprune
     from hfprune.hub.card import build_model_card
     from hfprune.pipeline.runner import run_recipe
-    from hfprune.recipes.schema import load_recipe
+    from hfprune.recipes.loading import load_recipe
 
     demo = Path(__file__).resolve().parent.parent / "recipes" / "minilm-sst2-offline.yaml"
     recipe = load_recipe(demo, {

@@ -124,7 +124,8 @@ def member_source(args: argparse.Namespace) -> Callable[[str], MembershipSplit] 
 
 
 def run(args: argparse.Namespace) -> int:
-    from hfprune.audit.model_audit import AUDIT_JSON, AUDIT_MARKDOWN, audit_saved_model
+    from hfprune.audit.model_audit import AUDIT_JSON, AUDIT_MARKDOWN
+    from hfprune.audit.saved_model import audit_saved_model
 
     plan = build_plan(args)
     members = member_source(args)

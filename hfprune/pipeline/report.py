@@ -310,7 +310,8 @@ def model_display_name(recipe: Recipe) -> str:
 
 def _quality_estimate(quality: dict[str, Any]) -> Any:
     """The quality as a MetricWithCI: an accuracy recorded per example gets its exact interval."""
-    from hfprune.audit.results import MetricWithCI, proportion_estimate
+    from hfprune.audit.results import MetricWithCI
+    from hfprune.audit.summaries import proportion_estimate
 
     per_example = quality.get("per_example")
     if quality["metric"] != "accuracy" or not per_example:
