@@ -316,38 +316,56 @@ def torch_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _train_and_save(
-    config: FinetuneConfig, train: datasets.Dataset, evaluation: datasets.Dataset, staging: Path
-) -> tuple[float, float]:
-    """Train and evaluate in ``staging``, saving model, tokenizer, run config and metrics there."""
+def train_classifier(
+    config: Any, names: list[str], staging: Path,
+    tokenize: Callable[[PreTrainedTokenizerBase], tuple[datasets.Dataset, datasets.Dataset | None]],
+    **args_extra: Any,
+) -> tuple[Any, Any, float]:
+    """The Trainer run every classifier fine-tune shares (``hfprune finetune``, member, reference and shadow models):
+    seed, load ``config.model`` with a fresh head over ``names``, tokenise with ``tokenize`` (train, evaluation or
+    None), train with :func:`~hfprune.training_args.trainer_args` of the config's knobs (``args_extra`` added),
+    stopping on a non-finite loss, then save model, tokenizer and ``config`` into ``staging``. Returns (trainer,
+    train output, training seconds). ``config`` has the training knobs and ``save_pretrained``."""
     from transformers import DataCollatorWithPadding, Trainer, set_seed
 
     from hfprune.models import load_model_for_task, load_tokenizer
     from hfprune.pruning.nonfinite import NonFiniteCallback
 
-    set_seed(config.seed)
-    names = label_names(train)
+    set_seed(config.seed)  # before the model loads: the seed decides the new head's initialisation
     tokenizer = load_tokenizer(config.model)
     model = load_model_for_task(
         config.model, "sequence-classification", num_labels=len(names),
         id2label=dict(enumerate(names)), label2id={name: i for i, name in enumerate(names)},
     )
-    columns = infer_text_columns(train)
-    train_tok = tokenize_for_classification(train, tokenizer, columns, config.max_length)
-    eval_tok = tokenize_for_classification(evaluation, tokenizer, columns, config.max_length)
+    train, evaluation = tokenize(tokenizer)
     settings = TrainingSettings(config.epochs, config.batch_size, config.learning_rate, config.seed,
                                 weight_decay=config.weight_decay, device=config.device, precision=config.precision)
-    args = trainer_args(staging, settings, per_device_eval_batch_size=max(64, config.batch_size))
     trainer = Trainer(
-        model=model, args=args, train_dataset=train_tok, eval_dataset=eval_tok, processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_accuracy,
-        callbacks=[NonFiniteCallback()],
+        model=model, args=trainer_args(staging, settings, **args_extra), train_dataset=train,
+        eval_dataset=evaluation, processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=None if evaluation is None else compute_accuracy, callbacks=[NonFiniteCallback()],
     )
     started = time.perf_counter()
-    trainer.train()
+    output = trainer.train()
     seconds = time.perf_counter() - started
-    metrics = trainer.evaluate()
     trainer.save_model(str(staging))
     config.save_pretrained(staging)
-    atomic_write_json(staging / METRICS_FILE, {**metrics, "train_seconds": seconds, "n_train": len(train_tok)})
+    return trainer, output, seconds
+
+
+def _train_and_save(
+    config: FinetuneConfig, train: datasets.Dataset, evaluation: datasets.Dataset, staging: Path
+) -> tuple[float, float]:
+    """Train and evaluate in ``staging``, saving model, tokenizer, run config and metrics there."""
+    columns = infer_text_columns(train)
+
+    def tokenize(tokenizer: PreTrainedTokenizerBase) -> tuple[datasets.Dataset, datasets.Dataset]:
+        return (tokenize_for_classification(train, tokenizer, columns, config.max_length),
+                tokenize_for_classification(evaluation, tokenizer, columns, config.max_length))
+
+    trainer, _, seconds = train_classifier(config, label_names(train), staging, tokenize,
+                                           per_device_eval_batch_size=max(64, config.batch_size))
+    metrics = trainer.evaluate()
+    atomic_write_json(staging / METRICS_FILE,
+                      {**metrics, "train_seconds": seconds, "n_train": len(trainer.train_dataset)})
     return float(metrics["eval_accuracy"]), seconds
