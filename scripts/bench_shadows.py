@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 from hfprune.pipeline.runner import run_recipe
-from hfprune.recipes.schema import Recipe, load_recipe
+from hfprune.recipes.loading import load_recipe
+from hfprune.recipes.schema import Recipe
 
 MODES = {"none": {}, "dense": {"shadows": "dense"}, "target": {"shadows": "target"}}
 

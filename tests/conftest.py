@@ -118,7 +118,7 @@ def counted(monkeypatch):
     import numpy as np
     from pruning_trainer_utils import count_calls
 
-    from hfprune.audit.results import summarize_attack_log, summarize_loyalty
+    from hfprune.audit.summaries import summarize_attack_log, summarize_loyalty
     from hfprune.pipeline import stages
 
     calls = count_calls(monkeypatch, stages, "train_dense", "prune_and_distill")

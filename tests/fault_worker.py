@@ -98,7 +98,8 @@ def save_over(out: Path, kind: str) -> None:
 
 
 def stage(out: Path) -> None:
-    from hfprune.pipeline.runner import StageResult, run_stage
+    from hfprune.pipeline.results import StageResult
+    from hfprune.pipeline.stage_folder import run_stage
 
     def compute(staging: Path) -> StageResult:
         (staging / "model.bin").write_bytes(b"half a new model")

@@ -83,7 +83,7 @@ def constructed_audit(name: str, scale: float = 1.0):
     """A ModelAudit whose numbers are known: ASR 0.75 (deepwordbug), MIA AUC 0.9375 (loss attack)."""
     from hfprune.audit.model_audit import ModelAudit
     from hfprune.audit.privacy.report import GeneralizationGap, PrivacyEntry
-    from hfprune.audit.results import summarize_attack_log, summarize_membership
+    from hfprune.audit.summaries import summarize_attack_log, summarize_membership
 
     robustness = summarize_attack_log(OUTCOMES, np.full(5, 10.0), np.full(5, 30.0), model_name=name, sparsity=0.5,
                                       recipe="deepwordbug", query_budget=300, n_resamples=0)
@@ -97,7 +97,8 @@ def constructed_audit(name: str, scale: float = 1.0):
 
 def write_results(model_dir: Path) -> None:
     """hfprune_results.json as ``hfprune run`` writes it (built by the runner's own code)."""
-    from hfprune.pipeline.runner import RecipeRunner, StageResult
+    from hfprune.pipeline.results import StageResult
+    from hfprune.pipeline.runner import RecipeRunner
     from hfprune.recipes.schema import Recipe
 
     recipe = Recipe.from_dict({"name": "t", "model": {"name": "minilm"}, "data": {"train_samples": 1000}})

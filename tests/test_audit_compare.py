@@ -121,7 +121,7 @@ def test_verdicts_after_holm_across_one_report():
 
 
 def test_compare_models_pairs_every_record_both_models_kept():
-    from hfprune.audit.results import summarize_attack_log, summarize_exposure, summarize_membership
+    from hfprune.audit.summaries import summarize_attack_log, summarize_exposure, summarize_membership
 
     rng = np.random.default_rng(5)
     member = np.r_[np.ones(40), np.zeros(40)].astype(bool)

@@ -17,11 +17,8 @@ from hfprune.audit.results import (
     RobustnessResult,
     result_from_dict,
     results_to_markdown,
-    summarize_attack_log,
-    summarize_exposure,
-    summarize_loyalty,
-    summarize_membership,
 )
+from hfprune.audit.summaries import summarize_attack_log, summarize_exposure, summarize_loyalty, summarize_membership
 from hfprune.errors import ConfigError
 
 # JS divergence of p=[1,0] and q=[1/2,1/2] in nats (natural log, as Xu et al.'s code), with m=[3/4,1/4]:

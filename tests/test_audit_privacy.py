@@ -45,7 +45,7 @@ from hfprune.audit.privacy import (
 )
 from hfprune.audit.privacy.scores import sequence_log_perplexity_bits
 from hfprune.audit.privacy.split import draw_split
-from hfprune.audit.results import summarize_exposure, summarize_membership
+from hfprune.audit.summaries import summarize_exposure, summarize_membership
 from hfprune.errors import ConfigError
 
 torch.set_num_threads(1)

@@ -17,7 +17,7 @@ import pytest
 import torch
 from conftest import tiny_model
 
-from hfprune.audit.results import MetricWithCI, summarize_loyalty
+from hfprune.audit.results import MetricWithCI
 from hfprune.audit.robustness import (
     RECIPES,
     AttackLog,
@@ -41,6 +41,7 @@ from hfprune.audit.robustness import (
     transfer_rate,
 )
 from hfprune.audit.robustness.report import PLOTS, rows_to_csv
+from hfprune.audit.summaries import summarize_loyalty
 from hfprune.errors import ConfigError, DataError
 
 WORDS = ["a", "an", "the", "good", "great", "bad", "dull", "movie", "film", "plot", "is", "was", "not", "very"]

@@ -16,7 +16,7 @@ from hfprune.cli.main import build_parser
 from hfprune.cli.run import recipe_overrides
 from hfprune.pruning.config import PruningConfig
 from hfprune.pruning.scoring import SCORERS
-from hfprune.recipes.schema import REMOVED, load_recipe
+from hfprune.recipes.loading import REMOVED, load_recipe
 from hfprune.utils.config import field_help_text, matches_type
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "minilm-sst2-offline.yaml"

@@ -16,7 +16,9 @@ from hfprune.errors import ConfigError
 from hfprune.pipeline.prune_classifier import PruneClassifierConfig
 from hfprune.pipeline.sweep import sweep_levels
 from hfprune.pruning.config import PruningConfig
-from hfprune.recipes.schema import PruningSection, Recipe, RobustnessSection, Section, TrainingSection
+from hfprune.recipes.audit_sections import RobustnessSection
+from hfprune.recipes.schema import PruningSection, Recipe, TrainingSection
+from hfprune.recipes.section import Section
 from hfprune.training import FinetuneConfig
 from hfprune.utils.config import ConfigMixin
 

@@ -1,5 +1,5 @@
 """Device and precision in one place (issue 19): ``training.device`` / ``training.precision``, resolved by
-``hfprune.training.resolve_device`` and mapped to TrainingArguments only by ``trainer_args``. No GPU here: the
+``hfprune.training_args.resolve_device`` and mapped to TrainingArguments only by ``trainer_args``. No GPU here: the
 device choice is tested with torch's availability checks monkeypatched; the defaults on this CPU-only machine must
 give exactly the arguments hfprune built before these keys existed."""
 
@@ -19,7 +19,7 @@ from hfprune.cli.run import recipe_overrides
 from hfprune.errors import ConfigError
 from hfprune.pruning.latency import measure_latency
 from hfprune.recipes.schema import Recipe
-from hfprune.training import TrainingSettings, resolve_device, trainer_args
+from hfprune.training_args import TrainingSettings, resolve_device, trainer_args
 
 
 def _machine(monkeypatch, cuda: bool, mps: bool) -> None:

@@ -121,7 +121,7 @@ def test_trainer_args_builds_what_the_runs_built_by_hand(tmp_path):
     from transformers import TrainingArguments
 
     from hfprune.distill import DistillationArguments
-    from hfprune.training import TrainingSettings, trainer_args
+    from hfprune.training_args import TrainingSettings, trainer_args
 
     built = trainer_args(tmp_path, TrainingSettings(2.0, 16, 3e-5, 7, weight_decay=0.01),
                          per_device_eval_batch_size=64)
@@ -143,7 +143,7 @@ def test_trainer_args_builds_what_the_runs_built_by_hand(tmp_path):
 @pytest.mark.parametrize(("field", "value"), [("batch_size", 0), ("epochs", 0.0), ("learning_rate", -1.0),
                                               ("weight_decay", -0.1), ("seed", -1)])
 def test_training_settings_name_the_bad_field(field, value):
-    from hfprune.training import TrainingSettings
+    from hfprune.training_args import TrainingSettings
 
     good = {"epochs": 1.0, "batch_size": 8, "learning_rate": 1e-4, "seed": 0}
     with pytest.raises(ConfigError, match=rf"^TrainingSettings\.{field}: expected"):

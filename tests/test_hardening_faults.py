@@ -160,7 +160,8 @@ def test_kill_during_a_save_leaves_the_previous_model_loadable(kind, tmp_path, t
 
 
 def test_kill_while_recomputing_a_stage_keeps_the_finished_one(tmp_path):
-    from hfprune.pipeline.runner import STAGE_FILE, StageResult, run_stage
+    from hfprune.pipeline.results import STAGE_FILE, StageResult
+    from hfprune.pipeline.stage_folder import run_stage
 
     def compute(staging: Path) -> StageResult:
         (staging / "model.bin").write_bytes(b"the finished model")
@@ -186,7 +187,7 @@ def test_sweep_killed_mid_level_resumes_without_redoing_finished_levels(tmp_path
 
     from hfprune.models import resolve_model
     from hfprune.pipeline import stages
-    from hfprune.pipeline.runner import STAGE_FILE
+    from hfprune.pipeline.results import STAGE_FILE
     from hfprune.pipeline.sweep import run_sweep
     from hfprune.utils.lock import LOCK_FILE, lock_holder
 

@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 
 from hfprune.cli.main import main
 from hfprune.errors import ConfigError, DataError, HfpruneError, UnsupportedModelError
-from hfprune.recipes.schema import Recipe, load_recipe
+from hfprune.recipes.loading import load_recipe
+from hfprune.recipes.schema import Recipe
 from hfprune.utils.config import matches_type
 
 torch.set_num_threads(1)
@@ -363,7 +364,7 @@ CONFIG_FIELDS = [(cls, f.name) for cls in _config_classes() for f in dataclasses
 
 def test_every_config_class_is_fuzzed():
     """Standalone configs field by field here; recipe sections (ConfigMixins too) through every dotted recipe key."""
-    from hfprune.recipes.schema import Section
+    from hfprune.recipes.section import Section
     from hfprune.utils.config import ConfigMixin
 
     assert set(ConfigMixin.__subclasses__()) == set(_config_classes()) | {Section}

@@ -594,7 +594,8 @@ def test_disk_full_in_an_atomic_write_names_the_file_and_keeps_the_previous_one(
 
 
 def test_disk_full_in_a_recipe_stage_names_the_stage_and_keeps_it(tmp_path):
-    from hfprune.pipeline.runner import STAGE_FILE, run_stage
+    from hfprune.pipeline.results import STAGE_FILE
+    from hfprune.pipeline.stage_folder import run_stage
 
     stage = tmp_path / "dense"
     stage.mkdir()

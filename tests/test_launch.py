@@ -171,7 +171,7 @@ def test_a_follower_prints_nothing_and_stops_quietly_when_the_main_process_faile
 
 
 def test_batches_split_between_processes_keep_the_global_batch(monkeypatch, tmp_path):
-    from hfprune.training import TrainingSettings, check_batch_split, trainer_args
+    from hfprune.training_args import TrainingSettings, check_batch_split, trainer_args
 
     settings = TrainingSettings(1.0, 16, 1e-3, 0)
     single = trainer_args(tmp_path, settings, args_class=dict, per_device_eval_batch_size=63)
@@ -189,7 +189,7 @@ def test_batches_split_between_processes_keep_the_global_batch(monkeypatch, tmp_
 
 
 def test_each_process_of_a_gpu_launch_takes_its_own_gpu(monkeypatch):
-    from hfprune.training import process_device
+    from hfprune.training_args import process_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert process_device("auto") == process_device("cuda") == "cuda"
@@ -209,7 +209,7 @@ def test_reference_and_shadow_models_are_scored_on_the_device_passed(monkeypatch
         reference_stats,
     )
     from hfprune.audit.privacy.split import MembershipSplit
-    from hfprune.training import resolve_device
+    from hfprune.training_args import resolve_device
 
     tokenizer = minilm_tokenizer()
     model = tiny_bert()
@@ -250,8 +250,8 @@ def test_work_that_needs_every_process_is_refused_where_the_others_cannot_join(m
     """Instead of waiting forever: a stage naming no part for the other processes, and a Trainer built while only
     the main process works (inside main_only, the others waiting for its result)."""
     from hfprune.errors import HfpruneError
-    from hfprune.pipeline.runner import run_stage
-    from hfprune.training import TrainingSettings, trainer_args
+    from hfprune.pipeline.stage_folder import run_stage
+    from hfprune.training_args import TrainingSettings, trainer_args
 
     _launched(monkeypatch)
     with pytest.raises(ConfigError, match=r"^pruned: this stage cannot run on 2 launched processes \(it names no "

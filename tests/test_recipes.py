@@ -17,7 +17,8 @@ from hfprune.errors import ConfigError, DataError, HfpruneError
 from hfprune.pipeline.runner import RecipeRunner, single_level
 from hfprune.pipeline.sweep import parse_sparsities, sweep_levels
 from hfprune.pruning.config import PruningConfig
-from hfprune.recipes.schema import Recipe, load_recipe, read_recipe_file
+from hfprune.recipes.loading import load_recipe, read_recipe_file
+from hfprune.recipes.schema import Recipe
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 GOOD = {"name": "t", "model": {"name": "minilm"}, "data": {"dataset": "glue/sst2"}}

@@ -19,7 +19,8 @@ from scipy import stats
 from hfprune.audit import seeds
 from hfprune.errors import ConfigError
 from hfprune.pipeline.results import STAGE_FILE
-from hfprune.recipes.schema import Recipe, load_recipe
+from hfprune.recipes.loading import load_recipe
+from hfprune.recipes.schema import Recipe
 
 torch.set_num_threads(1)
 
@@ -217,7 +218,7 @@ def test_compare_seeds_pools_an_lm_loss_and_tests_exposure_once_per_seed():
     """A causal LM's records: the per-text loss averaged over seeds gets one Wilcoxon test; canary exposure has no
     pooled test, so one Wilcoxon test per seed, named by its seed."""
     from hfprune.audit.compare import PairedRecords
-    from hfprune.audit.results import summarize_exposure
+    from hfprune.audit.summaries import summarize_exposure
 
     rng = np.random.default_rng(3)
     dense_loss, pruned_loss = rng.normal(3.0, 0.3, (2, 40)), rng.normal(3.1, 0.3, (2, 40))

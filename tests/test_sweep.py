@@ -14,7 +14,7 @@ import torch
 from helpers import PNG_MAGIC, tiny_payload, tiny_recipe
 
 from hfprune.errors import ConfigError
-from hfprune.pipeline import runner as runner_module
+from hfprune.pipeline.results import STAGE_FILE
 from hfprune.pipeline.sweep import REPORT_DIR, run_sweep
 
 torch.set_num_threads(1)
@@ -23,7 +23,7 @@ torch.set_num_threads(1)
 
 
 def _marker_mtimes(out: Path) -> dict[str, int]:
-    return {str(p.parent.relative_to(out)): p.stat().st_mtime_ns for p in out.rglob(runner_module.STAGE_FILE)}
+    return {str(p.parent.relative_to(out)): p.stat().st_mtime_ns for p in out.rglob(STAGE_FILE)}
 
 
 def test_sweep_writes_levels_report_and_plots_and_resumes_without_recomputing(tiny_model_dir, tmp_path, counted):
@@ -34,7 +34,7 @@ def test_sweep_writes_levels_report_and_plots_and_resumes_without_recomputing(ti
     assert counted == {"train_dense": 1, "prune_and_distill": 2, "attack": 3}
     assert first.computed == ["levels/sparsity-0.00", "levels/sparsity-0.50"]
     assert set(_marker_mtimes(out)) == {"dense", "levels/sparsity-0.00", "levels/sparsity-0.50"}
-    half = json.loads((out / "levels/sparsity-0.50" / runner_module.STAGE_FILE).read_text())
+    half = json.loads((out / "levels/sparsity-0.50" / STAGE_FILE).read_text())
     assert half["level"] == 0.5 and half["sparsity"]["heads_kept"] == 4 and half["sparsity"]["heads_total"] == 8
     assert half["pruning"]["head_sparsity"] == 0.5 and half["pruning"]["ffn_sparsity"] == 0.5
     assert (out / "levels/sparsity-0.50/model/hfprune_results.json").is_file()
@@ -100,7 +100,7 @@ def test_interrupted_level_leaves_nothing_and_is_redone(tiny_model_dir, tmp_path
     result = run_sweep(recipe, [0.5, 0.7])
     assert result.computed == ["levels/sparsity-0.70"] and evaluations == [1]
     assert not stale.exists()
-    assert (out / "levels/sparsity-0.70" / runner_module.STAGE_FILE).is_file()
+    assert (out / "levels/sparsity-0.70" / STAGE_FILE).is_file()
 
 
 def test_changed_recipe_is_refused_naming_what_changed(tiny_model_dir, tmp_path, counted):
@@ -133,7 +133,7 @@ def test_run_command_with_a_teacher_used_in_place(tiny_model_dir, tmp_path, coun
 
     assert args.handler(args) == 0
     assert counted == {"train_dense": 1, "prune_and_distill": 2, "attack": 4}
-    dense = json.loads((tmp_path / "second" / "dense" / runner_module.STAGE_FILE).read_text())
+    dense = json.loads((tmp_path / "second" / "dense" / STAGE_FILE).read_text())
     assert dense["model_dir"] == str((first / "dense" / "model").resolve())
     assert dense["quality"] == sweep.dense.quality  # the same model, evaluated the same way
     assert not (tmp_path / "second" / "dense" / "model").exists()  # used in place, never copied or overwritten
@@ -167,7 +167,7 @@ def test_audit_command_on_a_pruned_level(tiny_model_dir, tmp_path, counted, caps
                        "--privacy", "mia", "--n-resamples", "0", "--max-length", "16", "--out", str(out))
     assert args.handler(args) == 0
     audit = json.loads((out / "audit.json").read_text())
-    stage = json.loads((run_dir / "levels/sparsity-0.50" / runner_module.STAGE_FILE).read_text())
+    stage = json.loads((run_dir / "levels/sparsity-0.50" / STAGE_FILE).read_text())
     assert audit["model_name"] == "sparsity-0.50"
     assert audit["privacy"]["membership"][0]["auc"] == stage["audit"]["privacy"]["membership"][0]["auc"]
     assert (out / "audit.md").read_text().startswith("# Audit of sparsity-0.50")
@@ -199,7 +199,7 @@ def test_demo_recipe_end_to_end_at_small_size(tmp_path):
     import hfprune
     from hfprune.hub.card import build_model_card
     from hfprune.pipeline.runner import run_recipe
-    from hfprune.recipes.schema import load_recipe
+    from hfprune.recipes.loading import load_recipe
 
     demo = Path(__file__).resolve().parent.parent / "recipes" / "minilm-sst2-offline.yaml"
     recipe = load_recipe(demo, {

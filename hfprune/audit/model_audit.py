@@ -1,7 +1,8 @@
 """Auditing one saved or in-memory model: TextAttack robustness, loyalty to the dense model, privacy leakage.
 
 Shared by ``hfprune run`` / ``sweep`` (every stage audits its model, with the plan its recipe describes) and
-``hfprune audit`` (any saved model, with the plan its flags describe); this module never sees a recipe. Each
+``hfprune audit`` (any saved model, with the plan its flags describe: :mod:`hfprune.audit.saved_model`); this
+module never sees a recipe. Each
 model is audited on its own so a finished stage never needs recomputing: every model of a run is attacked on the
 same seeded sample with the same query budget, and scored for membership on the same recorded split, so results of
 different stages compare. The typed results (``hfprune.audit.results``) go to ``audit.json``; the detailed
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
@@ -21,9 +22,6 @@ from hfprune.errors import ConfigError
 from hfprune.utils.io import (
     atomic_write_json,
     atomic_write_text,
-    refuse_inputs_inside,
-    refuse_symlink,
-    staged_folder,
 )
 from hfprune.utils.logging import get_logger
 
@@ -209,7 +207,7 @@ TASK_BY_CLASS_SUFFIX = {"ForSequenceClassification": "sequence-classification", 
 
 def load_model_dir(directory: str | Path, split_from: str | Path | None = None, device: str = "auto") -> LoadedModel:
     """Load a saved dense or pruned model (``load_pruned`` when its config records a pruned structure) onto
-    ``device`` (:func:`hfprune.training.resolve_device`: evaluation, attacks and privacy scores all follow the
+    ``device`` (:func:`hfprune.training_args.resolve_device`: evaluation, attacks and privacy scores all follow the
     model's device) and, when recorded beside it (or in ``split_from``), its membership split and canaries."""
     import json
 
@@ -235,7 +233,7 @@ def load_model_dir(directory: str | Path, split_from: str | Path | None = None, 
     if task is None:
         raise ConfigError(f"MODEL_DIR: {path} holds a {names[0] or 'model of unknown class'}; expected a sequence "
                           "classifier or a causal LM")
-    from hfprune.training import process_device
+    from hfprune.training_args import process_device
 
     model = load_pruned(path) if payload.get(CONFIG_KEY) else load_model_for_task(path, task)
     model = model.to(process_device(device))
@@ -285,17 +283,6 @@ def loyalty_sample(plan: AuditPlan, dataset: Any) -> Any:
 
     config = plan.loyalty_config()
     return draw_sample(dataset, config.n_loyalty_examples, config.seed, config.text_columns, config.label_column)
-
-
-def accuracy_record(target: AuditTarget, sample: Any, plan: AuditPlan) -> dict[str, Any]:
-    """Per-example correctness of ``target`` on ``sample``: the quality record the paired McNemar test reads."""
-    import numpy as np
-
-    config = plan.loyalty_config()
-    probabilities = target.predictor(config.batch_size, config.max_length).predict_proba(
-        sample.model_inputs(), progress=config.progress)
-    correct = (np.argmax(probabilities, axis=1) == np.asarray(sample.labels)).astype(int).tolist()
-    return {"metric": "accuracy", "value": float(np.mean(correct)), "n_examples": len(correct), "per_example": correct}
 
 
 def privacy_audit(
@@ -355,137 +342,3 @@ def run_model_audit(
     result.seconds = time.perf_counter() - started
     result.save(out)
     return result
-
-
-def audit_saved_model(
-    model_dir: str | Path,
-    plan: AuditPlan,
-    out: str | Path,
-    *,
-    name: str | None = None,
-    reference_dir: str | Path | None = None,
-    split_from: str | Path | None = None,
-    overwrite: bool = False,
-    threads: int | None = None,
-    members: Callable[[str], MembershipSplit] | None = None,
-    mia_optional: bool = False,
-    device: str = "auto",
-) -> ModelAudit:
-    """Audit any saved model (``hfprune audit``) on ``device`` (:func:`hfprune.training.resolve_device`): every
-    check first, then the audit in a staging folder that is renamed to ``out`` once ``audit.json`` and the reports
-    are complete.
-
-    ``members`` builds the member set from the model's task (``--members`` / ``--members-file``), replacing a
-    recorded split. ``mia_optional``: without any member set, skip membership inference with a notice instead of
-    failing. With ``reference_dir``, the reference is audited with the same plan on the same examples and member
-    set (into ``out/reference``), and the paired tests against it go into this audit's report.
-    """
-    from hfprune.training import idle_cores, resolve_device, torch_threads
-
-    resolve_device(device, "--device")  # an unknown or absent device is an error before anything is read
-
-    out = Path(out)
-    _check_audit_out(out, overwrite)
-    from hfprune.data.paths import data_dir
-
-    refuse_inputs_inside(out, {"MODEL_DIR": model_dir, "--reference": reference_dir, "--split-from": split_from,
-                               "--data": plan.dataset, "the data folder": str(data_dir())}, "--out")
-    loaded = load_model_dir(model_dir, split_from, device)
-    if members is not None:
-        loaded.split = members(loaded.task)
-    plan = _check_plan_fits(plan, loaded, mia_optional, reference_dir is not None)
-    reference = load_model_dir(reference_dir, device=device) if reference_dir is not None else None
-    if reference is not None and reference.task != loaded.task:
-        raise ConfigError(f"--reference: {reference_dir} is a {reference.task} model; MODEL_DIR is a {loaded.task}")
-    dataset = _audit_dataset(plan, reference is not None and loaded.task == "sequence-classification")
-    label = name or (Path(model_dir).resolve().parent.name if Path(model_dir).name == "model" else Path(model_dir).name)
-    with staged_folder(out) as staging, torch_threads(threads or idle_cores()):
-        target, ref = _target(label, loaded), None if reference is None else _target("reference", reference)
-        step = lambda message: logger.info("%s", message)  # noqa: E731
-        result = run_model_audit(plan, target, staging, reference=ref if dataset is not None else None,
-                                 split=loaded.split, canaries=loaded.canaries, dataset=dataset, step=step)
-        if plan.privacy and loaded.split is not None:
-            loaded.split.save(staging)  # the member set this audit used, whichever way it was named
-        if ref is not None:
-            ref_audit = run_model_audit(plan, ref, staging / "reference", split=loaded.split,
-                                        canaries=getattr(reference, "canaries", None), dataset=dataset, step=step)
-            result.comparison = _paired_tests(plan, target, ref, dataset, result, ref_audit)
-            result.save(staging)
-    return result
-
-
-def _target(name: str, loaded: LoadedModel) -> AuditTarget:
-    """An audit target with its measured sparsity, so every report of it (attack logs too) shows the same figure."""
-    from hfprune.audit.robustness import AuditTarget
-
-    target = AuditTarget(name, loaded.model, loaded.tokenizer)
-    return AuditTarget(name, loaded.model, loaded.tokenizer, sparsity=target.measured_sparsity("params"))
-
-
-def _paired_tests(
-    plan: AuditPlan, target: AuditTarget, reference: AuditTarget, dataset: Any, audit: ModelAudit,
-    reference_audit: ModelAudit,
-) -> list[Comparison]:
-    """Exact McNemar (accuracy on the loyalty sample, attack outcome), DeLong (MIA AUC), Holm across them."""
-    from hfprune.audit.compare import PairedRecords, compare_models, decide
-
-    qualities: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None)
-    if dataset is not None:
-        sample = loyalty_sample(plan, dataset)
-        qualities = accuracy_record(reference, sample, plan), accuracy_record(target, sample, plan)
-    return decide(compare_models(PairedRecords.of(qualities[0], reference_audit),
-                                 PairedRecords.of(qualities[1], audit)))
-
-
-def _check_audit_out(out: Path, overwrite: bool) -> None:
-    refuse_symlink(out, "--out", "a folder, not a link (an audit is never written or replaced through one)")
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out: {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        what = "already holds an audit" if (out / AUDIT_JSON).is_file() else "is not empty"
-        raise ConfigError(f"--out: {out} {what}; choose another folder or pass --overwrite (replaced only once the "
-                          "new audit is complete)")
-
-
-def _check_plan_fits(
-    plan: AuditPlan, loaded: LoadedModel, mia_optional: bool = False, has_reference: bool = False
-) -> AuditPlan:
-    """The requested audits apply to this model and what its run recorded; the plan to run (membership inference
-    dropped, with a notice, when it was only the default and no member set is known)."""
-    if plan.recipes and loaded.task != "sequence-classification":
-        raise ConfigError(f"--robustness: TextAttack recipes attack classifiers; {loaded.path} is a {loaded.task} "
-                          "model (use --robustness none)")
-    if plan.privacy and loaded.split is None and mia_optional:
-        if not plan.recipes and not has_reference:
-            raise ConfigError("--robustness none and no member set for --privacy: nothing to audit (pass --members "
-                              "DATASET[:SPLIT[:N]] or --members-file FILE)")
-        logger.warning("membership inference skipped: %s has no membership_split.json (name the members with "
-                       "--members DATASET[:SPLIT[:N]] or --members-file FILE)", loaded.path)
-        plan = replace(plan, privacy=[])
-    if plan.privacy and loaded.split is None:
-        raise ConfigError(f"--privacy: {loaded.path} has no membership_split.json; membership inference needs its "
-                          "member set: pass --members DATASET[:SPLIT[:N]] or --members-file FILE (or --split-from "
-                          "DIR of the dense run, or --privacy none)")
-    if loaded.task != "causal-lm" and {"exposure", "extraction"} & set(plan.privacy):
-        raise ConfigError("--privacy: exposure and extraction audit causal LMs; expected mia for a classifier")
-    if "exposure" in plan.privacy and loaded.canaries is None:
-        raise ConfigError(f"--privacy exposure: no canaries.json recorded for {loaded.path}")
-    plan.check_resources()
-    return plan
-
-
-def _audit_dataset(plan: AuditPlan, for_reference: bool = False) -> Any:
-    """The split attacked, and scored for loyalty to a reference (loaded once, checked before anything is
-    written)."""
-    if not plan.recipes and not for_reference:
-        return None
-    from hfprune.data import load_dataset
-    from hfprune.data.columns import check_layout
-    from hfprune.errors import DataError
-
-    try:
-        rows = load_dataset(plan.dataset, plan.split)
-    except (DataError, ValueError) as exc:
-        raise DataError(f"--data: {exc}") from None
-    check_layout(plan.dataset, {plan.split: rows}, key="--data")
-    return rows

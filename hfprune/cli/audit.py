@@ -72,7 +72,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--name", default=None, help="model name in the report (default: the folder name)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the idle cores)")
     from hfprune.cli.config_args import add_config_arguments
-    from hfprune.training import TrainingSettings
+    from hfprune.training_args import TrainingSettings
 
     # the audit trains nothing, so only the device: its models score and are attacked in fp32
     add_config_arguments(parser, TrainingSettings, only=("device",))
@@ -124,7 +124,8 @@ def member_source(args: argparse.Namespace) -> Callable[[str], MembershipSplit] 
 
 
 def run(args: argparse.Namespace) -> int:
-    from hfprune.audit.model_audit import AUDIT_JSON, AUDIT_MARKDOWN, audit_saved_model
+    from hfprune.audit.model_audit import AUDIT_JSON, AUDIT_MARKDOWN
+    from hfprune.audit.saved_model import audit_saved_model
 
     plan = build_plan(args)
     members = member_source(args)

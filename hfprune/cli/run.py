@@ -46,7 +46,7 @@ def recipe_overrides(args: argparse.Namespace) -> dict[str, Any]:
         if getattr(args, name) is not None:
             overrides[f"training.{name}"] = getattr(args, name)
     if args.seeds is not None:
-        from hfprune.recipes.schema import REMOVED
+        from hfprune.recipes.loading import REMOVED
 
         overrides["training.seeds"] = args.seeds
         overrides["training.seed"] = REMOVED  # the flag replaces the file's seed rather than clashing with it
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from hfprune.pipeline.report import REPORT_MD, RunReport
     from hfprune.pipeline.runner import RecipeRunner, run_recipe, single_level
     from hfprune.pipeline.seed_layout import several_seeds
-    from hfprune.recipes.schema import load_recipe
+    from hfprune.recipes.loading import load_recipe
 
     recipe = load_recipe(args.recipe, recipe_overrides(args))
     if several_seeds(recipe):

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from hfprune.pipeline.seed_layout import several_seeds
     from hfprune.pipeline.sweep import REPORT_DIR, parse_sparsities, plan_levels, run_sweep, sweep_title
     from hfprune.recipes.families_spec import parse_list
-    from hfprune.recipes.schema import load_recipe
+    from hfprune.recipes.loading import load_recipe
 
     sparsities = parse_sparsities(args.sparsities) if args.sparsities is not None else None
     apply_to = [p.strip() for p in args.apply_to.split(",")] if args.apply_to is not None else None

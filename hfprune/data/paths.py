@@ -5,7 +5,9 @@ Kept free of heavy imports: ``hfprune env`` and the TextAttack shim need the loc
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 DATA_DIR_ENV = "HFPRUNE_DATA_DIR"
@@ -59,3 +61,20 @@ def cache_dir() -> Path:
     import datasets
 
     return Path(datasets.config.HF_DATASETS_CACHE) / "hfprune_local"
+
+
+@contextlib.contextmanager
+def data_dir_env(data_dir: str | None) -> Iterator[None]:
+    """Point hfprune's dataset loader at ``data.data_dir`` for the block (the pipeline stages read HFPRUNE_DATA_DIR)."""
+    if data_dir is None:
+        yield
+        return
+    previous = os.environ.get(DATA_DIR_ENV)
+    os.environ[DATA_DIR_ENV] = str(Path(os.path.expanduser(data_dir)).resolve())
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(DATA_DIR_ENV, None)
+        else:
+            os.environ[DATA_DIR_ENV] = previous

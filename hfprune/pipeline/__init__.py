@@ -1,6 +1,7 @@
 """The pipeline: what ``hfprune run``, ``sweep`` and ``prune`` execute, stage by stage.
 
-- ``runner``: checks first, then stages with done-markers (dense, then each pruned level), resumable;
+- ``runner``: checks first (``preflight``), then stages with done-markers (dense, then each pruned level),
+  resumable (``stage_folder``);
   ``results``: ``StageResult`` (a stage's ``stage.json``) and ``Level``;
 - ``stages``: the training stages of a run (dense fine-tuning on recorded members, prune + distil, evaluate), for
   classifiers and causal LMs;

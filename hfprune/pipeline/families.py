@@ -156,7 +156,7 @@ def efficiency_stage(runner: Any, level: StageResult, dense: StageResult,
 def families_efficiency(runner: Any, dense: StageResult, levels: list[StageResult],
                         rounds: dict[int, int] | None = None) -> dict[str, dict[str, Any]]:
     """``efficiency_stage`` of every level (stage name -> record), on the recipe's CPU threads."""
-    from hfprune.pipeline.runner import data_dir_env
+    from hfprune.data.paths import data_dir_env
     from hfprune.training import idle_cores, torch_threads
 
     threads = runner.recipe.training.threads or idle_cores()

@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 from hfprune.errors import ConfigError
 from hfprune.models import DEFAULT_MODEL
 from hfprune.pruning.config import PruningConfig, scorer_names
-from hfprune.training import check_training_knobs, device_field, precision_field, training_field, weight_decay_field
+from hfprune.training_args import (
+    check_training_knobs,
+    device_field,
+    precision_field,
+    training_field,
+    weight_decay_field,
+)
 from hfprune.utils import distributed
 from hfprune.utils.config import ConfigMixin, check_fraction, check_int, check_number, field_help
 from hfprune.utils.io import atomic_write_json, atomic_write_text, staged_folder
@@ -160,7 +166,7 @@ def prune_classifier(config: PruneClassifierConfig) -> PruneClassifierResult:
 
         refuse_inputs_inside(out, {"teacher": config.teacher, "model": resolve_model(config.model)}, "output_dir")
     _check_inputs(config)
-    from hfprune.training import resolve_device
+    from hfprune.training_args import resolve_device
 
     # under a launch every process trains; the main process alone locks and writes (the others' writes below are
     # skipped, and they read the dense model it published)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hfprune.training import epochs_text
+from hfprune.training_args import epochs_text
 from hfprune.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from hfprune.utils.logging import get_logger
 
@@ -310,7 +310,8 @@ def model_display_name(recipe: Recipe) -> str:
 
 def _quality_estimate(quality: dict[str, Any]) -> Any:
     """The quality as a MetricWithCI: an accuracy recorded per example gets its exact interval."""
-    from hfprune.audit.results import MetricWithCI, proportion_estimate
+    from hfprune.audit.results import MetricWithCI
+    from hfprune.audit.summaries import proportion_estimate
 
     per_example = quality.get("per_example")
     if quality["metric"] != "accuracy" or not per_example:

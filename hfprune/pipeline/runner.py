@@ -2,12 +2,13 @@
 
 Order of work, and why:
 
-1. ``preflight``: the model loads here, the dataset and its splits exist and are large enough, the attack recipes'
-   resources are on disk, and any finished stages in the output folder came from this recipe. Nothing is written
-   until all of that holds, so a bad recipe leaves no partial output.
-2. Stages. Each is built in a hidden staging folder beside its final place; its ``stage.json`` (the done-marker,
-   holding the stage's results) is written last, atomically, and the folder is then renamed into place. A stage
-   whose marker exists and matches the recipe is reused, never recomputed: an interrupted run or sweep resumes.
+1. ``preflight`` (:mod:`hfprune.pipeline.preflight`): the model loads here, the dataset and its splits exist and
+   are large enough, the attack recipes' resources are on disk, and any finished stages in the output folder came
+   from this recipe. Nothing is written until all of that holds, so a bad recipe leaves no partial output.
+2. Stages (:mod:`hfprune.pipeline.stage_folder`). Each is built in a hidden staging folder beside its final place;
+   its ``stage.json`` (the done-marker, holding the stage's results) is written last, atomically, and the folder is
+   then renamed into place. A stage whose marker exists and matches the recipe is reused, never recomputed: an
+   interrupted run or sweep resumes.
 3. The report is rebuilt from the markers (``report.md``, ``report.json``, PNG plots).
 
 Nothing is written outside the run folder, and a model already there is never overwritten in place (``--overwrite``
@@ -21,25 +22,20 @@ its stage markers (:mod:`hfprune.utils.distributed`).
 from __future__ import annotations
 
 import contextlib
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hfprune.audit.model_audit import AuditPlan
-from hfprune.errors import ConfigError, DataError, HfpruneError
-from hfprune.pipeline.results import DENSE_STAGE, STAGE_FILE, Level, StageResult
+from hfprune.data.paths import data_dir_env
+from hfprune.errors import ConfigError
+from hfprune.pipeline.preflight import RECIPE_FILE, RunChecks
+from hfprune.pipeline.results import DENSE_STAGE, Level, StageResult
+from hfprune.pipeline.stage_folder import run_stage
 from hfprune.utils import distributed
 from hfprune.utils.config import fingerprint
-from hfprune.utils.io import (
-    atomic_write_json,
-    contained_path,
-    disk_full_reported,
-    refuse_inputs_inside,
-    refuse_links_within,
-    staged_folder,
-)
+from hfprune.utils.io import atomic_write_json, contained_path
 from hfprune.utils.logging import get_logger
 
 if TYPE_CHECKING:
@@ -49,7 +45,6 @@ if TYPE_CHECKING:
 
 logger = get_logger(__name__)
 
-RECIPE_FILE = "recipe.json"
 RESULTS_FILE = "hfprune_results.json"  # written into a pruned model folder: what its model card reports
 
 
@@ -67,75 +62,7 @@ def audit_plan(recipe: Recipe, split: str) -> AuditPlan:
     )
 
 
-def diff_settings(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two nested settings mappings."""
-    changed = []
-    for key in sorted(set(old) | set(new)):
-        dotted = f"{prefix}{key}"
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            changed += diff_settings(a, b, dotted + ".")
-        elif a != b:
-            changed.append(dotted)
-    return changed
-
-
-def run_stage(stage_dir: Path, fingerprint: str, compute: Callable[[Path], StageResult],
-              overwrite: bool = False, follow: Callable[[Path], Any] | None = None) -> tuple[StageResult, bool]:
-    """The stage's result: read from its done-marker when finished with this ``fingerprint``, else computed into a
-    staging folder, marked done (marker last) and renamed into place. Returns (result, computed).
-
-    Under a launch the main process decides and computes; every other process runs ``follow`` (its share of the
-    stage's training, in a private scratch folder; a no-op for a stage that trains nothing, but named: a stage
-    without it is refused under a launch rather than leaving the main process's training waiting for the others),
-    waits for the main process to publish the stage and reads it."""
-    if distributed.launched() and follow is None:
-        raise ConfigError(f"{stage_dir.name}: this stage cannot run on {distributed.world_size()} launched processes "
-                          "(it names no part for the other processes to train); run it in one process")
-    finished = distributed.main_only(lambda: _finished_stage(stage_dir, fingerprint, overwrite))
-    if finished is not None:
-        return finished, False
-    # staged_folder also removes what an interrupted run of this stage left
-    with disk_full_reported(stage_dir), distributed.main_writes(lambda: staged_folder(stage_dir)) as staging:
-        if distributed.is_main():
-            result = compute(staging)
-            atomic_write_json(staging / STAGE_FILE, result.to_dict())  # the done-marker: written last
-        else:
-            follow(staging)
-    return (result if distributed.is_main() else StageResult.load(stage_dir)), True
-
-
-def _finished_stage(stage_dir: Path, fingerprint: str, overwrite: bool) -> StageResult | None:
-    """The stage's result when it finished earlier with this ``fingerprint``; None when it is to be computed."""
-    if not (stage_dir / STAGE_FILE).is_file() or overwrite:
-        return None
-    result = StageResult.load(stage_dir)
-    if result.fingerprint != fingerprint:
-        raise ConfigError(f"{stage_dir}: computed from different settings; pass --overwrite to recompute it")
-    logger.info("%s: finished earlier with the same settings; reusing it", stage_dir)
-    return result
-
-
 # ------------------------------------------------------------------------------------------------------ the runner
-@contextlib.contextmanager
-def data_dir_env(data_dir: str | None) -> Iterator[None]:
-    """Point hfprune's dataset loader at ``data.data_dir`` for the block (the pipeline stages read HFPRUNE_DATA_DIR)."""
-    from hfprune.data.paths import DATA_DIR_ENV
-
-    if data_dir is None:
-        yield
-        return
-    previous = os.environ.get(DATA_DIR_ENV)
-    os.environ[DATA_DIR_ENV] = str(Path(os.path.expanduser(data_dir)).resolve())
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(DATA_DIR_ENV, None)
-        else:
-            os.environ[DATA_DIR_ENV] = previous
-
-
 class Steps:
     """Numbered log lines with elapsed time, so a user can follow a long run."""
 
@@ -149,8 +76,9 @@ class Steps:
         logger.info("[step %d, %02d:%02d elapsed] %s", self.count, elapsed // 60, elapsed % 60, message)
 
 
-class RecipeRunner:
-    """Runs a recipe's dense stage and pruned levels in ``recipe.output_dir``; see the module docstring."""
+class RecipeRunner(RunChecks):
+    """Runs a recipe's dense stage and pruned levels in ``recipe.output_dir``; see the module docstring. The checks
+    before anything is written (``preflight``) and the stage settings they compare live in :class:`RunChecks`."""
 
     def __init__(self, recipe: Recipe, overwrite: bool = False) -> None:
         from hfprune.pipeline.stages import eval_split_name
@@ -164,145 +92,13 @@ class RecipeRunner:
         self._members: MembershipSplit | None = None
         self._lock_depth = 0
 
-    # ---- settings and fingerprints ----
-    def dense_settings(self) -> dict[str, Any]:
-        """What the dense stage depends on (a changed pruning setting does not invalidate it)."""
-        payload = self.recipe.result_dict()
-        training = payload["training"]
-        # device, precision and weight decay appear in result_dict only when not the defaults (auto, fp32, 0.0),
-        # which keeps the fingerprints of runs made before they existed; set, they change how the dense model trains
-        # (so does a split_seed other than the seed, one seed of a run with training.seeds)
-        keys = ("dense_epochs", "batch_size", "learning_rate", "seed", "split_seed", "device", "precision",
-                "weight_decay")
-        return {"model": payload["model"], "data": payload["data"], "audits": payload["audits"],
-                "training": {k: training[k] for k in keys if k in training}}
-
-    def level_settings(self, level: Level) -> dict[str, Any]:
-        return {**self.recipe.result_dict(), "pruning": level.pruning.result_dict(), "level": level.value}
-
-    # ---- checks before anything is written ----
-    def preflight(self, levels: list[Level]) -> None:
-        """Every check that can fail, before the first file is written (see the module docstring)."""
-        if self.recipe.audits.privacy.n_shadows and distributed.launched():
-            # shadows train on the main process alone while the others wait: a DDP Trainer there would hang
-            raise ConfigError(f"audits.privacy.n_shadows: shadow models are trained by one process; expected 0 under "
-                              f"a launch of {distributed.world_size()} processes (or run with one process)")
-        with data_dir_env(self.recipe.data.data_dir):
-            labels = self._check_data()
-            if self.recipe.pretrained_is_dense:
-                try:  # the student's training examples can be drawn: fail now, not after the dense stage
-                    self.members()
-                except ConfigError as exc:
-                    raise ConfigError(f"data.train_samples: {exc}") from None
-        model_config = self._check_model(labels)
-        if model_config is not None:
-            for level in levels:  # the model is known: its head and FFN counts bound the per-layer minimums
-                level.pruning.check_model(model_config, self._model_key()[1], "pruning")
-        try:
-            self.plan.check_resources()
-        except HfpruneError as exc:
-            raise type(exc)(f"audits.robustness.attacks: {exc}") from None
-        self._check_output(levels)
-
-    def _model_key(self) -> tuple[str, str] | None:
-        """(dotted key, value) of the model the run starts from; None for a GPT-2 built here."""
-        model = self.recipe.model
-        if model.teacher is not None:
-            return "model.teacher", model.teacher
-        return None if model.name is None else ("model.name", model.name)
-
-    def input_paths(self) -> dict[str, str | None]:
-        """Dotted key -> every local path the run reads (models, data folder, a dataset given as a path):
-        ``--overwrite`` refuses to replace a folder holding one of them."""
-        from hfprune.data.paths import data_dir
-        from hfprune.models import resolve_model
-
-        model, data = self.recipe.model, self.recipe.data
-        return {"model.name": None if model.name is None else resolve_model(model.name),
-                "model.teacher": model.teacher, "data.data_dir": str(data_dir(data.data_dir)),
-                "data.dataset": data.dataset}
-
-    def _check_model(self, labels: list[str] | None) -> Any:
-        from hfprune.audit.privacy.split import SPLIT_FILE
-        from hfprune.models.checks import check_model_source
-
-        model = self.recipe.model
-        if model.teacher is not None and not (Path(model.teacher) / SPLIT_FILE).is_file():
-            raise ConfigError(f"model.teacher: {model.teacher} has no {SPLIT_FILE}; the pruned student trains "
-                              "on the members the teacher was trained on, and the privacy audit scores them: "
-                              "use a dense model trained by hfprune run (dense/model), finetune_on_members or "
-                              "train_canary_lm")
-        source = self._model_key()
-        if source is None:
-            return None  # a GPT-2 built here
-        key, where = source
-        return check_model_source(key, where, labels=labels, max_length=self.recipe.data.max_length,
-                                  length_key="data.max_length")
-
-    def _check_data(self) -> list[str] | None:
-        """Both splits load and are large enough; returns the label names of a classification dataset."""
-        from hfprune.data import load_dataset
-        from hfprune.data.columns import check_layout
-        from hfprune.training import label_names
-
-        data, needed = self.recipe.data, self.recipe.data.train_samples + self.recipe.audits.privacy.n_nonmembers
-        if self.recipe.audits.privacy.n_shadows:  # shadows draw as many examples again, disjoint from the audited
-            needed *= 2
-        try:
-            train = load_dataset(data.dataset, data.train_split) if self.recipe.model.teacher is None else None
-            rows = load_dataset(data.dataset, self.plan.split)
-        except (DataError, ValueError, OSError) as exc:
-            raise DataError(f"data.dataset: {exc}") from None
-        for split, table in ((data.train_split, train), (self.plan.split, rows)):
-            if table is not None and len(table) == 0:
-                raise DataError(f"data.dataset: {data.dataset} split {split!r} is empty; expected examples")
-        check_layout(data.dataset, {"train": train, self.plan.split: rows}, classifier=self.recipe.is_classifier)
-        if train is not None and len(train) < needed:
-            shadows = self.recipe.audits.privacy.n_shadows > 0
-            sum_ = "train_samples + audits.privacy.n_nonmembers"
-            why = "; shadow models draw as many again" if shadows else ""
-            raise ConfigError(f"data.train_samples: expected {f'2 x ({sum_})' if shadows else sum_} <= {len(train)} "
-                              f"(rows of {data.dataset} {data.train_split}{why}), got {data.train_samples} + "
-                              f"{self.recipe.audits.privacy.n_nonmembers}")
-        if not self.recipe.is_classifier:
-            return None
-        try:
-            return label_names(rows)
-        except DataError as exc:
-            raise DataError(f"data.dataset: {exc}") from None
-
-    def _check_output(self, levels: list[Level]) -> None:
-        from hfprune.utils.lock import LOCK_FILE
-
-        root = self.root
-        for level in levels:
-            contained_path(root, level.name, "level")
-        if root.is_dir():
-            refuse_links_within(root, "output.dir")
-        if root.exists() and any(p.name != LOCK_FILE for p in root.iterdir()) and not (root / RECIPE_FILE).is_file():
-            raise ConfigError(f"output.dir: {root} is not empty and holds no hfprune run ({RECIPE_FILE}); choose "
-                              "another folder")
-        if self.overwrite:
-            refuse_inputs_inside(root, self.input_paths(), "output.dir")
-            return
-        stages = [(root / DENSE_STAGE, self.dense_settings())]
-        stages += [(root / level.name, self.level_settings(level)) for level in levels]
-        for stage_dir, settings in stages:
-            if not (stage_dir / STAGE_FILE).is_file():
-                continue
-            done = StageResult.load(stage_dir)
-            if done.fingerprint != fingerprint(settings):
-                changed = diff_settings(done.settings, settings)
-                raise ConfigError(f"output.dir: {stage_dir} was computed from a different recipe (changed: "
-                                  f"{', '.join(changed) or 'unknown'}); choose another output.dir or pass --overwrite")
-
     # ---- stages ----
     @contextlib.contextmanager
     def locked(self, levels: list[Level]) -> Iterator[None]:
         """Preflight, then hold the output folder's lock (:mod:`hfprune.utils.lock`) for the block: a second run
         pointed at the same folder is refused instead of writing beside this one. Re-entrant. Under a launch the
         main process checks and locks; the others wait for its verdict and hold nothing."""
-        from hfprune.training import resolve_device
+        from hfprune.training_args import resolve_device
         from hfprune.utils.lock import output_lock
 
         if self._lock_depth:

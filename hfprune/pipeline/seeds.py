@@ -58,7 +58,8 @@ class SeedRuns:
 
 def seed_runners(recipe: Recipe, overwrite: bool = False) -> list[RecipeRunner]:
     """One runner per seed, once the run folder's layout is checked."""
-    from hfprune.pipeline.runner import RECIPE_FILE, RecipeRunner
+    from hfprune.pipeline.preflight import RECIPE_FILE
+    from hfprune.pipeline.runner import RecipeRunner
     from hfprune.utils.lock import LOCK_FILE
 
     check_layout(recipe)
@@ -79,7 +80,7 @@ def run_seeds(recipe: Recipe, levels: list[Level], report_dir: Path, title: str 
               overwrite: bool = False) -> SeedRuns:
     """Run (or resume) every seed's dense stage and levels, then write the report over the seeds into
     ``report_dir`` and the seeds' summary into each pruned model's ``hfprune_results.json``."""
-    from hfprune.pipeline.runner import RECIPE_FILE
+    from hfprune.pipeline.preflight import RECIPE_FILE
     from hfprune.pipeline.seeds_report import SeedsReport
     from hfprune.utils.lock import output_lock
 
@@ -92,7 +93,7 @@ def run_seeds(recipe: Recipe, levels: list[Level], report_dir: Path, title: str 
     dense: list[StageResult] = []
     results: list[list[StageResult]] = []
     # under a launch the main process alone locks and writes (hfprune.utils.distributed); every process trains
-    from hfprune.training import resolve_device
+    from hfprune.training_args import resolve_device
 
     distributed.join(resolve_device(recipe.training.device, "training.device"))
     with distributed.main_writes(lambda: output_lock(root, "output.dir")), contextlib.ExitStack() as locks:

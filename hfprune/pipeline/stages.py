@@ -290,7 +290,7 @@ def distill_pruned(
 
     from hfprune.distill import DistillationArguments, DistillationTrainer
     from hfprune.pruning import MovementPruningCallback
-    from hfprune.training import TrainingSettings, trainer_args
+    from hfprune.training_args import TrainingSettings, trainer_args
 
     spec = task_spec(recipe.model.task)
     student = copy.deepcopy(teacher).train()

@@ -4,6 +4,9 @@ A recipe is a tree of dataclasses. Loading is strict and complete before anythin
 the wrong type or out of range is a :class:`~hfprune.errors.ConfigError` naming the dotted key
 (``pruning.head_sparsity``) and what is allowed; a missing, unreadable, non-UTF-8 or malformed file names the file;
 paths the recipe points at (model directory, data folder) are checked too. Nothing is written by loading.
+
+The file is read by :mod:`hfprune.recipes.loading`; the ``audits`` sections live in
+:mod:`hfprune.recipes.audit_sections`, their base in :mod:`hfprune.recipes.section`.
 """
 
 from __future__ import annotations
@@ -18,10 +21,17 @@ from typing import Any, ClassVar, Self
 from hfprune.errors import ConfigError, DataError
 from hfprune.models import DEFAULT_MODEL
 from hfprune.pruning.config import PruningConfig
+from hfprune.recipes.audit_sections import AuditsSection
 from hfprune.recipes.families_spec import check_families
-from hfprune.training import check_training_knobs, device_field, precision_field, training_field, weight_decay_field
+from hfprune.recipes.section import Section, check_positive, section
+from hfprune.training_args import (
+    check_training_knobs,
+    device_field,
+    precision_field,
+    training_field,
+    weight_decay_field,
+)
 from hfprune.utils.config import (
-    ConfigMixin,
     check_choice,
     check_fraction,
     check_int,
@@ -31,18 +41,8 @@ from hfprune.utils.config import (
 )
 
 TASKS = ("sequence-classification", "causal-lm")
-# membership attacks a recipe can run without shadow models, and those that need some: attack -> shadows needed
-RECIPE_MIA_ATTACKS = ("loss", "confidence", "entropy")
-SHADOW_MIA_ATTACKS = {"reference": 1, "lira": 2}
 # pruning fields a sweep level may set
 SWEEP_FIELDS = ("head_sparsity", "ffn_sparsity", "weight_sparsity")
-
-
-class Section(ConfigMixin):
-    """Base of every recipe section: a :class:`~hfprune.utils.config.ConfigMixin` whose ``path`` is its dotted key
-    (``audits.robustness``), which its loading and validation errors name."""
-
-    path: ClassVar[str] = ""
 
 
 @dataclasses.dataclass
@@ -51,16 +51,6 @@ class PruningSection(PruningConfig, Section):
     ``pruning.head_sparsity`` (also in the sweep levels derived from it)."""
 
     path: ClassVar[str] = "pruning"
-
-
-def section(factory: Any, help: str) -> Any:
-    """A nested section field: a fresh default per recipe, with ``help`` metadata."""
-    return dataclasses.field(default_factory=factory, metadata={"help": help})
-
-
-def _positive(section: Section, *names: str) -> None:
-    for name in names:
-        check_number(section.path, name, getattr(section, name), minimum=0.0, inclusive=False)
 
 
 # -------------------------------------------------------------------------------------------------------- sections
@@ -196,9 +186,9 @@ class TrainingSection(Section):
 
     def __post_init__(self) -> None:
         check_number(self.path, "dense_epochs", self.dense_epochs, minimum=0.0)
-        _positive(self, "prune_epochs", "learning_rate")
+        check_positive(self, "prune_epochs", "learning_rate")
         if self.prune_learning_rate is not None:
-            _positive(self, "prune_learning_rate")
+            check_positive(self, "prune_learning_rate")
         check_training_knobs(self.path, self)
         if self.split_seed is not None:
             check_int(self.path, "split_seed", self.split_seed, minimum=0)
@@ -249,125 +239,8 @@ class DistillationSection(Section):
 
     def __post_init__(self) -> None:
         check_fraction(self.path, "alpha", self.alpha, allow_one=True)
-        _positive(self, "temperature")
+        check_positive(self, "temperature")
         check_number(self.path, "hidden_weight", self.hidden_weight, minimum=0.0)
-
-
-@dataclasses.dataclass
-class RobustnessSection(Section):
-    """TextAttack attacks on the dense and each pruned classifier: one seeded sample, one query budget."""
-
-    path: ClassVar[str] = "audits.robustness"
-    # "recipe" is the YAML run; a TextAttack attack recipe is an attack here
-    renamed: ClassVar[dict[str, str]] = {"recipes": "attacks", "n_examples_per_recipe": "n_examples_per_attack"}
-
-    enabled: bool = field_help(True, "run the robustness audit (classifiers only)")
-    attacks: list[str] = field_help(["deepwordbug", "pwws"],
-                                    "TextAttack attack recipes by name (hfprune.audit.robustness.RECIPES)")
-    n_examples: int = field_help(50, "examples attacked per model and attack")
-    n_examples_per_attack: dict[str, int] = field_help({}, "attack -> examples, overriding n_examples (e.g. pwws: 20)")
-    query_budget: int | None = field_help(300, "model queries per attacked example (null: unlimited)")
-    n_loyalty_examples: int | None = field_help(500, "clean examples for loyalty to the dense model (null: split)")
-    n_resamples: int = field_help(1000, "bootstrap resamples for the confidence intervals (0: none)")
-    seed: int = field_help(0, "seed of the attack sample and of the attacks' random choices")
-
-    def __post_init__(self) -> None:
-        from hfprune.audit.robustness.recipes import RECIPES
-
-        if self.enabled and not self.attacks:
-            raise ConfigError(f"{self.key('attacks')}: expected at least one attack name (or enabled: false)")
-        for i, name in enumerate(self.attacks):
-            check_choice(self.path, f"attacks[{i}]", name.lower(), tuple(RECIPES))
-        if len({r.lower() for r in self.attacks}) != len(self.attacks):
-            raise ConfigError(f"{self.key('attacks')}: expected distinct names, got {self.attacks}")
-        check_int(self.path, "n_examples", self.n_examples, minimum=1)
-        for name, count in self.n_examples_per_attack.items():
-            if name.lower() not in [r.lower() for r in self.attacks]:
-                raise ConfigError(f"{self.key('n_examples_per_attack')}.{name}: expected one of the attacks "
-                                  f"{self.attacks}")
-            check_int(self.key("n_examples_per_attack"), name, count, minimum=1)
-        if self.query_budget is not None:
-            check_int(self.path, "query_budget", self.query_budget, minimum=1)
-        if self.n_loyalty_examples is not None:
-            check_int(self.path, "n_loyalty_examples", self.n_loyalty_examples, minimum=1)
-        check_int(self.path, "n_resamples", self.n_resamples, minimum=0)
-        check_int(self.path, "seed", self.seed, minimum=0)
-
-    def examples_for(self, attack: str) -> int:
-        per = {k.lower(): v for k, v in self.n_examples_per_attack.items()}
-        return per.get(attack.lower(), self.n_examples)
-
-
-@dataclasses.dataclass
-class CanarySection(Section):
-    """Canaries inserted into a causal LM's training data, and their exposure (Carlini et al. 2019)."""
-
-    path: ClassVar[str] = "audits.privacy.canaries"
-
-    repetitions: list[int] = field_help([0, 1, 10, 100], "repetition counts (0: control canaries never inserted); "
-                                        "empty: no canaries")
-    per_repetition: int = field_help(10, "canaries drawn for each repetition count (from 5 on, the mean exposure "
-                                     "gets an interval; with fewer, reports list the values)")
-    digits: int = field_help(4, "secret length in digits: |R| = 10 ** digits candidates")
-
-    def __post_init__(self) -> None:
-        for i, count in enumerate(self.repetitions):
-            check_int(self.path, f"repetitions[{i}]", count, minimum=0)
-        check_int(self.path, "per_repetition", self.per_repetition, minimum=1)
-        check_int(self.path, "digits", self.digits, minimum=1)
-
-
-@dataclasses.dataclass
-class PrivacySection(Section):
-    """Membership inference on the member split recorded when the dense model was trained; canaries for LMs."""
-
-    path: ClassVar[str] = "audits.privacy"
-
-    enabled: bool = field_help(True, "run the privacy audit")
-    attacks: list[str] = field_help(list(RECIPE_MIA_ATTACKS), f"membership attacks, from "
-                                    f"{[*RECIPE_MIA_ATTACKS, *SHADOW_MIA_ATTACKS]} (reference and lira need shadows)")
-    n_nonmembers: int = field_help(1000, "held-out examples of the train split (non-members), never trained on")
-    n_resamples: int = field_help(1000, "bootstrap resamples for the confidence intervals (0: none)")
-    n_shadows: int = field_help(
-        0, "shadow models trained on examples disjoint from the audited ones, for the reference (>= 1: the first "
-        "shadow) and lira (>= 2) attacks; each costs one more training per stage (0: none)")
-    shadows: str = field_help(
-        "target", "how shadows are trained: 'target' (each audited model's own recipe: a pruned level's shadows are "
-        "pruned the same way, distilling from their own dense shadow) or 'dense' (dense fine-tuning only, the same "
-        "shadows for every level)")
-    canaries: CanarySection = section(CanarySection, "causal-lm only: canaries and their exposure")
-
-    def __post_init__(self) -> None:
-        from hfprune.audit.privacy.report import SHADOW_MODES
-
-        check_int(self.path, "n_shadows", self.n_shadows, minimum=0)
-        check_choice(self.path, "shadows", self.shadows, list(SHADOW_MODES))
-        for i, name in enumerate(self.attacks):
-            if name not in (*RECIPE_MIA_ATTACKS, *SHADOW_MIA_ATTACKS):
-                raise ConfigError(f"{self.key(f'attacks[{i}]')}: expected one of "
-                                  f"{[*RECIPE_MIA_ATTACKS, *SHADOW_MIA_ATTACKS]}, got {name!r}")
-            if self.n_shadows < SHADOW_MIA_ATTACKS.get(name, 0):
-                raise ConfigError(f"{self.key(f'attacks[{i}]')}: attack {name!r} needs {self.key('n_shadows')} >= "
-                                  f"{SHADOW_MIA_ATTACKS[name]}, got {self.n_shadows}")
-        if self.n_shadows and not set(self.attacks) & set(SHADOW_MIA_ATTACKS):
-            raise ConfigError(f"{self.key('n_shadows')}: {self.n_shadows} shadow model(s) serve only the reference "
-                              "and lira attacks; add one to audits.privacy.attacks or set n_shadows: 0")
-        if self.enabled and not self.attacks:
-            raise ConfigError(f"{self.key('attacks')}: expected at least one attack (or enabled: false)")
-        check_int(self.path, "n_nonmembers", self.n_nonmembers, minimum=1)
-        check_int(self.path, "n_resamples", self.n_resamples, minimum=0)
-
-
-@dataclasses.dataclass
-class AuditsSection(Section):
-    path: ClassVar[str] = "audits"
-
-    robustness: RobustnessSection = section(RobustnessSection, "adversarial robustness (TextAttack)")
-    privacy: PrivacySection = section(PrivacySection, "membership inference and canary exposure")
-    latency_rounds: int = field_help(20, "interleaved dense/pruned forward passes timed at seq 128, batch 1 (0: none)")
-
-    def __post_init__(self) -> None:
-        check_int(self.path, "latency_rounds", self.latency_rounds, minimum=0)
 
 
 @dataclasses.dataclass
@@ -520,89 +393,3 @@ class Recipe(Section):
         if not privacy["n_shadows"]:  # no shadow trained: the mode changes nothing, and older runs keep resuming
             del privacy["n_shadows"], privacy["shadows"]
         return payload
-
-
-# ---------------------------------------------------------------------------------------------------------- loading
-class _Loader:
-    """``yaml.SafeLoader`` that also reads ``1e-4`` (no dot) as a float, as YAML 1.2 does."""
-
-    @staticmethod
-    def build() -> type:
-        import yaml
-
-        class Loader(yaml.SafeLoader):
-            pass
-
-        Loader.add_implicit_resolver(
-            "tag:yaml.org,2002:float",
-            re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-            list("-+0123456789"),
-        )
-        return Loader
-
-
-def read_recipe_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Parse a recipe file into a mapping; every failure names the file and what was expected."""
-    import yaml
-
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"recipe file {path}: no such file")
-    if path.is_dir():
-        raise ConfigError(f"recipe file {path}: is a directory; expected a YAML file")
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"recipe file {path}: cannot read it ({exc.strerror or exc})") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"recipe file {path}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
-                          "save it as UTF-8") from None
-    try:
-        payload = yaml.load(text, Loader=_Loader.build())  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
-        detail = " ".join(str(getattr(exc, "problem", None) or exc).split())  # PyYAML's messages span lines
-        raise ConfigError(f"recipe file {path}: not valid YAML{at} ({detail})") from None
-    if not isinstance(payload, dict):
-        raise ConfigError(f"recipe file {path}: expected a mapping of sections (model, data, pruning, ...), got "
-                          f"{type(payload).__name__}")
-    return payload
-
-
-def load_recipe(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> Recipe:
-    """Read, validate and path-check a recipe; ``overrides`` maps dotted keys to values (``output.dir``).
-
-    Errors are prefixed with the file name. Nothing is written.
-    """
-    payload = read_recipe_file(path)
-    for dotted, value in (overrides or {}).items():
-        _set_dotted(payload, dotted, value)
-    try:
-        recipe = Recipe.from_dict(payload)
-        recipe.check_paths()
-    except (ConfigError, DataError) as exc:
-        raise type(exc)(f"{path}: {exc}") from None
-    return recipe
-
-
-# an override value that deletes the key from the file's payload: a flag that replaces it (--seeds for seed)
-REMOVED = object()
-
-
-def _set_dotted(payload: dict[str, Any], dotted: str, value: Any) -> None:
-    *parents, last = dotted.split(".")
-    node = payload
-    for part in parents:
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
-            raise ConfigError(f"{part}: expected a mapping, got {type(child).__name__}")
-        node = child
-    if value is REMOVED:
-        node.pop(last, None)
-    else:
-        node[last] = value

@@ -222,7 +222,7 @@ def reference_stats(
     device: str = "auto",
 ) -> list[ExampleStats]:
     """:func:`model_stats` of saved reference or shadow models on the target's split (loaded one at a time onto
-    ``device``, the audited model's: :func:`hfprune.training.resolve_device`)."""
+    ``device``, the audited model's: :func:`hfprune.training_args.resolve_device`)."""
     from hfprune.audit.privacy.runs import load_run
 
     stats = []
@@ -246,7 +246,7 @@ def pretrained_reference_stats(
     fine-tuned by ``train_canary_lm(base_model="gpt2")``): the reference that never saw the members, scored on
     ``device`` (the audited model's)."""
     from hfprune.models import load_model_for_task, load_tokenizer
-    from hfprune.training import process_device
+    from hfprune.training_args import process_device
 
     tokenizer = load_tokenizer(name_or_path)
     if tokenizer.pad_token is None:

@@ -23,7 +23,8 @@ import numpy as np
 from hfprune.audit import metrics
 from hfprune.audit.privacy.probes import PrivacyProbe, register_probe
 from hfprune.audit.privacy.scores import sequence_log_perplexity_bits
-from hfprune.audit.results import CanaryExposureResult, summarize_exposure
+from hfprune.audit.results import CanaryExposureResult
+from hfprune.audit.summaries import summarize_exposure
 from hfprune.errors import ConfigError
 from hfprune.utils.config import check_choice, check_fraction, check_int, reject_unknown_keys
 from hfprune.utils.io import atomic_write_json

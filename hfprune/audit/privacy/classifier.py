@@ -8,7 +8,6 @@ saved next to the model as ``membership_split.json`` so the audit uses exactly i
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,13 +15,20 @@ from typing import TYPE_CHECKING
 from hfprune.audit.privacy.split import MembershipSplit, draw_split
 from hfprune.errors import ConfigError, DataError
 from hfprune.models import DEFAULT_MODEL
-from hfprune.training import check_training_knobs, device_field, precision_field, training_field, weight_decay_field
+from hfprune.training_args import (
+    check_training_knobs,
+    device_field,
+    precision_field,
+    training_field,
+    weight_decay_field,
+)
 from hfprune.utils.config import ConfigMixin, check_int, field_help
 from hfprune.utils.io import atomic_write_json, staged_folder
 from hfprune.utils.logging import get_logger
 
 if TYPE_CHECKING:
     import datasets
+    from transformers import PreTrainedTokenizerBase
 
 logger = get_logger(__name__)
 
@@ -137,32 +143,15 @@ def finetune_on_members(config: MemberFinetuneConfig, exclude: MembershipSplit |
 
 def _train_and_save(config: MemberFinetuneConfig, split: MembershipSplit, staging: Path) -> tuple[float, float]:
     import datasets
-    from transformers import DataCollatorWithPadding, Trainer, set_seed
 
     from hfprune.data.columns import encode
-    from hfprune.models import load_model_for_task, load_tokenizer
-    from hfprune.pruning.nonfinite import NonFiniteCallback
-    from hfprune.training import TrainingSettings, trainer_args
+    from hfprune.training import train_classifier
 
-    set_seed(config.seed)
-    names = split.extra["label_names"]
-    tokenizer = load_tokenizer(config.model)
-    model = load_model_for_task(
-        config.model, "sequence-classification", num_labels=len(names),
-        id2label=dict(enumerate(names)), label2id={name: i for i, name in enumerate(names)},
-    )
-    encoded = encode(tokenizer, split.member_texts, truncation=True, max_length=config.max_length)
-    train = datasets.Dataset.from_dict({**encoded, "labels": split.member_labels})
-    settings = TrainingSettings(config.epochs, config.batch_size, config.learning_rate, config.seed,
-                                weight_decay=config.weight_decay, device=config.device, precision=config.precision)
-    args = trainer_args(staging, settings)
-    trainer = Trainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
-                      data_collator=DataCollatorWithPadding(tokenizer), callbacks=[NonFiniteCallback()])
-    started = time.perf_counter()
-    output = trainer.train()
-    seconds = time.perf_counter() - started
-    trainer.save_model(str(staging))
-    config.save_pretrained(staging)
+    def tokenize(tokenizer: PreTrainedTokenizerBase) -> tuple[datasets.Dataset, None]:
+        encoded = encode(tokenizer, split.member_texts, truncation=True, max_length=config.max_length)
+        return datasets.Dataset.from_dict({**encoded, "labels": split.member_labels}), None
+
+    _, output, seconds = train_classifier(config, split.extra["label_names"], staging, tokenize)
     atomic_write_json(staging / RUN_FILE, {"train_loss": output.training_loss, "train_seconds": seconds,
                                            "n_members": split.n_members})
     return float(output.training_loss), seconds

@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING
 from hfprune.audit.privacy.canaries import DEFAULT_TEMPLATE, DIGITS, CanarySet, insert_canaries, make_canaries
 from hfprune.audit.privacy.split import MembershipSplit, draw_split
 from hfprune.errors import ConfigError
-from hfprune.training import check_training_knobs, device_field, precision_field, training_field, weight_decay_field
+from hfprune.training_args import (
+    check_training_knobs,
+    device_field,
+    precision_field,
+    training_field,
+    weight_decay_field,
+)
 from hfprune.utils.config import ConfigMixin, check_int, field_help
 from hfprune.utils.io import atomic_write_json, staged_folder
 from hfprune.utils.logging import get_logger
@@ -238,7 +244,7 @@ def _train_and_save(
 
     from hfprune.models import load_tokenizer
     from hfprune.pruning.nonfinite import NonFiniteCallback
-    from hfprune.training import TrainingSettings, trainer_args
+    from hfprune.training_args import TrainingSettings, trainer_args
 
     set_seed(config.seed)
     if config.base_model is not None:

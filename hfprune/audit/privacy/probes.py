@@ -24,7 +24,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 import numpy as np
 
 from hfprune.audit.privacy.scores import ExampleStats
-from hfprune.audit.results import MembershipInferenceResult, summarize_membership
+from hfprune.audit.results import MembershipInferenceResult
+from hfprune.audit.summaries import summarize_membership
 from hfprune.errors import ConfigError
 from hfprune.utils.config import check_choice, check_fraction, check_int
 from hfprune.utils.registry import add

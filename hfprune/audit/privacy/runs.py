@@ -42,15 +42,15 @@ class AuditedRun:
 
 def load_run(directory: str | os.PathLike, split_from: str | os.PathLike | None = None,
              device: str = "auto") -> AuditedRun:
-    """Model (in eval mode, on ``device``: see :func:`hfprune.training.resolve_device`), tokenizer, membership split
-    and canaries saved in ``directory``.
+    """Model (in eval mode, on ``device``: see :func:`hfprune.training_args.resolve_device`), tokenizer,
+    membership split and canaries saved in ``directory``.
 
     A compacted pruned checkpoint (config records the kept units) is rebuilt with ``load_pruned``. ``split_from``
     reads the split (and canaries) from another directory: a pruned copy saved without them audits against the
     dense run's split.
     """
     from hfprune.models import load_tokenizer
-    from hfprune.training import process_device
+    from hfprune.training_args import process_device
 
     path = Path(directory)
     recorded = Path(split_from) if split_from is not None else path

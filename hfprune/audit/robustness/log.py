@@ -1,7 +1,7 @@
 """The per-example attack log: what was attacked, what it became, how the model labelled both, at what cost.
 
 One :class:`AttackRecord` per sampled example, in TextAttack's vocabulary (successful / failed / skipped). The
-summary metrics (:func:`hfprune.audit.results.summarize_attack_log`), the transfer replay and the CSV all read it.
+summary metrics (:func:`hfprune.audit.summaries.summarize_attack_log`), the transfer replay and the CSV all read it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from hfprune.audit.metrics import ATTACK_OUTCOMES
-from hfprune.audit.results import RobustnessResult, summarize_attack_log
+from hfprune.audit.results import RobustnessResult
+from hfprune.audit.summaries import summarize_attack_log
 from hfprune.errors import ConfigError
 
 # TextAttack result class -> outcome; looked up along the MRO so subclasses map like their parents

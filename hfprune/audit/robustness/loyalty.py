@@ -1,17 +1,18 @@
 """Loyalty of a model to a reference (the dense model) on clean inputs, after Xu et al. 2021.
 
 The metric functions live in :mod:`hfprune.audit.metrics`; this probe only queries both models on the same
-sample, batched, and hands the probabilities to :func:`hfprune.audit.results.summarize_loyalty`.
+sample, batched, and hands the probabilities to :func:`hfprune.audit.summaries.summarize_loyalty`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from hfprune.audit.results import LoyaltyResult, summarize_loyalty
+from hfprune.audit.results import LoyaltyResult
 from hfprune.audit.robustness.base import AuditTarget, Probe
 from hfprune.audit.robustness.config import AuditConfig
 from hfprune.audit.robustness.sample import AttackSample
+from hfprune.audit.summaries import summarize_loyalty
 from hfprune.errors import ConfigError
 
 

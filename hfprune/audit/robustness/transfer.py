@@ -14,11 +14,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from hfprune.audit.results import AuditResult, MetricWithCI, _Result, proportion_estimate, result_from_dict
+from hfprune.audit.results import AuditResult, MetricWithCI, _Result, result_from_dict
 from hfprune.audit.robustness.base import AuditTarget, Probe
 from hfprune.audit.robustness.config import AuditConfig
 from hfprune.audit.robustness.log import AttackLog
 from hfprune.audit.robustness.sample import AttackSample
+from hfprune.audit.summaries import proportion_estimate
 from hfprune.errors import ConfigError
 
 
