@@ -66,6 +66,18 @@ def test_pooled_test_is_a_t_test_over_examples_of_the_seed_averaged_correctness(
     assert (result.dense, result.pruned, result.n) == (pytest.approx(teacher.mean()), pytest.approx(bad.mean()), N)
 
 
+def test_a_pooled_interval_past_the_possible_differences_is_clipped_to_them():
+    """Four examples, the candidate right on three the reference got wrong: scipy's t interval reaches past +1, which
+    no difference of 0/1 outcomes can; the p-value stays scipy's."""
+    reference, candidate = np.array([0, 0, 0, 1]), np.array([[1, 1, 1, 1]])
+    expected = stats.ttest_rel(candidate[0], reference)
+    low, high = expected.confidence_interval(0.95)
+    assert high > 1  # the case the clip is for
+    result = seeds.pooled_accuracy([reference], candidate, metric="candidate - reference")
+    assert result.p_value == pytest.approx(expected.pvalue, rel=1e-12)
+    assert (result.low, result.high) == (pytest.approx(low, rel=1e-12), 1.0)
+
+
 def test_per_seed_tests_are_exact_mcnemar_against_scipy(payload):
     good, bad = _runs(payload, "good"), _runs(payload, "bad")
     results = seeds.per_seed_accuracy(good, bad, metric="bad - good", seeds=[0, 1, 2])

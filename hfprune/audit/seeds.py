@@ -83,7 +83,8 @@ def pooled_accuracy(
 
 def _t_test(reference: np.ndarray, candidate: np.ndarray, metric: str, confidence: float,
             test: str) -> compare.Comparison:
-    """One-sample t-test and t interval over examples of the per-example differences candidate - reference."""
+    """One-sample t-test and t interval over examples of the per-example differences candidate - reference (each in
+    [-1, 1]: differences of 0/1 outcomes averaged over seeds), the interval clipped to [-1, 1]."""
     from scipy import stats
 
     intervals.check_confidence(confidence)
@@ -93,6 +94,9 @@ def _t_test(reference: np.ndarray, candidate: np.ndarray, metric: str, confidenc
         result = stats.ttest_1samp(differences, 0.0)
         p_value = float(result.pvalue)
         low, high = (float(x) for x in result.confidence_interval(confidence))
+        # both callers average 0/1 outcomes, so a difference lies in [-1, 1]; with a handful of examples the t
+        # interval reaches past that (e.g. [-0.05, +1.55] on 4 attacked examples), which no difference can
+        low, high = max(low, -1.0), min(high, 1.0)
     else:  # every example differs alike (all 0: the runs agree everywhere): no spread to test against
         p_value = 1.0 if differences[0] == 0 else 0.0
     return compare.Comparison(metric, float(reference.mean()), float(candidate.mean()), float(differences.mean()),
