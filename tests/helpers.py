@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from conftest import TINY_ARCHS, TINY_DECODERS
 
 from hfprune.recipes.schema import Recipe
 
@@ -25,8 +26,15 @@ MEMBER_SCORES, NONMEMBER_SCORES = [0.9, 0.8, 0.7, 0.6], [0.65, 0.5, 0.4, 0.3]
 TOKEN = "hf_" + "loopbacktoken" * 3
 # a made-up latency cost model (seconds) for latency-table tests: no test times anything real
 FLOOR_S, HEAD_S, ATTENTION_S, NEURON_S, FFN_S = 0.002, 0.0001, 0.0005, 0.00001, 0.0002
-REPO_ID = "alice/minilm-sst2-pruned"
 LFS_THRESHOLD = 10_000  # the Hub stores larger (or binary) files with LFS
+# every tiny architecture and task the engine tests run: encoders classify, GPT-2 and the decoders also generate
+CASES = ([(arch, "classification") for arch in TINY_ARCHS] + [("gpt2", "causal_lm")]
+         + [(arch, "causal_lm") for arch in TINY_DECODERS])
+
+
+def logits(model: torch.nn.Module, inputs: dict) -> torch.Tensor:
+    with torch.no_grad():
+        return model(**inputs).logits
 
 
 # ------------------------------------------------------------------------------------------- tiny BERT and recipes

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TINY_ARCHS, TINY_DECODERS, TINY_GQA, tiny_model
+from conftest import TINY_GQA, tiny_model
+from helpers import CASES, logits
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from hfprune.errors import ConfigError, UnsupportedModelError
@@ -20,14 +21,6 @@ from hfprune.pruning import (
     sparsity_report,
 )
 from hfprune.pruning.units import UnitKind, unit_groups
-
-CASES = ([(arch, "classification") for arch in TINY_ARCHS] + [("gpt2", "causal_lm")]
-         + [(arch, "causal_lm") for arch in TINY_DECODERS])
-
-
-def logits(model, inputs) -> torch.Tensor:
-    with torch.no_grad():
-        return model(**inputs).logits
 
 
 def queries_per_unit(arch: str) -> int:

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 from conftest import TINY_DECODERS, tiny_model
-from test_pruning_engine import CASES, logits
+from helpers import CASES, logits
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from hfprune.errors import ConfigError, HfpruneError
@@ -79,6 +79,33 @@ def test_block_influence_removes_the_layer_that_changes_the_hidden_state_least()
         layer.mlp.down_proj.weight.zero_()
     structure = prune(model, PruningConfig(layer_sparsity=0.5, scoring="magnitude"), dataloader=batches())
     assert structure.kept_layers == [1]
+
+
+@pytest.mark.parametrize("arch", ["bert", "llama"])
+def test_block_influence_counts_real_tokens_only(arch):
+    """Two sequences padded into one batch give the influence they give one at a time: padding (attention_mask 0)
+    neither adds to a layer's influence nor to its token count."""
+    from hfprune.pruning.layers import LayerDropper
+
+    model = tiny_model(arch, "classification").eval()
+    ids = torch.randint(3, 99, (2, 9), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    mask[1, 5:] = 0  # the second sequence has 5 real tokens, right-padded
+
+    def measured(batches):
+        dropper = LayerDropper(model, 0.5)
+        dropper.attach()
+        with torch.enable_grad():
+            for batch in batches:
+                model(**batch)
+        dropper.detach()
+        return dropper.influence, dropper.tokens
+
+    padded = measured([{"input_ids": ids, "attention_mask": mask}])
+    alone = measured([{"input_ids": ids[:1], "attention_mask": mask[:1]},
+                      {"input_ids": ids[1:, :5], "attention_mask": mask[1:, :5]}])
+    assert padded[1].tolist() == alone[1].tolist() == [14.0] * len(transformer_layers(model))
+    torch.testing.assert_close(padded[0], alone[0], rtol=1e-5, atol=1e-6)
 
 
 def test_layer_sparsity_needs_data_and_excludes_weights_and_latency():

@@ -1,14 +1,14 @@
 """Whole transformer layers: scored by block influence, masked, then removed from the model (issue #21).
 
-**Block influence** (Men et al. 2024, ShortGPT): a layer's score is 1 - cos(its input, its output) over the tokens of
-the training (or calibration) batches, averaged; the layers that change the hidden state least go first. Why this
-and not the units' summed scores: a layer's heads and neurons can all score well while its residual update is small
-beside the hidden state it is added to (what removing the layer costs is that update, not the units' sum), head and
-neuron scores live on different scales that a sum would have to weigh, and the units' scores of the latency and
-magnitude scorers say nothing about data. Block influence is one number per layer on one scale, in encoders
-(post-norm: the output is the normalised sum) and decoders (pre-norm: the output is the residual stream) alike, and
-it reads only forward passes the run makes anyway (no extra pass, any scorer). It needs data: one-shot pruning with
-``layer_sparsity`` needs a calibration dataloader.
+**Block influence** (Men et al. 2024, ShortGPT): a layer's score is 1 - cos(its input, its output) over the real
+tokens of the training (or calibration) batches (the ``attention_mask`` leaves padding out), averaged; the layers
+that change the hidden state least go first. Why this and not the units' summed scores: a layer's heads and neurons
+can all score well while its residual update is small beside the hidden state it is added to (what removing the
+layer costs is that update, not the units' sum), head and neuron scores live on different scales that a sum would
+have to weigh, and the units' scores of the latency and magnitude scorers say nothing about data. Block influence is
+one number per layer on one scale, in encoders (post-norm: the output is the normalised sum) and decoders (pre-norm:
+the output is the residual stream) alike, and it reads only forward passes the run makes anyway (no extra pass, any
+scorer). It needs data: one-shot pruning with ``layer_sparsity`` needs a calibration dataloader.
 
 A masked layer passes its input through unchanged (a forward hook replaces its output hidden states by its input), so
 the masked model computes exactly what the model with the layer removed does; its influence is still measured on its
@@ -56,6 +56,7 @@ class LayerDropper:
         self.mask = torch.ones(count)
         self.sparsity = 0.0
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._tokens_mask: torch.Tensor | None = None  # the current batch's attention_mask: which tokens are real
 
     def scores(self) -> torch.Tensor:
         """Mean block influence per layer, averaged over processes (every rank then removes the same layers)."""
@@ -77,8 +78,15 @@ class LayerDropper:
 
     def attach(self) -> None:
         self.detach()
+        self._handles.append(self.model.register_forward_pre_hook(self._remember_mask, with_kwargs=True))
         for index, layer in enumerate(transformer_layers(self.model)):
             self._handles.append(layer.register_forward_hook(self._hook(index), with_kwargs=True))
+
+    def _remember_mask(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+        """Keep the batch's 2-D ``attention_mask`` (a model call's keyword, as the Trainer passes it): the layers
+        see only hidden states, and padding tokens must not count in a layer's influence."""
+        mask = kwargs.get("attention_mask")
+        self._tokens_mask = mask if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
 
     def detach(self) -> None:
         for handle in self._handles:
@@ -92,8 +100,12 @@ class LayerDropper:
             if torch.is_grad_enabled():  # training and calibration passes; evaluation runs without gradients
                 with torch.no_grad():
                     cos = F.cosine_similarity(hidden.detach().float(), out.detach().float(), dim=-1)
-                    self.influence[index] += float((1 - cos).sum())
-                    self.tokens[index] += cos.numel()
+                    real = self._tokens_mask
+                    if real is None or real.shape != cos.shape:  # no mask given (or not per token): all count
+                        real = torch.ones_like(cos)
+                    real = real.to(cos.device, cos.dtype)
+                    self.influence[index] += float(((1 - cos) * real).sum())
+                    self.tokens[index] += float(real.sum())
             return output if self.mask[index] > 0 else _with_hidden(output, hidden)
         return hook
 
