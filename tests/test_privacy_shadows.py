@@ -222,3 +222,17 @@ def test_library_shadows_move_a_fixed_split_seed_too(tmp_path):
     dirs = train_disjoint_models(train_fn, config, split, k=2, output_root=tmp_path)
     assert seen == [(4, 8, "shadow-0", split), (5, 9, "shadow-1", split)]
     assert dirs == [str(tmp_path / "shadow-0"), str(tmp_path / "shadow-1")]
+
+
+def test_shadows_are_refused_under_a_launch_of_several_processes(tiny_model_dir, tmp_path, monkeypatch):
+    """Shadows train on the main process alone while the others wait, where a DDP Trainer would hang: refused in
+    the preflight, before anything is written."""
+    from hfprune.pipeline.runner import RecipeRunner, single_level
+
+    recipe = Recipe.from_dict(_payload(tiny_model_dir, tmp_path / "out", "target"))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(ConfigError, match=r"^audits\.privacy\.n_shadows: shadow models are trained by one process; "
+                                          r"expected 0 under a launch of 2 processes \(or run with one process\)$"):
+        RecipeRunner(recipe).preflight(single_level(recipe))
+    assert not (tmp_path / "out").exists()
