@@ -124,6 +124,7 @@ def test_sweep_with_two_seeds_reports_means_pooled_tests_and_resumes(tiny_model_
     assert markdown.split("\n## ")[1].startswith("What pruning changed")
     assert "both trained once for each of 2 seeds (0, 1)" in markdown
     assert f"| {_cell(metrics['dense']['accuracy'], 4)} |" in markdown
+    assert "| 0.0% (all 2 seeds) |" in markdown  # the dense row's params removed: the same in every seed
     published = report["published"]["sparsity-0.50"]
     assert published["seed"] == sorted((run["quality"]["value"], s) for s, run in enumerate(pruned))[0][1]
     assert f"`{published['model_dir']}`" in markdown

@@ -288,11 +288,14 @@ def _plain(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _spread_cell(spread: SeedSpread, digits: int, percent: bool = False) -> str:
-    """"0.8125 (sd 0.0100, 0.8000 to 0.8250, 3 seeds)"; a fraction shown as a percentage with ``percent``."""
+    """"0.8125 (sd 0.0100, 0.8000 to 0.8250, 3 seeds)", or "72.0 (all 3 seeds)" when every seed measured the same; a
+    fraction shown as a percentage with ``percent``."""
     scale, unit, digits = (100.0, "%", 1) if percent else (1.0, "", digits)
     mean, sd, low, high = (scale * v for v in (spread.mean, spread.sd, spread.low, spread.high))
     if spread.n == 1:
         return f"{mean:.{digits}f}{unit} (1 seed)"
+    if spread.low == spread.high:  # the same in every seed (a shape, a count): no spread to show
+        return f"{mean:.{digits}f}{unit} (all {spread.n} seeds)"
     return f"{mean:.{digits}f}{unit} (sd {sd:.{digits}f}, {low:.{digits}f} to {high:.{digits}f}, {spread.n} seeds)"
 
 
