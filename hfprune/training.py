@@ -272,8 +272,6 @@ def finetune_classifier(config: FinetuneConfig) -> FinetuneResult:
     evaluation = drop_unlabelled(splits[eval_split])
     check_layout(config.dataset, {config.train_split: train, eval_split: splits[eval_split]}, key="dataset")
     check_model_source("model", config.model, labels=label_names(train), max_length=config.max_length)
-    threads = config.threads or idle_cores()
-    logger.info("training on %d CPU thread(s)", threads)
     distributed.join(resolve_device(config.device))
 
     @contextlib.contextmanager
@@ -283,7 +281,8 @@ def finetune_classifier(config: FinetuneConfig) -> FinetuneResult:
             yield staging
 
     # every process trains and evaluates (data parallel); only the main one locks, writes and publishes
-    with distributed.main_writes(output_folder) as staging, torch_threads(threads):
+    with distributed.main_writes(output_folder) as staging, torch_threads(config.threads) as threads:
+        logger.info("training on %d CPU thread(s)", threads)
         accuracy, seconds = _train_and_save(config, train, evaluation, staging)
     logger.info("saved the fine-tuned model to %s", target)
     return FinetuneResult(accuracy, eval_split, len(train), len(evaluation), seconds, str(target))
@@ -304,14 +303,16 @@ def idle_cores() -> int:
 
 
 @contextlib.contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """Run the block with ``count`` torch intra-op threads, restoring the previous setting after."""
+def torch_threads(count: int | None) -> Iterator[int]:
+    """Run the block with ``count`` torch intra-op threads (``None``: :func:`idle_cores`), restoring the previous
+    setting after; yields the count used."""
     import torch
 
+    count = count or idle_cores()
     previous = torch.get_num_threads()
     torch.set_num_threads(count)
     try:
-        yield
+        yield count
     finally:
         torch.set_num_threads(previous)
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from hfprune.audit.results import LoyaltyResult, RobustnessResult
 from hfprune.errors import ConfigError
+from hfprune.utils.config import VERSION_KEY
 from hfprune.utils.io import (
     atomic_write_json,
     atomic_write_text,
@@ -132,7 +133,7 @@ class ModelAudit:
         from hfprune import __version__
 
         return {
-            "kind": "model_audit", "hfprune_version": __version__, "model_name": self.model_name,
+            "kind": "model_audit", VERSION_KEY: __version__, "model_name": self.model_name,
             "sparsity": self.sparsity, "robustness": [r.to_dict() for r in self.robustness],
             "loyalty": None if self.loyalty is None else self.loyalty.to_dict(),
             "privacy": None if self.privacy is None else self.privacy.to_dict(), "seconds": round(self.seconds, 3),
@@ -144,7 +145,7 @@ class ModelAudit:
         from hfprune.audit.compare import Comparison
         from hfprune.audit.privacy.report import PrivacyEntry
 
-        expected = {"kind", "hfprune_version", "model_name", "sparsity", "robustness", "loyalty", "privacy", "seconds",
+        expected = {"kind", VERSION_KEY, "model_name", "sparsity", "robustness", "loyalty", "privacy", "seconds",
                     "dataset", "split"}
         # "comparison" is optional: audits saved before --reference compared the models lack it
         if not isinstance(payload, dict) or payload.get("kind") != "model_audit" or not (

@@ -53,7 +53,7 @@ def audit_saved_model(
     failing. With ``reference_dir``, the reference is audited with the same plan on the same examples and member
     set (into ``out/reference``), and the paired tests against it go into this audit's report.
     """
-    from hfprune.training import idle_cores, torch_threads
+    from hfprune.training import torch_threads
     from hfprune.training_args import resolve_device
 
     resolve_device(device, "--device")  # an unknown or absent device is an error before anything is read
@@ -73,7 +73,7 @@ def audit_saved_model(
         raise ConfigError(f"--reference: {reference_dir} is a {reference.task} model; MODEL_DIR is a {loaded.task}")
     dataset = _audit_dataset(plan, reference is not None and loaded.task == "sequence-classification")
     label = name or (Path(model_dir).resolve().parent.name if Path(model_dir).name == "model" else Path(model_dir).name)
-    with staged_folder(out) as staging, torch_threads(threads or idle_cores()):
+    with staged_folder(out) as staging, torch_threads(threads):
         target, ref = _target(label, loaded), None if reference is None else _target("reference", reference)
         step = lambda message: logger.info("%s", message)  # noqa: E731
         result = run_model_audit(plan, target, staging, reference=ref if dataset is not None else None,

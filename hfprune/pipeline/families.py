@@ -157,8 +157,7 @@ def families_efficiency(runner: Any, dense: StageResult, levels: list[StageResul
                         rounds: dict[int, int] | None = None) -> dict[str, dict[str, Any]]:
     """``efficiency_stage`` of every level (stage name -> record), on the recipe's CPU threads."""
     from hfprune.data.paths import data_dir_env
-    from hfprune.training import idle_cores, torch_threads
+    from hfprune.training import torch_threads
 
-    threads = runner.recipe.training.threads or idle_cores()
-    with data_dir_env(runner.recipe.data.data_dir), torch_threads(threads):
+    with data_dir_env(runner.recipe.data.data_dir), torch_threads(runner.recipe.training.threads):
         return {level.name: efficiency_stage(runner, level, dense, rounds) for level in levels}

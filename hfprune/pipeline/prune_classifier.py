@@ -191,10 +191,10 @@ def _check_inputs(config: PruneClassifierConfig) -> None:
 
 
 def _prune_classifier(config: PruneClassifierConfig, out: Path) -> PruneClassifierResult:
-    from hfprune.training import idle_cores, torch_threads
+    from hfprune.training import torch_threads
 
     seconds: dict[str, float] = {}
-    with torch_threads(config.threads or idle_cores()):
+    with torch_threads(config.threads):
         started = time.perf_counter()
         dense_dir, dense_accuracy = _dense_teacher(config, out)
         # a --teacher is only evaluated: its time is not a fine-tuning time

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hfprune.training_args import epochs_text
+from hfprune.utils.config import VERSION_KEY
 from hfprune.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from hfprune.utils.logging import get_logger
 
@@ -211,7 +212,7 @@ class RunReport:
     def to_dict(self) -> dict[str, Any]:
         from hfprune import __version__
 
-        return {"kind": "hfprune_run_report", "hfprune_version": __version__, "recipe": self.recipe.to_dict(),
+        return {"kind": "hfprune_run_report", VERSION_KEY: __version__, "recipe": self.recipe.to_dict(),
                 "dense": self.dense.to_dict(), "levels": [stage.to_dict() for stage in self.levels],
                 "changes": {name: [c.to_dict() for c in found] for name, found in self.changes().items()}}
 

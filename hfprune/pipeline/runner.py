@@ -130,13 +130,12 @@ class RecipeRunner(RunChecks):
     def _run_stages(self, levels: list[Level]) -> tuple[StageResult, list[StageResult]]:
         from tqdm.auto import tqdm
 
-        from hfprune.training import idle_cores, torch_threads
+        from hfprune.training import torch_threads
 
         distributed.main_only(lambda: atomic_write_json(self.root / RECIPE_FILE, {**self.recipe.to_dict(),
                                                                              "fingerprint": self.recipe.fingerprint()}))
-        threads = self.recipe.training.threads or idle_cores()
-        logger.info("running recipe %s in %s on %d CPU thread(s)", self.recipe.name, self.root, threads)
-        with data_dir_env(self.recipe.data.data_dir), torch_threads(threads):
+        with data_dir_env(self.recipe.data.data_dir), torch_threads(self.recipe.training.threads) as threads:
+            logger.info("running recipe %s in %s on %d CPU thread(s)", self.recipe.name, self.root, threads)
             dense = self.dense_stage()
             results = []
             for level in tqdm(levels, desc="pruning levels", unit="level", disable=len(levels) < 2):

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from hfprune.audit.seeds import SeedSpread, seed_spread
 from hfprune.pipeline.report import Point, RunReport, Series
+from hfprune.utils.config import VERSION_KEY
 
 if TYPE_CHECKING:
     from hfprune.audit.compare import Comparison
@@ -251,7 +252,7 @@ class SeedsReport(RunReport):
         from hfprune.pipeline.seed_layout import seed_dir
 
         return {
-            "kind": "hfprune_seeds_report", "hfprune_version": __version__, "recipe": self.recipe.to_dict(),
+            "kind": "hfprune_seeds_report", VERSION_KEY: __version__, "recipe": self.recipe.to_dict(),
             "seeds": self.seeds, "split_seed": self.recipe.training.member_split_seed,
             "stages": {str(seed): [f"{seed_dir(seed)}/{name}" for name in (DENSE_STAGE, *self.level_dirs)]
                        for seed in self.seeds},

@@ -142,6 +142,8 @@ def remove_layers(model: PreTrainedModel, kept: list[int]) -> PrunedStructure:
     parent_path, _, name = spec.layers.rpartition(".")
     parent = model.base_model.get_submodule(parent_path) if parent_path else model.base_model
     setattr(parent, name, nn.ModuleList([layers[i] for i in kept]))
+    if isinstance(getattr(parent, "n_layers", None), int):  # DistilBERT's Transformer keeps its own layer count
+        parent.n_layers = len(kept)
     for new, layer in enumerate(transformer_layers(model)):
         for module in layer.modules():  # attention modules (and some layers) index the KV cache by layer_idx
             if isinstance(getattr(module, "layer_idx", None), int):

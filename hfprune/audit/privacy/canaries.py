@@ -26,7 +26,7 @@ from hfprune.audit.privacy.scores import sequence_log_perplexity_bits
 from hfprune.audit.results import CanaryExposureResult
 from hfprune.audit.summaries import summarize_exposure
 from hfprune.errors import ConfigError
-from hfprune.utils.config import check_choice, check_fraction, check_int, reject_unknown_keys
+from hfprune.utils.config import VERSION_KEY, check_choice, check_fraction, check_int, reject_unknown_keys
 from hfprune.utils.io import atomic_write_json
 from hfprune.utils.logging import get_logger
 
@@ -118,7 +118,7 @@ class CanarySet:
     def from_dict(cls, payload: dict[str, Any]) -> Self:
         if not isinstance(payload, dict):
             raise ConfigError(f"CanarySet: expected a mapping, got {type(payload).__name__}")
-        payload = {k: v for k, v in payload.items() if k != "hfprune_version"}
+        payload = {k: v for k, v in payload.items() if k != VERSION_KEY}
         reject_unknown_keys("CanarySet", payload, cls.__dataclass_fields__)
         return cls(**payload)
 
@@ -127,7 +127,7 @@ class CanarySet:
         from hfprune import __version__
 
         path = Path(directory) / CANARY_FILE
-        atomic_write_json(path, {**self.to_dict(), "hfprune_version": __version__})
+        atomic_write_json(path, {**self.to_dict(), VERSION_KEY: __version__})
         return path
 
     @classmethod

@@ -127,13 +127,13 @@ def finetune_on_members(config: MemberFinetuneConfig, exclude: MembershipSplit |
     ``exclude``: draw the examples disjoint from this split, to train a reference or shadow model that never saw
     any audited example. Training happens in a hidden staging folder published once everything is written.
     """
-    from hfprune.training import check_output_dir, idle_cores, publish, torch_threads
+    from hfprune.training import check_output_dir, publish, torch_threads
 
     target = config.resolved_output_dir()
     check_output_dir(target, config.overwrite)
     split = draw_classification_split(config, exclude)
     with staged_folder(target, publish(config.overwrite)) as staging:
-        with torch_threads(config.threads or idle_cores()):
+        with torch_threads(config.threads):
             loss, seconds = _train_and_save(config, split, staging)
         split.save(staging)
     logger.info("fine-tuned on %d members (train loss %.3f, %.0f s); saved to %s", split.n_members, loss, seconds,

@@ -214,7 +214,7 @@ def train_canary_lm(
     the audited texts over the same tokens as the target. Training happens in a hidden staging folder published
     only once everything is written.
     """
-    from hfprune.training import check_output_dir, idle_cores, publish, torch_threads
+    from hfprune.training import check_output_dir, publish, torch_threads
 
     target = config.resolved_output_dir()
     check_output_dir(target, config.overwrite)
@@ -227,7 +227,7 @@ def train_canary_lm(
                                  seed=config.seed if config.split_seed is None else config.split_seed)
         corpus = insert_canaries(corpus, canaries, seed=config.seed)
     with staged_folder(target, publish(config.overwrite)) as staging:
-        with torch_threads(config.threads or idle_cores()):
+        with torch_threads(config.threads):
             loss, seconds = _train_and_save(config, split, corpus, staging, tokenizer_dir)
         split.save(staging)
         if canaries is not None:

@@ -26,7 +26,7 @@ from hfprune.audit.results import (
     results_to_markdown,
 )
 from hfprune.errors import ConfigError
-from hfprune.utils.config import ConfigMixin, reject_unknown_keys
+from hfprune.utils.config import VERSION_KEY, ConfigMixin, reject_unknown_keys
 from hfprune.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from hfprune.utils.logging import get_logger
 
@@ -173,7 +173,7 @@ class PrivacyReport:
     def to_dict(self) -> dict[str, Any]:
         from hfprune import __version__
 
-        return {"kind": "privacy_report", "title": self.title, "hfprune_version": __version__,
+        return {"kind": "privacy_report", "title": self.title, VERSION_KEY: __version__,
                 "entries": [entry.to_dict() for entry in self.entries]}
 
     @classmethod

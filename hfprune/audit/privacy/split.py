@@ -19,7 +19,7 @@ import numpy as np
 
 from hfprune.data.columns import Example, as_examples, is_pair
 from hfprune.errors import ConfigError
-from hfprune.utils.config import reject_unknown_keys
+from hfprune.utils.config import VERSION_KEY, reject_unknown_keys
 from hfprune.utils.io import atomic_write_json
 
 SPLIT_FILE = "membership_split.json"
@@ -129,7 +129,7 @@ class MembershipSplit:
         """Build from :meth:`to_dict` output; unknown keys are an error naming the allowed ones."""
         if not isinstance(payload, dict):
             raise ConfigError(f"MembershipSplit: expected a mapping, got {type(payload).__name__}")
-        payload = {k: v for k, v in payload.items() if k != "hfprune_version"}
+        payload = {k: v for k, v in payload.items() if k != VERSION_KEY}
         reject_unknown_keys("MembershipSplit", payload, cls.__dataclass_fields__)
         try:
             return cls(**payload)
@@ -141,7 +141,7 @@ class MembershipSplit:
         from hfprune import __version__
 
         path = Path(directory) / SPLIT_FILE
-        atomic_write_json(path, {**self.to_dict(), "hfprune_version": __version__})
+        atomic_write_json(path, {**self.to_dict(), VERSION_KEY: __version__})
         return path
 
     @classmethod

@@ -20,6 +20,7 @@ from hfprune.audit.robustness.sample import AttackSample
 from hfprune.audit.robustness.transfer import TransferResult, TransferRun
 from hfprune.audit.sparsity import SPARSITY_AXIS
 from hfprune.errors import ConfigError
+from hfprune.utils.config import VERSION_KEY
 from hfprune.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from hfprune.utils.logging import get_logger
 
@@ -78,7 +79,7 @@ def report_to_dict(report: RobustnessReport) -> dict[str, Any]:
     from hfprune import __version__
 
     return {
-        "hfprune_version": __version__,
+        VERSION_KEY: __version__,
         "config": report.config.to_dict(),
         "reference": report.reference,
         "models": [{"name": name, "sparsity": sparsity} for name, sparsity in report.models.items()],
