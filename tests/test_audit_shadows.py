@@ -55,10 +55,16 @@ def test_target_shadows_of_a_pruned_model_are_pruned_like_it_and_give_the_attack
 
     out = tmp_path / "audit"
     assert _audit(str(run_dir / "pruned" / "model"), "--data", "glue/sst2", "--privacy", "mia", "--shadows", "target",
-                  "--n-shadows", "2", "--out", str(out), *FAST) == 0
+                  "--n-shadows", "2", "--reference", str(run_dir / "dense" / "model"), "--n-loyalty", "8",
+                  "--out", str(out), *FAST) == 0
     results, shadows = _membership(out)
     assert shadows == {"n": 2, "trained_as": "target"}
     assert list(results) == ["loss", "confidence", "entropy", "reference", "lira"]
+    # the run's dense model as --reference: audited against the dense shadows, and both shadow attacks compared
+    reference, reference_shadows = _membership(out / "reference")
+    assert reference_shadows == {"n": 2, "trained_as": "dense"} and list(reference) == list(results)
+    compared = [c["metric"] for c in json.loads((out / "audit.json").read_text())["comparison"]]
+    assert {"MIA AUC (reference)", "MIA AUC (lira)"} <= set(compared)
 
     split = MembershipSplit.load(out)
     level = sparsity_report(load_pruned(run_dir / "pruned" / "model"))
