@@ -19,6 +19,7 @@ Writes ``results.json`` and ``README.md`` into ``--out``.
 
     python scripts/bench_intervals.py --out benchmarks/intervals          # full run (a few minutes, 1 core)
     python scripts/bench_intervals.py --quick --out /tmp/intervals        # smoke run
+    python scripts/bench_intervals.py --only mean_exposure --out benchmarks/intervals   # one section again
 """
 
 from __future__ import annotations
@@ -176,29 +177,56 @@ def tpr_coverage(fpr: float, reps: int, n_resamples: int, rng: np.random.Generat
             **{name: _coverage(ends, truth) for name, ends in found.items()}}
 
 
-def run(quick: bool) -> dict:
-    rng = np.random.default_rng(0)
-    ns = NS[:2] if quick else NS
+def _proportions(quick: bool, boot: int, rng: np.random.Generator) -> list[dict]:
+    return [{"n": n, "p": p, **proportion_coverage(n, p, boot)} for n in (NS[:2] if quick else NS) for p in RATES]
+
+
+def _aucs(quick: bool, boot: int, rng: np.random.Generator) -> list[dict]:
+    reps = {10: 1000, 20: 1000, 50: 1000, 200: 400, 1000: 200}
+    return [{"n": n, "auc": a, "reps": 50 if quick else reps[n], **auc_coverage(n, a, 50 if quick else reps[n], boot,
+                                                                                 rng)}
+            for n in (NS[:2] if quick else NS) for a in AUCS]
+
+
+def _means(quick: bool, boot: int, rng: np.random.Generator) -> list[dict]:
+    reps = 100 if quick else 1000
+    return [{"distribution": name, "n": n, "reps": reps, **mean_coverage(name, n, reps, boot, rng)}
+            for name in EXPOSURES for n in (MEAN_NS[1:4] if quick else MEAN_NS)]
+
+
+def _tprs(quick: bool, boot: int, rng: np.random.Generator) -> list[dict]:
+    reps = 50 if quick else 300
+    return [{"fpr": f, "n_nonmembers": FPR_N, "expected_false_positives": f * FPR_N, "reps": reps,
+             **tpr_coverage(f, reps, boot, rng)} for f in FPRS]
+
+
+# result key -> its simulation; each draws from its own generator, seeded by its place here, so a section re-run
+# alone (--only) gives what a full run gives (the AUC rows keep seed 0, the stream they were first drawn from)
+SECTIONS = {"auc": _aucs, "mean_exposure": _means, "tpr_at_fpr": _tprs, "proportions": _proportions}
+
+
+def run(quick: bool, only: list[str] | None = None, previous: dict | None = None) -> dict:
+    """Every section, or only those named, keeping the others from ``previous`` (a results.json)."""
     boot = 200 if quick else 1000
-    started = time.perf_counter()
-    proportions = [{"n": n, "p": p, **proportion_coverage(n, p, boot)} for n in ns for p in RATES]
-    print(f"proportions done ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
-    auc_reps = {10: 1000, 20: 1000, 50: 1000, 200: 400, 1000: 200}
-    aucs = [{"n": n, "auc": a, "reps": 50 if quick else auc_reps[n],
-             **auc_coverage(n, a, 50 if quick else auc_reps[n], boot, rng)} for n in ns for a in AUCS]
-    print(f"AUC done ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
-    mean_ns = MEAN_NS[1:4] if quick else MEAN_NS
-    mean_reps = 100 if quick else 1000
-    means = [{"distribution": name, "n": n, "reps": mean_reps, **mean_coverage(name, n, mean_reps, boot, rng)}
-             for name in EXPOSURES for n in mean_ns]
-    print(f"means done ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
-    tpr_reps = 50 if quick else 300
-    tprs = [{"fpr": f, "n_nonmembers": FPR_N, "expected_false_positives": f * FPR_N, "reps": tpr_reps,
-             **tpr_coverage(f, tpr_reps, boot, rng)} for f in FPRS]
-    return {"kind": "hfprune_interval_coverage", "nominal": NOMINAL, "goal": SHORT, "bootstrap_resamples": boot,
-            "proportions": proportions, "auc": aucs, "mean_exposure": means, "tpr_at_fpr": tprs,
-            "seconds": round(time.perf_counter() - started, 1), "quick": quick,
-            "versions": {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__}}
+    result = dict(previous or {})
+    timings = {}
+    for seed, (name, simulate) in enumerate(SECTIONS.items()):
+        if only and name not in only:
+            continue
+        started = time.perf_counter()
+        result[name] = simulate(quick, boot, np.random.default_rng(seed))
+        timings[name] = round(time.perf_counter() - started, 1)
+        print(f"{name} done ({timings[name]:.0f} s)", file=sys.stderr)
+    result.update({"kind": "hfprune_interval_coverage", "nominal": NOMINAL, "goal": SHORT,
+                   "bootstrap_resamples": boot, "quick": quick,
+                   "versions": {"python": platform.python_version(), "numpy": np.__version__,
+                                "scipy": scipy.__version__}})
+    if only:
+        result["rerun_seconds"] = {**result.get("rerun_seconds", {}), **timings}
+    else:
+        result["seconds"], result["section_seconds"] = round(sum(timings.values()), 1), timings
+        result.pop("rerun_seconds", None)
+    return result
 
 
 def _cell(value: float) -> str:
@@ -212,11 +240,18 @@ def _table(rows: list[dict], keys: list[str], columns: list[str]) -> list[str]:
     return lines
 
 
+def _reruns(result: dict) -> str:
+    reruns = result.get("rerun_seconds", {})
+    return "".join(f"; `--only {name}` re-ran {name.replace('_', ' ')} since, in {seconds:.0f} s"
+                   for name, seconds in reruns.items())
+
+
 def to_markdown(result: dict) -> str:
     methods = list(intervals.PROPORTION_METHODS.values()) + ["percentile bootstrap (old)"]
     lines = ["# Interval coverage at nominal 95%", "",
              f"`python scripts/bench_intervals.py --out benchmarks/intervals` ({result['seconds']:.0f} s on one core; "
-             f"{result['bootstrap_resamples']} bootstrap resamples). Coverage below {SHORT} in **bold**.", "",
+             f"{result['bootstrap_resamples']} bootstrap resamples){_reruns(result)}. Coverage below {SHORT} in "
+             "**bold**.", "",
              "## Proportions (accuracy, attack success, TPR at a fixed FPR): exact coverage", "",
              "Coverage computed exactly over the binomial count (no simulation error). The old percentile bootstrap "
              "gives a zero-width interval at 0/n and n/n, so near rates of 0 or 1 it misses most of the time.", ""]
@@ -272,11 +307,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small n and few repetitions (a smoke run)")
     parser.add_argument("--markdown-only", action="store_true",
                         help="rewrite README.md from the results.json already in --out, without simulating")
+    parser.add_argument("--only", nargs="+", choices=list(SECTIONS), default=None,
+                        help="simulate only these sections, keeping the others from the results.json in --out")
     args = parser.parse_args(argv)
+    previous = None
+    if args.markdown_only or args.only:
+        found = args.out / "results.json"
+        if not found.is_file():
+            parser.error(f"--out: {found} is missing; --markdown-only and --only start from a full run's results")
+        previous = json.loads(found.read_text(encoding="utf-8"))
     if args.markdown_only:
-        result = json.loads((args.out / "results.json").read_text(encoding="utf-8"))
+        result = previous
     else:
-        result = run(args.quick)
+        result = run(args.quick, args.only, previous)
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "results.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     (args.out / "README.md").write_text(to_markdown(result), encoding="utf-8")
