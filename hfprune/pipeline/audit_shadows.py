@@ -11,13 +11,13 @@ before the audit writes anything; the shadows are trained inside the audit's out
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from hfprune.audit.privacy.audit import ShadowModels
 from hfprune.audit.privacy.report import SHADOW_MODES
 from hfprune.errors import ConfigError
+from hfprune.models.trusted import json_object
 from hfprune.pipeline.preflight import RECIPE_FILE
 from hfprune.pipeline.results import DENSE_STAGE
 from hfprune.pipeline.runner import RESULTS_FILE
@@ -79,7 +79,7 @@ def saved_model_shadows(model_dir: str | Path, mode: str, n_shadows: int) -> Sav
         raise ConfigError(f"--shadows: {model_dir} is not the model folder of an hfprune run (RUN/STAGE/model with "
                           f"RUN/{RECIPE_FILE}): shadows are retrained with the run's recipe, which a model trained "
                           "elsewhere does not record")
-    payload = _read_json(run / RECIPE_FILE)
+    payload = json_object("--shadows", run / RECIPE_FILE)
     payload.pop("fingerprint", None)
     try:
         recipe = Recipe.from_dict(payload)
@@ -96,19 +96,9 @@ def saved_model_shadows(model_dir: str | Path, mode: str, n_shadows: int) -> Sav
         if not results.is_file():
             raise ConfigError(f"--shadows: {results} is missing; a pruned model of an hfprune run records its "
                               "level's pruning settings there, which target shadows are pruned with")
-        recorded = _read_json(results).get("pruned", {}).get("pruning")
+        recorded = json_object("--shadows", results).get("pruned", {}).get("pruning")
         if not isinstance(recorded, dict):
             raise ConfigError(f"--shadows: {results} has no pruned.pruning settings; expected the file hfprune run "
                               "writes")
         pruning = PruningConfig.from_dict(recorded)
     return SavedModelShadows(recipe, pruning, model, run)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"--shadows: cannot read {path} ({exc})") from None
-    if not isinstance(payload, dict):
-        raise ConfigError(f"--shadows: {path}: expected a JSON object")
-    return payload
