@@ -242,8 +242,8 @@ def _table(rows: list[dict], keys: list[str], columns: list[str]) -> list[str]:
 
 def _reruns(result: dict) -> str:
     reruns = result.get("rerun_seconds", {})
-    return "".join(f"; `--only {name}` re-ran {name.replace('_', ' ')} since, in {seconds:.0f} s"
-                   for name, seconds in reruns.items())
+    return "".join(f"; the {name.replace('_', ' ')} section re-run since with `--only {name}` ({seconds:.0f} s; "
+                   "the other sections are the full run's)" for name, seconds in reruns.items())
 
 
 def to_markdown(result: dict) -> str:

@@ -26,10 +26,11 @@ PROPORTION_METHODS: dict[str, str] = {"exact": "Clopper-Pearson", "wilson": "Wil
 MIN_BOOTSTRAP_N = 5
 
 # A mean exposure gets its (studentized bootstrap) interval from this many canaries on; fewer are listed. Measured
-# (scripts/bench_intervals.py, benchmarks/intervals/README.md): from 10 canaries it covers >= 0.93 on unmemorised
-# canaries (-log2 U), on every canary partly memorised, and when 20% or more of them are memorised; with 5-8 it
-# falls to 0.91-0.92 on those. No interval from the sample holds when 1 canary in 10 is memorised and n is small:
-# a third of 10-canary samples then hold no memorised canary at all (coverage 0.88 at 10, 0.95 from 30).
+# (scripts/bench_intervals.py, benchmarks/intervals/README.md, 1000 samples a row): with 10 canaries it covers
+# 0.934-0.976 on unmemorised canaries (-log2 U, exact ranks), on canaries all partly memorised and with 30% of them
+# memorised; with 5-8 it falls to 0.90-0.93 on those. No interval from the canaries alone holds at small n when
+# memorised canaries are rare (10%: a third of 10-canary samples hold none; 0.88 at 10, 0.92 at 20) or when a few
+# unmemorised ones hide among memorised ones (90%: 0.73 at 10): both hold from 30 canaries (0.95).
 MIN_EXPOSURE_INTERVAL_N = 10
 
 # A TPR at FPR alpha is reported only when alpha * n_nonmembers >= this many expected false positives: below it the
@@ -133,7 +134,7 @@ def studentized_mean_ci(
 
     Each resample's t = (mean* - mean) / se* calibrates the interval mean - t_(1-a/2) se .. mean - t_(a/2) se, so
     a right-skewed sample (exposures: -log2 U and a few memorised canaries) gets the long upper arm it needs; BCa,
-    which only shifts percentiles of the resampled means, covered 0.88 with 10 canaries (benchmarks/intervals). A
+    which only shifts percentiles of the resampled means, covered 0.86-0.89 with 10 canaries (benchmarks/intervals). A
     resample of identical values has se* = 0, so the ends can be infinite; they are clipped to ``support``, where
     the mean must lie. Constant data give (mean, mean).
     """
@@ -149,7 +150,8 @@ def studentized_mean_ci(
     mean, se = values.mean(axis=-1), values.std(axis=-1, ddof=1) / math.sqrt(n)
     # A resample of one repeated value has se* = 0 (its float std is ~1e-16, hence np.ptp) and t = +-inf. Kept, not
     # dropped: a sample piled at the cap log2 |R| then gets an arm reaching the support's end instead of one that
-    # undercovers (dropping them covered 0.81 instead of 0.91 with 8 canaries, 80% of them memorised).
+    # undercovers (3,000 simulated samples of 8 canaries, 80% of them at the top 2 of 10^4 ranks: 0.91 kept, 0.81
+    # dropped).
     boot_se = np.where(np.ptp(resampled, axis=-1) == 0, 0.0, resampled.std(axis=-1, ddof=1) / math.sqrt(n))
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.nan_to_num((resampled.mean(axis=-1) - mean[..., None]) / boot_se, nan=0.0, posinf=np.inf,
