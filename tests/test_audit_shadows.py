@@ -126,11 +126,13 @@ def test_bad_shadow_options_are_one_line_errors_before_anything_is_written(run_d
         assert "\n" not in str(caught.value)
         assert not out.exists()
 
-    # a pruned model copied without the hfprune_results.json that records its level's pruning
+    # a pruned model copied without the hfprune_results.json that records its level's pruning, at a families
+    # sweep's depth (RUN/levels/LEVEL/model): the run's recipe is found two folders above the stage
     copy = tmp_path / "copy"
-    shutil.copy(run_dir / "recipe.json", (copy / "pruned").mkdir(parents=True) or copy / "recipe.json")
-    shutil.copytree(run_dir / "pruned" / "model", copy / "pruned" / "model",
+    shutil.copytree(run_dir / "pruned" / "model", copy / "levels" / "combined-0.50" / "model",
                     ignore=shutil.ignore_patterns("hfprune_results.json"))
-    with pytest.raises(ConfigError, match="--shadows: .*hfprune_results.json is missing"):
-        _audit(str(copy / "pruned" / "model"), "--data", "glue/sst2", "--shadows", "target", "--out", str(out), *FAST)
+    shutil.copy(run_dir / "recipe.json", copy / "recipe.json")
+    with pytest.raises(ConfigError, match="--shadows: .*combined-0.50/model/hfprune_results.json is missing"):
+        _audit(str(copy / "levels" / "combined-0.50" / "model"), "--data", "glue/sst2", "--shadows", "target",
+               "--out", str(out), *FAST)
     assert not out.exists()

@@ -74,8 +74,10 @@ def saved_model_shadows(model_dir: str | Path, mode: str, n_shadows: int) -> Sav
     if isinstance(n_shadows, bool) or not isinstance(n_shadows, int) or n_shadows < 1:
         raise ConfigError(f"--n-shadows: expected an integer >= 1, got {n_shadows!r}")
     model = Path(model_dir).resolve()
-    stage, run = model.parent, model.parent.parent
-    if model.name != MODEL_FOLDER or not (run / RECIPE_FILE).is_file():
+    # the nearest folder above the stage with a recipe: RUN/dense/model, RUN/LEVEL/model, RUN/levels/LEVEL/model
+    # (families), each seed of a run with several seeds being a run of its own (RUN/seed-<s>/...)
+    run = next((folder for folder in model.parents[1:4] if (folder / RECIPE_FILE).is_file()), None)
+    if model.name != MODEL_FOLDER or run is None:
         raise ConfigError(f"--shadows: {model_dir} is not the model folder of an hfprune run (RUN/STAGE/model with "
                           f"RUN/{RECIPE_FILE}): shadows are retrained with the run's recipe, which a model trained "
                           "elsewhere does not record")
@@ -91,14 +93,17 @@ def saved_model_shadows(model_dir: str | Path, mode: str, n_shadows: int) -> Sav
     privacy = dataclasses.replace(recipe.audits.privacy, n_shadows=n_shadows, shadows=mode, attacks=attacks)
     recipe = dataclasses.replace(recipe, audits=dataclasses.replace(recipe.audits, privacy=privacy))
     pruning = None
-    if stage.name != DENSE_STAGE:
+    if model.parent != run / DENSE_STAGE:
         results = model / RESULTS_FILE
         if not results.is_file():
             raise ConfigError(f"--shadows: {results} is missing; a pruned model of an hfprune run records its "
                               "level's pruning settings there, which target shadows are pruned with")
-        recorded = json_object("--shadows", results).get("pruned", {}).get("pruning")
+        recorded = (json_object("--shadows", results).get("pruned") or {}).get("pruning")
         if not isinstance(recorded, dict):
             raise ConfigError(f"--shadows: {results} has no pruned.pruning settings; expected the file hfprune run "
                               "writes")
-        pruning = PruningConfig.from_dict(recorded)
+        try:
+            pruning = PruningConfig.from_dict(recorded)
+        except ConfigError as exc:
+            raise ConfigError(f"--shadows: {results}: pruned.pruning: {exc}") from None
     return SavedModelShadows(recipe, pruning, model, run)
