@@ -435,6 +435,42 @@ def test_exposure_of_few_canaries_lists_the_values_without_an_interval():
                              method="exact")
     assert not few.mean_exposure.has_interval and few.mean_exposure.n == 2
     assert few.exposure_cell() == "6.00 (values 3.00, 9.00; too few canaries for an interval)"
+    nine = summarize_exposure(np.arange(9.0), model_name="m", sparsity=0.0, repetitions=2, space_size=10**6,
+                              method="exact")
+    assert not nine.mean_exposure.has_interval  # a studentized interval holds its coverage from 10 canaries on
+    assert nine.exposure_cell().startswith("4.00 (values 0.00, 1.00, ")
     many = summarize_exposure(np.arange(10.0), model_name="m", sparsity=0.0, repetitions=2, space_size=10**6,
                               method="exact", n_resamples=500)
-    assert many.mean_exposure.has_interval and many.mean_exposure.method == "BCa bootstrap"
+    assert many.mean_exposure.method == "studentized bootstrap"
+    low, high = intervals.studentized_mean_ci(np.arange(10.0), n_resamples=500, support=(0, math.log2(10**6)))
+    assert (many.mean_exposure.low, many.mean_exposure.high) == (low, high)
+    assert many.exposure_cell() == f"4.50 [{low:.2f}, {high:.2f}]"
+
+
+def test_studentized_mean_interval_matches_its_definition_resample_by_resample():
+    values = np.array([0.1, 0.4, 0.4, 1.2, 2.0, 3.1, 6.5, 13.0])
+    low, high = intervals.studentized_mean_ci(values, n_resamples=399, seed=3)
+    rows = np.random.default_rng(3).integers(0, values.size, size=(399, values.size))
+    mean, se = values.mean(), values.std(ddof=1) / math.sqrt(values.size)
+    t = sorted((values[r].mean() - mean) / (values[r].std(ddof=1) / math.sqrt(values.size)) for r in rows)
+    # the ceil(q * 399)-th smallest t (numpy's inverted_cdf quantile): the 390th and the 10th
+    assert (low, high) == pytest.approx((mean - t[389] * se, mean - t[9] * se))
+    assert high - mean > mean - low  # right-skewed data: the longer arm above the mean
+    batch = intervals.studentized_mean_ci(np.stack([values, values[::-1] * 2]), n_resamples=399, seed=3)
+    single = intervals.studentized_mean_ci(values[::-1] * 2, n_resamples=399, seed=3)
+    assert (batch[0][0], batch[1][0]) == pytest.approx((low, high))
+    assert (batch[0][1], batch[1][1]) == pytest.approx(single)
+
+
+def test_studentized_mean_interval_edge_cases():
+    assert intervals.studentized_mean_ci(np.full(10, 13.0)) == (13.0, 13.0)  # constant: no spread to resample
+    # 8 of 10 at the top: 0.8 ** 10 = 11% of resamples hold only that value (se* = 0, mean* above the mean,
+    # t* = +inf), so the lower end is unbounded and the support clips it; the upper end stays finite
+    values = np.r_[np.full(8, 13.0), 2.0, 5.0]
+    low, high = intervals.studentized_mean_ci(values)
+    assert low == -math.inf and math.isfinite(high)
+    assert intervals.studentized_mean_ci(values, support=(0.0, 13.3)) == (0.0, min(high, 13.3))
+    with pytest.raises(ConfigError, match="values: expected at least 2"):
+        intervals.studentized_mean_ci(np.array([1.0]))
+    with pytest.raises(ConfigError, match="n_resamples"):
+        intervals.studentized_mean_ci(values, n_resamples=0)

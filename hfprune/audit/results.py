@@ -22,6 +22,7 @@ from hfprune.utils.config import reject_unknown_keys
 
 EXPOSURE_METHODS = ("exact", "skewnorm")
 BCA = "BCa bootstrap"
+STUDENTIZED = "studentized bootstrap"
 # the false-positive rates a membership result reports a TPR at -> its field
 TPR_FIELDS = {0.01: "tpr_at_1pct_fpr", 0.001: "tpr_at_0_1pct_fpr"}
 
@@ -265,8 +266,8 @@ class CanaryExposureResult(_Result):
 
 
     def exposure_cell(self) -> str:
-        """The mean with its interval, or, below MIN_BOOTSTRAP_N canaries, every value and no interval."""
-        if self.n_canaries < intervals.MIN_BOOTSTRAP_N and self.exposures:
+        """The mean with its interval, or, below MIN_EXPOSURE_INTERVAL_N canaries, every value and no interval."""
+        if self.n_canaries < intervals.MIN_EXPOSURE_INTERVAL_N and self.exposures:
             listed = ", ".join(f"{value:.2f}" for value in self.exposures)
             return f"{self.mean_exposure.format(2)} (values {listed}; too few canaries for an interval)"
         return self.mean_exposure.format(2)

@@ -24,10 +24,16 @@ from hfprune.utils.logging import get_logger
 
 if TYPE_CHECKING:
     from hfprune.audit.compare import Comparison
+    from hfprune.audit.privacy.audit import ShadowModels
     from hfprune.audit.privacy.split import MembershipSplit
     from hfprune.audit.robustness import AuditTarget
 
 logger = get_logger(__name__)
+
+# trains, into the folder and disjoint from the split, the audited model's shadows and the reference's (None: the
+# reference is audited without): ``hfprune audit --shadows`` (hfprune.pipeline.audit_shadows)
+ShadowTrainer = Callable[["MembershipSplit", Path], "tuple[ShadowModels, ShadowModels | None]"]
+SHADOWS_DIR = "shadows"
 
 
 def audit_saved_model(
@@ -43,6 +49,7 @@ def audit_saved_model(
     members: Callable[[str], MembershipSplit] | None = None,
     mia_optional: bool = False,
     device: str = "auto",
+    shadows: ShadowTrainer | None = None,
 ) -> ModelAudit:
     """Audit any saved model (``hfprune audit``) on ``device`` (:func:`hfprune.training_args.resolve_device`): every
     check first, then the audit in a staging folder that is renamed to ``out`` once ``audit.json`` and the reports
@@ -51,7 +58,8 @@ def audit_saved_model(
     ``members`` builds the member set from the model's task (``--members`` / ``--members-file``), replacing a
     recorded split. ``mia_optional``: without any member set, skip membership inference with a notice instead of
     failing. With ``reference_dir``, the reference is audited with the same plan on the same examples and member
-    set (into ``out/reference``), and the paired tests against it go into this audit's report.
+    set (into ``out/reference``), and the paired tests against it go into this audit's report. ``shadows`` trains
+    the shadow models of the reference and LiRA attacks into ``out/shadows`` first.
     """
     from hfprune.training import torch_threads
     from hfprune.training_args import resolve_device
@@ -68,6 +76,9 @@ def audit_saved_model(
     if members is not None:
         loaded.split = members(loaded.task)
     plan = _check_plan_fits(plan, loaded, mia_optional, reference_dir is not None)
+    if shadows is not None and ("mia" not in plan.privacy or loaded.split is None):
+        raise ConfigError("--shadows: shadow models serve membership inference; expected --privacy with mia and the "
+                          "member split the run recorded")
     reference = load_model_dir(reference_dir, device=device) if reference_dir is not None else None
     if reference is not None and reference.task != loaded.task:
         raise ConfigError(f"--reference: {reference_dir} is a {reference.task} model; MODEL_DIR is a {loaded.task}")
@@ -76,13 +87,16 @@ def audit_saved_model(
     with staged_folder(out) as staging, torch_threads(threads):
         target, ref = _target(label, loaded), None if reference is None else _target("reference", reference)
         step = lambda message: logger.info("%s", message)  # noqa: E731
+        trained, ref_shadows = (None, None) if shadows is None else shadows(loaded.split, staging / SHADOWS_DIR)
         result = run_model_audit(plan, target, staging, reference=ref if dataset is not None else None,
-                                 split=loaded.split, canaries=loaded.canaries, dataset=dataset, step=step)
+                                 split=loaded.split, canaries=loaded.canaries, dataset=dataset, step=step,
+                                 shadows=trained)
         if plan.privacy and loaded.split is not None:
             loaded.split.save(staging)  # the member set this audit used, whichever way it was named
         if ref is not None:
             ref_audit = run_model_audit(plan, ref, staging / "reference", split=loaded.split,
-                                        canaries=getattr(reference, "canaries", None), dataset=dataset, step=step)
+                                        canaries=getattr(reference, "canaries", None), dataset=dataset, step=step,
+                                        shadows=ref_shadows)
             result.comparison = _paired_tests(plan, target, ref, dataset, result, ref_audit)
             result.save(staging)
     return result

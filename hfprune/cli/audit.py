@@ -8,8 +8,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from hfprune.audit.model_audit import AuditPlan
+    from hfprune.audit.privacy.audit import ShadowModels
     from hfprune.audit.privacy.split import MembershipSplit
+    from hfprune.audit.saved_model import ShadowTrainer
 
 
 def _names(text: str | None) -> list[str]:
@@ -65,6 +69,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="reference (dense) model directory: audited with the same plan on the same examples and "
                         "member set (into DIR/reference); its loyalty and the paired tests (exact McNemar for "
                         "accuracy and attack outcome, DeLong for MIA AUC, Holm) go into the report")
+    parser.add_argument("--shadows", default=None, metavar="{dense,target}",
+                        help="train shadow models so the reference and lira membership attacks run: dense "
+                        "(dense fine-tuning) or target (for a pruned model, then its level's pruning with "
+                        "distillation); MODEL_DIR must be RUN/STAGE/model of an hfprune run, whose recipe.json (and "
+                        "hfprune_results.json) say how; trained into DIR/shadows")
+    parser.add_argument("--n-shadows", type=int, default=None,
+                        help="shadow models with --shadows (the first is the reference; lira needs 2; default 2)")
     parser.add_argument("--max-length", type=int, default=64, help="truncate inputs (default: %(default)s)")
     parser.add_argument("--n-resamples", type=int, default=1000,
                         help="bootstrap resamples for confidence intervals (default: %(default)s)")
@@ -123,15 +134,43 @@ def member_source(args: argparse.Namespace) -> Callable[[str], MembershipSplit] 
     return lambda task: members_from_dataset(spec, task, args.seed, args.nonmember_split, args.max_length)
 
 
+def shadow_source(args: argparse.Namespace) -> ShadowTrainer | None:
+    """The shadow trainer --shadows / --n-shadows describe, read and checked from MODEL_DIR's run (None: no
+    shadows). A --reference that is the run's dense model is audited against the dense shadows."""
+    from hfprune.errors import ConfigError
+    from hfprune.pipeline.audit_shadows import saved_model_shadows
+    from hfprune.utils.logging import get_logger
+
+    if args.shadows is None:
+        if args.n_shadows is not None:
+            raise ConfigError("--n-shadows: only used with --shadows dense|target")
+        return None
+    if args.members is not None or args.members_file is not None:
+        raise ConfigError("--shadows: shadows are trained on the run's data disjoint from its recorded split; not "
+                          "with --members/--members-file")
+    saved = saved_model_shadows(args.model_dir, args.shadows, 2 if args.n_shadows is None else args.n_shadows)
+    reference_is_dense = args.reference is not None and saved.is_dense_model_of_the_run(args.reference)
+    if args.reference is not None and not reference_is_dense:
+        get_logger(__name__).warning("--reference is not this run's dense model: audited without shadows")
+
+    def train(split: MembershipSplit, out: Path) -> tuple[ShadowModels, ShadowModels | None]:
+        trained, dense = saved.train(split, out)
+        return trained, dense if reference_is_dense else None
+
+    return train
+
+
 def run(args: argparse.Namespace) -> int:
     from hfprune.audit.model_audit import AUDIT_JSON, AUDIT_MARKDOWN
     from hfprune.audit.saved_model import audit_saved_model
 
     plan = build_plan(args)
     members = member_source(args)
+    shadows = shadow_source(args)
     result = audit_saved_model(args.model_dir, plan, args.out, name=args.name, reference_dir=args.reference,
                                split_from=args.split_from, overwrite=args.overwrite, threads=args.threads,
-                               members=members, mia_optional=args.privacy is None, device=args.device)
+                               members=members, mia_optional=args.privacy is None, device=args.device,
+                               shadows=shadows)
     for name, rate in result.attack_success_rates().items():
         print(f"{name}: attack success rate {rate:.3f}")
     best = result.strongest_mia()

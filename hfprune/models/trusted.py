@@ -36,7 +36,8 @@ def require_supported(key: str, where: str, model_type: Any) -> None:
         raise UnsupportedModelError(f"{key}: {where} has model_type {model_type!r}, which hfprune cannot prune; "
                                     f"expected one of {sorted(ARCHITECTURES)}")
 
-def _json_object(key: str, path: Path) -> dict[str, Any]:
+def json_object(key: str, path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; a ConfigError naming ``key`` when it is unreadable or not an object."""
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -79,7 +80,7 @@ def read_config_dict(name_or_path: str | os.PathLike, key: str = "model", **hub_
     """The checked ``config.json`` of ``name_or_path`` as a dict: no custom code, a ``model_type`` hfprune prunes.
     A ``tokenizer_config.json`` beside a local config is checked for custom code too."""
     path = config_path(name_or_path, key, **hub_kwargs)
-    payload = _json_object(key, path)
+    payload = json_object(key, path)
     refuse_remote_code(key, path, payload)
     require_supported(key, str(path.parent), payload.get("model_type"))
     refuse_remote_code_in(path.parent, key)
@@ -95,7 +96,7 @@ def index_shards(index_file: Path, local: bool = True) -> list[str]:
     from hfprune.utils.io import contained_path
 
     key = f"{index_file} weight_map"
-    weight_map = _json_object(str(index_file), index_file).get("weight_map")
+    weight_map = json_object(str(index_file), index_file).get("weight_map")
     if not isinstance(weight_map, dict) or not all(isinstance(name, str) for name in weight_map.values()):
         raise ConfigError(f"{key}: expected a mapping of tensor names to shard file names")
     names = sorted(set(weight_map.values()))
@@ -112,7 +113,7 @@ def refuse_remote_code_in(folder: str | os.PathLike, key: str = "model") -> None
     for name in (CONFIG_NAME, TOKENIZER_CONFIG_NAME):
         path = Path(folder) / name
         if path.is_file():
-            refuse_remote_code(key, path, _json_object(key, path))
+            refuse_remote_code(key, path, json_object(key, path))
 
 
 def safe_load_config(name_or_path: str | os.PathLike, key: str = "model", **hub_kwargs: Any) -> PretrainedConfig:

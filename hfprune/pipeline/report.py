@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hfprune.audit import intervals
 from hfprune.training_args import epochs_text
 from hfprune.utils.config import VERSION_KEY
 from hfprune.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -196,7 +197,9 @@ class RunReport:
 
     def _interval_note(self) -> str:
         return ("Intervals are 95%: exact (Clopper-Pearson) for accuracy and attack success rates, BCa bootstrap for "
-                "AUC and mean exposure. Per-model details: each stage's audit/audit.md.")
+                "AUC, studentized bootstrap for mean exposure (from "
+                f"{intervals.MIN_EXPOSURE_INTERVAL_N} canaries; fewer are listed). Per-model details: each stage's "
+                "audit/audit.md.")
 
     def _time_table(self) -> str:
         keys = ["training", "evaluation", "audit"]

@@ -67,11 +67,19 @@ def level_shadows(recipe: Recipe, pruning: PruningConfig, root: Path, out: Path)
     """The shadows a pruned level is audited against: with ``shadows: target`` each dense shadow of the finished
     dense stage under ``root`` pruned with ``pruning`` while distilling from itself (saved into ``out``), with
     ``dense`` the dense shadows themselves."""
-    from hfprune.pipeline.stages import prune_and_distill
-
     dense_dirs = dense_shadow_dirs(recipe, root)
     if recipe.audits.privacy.shadows == "dense":
         return ShadowModels(dense_dirs, "dense")
+    return train_target_shadows(recipe, pruning, dense_dirs, out, root)
+
+
+def train_target_shadows(
+    recipe: Recipe, pruning: PruningConfig, dense_dirs: list[str], out: Path, root: Path
+) -> ShadowModels:
+    """Each dense shadow in ``dense_dirs`` pruned with ``pruning`` while distilling from itself, as the level's
+    model distils from the dense model, saved into ``out/shadow-<i>`` with a record of how (paths relative to
+    ``root``, the folder that holds both)."""
+    from hfprune.pipeline.stages import prune_and_distill
 
     def train_one(i: int, directory: str) -> str:
         teacher = load_run(dense_dirs[i], device=recipe.training.device)

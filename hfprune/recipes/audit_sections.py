@@ -68,7 +68,7 @@ class CanarySection(Section):
 
     repetitions: list[int] = field_help([0, 1, 10, 100], "repetition counts (0: control canaries never inserted); "
                                         "empty: no canaries")
-    per_repetition: int = field_help(10, "canaries drawn for each repetition count (from 5 on, the mean exposure "
+    per_repetition: int = field_help(10, "canaries drawn for each repetition count (from 10 on, the mean exposure "
                                      "gets an interval; with fewer, reports list the values)")
     digits: int = field_help(4, "secret length in digits: |R| = 10 ** digits candidates")
 

@@ -62,7 +62,7 @@ class CanaryLMConfig(ConfigMixin):
     n_head: int = field_help(4, "attention heads (offline path)")
     canary_repetitions: list[int] = field_help([0, 1, 10, 100], "repetition counts; 0 = control canaries never "
                                                "inserted; empty: no canaries (e.g. for a reference model)")
-    canaries_per_repetition: int = field_help(10, "canaries drawn for each repetition count (from 5 on, the mean "
+    canaries_per_repetition: int = field_help(10, "canaries drawn for each repetition count (from 10 on, the mean "
                                               "exposure gets an interval)")
     canary_digits: int = field_help(4, "secret length: |R| = len(canary_alphabet) ** canary_digits")
     canary_alphabet: str = field_help(DIGITS, "characters a secret is drawn from")
