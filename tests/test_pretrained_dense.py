@@ -1,17 +1,20 @@
 """``training.dense_epochs: 0``: the loaded pretrained model is the dense model (no fine-tune), on a tiny random
 Llama decoder with grouped-query attention and WikiText-103 (validation to train on, test to evaluate): the dense
 stage holds exactly the loaded weights, the pruned level trains on a recorded draw of the training split, and the
-settings that need a dense fine-tune are refused, naming the key, before anything is written."""
+settings that need a dense fine-tune are refused, naming the key, before anything is written. With dense_epochs > 0
+and canaries (the path of recipes/smollm2-canaries-offline.yaml), the pretrained Llama is fine-tuned, pruned, and its
+audits recompute from the plainly reloaded model."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import tiny_model
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from hfprune.audit.privacy.lm import train_tokenizer
 from hfprune.audit.privacy.split import MembershipSplit
@@ -135,3 +138,57 @@ def test_a_pretrained_classifier_is_the_dense_stage_too(tiny_model_dir, tmp_path
     split = MembershipSplit.load(tmp_path / "run" / "pruned" / "model")
     assert (split.source_split, split.n_members, split.n_nonmembers) == ("train", 32, 32)
     assert split.member_labels is not None and pruned.sparsity["heads_kept"] == 4
+
+
+def _log2_perplexity(model, tokenizer, text: str, max_length: int | None = None) -> tuple[float, int]:
+    """-log2 Pr(text) summed over its predicted tokens, one text at a time (no padding), and how many there were."""
+    ids = tokenizer(text, truncation=max_length is not None, max_length=max_length, return_tensors="pt").input_ids
+    with torch.no_grad():
+        log_probs = model(ids).logits[0, :-1].double().log_softmax(-1)
+    picked = log_probs.gather(-1, ids[0, 1:, None])[:, 0]
+    return float(-picked.sum() / np.log(2)), int(picked.numel())
+
+
+def test_a_pretrained_llama_fine_tuned_with_canaries_then_pruned_keeps_audits_that_recompute(tiny_llama_dir,
+                                                                                             tmp_path):
+    """The SmolLM2 canary recipe's path on a tiny GQA Llama: fine-tune the pretrained model on members plus canaries
+    (dense_epochs > 0), prune query heads and FFN uniformly with distillation; the pruned model loads with plain
+    ``from_pretrained`` and its reported exposures and loss-attack AUC equal those recomputed one text at a time."""
+    from sklearn.metrics import roc_auc_score
+
+    from hfprune.audit.privacy.canaries import CanarySet
+
+    out = tmp_path / "run"
+    payload = _payload(tiny_llama_dir, out, dense_epochs=1)
+    payload["data"] = {"dataset": "jane_austen", "train_samples": 16, "eval_samples": 8, "max_length": 16}
+    payload["audits"]["privacy"] = {"attacks": ["loss"], "n_nonmembers": 8, "n_resamples": 0,
+                                    "canaries": {"repetitions": [0, 4], "per_repetition": 2, "digits": 2}}
+    dense, (pruned,) = run_recipe(Recipe.from_dict(payload))
+
+    assert dense.seconds["training"] > 0  # fine-tuned, not the loaded model
+    model_dir = out / "pruned" / "model"
+    config = json.loads((model_dir / "config.json").read_text())
+    assert (config["num_attention_heads"], config["intermediate_size"]) == (2, 24)  # of 4 query heads, FFN 48
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()  # plain transformers, no hfprune
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    canaries, split = CanarySet.load(model_dir), MembershipSplit.load(model_dir)
+    assert canaries.canaries == CanarySet.load(out / "dense" / "model").canaries
+    assert sorted(c.repetitions for c in canaries.canaries) == [0, 0, 4, 4] and canaries.space_size == 100
+
+    (report,) = json.loads((out / "pruned" / "audit" / "privacy" / "privacy_report.json").read_text())["entries"]
+    everything = np.array([_log2_perplexity(model, tokenizer, canaries.text(s))[0]
+                           for s in canaries.enumerate_secrets()])
+    for entry in report["exposure"]:
+        secrets = [c.secret for c in canaries.canaries if c.repetitions == entry["repetitions"]]
+        ranks = [int(np.sum(everything <= _log2_perplexity(model, tokenizer, canaries.text(s))[0] + 1e-9))
+                 for s in secrets]
+        np.testing.assert_allclose(entry["exposures"], np.log2(100) - np.log2(ranks))
+
+    def mean_nll(text: str) -> float:
+        bits, n = _log2_perplexity(model, tokenizer, text, max_length=16)
+        return bits * np.log(2) / n
+
+    scores = [-mean_nll(text) for text in [*split.member_texts, *split.nonmember_texts]]
+    expected = roc_auc_score([1] * split.n_members + [0] * split.n_nonmembers, scores)
+    (loss,) = [entry for entry in report["membership"] if entry["attack"] == "loss"]
+    assert loss["auc"]["value"] == pytest.approx(expected, abs=1e-12)
