@@ -95,10 +95,12 @@ def test_wilcoxon_signed_rank_against_the_exact_distribution():
     dense = np.arange(5.0)
     result = compare.wilcoxon(dense, dense + np.array([1, 2, 3, 4, 5]), metric="exposure")
     assert result.p_value == pytest.approx(2 / 32)  # all 5 differences positive: 2 of 2^5 sign patterns as extreme
-    assert result.difference == 3.0 and result.low <= 3.0 <= result.high
+    # the Hodges-Lehmann shift (median of the Walsh averages of 1..5); 5 pairs can never reject: no interval
+    assert result.difference == 3.0 and result.low is None
     ten = compare.wilcoxon(np.zeros(10), np.arange(1.0, 11.0), metric="exposure")
     assert ten.p_value == pytest.approx(2 / 1024)
     assert ten.p_value == pytest.approx(stats.wilcoxon(np.arange(1.0, 11.0)).pvalue)
+    assert ten.difference == 5.5 and 0 < ten.low < 5.5 < ten.high
     few = compare.wilcoxon([3.0, 9.0], [4.0, 12.0], metric="exposure")
     assert few.low is None and few.p_value == pytest.approx(0.5)  # 2 canaries: no interval, p >= 1/2
     assert compare.wilcoxon([1.0, 2.0], [1.0, 2.0], metric="exposure").p_value == 1.0
@@ -145,6 +147,7 @@ def test_compare_models_pairs_every_record_both_models_kept():
         "canary exposure, bits (10 repetitions)"]
     assert found[0].test.startswith("exact McNemar") and found[0].n == 50
     assert found[1].p_value == pytest.approx(stats.binomtest(5, 5).pvalue)
+    # ten equal differences of 1: scipy's exact distribution (the statistic is untied-valued: 55 of 55)
     assert found[3].p_value == pytest.approx(2 / 1024) and found[3].difference == 1.0
     # a record of another length (e.g. a different sample) is not paired; LM quality is compared on per-text NLL
     other = records(correct[:10], ["successful"] * 4, scores, np.arange(10.0), metric="perplexity")

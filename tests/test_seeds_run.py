@@ -241,3 +241,17 @@ def test_compare_seeds_pools_an_lm_loss_and_tests_exposure_once_per_seed():
                                             "canary exposure, bits (10 repetitions), seed 7"]
     for i, comparison in enumerate(exposure):
         assert comparison.p_value == pytest.approx(stats.wilcoxon(pruned_exposure[i] - dense_exposure[i]).pvalue)
+    # a Wilcoxon comparison's difference is the Hodges-Lehmann median shift, so is each seed's in the spread
+    from hfprune.audit.signed_rank import signed_rank
+    from hfprune.pipeline.seeds_report import _spread_text
+
+    pooled_shift = signed_rank(pruned_loss.mean(axis=0) - dense_loss.mean(axis=0))
+    assert (loss[0].difference, loss[0].low, loss[0].high) == (pooled_shift.estimate, pooled_shift.low,
+                                                               pooled_shift.high)
+    assert loss[0].test == "Wilcoxon signed-rank (exact) over 40 texts of the loss averaged over seeds (2 seeds)"
+    spreads = seeds.difference_spreads([records(dense_loss[i], dense_exposure[i]) for i in range(2)],
+                                       [records(pruned_loss[i], pruned_exposure[i]) for i in range(2)])
+    shifts = [signed_rank(pruned_exposure[i] - dense_exposure[i]).estimate for i in range(2)]
+    spread = spreads["canary exposure, bits (10 repetitions)"]
+    assert (spread.low, spread.high) == (min(shifts), max(shifts))
+    assert _spread_text(spread, "median shift").startswith(f"per-seed median shifts: mean {np.mean(shifts):+.3f}")

@@ -7,8 +7,9 @@ paired test uses the correlation between the models' outcomes on each example, w
 - attack success, on the examples both models classify correctly: exact McNemar;
 - membership-inference AUC: DeLong's test for two correlated ROC curves (DeLong et al. 1988), computed from
   scipy ranks (Sun & Xu 2014);
-- canary exposure over the same canaries: Wilcoxon signed-rank test (scipy);
-- any per-example loss: Wilcoxon signed-rank test.
+- canary exposure over the same canaries: Wilcoxon signed-rank test (scipy), with the Hodges-Lehmann median shift
+  and the interval that inverts the test (:mod:`hfprune.audit.signed_rank`);
+- any per-example loss: the same.
 
 Each returns a :class:`Comparison`; :func:`decide` applies Holm's correction across the comparisons of one report
 and gives each a verdict word: *higher*, *lower* or *no detectable change* (pruned relative to dense).
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
-from hfprune.audit import intervals, metrics
+from hfprune.audit import intervals, metrics, signed_rank
 from hfprune.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -37,7 +38,11 @@ ALPHA = 0.05
 @dataclass(frozen=True)
 class Comparison:
     """Pruned vs dense on one metric: both values, the difference (pruned - dense) with its interval, the test's
-    p-value, and after :func:`decide` the Holm-adjusted p-value and the verdict."""
+    p-value, and after :func:`decide` the Holm-adjusted p-value and the verdict.
+
+    ``estimate`` names the difference when it is not simply pruned minus dense (the Wilcoxon comparisons give the
+    Hodges-Lehmann median shift; ``dense`` and ``pruned`` are then each side's mean).
+    """
 
     metric: str
     dense: float
@@ -50,6 +55,7 @@ class Comparison:
     test: str
     p_adjusted: float | None = None
     verdict: str | None = None
+    estimate: str | None = None
 
     def __post_init__(self) -> None:
         if self.verdict is not None and self.verdict not in VERDICTS:
@@ -76,8 +82,10 @@ class Comparison:
         if self.low is not None and self.high is not None and not (math.isnan(self.low) or math.isnan(self.high)):
             interval = f" [{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
         holm = "" if self.p_adjusted is None else f" (Holm p {_p(self.p_adjusted)})"
-        return (f"{self.metric}: **{verdict}**, {self.difference:+.{digits}f}{interval}, p {_p(self.p_value)}{holm}; "
-                f"dense {self.dense:.{digits}f}, pruned {self.pruned:.{digits}f}, n = {self.n}, {self.test}")
+        named, side = (f"{self.estimate} ", " mean") if self.estimate else ("", "")
+        return (f"{self.metric}: **{verdict}**, {named}{self.difference:+.{digits}f}{interval}, "
+                f"p {_p(self.p_value)}{holm}; dense{side} {self.dense:.{digits}f}, pruned{side} "
+                f"{self.pruned:.{digits}f}, n = {self.n}, {self.test}")
 
 
 def _p(value: float) -> str:
@@ -203,28 +211,19 @@ def delong(
                       f"DeLong ({n_pos} members, {n_neg} non-members)")
 
 
-def wilcoxon(
-    dense: Any, pruned: Any, *, metric: str, confidence: float = 0.95, n_resamples: int = 1000, seed: int = 0
-) -> Comparison:
-    """Wilcoxon signed-rank test of paired values (scipy, exact for small n), e.g. the exposure of each canary.
-
-    The difference is the mean of the paired differences, with a BCa bootstrap interval from
-    ``intervals.MIN_BOOTSTRAP_N`` pairs on (none below, or when ``n_resamples`` is 0).
+def wilcoxon(dense: Any, pruned: Any, *, metric: str, confidence: float = 0.95) -> Comparison:
+    """Wilcoxon signed-rank test of paired values, e.g. the exposure of each canary, with its own estimate and
+    interval: the Hodges-Lehmann median shift (pruned - dense) and the interval that inverts the same test, so the
+    interval excludes 0 exactly when p < 1 - confidence (see :mod:`hfprune.audit.signed_rank` for the method and
+    its one edge). No interval where n is too small for the test to reject (5 pairs or fewer at 95%).
     """
-    from scipy import stats
-
     a = metrics._as_vector(f"{metric} (dense)", dense)
     b = metrics._as_vector(f"{metric} (pruned)", pruned)
     if a.shape != b.shape:
         raise ConfigError(f"{metric}: expected as many pruned values as dense ones ({a.size}), got {b.size}")
-    differences = b - a
-    p_value = 1.0 if not np.any(differences) else float(stats.wilcoxon(differences).pvalue)
-    low = high = None
-    if n_resamples and differences.size >= intervals.MIN_BOOTSTRAP_N:
-        low, high = intervals.bca_ci(intervals.mean_statistic, differences, confidence=confidence,
-                                     n_resamples=n_resamples, seed=seed)
-    return Comparison(metric, float(a.mean()), float(b.mean()), float(differences.mean()), low, high, p_value,
-                      a.size, "Wilcoxon signed-rank")
+    found = signed_rank.signed_rank(b - a, confidence)
+    return Comparison(metric, float(a.mean()), float(b.mean()), found.estimate, found.low, found.high,
+                      found.p_value, a.size, f"Wilcoxon signed-rank ({found.method})", estimate=signed_rank.ESTIMATE)
 
 
 # --------------------------------------------------------------------------------------------------- the verdicts
@@ -337,6 +336,15 @@ def decide_groups(groups: Mapping[str, list[Comparison]], alpha: float = ALPHA) 
     return result
 
 
+def estimate_note(groups: Mapping[str, list[Comparison]]) -> str:
+    """The sentence that says what a named difference is (" A Wilcoxon line ..."), or "" when no line has one."""
+    if not any(c.estimate for comparisons in groups.values() for c in comparisons):
+        return ""
+    return (f" A Wilcoxon line gives the {signed_rank.ESTIMATE} (the median of the averages of every two paired "
+            "differences) with the interval that inverts its test, so the interval excludes 0 exactly when p is "
+            "below 1 - confidence, beside each model's mean.")
+
+
 def changes_markdown(groups: Mapping[str, list[Comparison]], alpha: float = ALPHA, confidence: float = 0.95) -> str:
     """The "What pruning changed" section: one line per metric and pruned model, verdicts already decided."""
     total = sum(len(comparisons) for comparisons in groups.values())
@@ -347,7 +355,7 @@ def changes_markdown(groups: Mapping[str, list[Comparison]], alpha: float = ALPH
     lines += [f"Each pruned model against the dense one on the same examples: difference = pruned - dense with its "
               f"{confidence:.0%} interval, paired test p-value, and the verdict at alpha {alpha} after Holm's "
               f"correction across the {total} comparisons of this report. *No detectable change* means this sample "
-              "cannot tell the models apart, not that they are equal.", ""]
+              f"cannot tell the models apart, not that they are equal.{estimate_note(groups)}", ""]
     for name, comparisons in groups.items():
         if not comparisons:
             continue

@@ -203,7 +203,7 @@ def _pooled_quality(dense: list[Any], pruned: list[Any], confidence: float) -> c
         return pooled_accuracy(reference, candidate, metric="accuracy", confidence=confidence)
     pooled = compare.wilcoxon(np.mean(reference, axis=0), np.mean(candidate, axis=0), metric=compare.LOSS_METRIC,
                               confidence=confidence)
-    return replace(pooled, test=f"Wilcoxon signed-rank over {pooled.n} texts of the loss averaged over seeds "
+    return replace(pooled, test=f"{pooled.test} over {pooled.n} texts of the loss averaged over seeds "
                                 f"({len(dense)} seeds)")
 
 

@@ -126,7 +126,7 @@ class SeedsReport(RunReport):
         return {level: [c for cs in metrics.values() for c in cs] for level, metrics in self.seed_changes.items()}
 
     def changes_markdown(self) -> str:
-        from hfprune.audit.compare import ALPHA
+        from hfprune.audit.compare import ALPHA, estimate_note
         from hfprune.audit.seeds import PER_SEED_METRICS
 
         total = sum(len(found) for found in self.changes().values())
@@ -140,7 +140,7 @@ class SeedsReport(RunReport):
                  f"one test per seed. Verdicts at alpha {ALPHA} after Holm's correction across the {total} tests of "
                  "this report; after each metric, the spread over seeds of the per-seed difference (pruned - dense "
                  "of the same seed). *No detectable change* means these seeds and examples cannot tell the models "
-                 "apart, not that they are equal.", ""]
+                 f"apart, not that they are equal.{estimate_note(self.changes())}", ""]
         if not total:
             return "\n".join(lines[:2] + ["No per-example records to compare.", ""])
         for level, metrics in self.seed_changes.items():
@@ -148,7 +148,8 @@ class SeedsReport(RunReport):
             if len(metrics) and len(self.levels) > 1:
                 lines += [f"**{level}**", ""]
             for metric, comparisons in metrics.items():
-                spread = _spread_text(spreads.get(metric))
+                what = "median shift" if comparisons[0].estimate else "difference"
+                spread = _spread_text(spreads.get(metric), what)
                 if metric.startswith(PER_SEED_METRICS):
                     lines.append(f"- {metric}: one test per seed; {spread}")
                     lines += [f"  - {c.line()}" for c in comparisons]
@@ -300,10 +301,11 @@ def _spread_cell(spread: SeedSpread, digits: int, percent: bool = False) -> str:
     return f"{mean:.{digits}f}{unit} (sd {sd:.{digits}f}, {low:.{digits}f} to {high:.{digits}f}, {spread.n} seeds)"
 
 
-def _spread_text(spread: SeedSpread | None) -> str:
+def _spread_text(spread: SeedSpread | None, what: str = "difference") -> str:
+    """The across-seed spread of a per-seed ``what`` (a difference, or a Wilcoxon test's median shift)."""
     if spread is None:
-        return "no per-seed difference recorded"
+        return f"no per-seed {what} recorded"
     if spread.n == 1:
-        return f"per-seed difference {spread.mean:+.3f} (1 seed)"
-    return (f"per-seed differences: mean {spread.mean:+.3f}, sd {spread.sd:.3f}, {spread.low:+.3f} to "
+        return f"per-seed {what} {spread.mean:+.3f} (1 seed)"
+    return (f"per-seed {what}s: mean {spread.mean:+.3f}, sd {spread.sd:.3f}, {spread.low:+.3f} to "
             f"{spread.high:+.3f}, {spread.n} seeds")
