@@ -52,8 +52,12 @@ MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 METHODS = {  # name -> (label, venv)
     "hfprune-movement-kd": ("hfprune movement + distillation", "main"),
     "hfprune-snip-momentum-kd": ("hfprune snip_momentum + distillation", "main"),
+    "hfprune-snip-momentum-kd-ffn": ("hfprune snip_momentum + distillation, FFN only, as many parameters removed",
+                                     "main"),
     "tp-heads-ffn": ("Torch-Pruning 1.6.1, query heads (GQA) + FFN, one shot + fine-tune", "peers"),
     "tp-ffn-matched": ("Torch-Pruning 1.6.1, FFN only, as many parameters removed, one shot + fine-tune", "peers"),
+    "tp-ffn-matched-kd": ("Torch-Pruning 1.6.1, FFN only, as many parameters removed, one shot + hfprune's "
+                          "distillation", "peers"),
 }
 
 
@@ -239,11 +243,18 @@ def save_probe(job: Job, model) -> None:
     torch.save({"input_ids": probe, "logits": logits}, Path(job.out_dir) / "probe.pt")
 
 
-def _hfprune(job: Job, scoring: str) -> dict[str, Any]:
+def _hfprune(job: Job, scoring: str, ffn_only: bool = False) -> dict[str, Any]:
+    """Gradual pruning with distillation from the dense model; ``ffn_only``: FFN neurons only, as many parameters
+    removed as the target (:func:`matched_ffn_neurons`), the structure of the Torch-Pruning FFN row."""
     from hfprune.pruning import MovementPruningCallback, PruningConfig, save_pruned
 
     model, tokenizer = load_model(job)
-    config = PruningConfig(head_sparsity=job.head_sparsity, ffn_sparsity=job.ffn_sparsity, scoring=scoring,
+    head_sparsity, ffn_sparsity = job.head_sparsity, job.ffn_sparsity
+    if ffn_only:
+        head_sparsity = 0.0
+        ffn_sparsity = matched_ffn_neurons(model.config, job.head_sparsity, job.ffn_sparsity) / \
+            model.config.intermediate_size
+    config = PruningConfig(head_sparsity=head_sparsity, ffn_sparsity=ffn_sparsity, scoring=scoring,
                            allocation="uniform", head_granularity="query", warmup_ratio=job.warmup_ratio,
                            cooldown_ratio=job.cooldown_ratio, mask_update_interval=job.mask_update_interval,
                            seed=job.seed)
@@ -261,29 +272,35 @@ def _losses(trainer) -> list[float]:
     return [round(entry["loss"], 4) for entry in trainer.state.log_history if "loss" in entry]
 
 
-def matched_ffn_ratio(config, head_sparsity: float, ffn_sparsity: float) -> float:
-    """The FFN fraction whose removal takes as many decoder-layer parameters as removing ``head_sparsity`` of the
-    query heads (one per key/value group: q_proj rows and o_proj columns) and ``ffn_sparsity`` of the FFN neurons
-    (gate/up rows, down columns); bias-free Llama projections."""
+def matched_ffn_neurons(config, head_sparsity: float, ffn_sparsity: float) -> int:
+    """How many FFN neurons per layer to remove for as many decoder-layer parameters as removing ``head_sparsity``
+    of the query heads (keeping the key/value heads: q_proj rows and o_proj columns) and ``ffn_sparsity`` of the FFN
+    neurons (gate/up rows, down columns); bias-free Llama projections."""
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     heads = round(head_sparsity * config.num_attention_heads)
-    neurons = round(ffn_sparsity * config.intermediate_size) + heads * head_dim * 2 / 3
-    # Torch-Pruning keeps int(width * (1 - ratio)) neurons: half a neuron less makes that exactly width - removed
-    return (round(neurons) - 0.5) / config.intermediate_size
+    return round(round(ffn_sparsity * config.intermediate_size) + heads * head_dim * 2 / 3)
 
 
-def _torch_pruning(job: Job, heads: bool) -> dict[str, Any]:
+def matched_ffn_ratio(config, head_sparsity: float, ffn_sparsity: float) -> float:
+    """:func:`matched_ffn_neurons` as Torch-Pruning's ratio: it keeps int(width * (1 - ratio)) neurons, so half a
+    neuron less than the fraction makes that exactly width - removed."""
+    return (matched_ffn_neurons(config, head_sparsity, ffn_sparsity) - 0.5) / config.intermediate_size
+
+
+def _torch_pruning(job: Job, heads: bool, distill: bool = False) -> dict[str, Any]:
     """Torch-Pruning's LLM recipe, held to the shared target: ``MetaPruner`` with ``num_heads`` for q and k/v so that
     it removes query heads within each key/value group (its GQA handling), ``prune_head_dims=False`` (RoPE
     untouched), local (per layer) ratios, GroupMagnitudeImportance(p=2, mean) as its example's GroupNormImportance.
     Unlike its example the hidden width is kept (o_proj, down_proj and lm_head ignored), so that the same heads and
     FFN neurons are at stake as for hfprune. ``heads=False``: q/k/v ignored as well, FFN neurons only, at the ratio
     that removes as many parameters (:func:`matched_ffn_ratio`). Then the module attributes and config its example
-    rewrites, and plain fine-tuning for the shared steps. A pruner still running after ``job.hang_seconds`` is
+    rewrites, and plain fine-tuning for the shared steps (``distill``: hfprune's distillation from the dense model
+    instead, to separate the pruning from the recovery). A pruner still running after ``job.hang_seconds`` is
     stopped and its stack printed (faulthandler)."""
     import torch_pruning as tp
 
     model, tokenizer = load_model(job)
+    teacher = copy.deepcopy(model).eval() if distill else None
     config = model.config
     started = time.perf_counter()
     model.eval()
@@ -310,8 +327,7 @@ def _torch_pruning(job: Job, heads: bool) -> dict[str, Any]:
     faulthandler.cancel_dump_traceback_later()
     for layer in layers:  # what its example rewrites after pruning, for the forward and for the saved config
         attention = layer.self_attn
-        heads = attention.q_proj.out_features // attention.head_dim
-        attention.num_key_value_groups = heads // (attention.k_proj.out_features // attention.head_dim)
+        attention.num_key_value_groups = attention.q_proj.out_features // attention.k_proj.out_features
     found = shapes(model)
     if len({*found["query_heads"]}) != 1 or len({*found["ffn"]}) != 1 or len({*found["kv_heads"]}) != 1:
         raise RuntimeError(f"Torch-Pruning left different widths per layer: {found}")
@@ -326,7 +342,7 @@ def _torch_pruning(job: Job, heads: bool) -> dict[str, Any]:
     oneshot_probe = torch.load(Path(job.out_dir) / "probe.pt")
     torch.save(oneshot_probe, Path(job.out_dir) / "probe_one_shot.pt")
     with tempfile.TemporaryDirectory() as scratch:
-        trainer = make_trainer(job, model.train(), tokenizer, scratch)
+        trainer = make_trainer(job, model.train(), tokenizer, scratch, teacher=teacher)
         trainer.train()
     save_probe(job, model)
     model.save_pretrained(Path(job.out_dir) / "model")
@@ -336,13 +352,15 @@ def _torch_pruning(job: Job, heads: bool) -> dict[str, Any]:
             "ffn_ratio": ffn_ratio,
             "notes": "torch_pruning MetaPruner, GroupMagnitudeImportance(p=2, mean), local, "
                      + ("prune_num_heads (GQA query heads) and FFN" if heads else "FFN only (q/k/v ignored)")
-                     + ", hidden width kept; then fine-tuned without distillation"}
+                     + ", hidden width kept; then fine-tuned " + ("with" if distill else "without") + " distillation"}
 
 
 RUNNERS = {"hfprune-movement-kd": lambda job: _hfprune(job, "movement"),
            "hfprune-snip-momentum-kd": lambda job: _hfprune(job, "snip_momentum"),
+           "hfprune-snip-momentum-kd-ffn": lambda job: _hfprune(job, "snip_momentum", ffn_only=True),
            "tp-heads-ffn": lambda job: _torch_pruning(job, heads=True),
-           "tp-ffn-matched": lambda job: _torch_pruning(job, heads=False)}
+           "tp-ffn-matched": lambda job: _torch_pruning(job, heads=False),
+           "tp-ffn-matched-kd": lambda job: _torch_pruning(job, heads=False, distill=True)}
 
 
 def run_job(job: Job) -> None:

@@ -102,6 +102,10 @@ def test_matched_ffn_ratio_removes_as_many_layer_parameters(bench):
     kept = int(config.intermediate_size * (1 - ratio))
     assert kept == 96 - 32 - 32  # a third of the FFN, and 3 heads x (16 q_proj rows + 16 o_proj columns) / 3
     assert bench.layer_params(gqa_model(intermediate_size=kept)) == bench.layer_params(target)
+    ffn_only = gqa_model(intermediate_size=96)  # the hfprune FFN-only row: the same count through hfprune's rounding
+    prune(ffn_only, PruningConfig(head_sparsity=0.0, ffn_sparsity=bench.matched_ffn_neurons(config, 1 / 3, 1 / 3) / 96,
+                                  scoring="magnitude", allocation="uniform"))
+    assert bench.shapes(ffn_only)["ffn"] == [kept, kept]
 
 
 def test_hfprune_job_saves_a_plainly_loadable_model(bench, job_inputs, tmp_path):
@@ -129,10 +133,11 @@ def test_failure_reads_the_stack_of_a_stopped_job(bench):
 
 
 @pytest.mark.skipif(not PEERS_PYTHON.is_file(), reason="benchmarks/peers/.venv absent (scripts/setup_peers_env.sh)")
-def test_torch_pruning_ffn_job_matches_the_target(bench, job_inputs, tmp_path):
+@pytest.mark.parametrize("method", ["tp-ffn-matched", "tp-ffn-matched-kd"])
+def test_torch_pruning_ffn_job_matches_the_target(bench, job_inputs, tmp_path, method):
     """In the peers' venv: Torch-Pruning removes FFN neurons only, as many parameters as the target, keeps the
     hidden width, and its saved model loads with plain from_pretrained and the same logits."""
-    job = bench.Job(method="tp-ffn-matched", model_dir=str(job_inputs / "dense"),
+    job = bench.Job(method=method, model_dir=str(job_inputs / "dense"),
                     data_path=str(job_inputs / "data.pt"), out_dir=str(tmp_path / "row"), hang_seconds=120)
     (tmp_path / "row").mkdir()
     (tmp_path / "row" / "job.json").write_text(json.dumps(dataclasses.asdict(job)))
@@ -144,3 +149,7 @@ def test_torch_pruning_ffn_job_matches_the_target(bench, job_inputs, tmp_path):
     assert diff < 1e-5
     assert bench.shapes(model) == {"query_heads": [9, 9], "kv_heads": [3, 3], "ffn": [32, 32]}
     assert model.config.hidden_size == 144
+    info = json.loads((tmp_path / "row" / "info.json").read_text())
+    assert info["steps"] == 2 and info["notes"].endswith("with distillation" if method.endswith("-kd")
+                                                         else "without distillation")
+    assert "FFN only" in info["notes"]
