@@ -8,8 +8,11 @@ the decoder-layer parameters), one data set and one step budget:
   batches in the same order for every method (the Trainer's seeded sampler over the same dataset);
 - hfprune movement / snip_momentum, uniform allocation, query-head granularity, pruning during those steps while
   distilling from the dense model;
+- the same number of parameters in FFN neurons only (640 of 1536 per layer), for hfprune snip_momentum + distillation
+  and for Torch-Pruning;
 - Torch-Pruning 1.6.1 (``MetaPruner``, GQA-aware query-head pruning as in its LLM example, hidden width kept), one
-  shot, then plain fine-tuning for the same steps on the same batches;
+  shot, then plain fine-tuning for the same steps on the same batches (and, FFN-only, hfprune's distillation
+  instead). Its head pruning does not finish on transformers 5.24's Llama (the row records where it was);
 - evaluation: perplexity on the same ``--eval-windows`` windows of WikiText-103 test for every model, a BCa interval
   over windows, and a paired comparison (Wilcoxon signed-rank, BCa interval of the mean NLL difference) against
   hfprune's best; parameters; plain ``AutoModelForCausalLM.from_pretrained`` reload and its logits; prefill latency
@@ -20,6 +23,7 @@ scripts/setup_peers_env.sh; a peer is not a project dependency). A method that f
 error. Resumable: a finished row is OUT/rows/<method>/row.json.
 
     bash scripts/setup_peers_env.sh && python scripts/bench_llm_peers.py --out /work/bench/tpllm
+    (measured: the rows take 1,417 s together, 24 min, on a shared 2-core machine at load average 5-7; one thread)
     python scripts/bench_llm_peers.py --quick --out /tmp/llm-peers-quick     # 2 steps, 4 eval windows
 """
 
@@ -32,7 +36,6 @@ import faulthandler
 import json
 import math
 import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -45,7 +48,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from hfprune.utils.io import atomic_write_json, atomic_write_text
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_peers  # noqa: E402 - the MiniLM peers benchmark: its machine description
+
+from hfprune.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -515,7 +521,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                                                   dtype=torch.float32).eval()
     timing = latency(models, args, data)
     return {"command": args.command, "rows": rows, "paired": paired(rows), "latency_prefill_b1": timing,
-            "settings": settings(args, data), "machine": machine()}
+            "settings": settings(args, data), "machine": bench_peers.machine()}
 
 
 def settings(args: argparse.Namespace, data: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -523,11 +529,6 @@ def settings(args: argparse.Namespace, data: dict[str, torch.Tensor]) -> dict[st
             "ffn_sparsity", "seed", "rounds", "threads", "quick")
     return {**{k: getattr(args, k) for k in keys}, "steps": args.train_windows // args.batch_size,
             "eval_tokens_scored": int(data["test"].shape[0] * (data["test"].shape[1] - 1))}
-
-
-def machine() -> dict[str, Any]:
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "load_average_at_end": os.getloadavg(), "torch": torch.__version__, "python": platform.python_version()}
 
 
 def summary_line(row: dict[str, Any]) -> str:
@@ -600,16 +601,15 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.report_only:
         payload = json.loads((args.out / "results.json").read_text())
-        atomic_write_text(args.out / "results.md", to_markdown(payload))
-        print(to_markdown(payload))
-        return
-    args.out.mkdir(parents=True, exist_ok=True)
-    started = time.time()
-    payload = run(args)
-    payload["wall_time_s"] = round(time.time() - started, 1)
-    atomic_write_json(args.out / "results.json", payload)
-    atomic_write_text(args.out / "results.md", to_markdown(payload))
-    print(to_markdown(payload))
+    else:
+        args.out.mkdir(parents=True, exist_ok=True)
+        started = time.time()
+        payload = run(args)
+        payload["wall_time_s"] = round(time.time() - started, 1)
+        atomic_write_json(args.out / "results.json", payload)
+    report = to_markdown(payload)
+    atomic_write_text(args.out / "results.md", report)
+    print(report)
 
 
 if __name__ == "__main__":
