@@ -7,7 +7,10 @@ the seed drives initialisation, pruning and data order. ``training.split_seed`` 
 same in every seed, so the member split, the evaluation sample and the canaries do not change, and the attack sample
 follows ``audits.robustness.seed``: every seed's models are scored on the same examples, which the pooled paired
 tests need. Each (stage, seed) is resumable on its own through the stages' fingerprints and done-markers; a new seed
-costs one seed. The report (:mod:`hfprune.pipeline.seeds_report`) goes where the one-seed report goes.
+costs one seed. The report (:mod:`hfprune.pipeline.seeds_report`) goes where the one-seed report goes. A families
+sweep over seeds (:mod:`hfprune.pipeline.families_seeds`) runs here too, with its own step after each seed and its
+own report. A run folder may start as ``seed-<s>/`` folders of plain one-seed runs of the recipe, which it resumes
+(:func:`check_root`).
 
 One seed (the default) never comes here: the folders, results and report stay those of a plain run.
 """
