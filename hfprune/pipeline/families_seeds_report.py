@@ -194,7 +194,8 @@ class FamiliesSeedsReport(SeedsReport):
                                                          lambda: self.family_series(self.quality_metric))}
         mia = self._strongest_mia()
         if mia:
-            specs["mia_auc_vs_param_sparsity"] = (mia, lambda: self.family_series(mia))
+            specs["mia_auc_vs_param_sparsity"] = (f"{mia}, the strongest on the dense model",
+                                                  lambda: self.family_series(mia))
         for recipe in self.recipes():
             specs[f"attack_success_{recipe}_vs_param_sparsity"] = (
                 f"attack success rate ({recipe})", lambda recipe=recipe: self.family_series(f"ASR {recipe}"))
