@@ -18,7 +18,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "level, each in its own folder (levels/sparsity-X) finished by a done-marker; a finished level is never "
         "recomputed, so an interrupted sweep resumes. Writes sweep/report.md and sweep/plots/*.png with the "
         "dense model as the reference row. With --families, compares structured, weight and combined pruning at "
-        "equal parameter sparsity (levels/<family>-<p>) and adds size on disk and dense- vs sparse-kernel latency.",
+        "equal parameter sparsity (levels/<family>-<p>) and adds size on disk and dense- vs sparse-kernel latency. "
+        "With --seeds, each seed is a complete sweep (families too) in seed-<s>/ and sweep/report.md covers the seeds.",
     )
     add_recipe_arguments(parser)
     parser.add_argument("--sparsities", default=None,
