@@ -90,22 +90,34 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_with_seeds(args: argparse.Namespace, recipe: Any, levels: list[Any], report_dir: Path,
-                   title: str | None = None) -> int:
-    """``run`` and ``sweep`` with several seeds (hfprune.pipeline.seeds): check, or run and print the summary."""
+                   title: str | None = None, families: bool = False) -> int:
+    """``run`` and ``sweep`` with several seeds (hfprune.pipeline.seeds; with ``families``, a families sweep per
+    seed, hfprune.pipeline.families_seeds): check, or run and print the summary."""
     from hfprune.pipeline.report import REPORT_MD
     from hfprune.pipeline.seed_layout import seed_dir
-    from hfprune.pipeline.seeds import preflight_seeds, run_seeds
-    from hfprune.pipeline.seeds_report import SeedsReport
+    from hfprune.pipeline.seeds import finished_stages, preflight_seeds, run_seeds
 
     seeds = recipe.training.run_seeds
     if args.check:
         preflight_seeds(recipe, levels, args.overwrite)
+        stages, finished = finished_stages(recipe, levels)
+        reused = 0 if args.overwrite else len(finished)
         print(f"{args.recipe}: OK; {len(seeds)} seeds x (dense + {len(levels)} level(s)) in {recipe.output_dir} "
-              f"({', '.join(seed_dir(seed) + '/' for seed in seeds)})")
+              f"({', '.join(seed_dir(seed) + '/' for seed in seeds)}); {reused} of {len(stages)} (stage, seed) pairs "
+              f"finished with these settings (reused), {len(stages) - reused} to compute")
+        if families and not args.overwrite:
+            from hfprune.pipeline.families_seeds import reusable_efficiency
+
+            print("efficiency.json: {} of {} (level, seed) records reused".format(*reusable_efficiency(recipe, levels)))
         return 0
-    runs = run_seeds(recipe, levels, report_dir, title, overwrite=args.overwrite)
-    report = SeedsReport.of(runs, title)
-    print(report.results_table())
+    if families:
+        from hfprune.pipeline.families_seeds import run_family_seeds
+
+        runs = run_family_seeds(recipe, levels, overwrite=args.overwrite)
+    else:
+        runs = run_seeds(recipe, levels, report_dir, title, overwrite=args.overwrite)
+    report = runs.report
+    print(report.families_table() if families else report.results_table())
     total = len(seeds) * (len(levels) + 1)
     print(f"{len(runs.computed)} of {total} (stage, seed) pairs computed, {total - len(runs.computed)} reused")
     print(f"report: {report_dir / REPORT_MD}")

@@ -18,7 +18,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "level, each in its own folder (levels/sparsity-X) finished by a done-marker; a finished level is never "
         "recomputed, so an interrupted sweep resumes. Writes sweep/report.md and sweep/plots/*.png with the "
         "dense model as the reference row. With --families, compares structured, weight and combined pruning at "
-        "equal parameter sparsity (levels/<family>-<p>) and adds size on disk and dense- vs sparse-kernel latency.",
+        "equal parameter sparsity (levels/<family>-<p>) and adds size on disk and dense- vs sparse-kernel latency. "
+        "With --seeds, each seed is a complete sweep (families too) in seed-<s>/ and sweep/report.md covers the seeds.",
     )
     add_recipe_arguments(parser)
     parser.add_argument("--sparsities", default=None,
@@ -39,7 +40,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from hfprune.errors import ConfigError
     from hfprune.pipeline.report import REPORT_MD, RunReport
     from hfprune.pipeline.runner import RecipeRunner
     from hfprune.pipeline.seed_layout import several_seeds
@@ -55,10 +55,8 @@ def run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe, recipe_overrides(args))
     levels, use_families = plan_levels(recipe, sparsities, apply_to, families, param_sparsities)
     if several_seeds(recipe):
-        if use_families:
-            raise ConfigError("--seeds: families mode (--families, sweep.families) runs one seed; expected one seed "
-                              "or --sparsities")
-        return run_with_seeds(args, recipe, levels, recipe.output_dir / REPORT_DIR, sweep_title(recipe))
+        return run_with_seeds(args, recipe, levels, recipe.output_dir / REPORT_DIR, sweep_title(recipe),
+                              families=use_families)
     if args.check:
         RecipeRunner(recipe, args.overwrite).preflight(levels)
         print(f"{args.recipe}: OK; {len(levels)} levels ({', '.join(level.name for level in levels)}) in "

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hfprune.pipeline.families import equal_parameter_check, family_of, remaining
-from hfprune.pipeline.report import PLOTS_DIR, Point, RunReport, Series, _render
+from hfprune.pipeline.report import PLOTS_DIR, Point, RunReport, Series
 from hfprune.utils.io import atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 FAMILIES_PLOT = "families"
 MB = 1e6
+X_LABEL = "parameter sparsity (share of prunable encoder weights removed)"
+FAMILIES_TITLE = ", pruning families at equal parameter count"  # after the sweep's title
 
 
 @dataclass
@@ -30,7 +32,7 @@ class FamiliesReport(RunReport):
 
     @property
     def x_label(self) -> str:
-        return "parameter sparsity (share of prunable encoder weights removed)"
+        return X_LABEL
 
     def families(self) -> list[str]:
         return list(dict.fromkeys(family_of(stage.name) for stage in self.levels))
@@ -111,12 +113,9 @@ class FamiliesReport(RunReport):
 
     # ---- markdown / JSON ----
     def to_markdown(self) -> str:
-        base = super().to_markdown()
-        head, _, tail = base.partition("## Results")
-        families = ["## Families at equal parameter count", "", self._definition(), "", self.families_table(), "",
-                    self._efficiency_notes(), "", "Achieved remaining parameters (from each level's SparsityReport):",
-                    "", self.equal_check_lines(), "", f"![families]({PLOTS_DIR}/{FAMILIES_PLOT}.png)", "", ""]
-        return head + "\n".join(families) + "## Results" + tail
+        return with_families_section(super().to_markdown(), [
+            self._definition(), "", self.families_table(), "", self._efficiency_notes(), "",
+            "Achieved remaining parameters (from each level's SparsityReport):", "", self.equal_check_lines()])
 
     def _definition(self) -> str:
         pruning = self.recipe.pruning
@@ -205,31 +204,43 @@ class FamiliesReport(RunReport):
             s for s in self.family_series(kernel("sparse_ms"), " (CSR kernel)") if s.points]
 
     def save_plots(self, directory: Path) -> dict[str, Path]:
-        written = super().save_plots(directory)
-        path = directory / PLOTS_DIR / f"{FAMILIES_PLOT}.png"
-        atomic_write_bytes(path, self._panel())
-        written[f"plot:{FAMILIES_PLOT}"] = path
-        return written
+        return save_panel(super().save_plots(directory), directory)
 
-    def _panel(self) -> bytes:
-        """All the plots of ``plot_specs`` as panels of one PNG."""
-        import io
 
-        from PIL import Image
+def with_families_section(markdown: str, body: list[str]) -> str:
+    """A report's markdown with the families section (``body`` lines, then the panel) before its Results."""
+    head, _, tail = markdown.partition("## Results")
+    section = ["## Families at equal parameter count", "", *body, "", f"![families]({PLOTS_DIR}/{FAMILIES_PLOT}.png)",
+               "", ""]
+    return head + "\n".join(section) + "## Results" + tail
 
-        from hfprune.utils.plots import pyplot
 
-        images = [Image.open(io.BytesIO(_render(build(), self.x_label, y_label,
-                                                chance=0.5 if "mia" in name else None)))
-                  for name, (y_label, build) in self.plot_specs().items() if any(s.points for s in build())]
-        columns = 2
-        rows = max(1, math.ceil(len(images) / columns))
-        width, height = images[0].size if images else (10, 10)
-        canvas = Image.new("RGB", (columns * width, rows * height), "white")
-        for i, image in enumerate(images):
-            canvas.paste(image, ((i % columns) * width, (i // columns) * height))
-        buffer = io.BytesIO()
-        canvas.save(buffer, format="PNG")
-        pyplot().close("all")
-        return buffer.getvalue()
+def save_panel(written: dict[str, Path], directory: Path) -> dict[str, Path]:
+    """Add one PNG (``plots/families.png``) with every plot ``written`` (role ``plot:<name>`` -> PNG) as a panel."""
+    import io
 
+    from PIL import Image
+
+    images = [Image.open(path) for role, path in written.items() if role.startswith("plot:")]
+    columns = 2
+    rows = max(1, math.ceil(len(images) / columns))
+    width, height = images[0].size if images else (10, 10)
+    canvas = Image.new("RGB", (columns * width, rows * height), "white")
+    for i, image in enumerate(images):
+        canvas.paste(image, ((i % columns) * width, (i // columns) * height))
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG")
+    path = directory / PLOTS_DIR / f"{FAMILIES_PLOT}.png"
+    atomic_write_bytes(path, buffer.getvalue())
+    return {**written, f"plot:{FAMILIES_PLOT}": path}
+
+
+def save_families_report(runner: Any, dense: StageResult, levels: list[StageResult], report_dir: Path,
+                         title: str) -> dict[str, dict[str, Any]]:
+    """A one-seed families sweep's efficiency records (measured, or read back) and its report in ``report_dir``;
+    returns the records (level name -> record)."""
+    from hfprune.pipeline.families import families_efficiency
+
+    measured = families_efficiency(runner, dense, levels)
+    FamiliesReport(runner.recipe, dense, levels, title=title + FAMILIES_TITLE, efficiency=measured).save(report_dir)
+    return measured

@@ -7,7 +7,10 @@ the seed drives initialisation, pruning and data order. ``training.split_seed`` 
 same in every seed, so the member split, the evaluation sample and the canaries do not change, and the attack sample
 follows ``audits.robustness.seed``: every seed's models are scored on the same examples, which the pooled paired
 tests need. Each (stage, seed) is resumable on its own through the stages' fingerprints and done-markers; a new seed
-costs one seed. The report (:mod:`hfprune.pipeline.seeds_report`) goes where the one-seed report goes.
+costs one seed. The report (:mod:`hfprune.pipeline.seeds_report`) goes where the one-seed report goes. A families
+sweep over seeds (:mod:`hfprune.pipeline.families_seeds`) runs here too, with its own step after each seed and its
+own report. A run folder may start as ``seed-<s>/`` folders of plain one-seed runs of the recipe, which it resumes
+(:func:`check_root`).
 
 One seed (the default) never comes here: the folders, results and report stay those of a plain run.
 """
@@ -17,11 +20,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hfprune.errors import ConfigError
+from hfprune.errors import ConfigError, HfpruneError
 from hfprune.pipeline.results import DENSE_STAGE, STAGE_FILE, Level, StageResult
 from hfprune.pipeline.seed_layout import check_layout, seed_dir
 from hfprune.utils import distributed
@@ -30,7 +34,10 @@ from hfprune.utils.logging import get_logger
 
 if TYPE_CHECKING:
     from hfprune.pipeline.runner import RecipeRunner
+    from hfprune.pipeline.seeds_report import SeedsReport
     from hfprune.recipes.schema import Recipe
+
+AfterSeed = Callable[["RecipeRunner", StageResult, list[StageResult]], Any]
 
 logger = get_logger(__name__)
 
@@ -54,20 +61,82 @@ class SeedRuns:
     levels: list[list[StageResult]]
     report_dir: Path
     computed: list[str]
+    extras: list[Any] = field(default_factory=list)
+    """What ``run_seeds``'s ``after_seed`` returned for each seed (a families sweep: its efficiency records)."""
+    report: Any = None
+    """The report over the seeds (a ``SeedsReport``), once ``run_seeds`` has built it."""
 
 
 def seed_runners(recipe: Recipe, overwrite: bool = False) -> list[RecipeRunner]:
     """One runner per seed, once the run folder's layout is checked."""
-    from hfprune.pipeline.preflight import RECIPE_FILE
     from hfprune.pipeline.runner import RecipeRunner
-    from hfprune.utils.lock import LOCK_FILE
 
     check_layout(recipe)
-    root = recipe.output_dir
-    if root.is_dir() and any(p.name != LOCK_FILE for p in root.iterdir()) and not (root / RECIPE_FILE).is_file():
-        raise ConfigError(f"output.dir: {root} is not empty and holds no hfprune run ({RECIPE_FILE}); choose "
-                          "another folder")
+    check_root(recipe)
     return [RecipeRunner(seed_recipe(recipe, seed), overwrite) for seed in recipe.training.run_seeds]
+
+
+def check_root(recipe: Recipe) -> None:
+    """The run folder is empty, an hfprune run (``recipe.json``), or a folder of one-seed runs of this recipe.
+
+    The last: ``seed-<s>/`` folders made by plain one-seed runs (``training.seed = s`` and this run's split seed,
+    output in ``<output.dir>/seed-<s>``, e.g. started in parallel), which the run resumes. At least one of them
+    must record this seed's recipe (the same fingerprint); the folder's other entries must be plain files the run
+    does not write (logs, recipe copies), left as they are.
+    """
+    from hfprune.pipeline.preflight import RECIPE_FILE, diff_settings
+    from hfprune.pipeline.report import REPORT_JSON, REPORT_MD
+    from hfprune.utils.lock import LOCK_FILE
+
+    root = recipe.output_dir
+    if not root.is_dir() or (root / RECIPE_FILE).is_file():
+        return
+    entries = [p for p in root.iterdir() if p.name != LOCK_FILE]
+    if not entries:
+        return
+    refused = (f"output.dir: {root} is not empty and holds no hfprune run ({RECIPE_FILE}) nor only seed-<s>/ runs "
+               "of this recipe beside plain files")
+    seeds = {seed_dir(seed): seed for seed in recipe.training.run_seeds}
+    adopted = []
+    for entry in entries:
+        if entry.name in seeds and entry.is_dir() and not entry.is_symlink():
+            recorded = _recorded_recipe(entry / RECIPE_FILE)
+            expected = seed_recipe(recipe, seeds[entry.name])
+            if recorded is not None and recorded.get("fingerprint") != expected.fingerprint():
+                try:
+                    old = type(recipe).from_dict({k: v for k, v in recorded.items() if k != "fingerprint"})
+                    changed = ", ".join(diff_settings(old.result_dict(), expected.result_dict())) or "unknown"
+                except HfpruneError:  # a recipe this version no longer reads
+                    changed = "unknown"
+                raise ConfigError(f"output.dir: {entry / RECIPE_FILE} records another recipe than seed "
+                                  f"{seeds[entry.name]} of this one (changed: {changed}); choose another folder")
+            adopted += [entry.name] if recorded is not None else []
+        elif not entry.is_file() or entry.is_symlink() or entry.name in (REPORT_MD, REPORT_JSON):
+            raise ConfigError(f"{refused} ({entry.name}); choose another folder")
+    if not adopted:
+        raise ConfigError(f"{refused}; choose another folder")
+    logger.info("output.dir %s: resuming the one-seed runs %s", root, ", ".join(sorted(adopted)))
+
+
+def _recorded_recipe(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"output.dir: {path}: cannot read the run's recipe ({exc})") from None
+    if not isinstance(payload, dict):
+        raise ConfigError(f"output.dir: {path}: expected the run's recipe as a JSON object")
+    return payload
+
+
+def finished_stages(recipe: Recipe, levels: list[Level]) -> tuple[list[str], list[str]]:
+    """Every (stage, seed) folder of the run, relative to it (``seed-1/levels/...``), and those already finished
+    (their done-marker exists; preflight checks it matches the recipe)."""
+    root = recipe.output_dir
+    stage_dirs = [f"{seed_dir(seed)}/{name}" for seed in recipe.training.run_seeds
+                  for name in (DENSE_STAGE, *(lv.name for lv in levels))]
+    return stage_dirs, [name for name in stage_dirs if (root / name / STAGE_FILE).is_file()]
 
 
 def preflight_seeds(recipe: Recipe, levels: list[Level], overwrite: bool = False) -> None:
@@ -77,21 +146,28 @@ def preflight_seeds(recipe: Recipe, levels: list[Level], overwrite: bool = False
 
 
 def run_seeds(recipe: Recipe, levels: list[Level], report_dir: Path, title: str | None = None,
-              overwrite: bool = False) -> SeedRuns:
+              overwrite: bool = False, after_seed: AfterSeed | None = None,
+              report_type: type[SeedsReport] | None = None) -> SeedRuns:
     """Run (or resume) every seed's dense stage and levels, then write the report over the seeds into
-    ``report_dir`` and the seeds' summary into each pruned model's ``hfprune_results.json``."""
+    ``report_dir`` and the seeds' summary into each pruned model's ``hfprune_results.json``.
+
+    ``after_seed(runner, dense, levels)`` runs on the main process after each seed's stages, its dense model still
+    loaded (a families sweep measures efficiency and writes that seed's own report); its results go to
+    ``SeedRuns.extras``. ``report_type`` (default :class:`~hfprune.pipeline.seeds_report.SeedsReport`) builds the
+    report from the runs."""
     from hfprune.pipeline.preflight import RECIPE_FILE
     from hfprune.pipeline.seeds_report import SeedsReport
     from hfprune.utils.lock import output_lock
 
     seeds, root = recipe.training.run_seeds, recipe.output_dir
     runners = seed_runners(recipe, overwrite)
-    stage_dirs = [f"{seed_dir(seed)}/{name}" for seed in seeds for name in (DENSE_STAGE, *(lv.name for lv in levels))]
-    finished = set() if overwrite else {name for name in stage_dirs if (root / name / STAGE_FILE).is_file()}
+    stage_dirs, done = finished_stages(recipe, levels)
+    finished = set() if overwrite else set(done)
     if finished:
         logger.info("resuming: %d of %d (stage, seed) pairs already finished", len(finished), len(stage_dirs))
     dense: list[StageResult] = []
     results: list[list[StageResult]] = []
+    extras: list[Any] = []
     # under a launch the main process alone locks and writes (hfprune.utils.distributed); every process trains
     from hfprune.training_args import resolve_device
 
@@ -104,16 +180,20 @@ def run_seeds(recipe: Recipe, levels: list[Level], report_dir: Path, title: str 
         for seed, runner in zip(seeds, runners, strict=True):
             logger.info("seed %d (%d of %d)", seed, len(dense) + 1, len(seeds))
             seed_dense, seed_levels = runner.run(levels)
+            if after_seed is not None:
+                hook = after_seed
+                extras.append(distributed.main_only(lambda: hook(runner, seed_dense, seed_levels)))  # noqa: B023
             runner._dense = None  # the next seed has its own dense model: free this one
             dense.append(seed_dense)
             results.append(seed_levels)
         runs = SeedRuns(recipe, seeds, [level.name for level in levels], dense, results, report_dir,
-                        [name for name in stage_dirs if name not in finished])
+                        [name for name in stage_dirs if name not in finished], extras)
+
+        runs.report = (report_type or SeedsReport).of(runs, title)
 
         def write_report() -> None:
-            report = SeedsReport.of(runs, title)
-            report.save(report_dir)
-            write_model_summaries(runs, report)
+            runs.report.save(report_dir)
+            write_model_summaries(runs, runs.report)
 
         distributed.main_only(write_report)
     return runs

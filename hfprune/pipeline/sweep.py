@@ -134,13 +134,9 @@ def run_sweep(
             if not use_families:
                 RunReport(recipe, dense, results, title=title).save(report_dir)
                 return None
-            from hfprune.pipeline.families import families_efficiency
-            from hfprune.pipeline.families_report import FamiliesReport
+            from hfprune.pipeline.families_report import save_families_report
 
-            measured = families_efficiency(runner, dense, results)
-            FamiliesReport(recipe, dense, results, title=title + ", pruning families at equal parameter count",
-                           efficiency=measured).save(report_dir)
-            return measured
+            return save_families_report(runner, dense, results, report_dir, title)
 
         efficiency = distributed.main_only(report)
     computed = [level.name for level in levels if level.name not in finished]
