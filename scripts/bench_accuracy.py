@@ -54,7 +54,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/accuracy"))
     parser.add_argument("--teacher", default=None, help="fine-tuned dense model directory (default: fine-tune one)")
-    parser.add_argument("--sparsities", type=float, nargs="+", default=[0.3, 0.5, 0.7, 0.9])
+    parser.add_argument("--sparsities", type=float, nargs="*", default=[0.3, 0.5, 0.7, 0.9])
+    parser.add_argument("--latency-targets", type=float, nargs="*", default=[],
+                        help="cells pruned to these predicted speedups (PruningConfig.latency_target) beside the "
+                             "--sparsities cells; each gets its measured speedup")
+    parser.add_argument("--measure-latency", action="store_true",
+                        help="also time every sparsity cell against the teacher on the latency setting")
+    parser.add_argument("--latency-batch-size", type=int, default=1)
+    parser.add_argument("--latency-seq-len", type=int, default=128)
+    parser.add_argument("--latency-threads", type=int, default=1)
+    parser.add_argument("--latency-rounds", type=int, default=20, help="interleaved rounds of each measurement")
+    parser.add_argument("--latency-repeat", type=int, default=2,
+                        help="measurements of each cell's model (the first is the cell's speedup; all are kept)")
+    parser.add_argument("--table-rounds", type=int, default=10, help="interleaved rounds per width of the table")
+    parser.add_argument("--min-heads", type=int, default=1,
+                        help="min_heads_per_layer of latency cells (0: whole attention blocks may go)")
+    parser.add_argument("--min-neurons", type=int, default=1,
+                        help="min_neurons_per_layer of latency cells (0: whole FFN blocks may go)")
+    parser.add_argument("--latency-cache", type=Path, default=None,
+                        help="latency table cache folder (sets HFPRUNE_CACHE_DIR): every cell reads one table")
     parser.add_argument("--scorers", nargs="+", default=["movement", "magnitude", "random", "snip_momentum"])
     parser.add_argument("--distill", choices=["both", "on", "off"], default="both")
     parser.add_argument("--teacher-samples", type=int, default=8000, help="examples the dense teacher trains on")
@@ -72,34 +90,86 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="scorer pairs CANDIDATE:REFERENCE compared at equal sparsity and distillation")
     args = parser.parse_args(argv)
     args.seeds = args.seeds or [args.seed]
+    if not args.sparsities and not args.latency_targets:
+        parser.error("--sparsities / --latency-targets: expected at least one level")
+    for target in args.latency_targets:
+        if target <= 1:
+            parser.error(f"--latency-targets: expected speedups > 1, got {target!r}")
+    if args.latency_cache is not None:
+        os.environ["HFPRUNE_CACHE_DIR"] = str(args.latency_cache)
     for pair in args.pairs:
         if pair.count(":") != 1 or not all(pair.split(":")):
             parser.error(f"--pairs: expected CANDIDATE:REFERENCE scorer names, got {pair!r}")
     return args
 
 
+def level(row: dict) -> tuple[float, float]:
+    """A cell's pruning level: (latency target, sparsity); rows from before latency cells have target 0."""
+    return row.get("latency_target", 0.0), row["sparsity"]
+
+
+def level_name(cell_level: tuple[float, float]) -> str:
+    target, sparsity = cell_level
+    return f"latency target {target:g}x" if target else f"{sparsity:.0%}"
+
+
 def row_key(row: dict, default_seed: int = 0) -> str:
     """Rows written before --seeds existed carry no seed: they ran with the command's --seed."""
-    return f"{row['sparsity']}-{row['scoring']}-{row['distill']}-{row.get('seed', default_seed)}"
+    target = f"lt{row['latency_target']}-" if row.get("latency_target") else ""
+    return f"{target}{row['sparsity']}-{row['scoring']}-{row['distill']}-{row.get('seed', default_seed)}"
 
 
-def run_cell(args, teacher: str, dense_accuracy: float, sparsity: float, scoring: str, distill: bool,
-             seed: int) -> dict:
+def run_cell(args, teacher: str, dense_accuracy: float, cell_level: tuple[float, float], scoring: str,
+             distill: bool, seed: int) -> dict:
     from hfprune.training import idle_cores, torch_threads
 
-    name = f"s{sparsity}-{scoring}-{'kd' if distill else 'nokd'}-seed{seed}"
+    target, sparsity = cell_level
+    name = f"{f'lt{target}' if target else f's{sparsity}'}-{scoring}-{'kd' if distill else 'nokd'}-seed{seed}"
+    latency = {"latency_target": target, "latency_batch_size": args.latency_batch_size,
+               "latency_seq_len": args.latency_seq_len, "latency_threads": args.latency_threads,
+               "min_heads_per_layer": args.min_heads, "min_neurons_per_layer": args.min_neurons} if target else {}
     config = PruneClassifierConfig(
         teacher=teacher, train_samples=args.train_samples, prune_epochs=args.prune_epochs,
         train_skip=args.teacher_samples if args.train_skip is None else args.train_skip,
         max_length=args.max_length, head_sparsity=sparsity, ffn_sparsity=sparsity, scoring=scoring,
-        distill=distill, seed=seed, split_seed=args.seed, output_dir=str(args.out / "runs" / name), overwrite=True)
+        distill=distill, seed=seed, split_seed=args.seed, output_dir=str(args.out / "runs" / name), overwrite=True,
+        **latency)
     started = time.perf_counter()
     with torch_threads(idle_cores()):  # the teacher's accuracy is known: prune_and_evaluate skips re-evaluating it
         run = prune_and_evaluate(config, Path(teacher), args.out / "runs" / name / "pruned")
-    return {"sparsity": sparsity, "scoring": scoring, "distill": distill, "seed": seed, "accuracy": run.accuracy,
-            "dense_accuracy": dense_accuracy, "params": run.report["params"],
-            "flops_sparsity": run.report["flops_sparsity"], "seconds": time.perf_counter() - started,
-            "correct": run.correct}
+    row = {"sparsity": sparsity, "scoring": scoring, "distill": distill, "seed": seed, "accuracy": run.accuracy,
+           "dense_accuracy": dense_accuracy, "params": run.report["params"],
+           "flops_sparsity": run.report["flops_sparsity"], "seconds": time.perf_counter() - started,
+           "correct": run.correct}
+    if target:
+        row["latency_target"] = target
+    if target or args.measure_latency:
+        row["latency"] = measure_cell(args, teacher, args.out / "runs" / name / "pruned")
+    return row
+
+
+def measure_cell(args, teacher: str, folder: Path) -> dict:
+    """The saved model's predicted speedup (from the table of the latency setting) and its measured ones, timed
+    interleaved against the teacher (hfprune.latency_report), with its per-layer widths."""
+    from transformers import AutoModelForSequenceClassification
+
+    from hfprune import latency_report
+    from hfprune.pruning import load_pruned
+    from hfprune.pruning.latency_report import widths
+    from hfprune.pruning.latency_table import latency_table
+
+    dense = AutoModelForSequenceClassification.from_pretrained(teacher).eval()
+    pruned = load_pruned(folder).eval()
+    # a latency cell's model carries the table its run used; a sparsity cell's is timed against the same table
+    table = latency_table(dense, args.latency_batch_size, args.latency_seq_len, args.latency_threads,
+                          rounds=args.table_rounds)
+    reports = [latency_report(pruned, table, dense, rounds=args.latency_rounds) for _ in range(args.latency_repeat)]
+    heads, neurons = widths(pruned)
+    return {"predicted_speedup": reports[0].predicted_speedup, "speedup": reports[0].measured.speedup,
+            "dense_ms": reports[0].measured.dense_ms, "pruned_ms": reports[0].measured.pruned_ms,
+            "repeated_speedups": [r.measured.speedup for r in reports], "batch_size": table.setting["batch_size"],
+            "seq_len": table.setting["seq_len"], "threads": table.setting["threads"], "rounds": args.latency_rounds,
+            "heads_per_layer": heads, "ffn_per_layer": neurons, "load_average_1min": round(os.getloadavg()[0], 2)}
 
 
 @contextlib.contextmanager
@@ -173,48 +243,63 @@ def dense_teacher(args, payload: dict) -> tuple[str, float]:
     return result.output_dir, result.accuracy
 
 
-def cell_name(sparsity: float, scoring: str, distill: bool) -> str:
-    return f"{scoring}{' + KD' if distill else ''} at {sparsity:.0%}"
+LEVEL_HEADER = "level (heads = FFN sparsity, or latency target)"
+
+
+def cell_name(cell_level: tuple[float, float], scoring: str, distill: bool) -> str:
+    return f"{scoring}{' + KD' if distill else ''} at {level_name(cell_level)}"
 
 
 def cells(payload: dict) -> dict[tuple, list[dict]]:
-    """(sparsity, scoring, distill) -> its rows, in seed order."""
+    """(level, scoring, distill) -> its rows, in seed order."""
     grouped: dict[tuple, list[dict]] = {}
     for r in payload["rows"]:
-        grouped.setdefault((r["sparsity"], r["scoring"], r["distill"]), []).append(r)
+        grouped.setdefault((level(r), r["scoring"], r["distill"]), []).append(r)
     return {key: sorted(rows, key=lambda r: r.get("seed", 0)) for key, rows in sorted(grouped.items())}
 
 
 def comparisons(payload: dict, pairs: list[str]) -> tuple[list[compare.Comparison], list[compare.Comparison]]:
     """Pooled (t-test over examples, seeds averaged) and per-seed (exact McNemar) comparisons, each family
     Holm-corrected on its own: every cell against the dense teacher, then each CANDIDATE:REFERENCE scorer pair at
-    equal sparsity and distillation over the seeds both ran, then each cell with distillation against the same scorer
-    and sparsity without it. Rows without per-example records are left out."""
+    equal level and distillation over the seeds both ran, then each cell with distillation against the same scorer
+    and level without it, then each latency-targeted cell against each sparsity cell of the same scorer and
+    distillation. Rows without per-example records are left out."""
     grouped = {key: [r for r in rows if "correct" in r] for key, rows in cells(payload).items()}
     teacher = (payload.get("teacher") or {}).get("correct")
     planned: list[tuple[str, list, list, list[int]]] = []
     if teacher:
-        for (sparsity, scoring, distill), rows in grouped.items():
+        for (cell_level, scoring, distill), rows in grouped.items():
             if rows:
-                planned.append((f"{cell_name(sparsity, scoring, distill)} - dense", [teacher],
+                planned.append((f"{cell_name(cell_level, scoring, distill)} - dense", [teacher],
                                 [r["correct"] for r in rows], [r.get("seed", 0) for r in rows]))
     for pair in pairs:
         candidate, reference = pair.split(":")
-        for (sparsity, scoring, distill), rows in grouped.items():
-            other = {r.get("seed", 0): r for r in grouped.get((sparsity, reference, distill), [])}
+        for (cell_level, scoring, distill), rows in grouped.items():
+            other = {r.get("seed", 0): r for r in grouped.get((cell_level, reference, distill), [])}
             both = [r for r in rows if scoring == candidate and r.get("seed", 0) in other]
             if both:
-                name = f"{cell_name(sparsity, candidate, distill)} - {cell_name(sparsity, reference, distill)}"
+                name = f"{cell_name(cell_level, candidate, distill)} - {cell_name(cell_level, reference, distill)}"
                 planned.append((name,
                                 [other[r.get("seed", 0)]["correct"] for r in both], [r["correct"] for r in both],
                                 [r.get("seed", 0) for r in both]))
-    for (sparsity, scoring, distill), rows in grouped.items():  # what distillation changed, scorer and sparsity equal
-        without = {r.get("seed", 0): r for r in grouped.get((sparsity, scoring, False), [])}
+    for (cell_level, scoring, distill), rows in grouped.items():  # what distillation changed, scorer, level equal
+        without = {r.get("seed", 0): r for r in grouped.get((cell_level, scoring, False), [])}
         both = [r for r in rows if distill and r.get("seed", 0) in without]
         if both:
-            planned.append((f"{cell_name(sparsity, scoring, True)} - {cell_name(sparsity, scoring, False)}",
+            planned.append((f"{cell_name(cell_level, scoring, True)} - {cell_name(cell_level, scoring, False)}",
                             [without[r.get("seed", 0)]["correct"] for r in both], [r["correct"] for r in both],
                             [r.get("seed", 0) for r in both]))
+    for (cell_level, scoring, distill), rows in grouped.items():  # latency-targeted against sparsity-targeted
+        for (other_level, other_scoring, other_distill), others in grouped.items():
+            if not cell_level[0] or other_level[0] or (other_scoring, other_distill) != (scoring, distill):
+                continue
+            by_seed = {r.get("seed", 0): r for r in others}
+            both = [r for r in rows if r.get("seed", 0) in by_seed]
+            if both:
+                name = f"{cell_name(cell_level, scoring, distill)} - {cell_name(other_level, scoring, distill)}"
+                planned.append((name,
+                                [by_seed[r.get("seed", 0)]["correct"] for r in both], [r["correct"] for r in both],
+                                [r.get("seed", 0) for r in both]))
     pooled = [seeds.pooled_accuracy(ref, cand, metric=name) for name, ref, cand, _ in planned]
     per_seed = [c for name, ref, cand, run_seeds in planned
                 for c in seeds.per_seed_accuracy(ref, cand, metric=name, seeds=run_seeds)]
@@ -251,23 +336,40 @@ def to_markdown(payload: dict, pairs: list[str] | None = None) -> str:
     if any(len(rows) > 1 for rows in grouped.values()):
         lines += ["Mean over seeds (one dense teacher; the seed drives each pruning run's initialisation and data "
                   "order), sample standard deviation and range across seeds:", "",
-                  "| sparsity (heads = FFN) | scorer | distillation | seeds | mean dev accuracy | sd | min-max | "
-                  "mean vs dense | mean wall s |", "|---|---|---|---|---|---|---|---|---|"]
-        for (sparsity, scoring, distill), rows in grouped.items():
+                  f"| {LEVEL_HEADER} | scorer | distillation | seeds | mean dev accuracy | sd | min-max | "
+                  "mean vs dense | mean wall s | measured speedup (seeds timed) |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for (cell_level, scoring, distill), rows in grouped.items():
             spread = seeds.seed_spread([r["accuracy"] for r in rows])
             run_seeds = ", ".join(str(r.get("seed", 0)) for r in rows)
-            lines.append(f"| {sparsity:.0%} | {scoring} | {'yes' if distill else 'no'} | {spread.n} ({run_seeds}) | "
-                         f"{_spread(spread)} | {100 * (spread.mean - dense):+.1f} pt | "
-                         f"{sum(r['seconds'] for r in rows) / len(rows):.0f} |")
+            timed = [r["latency"]["speedup"] for r in rows if "latency" in r]
+            speedup = f"{sum(timed) / len(timed):.2f}x ({len(timed)})" if timed else "-"
+            lines.append(f"| {level_name(cell_level)} | {scoring} | {'yes' if distill else 'no'} | {spread.n} "
+                         f"({run_seeds}) | {_spread(spread)} | {100 * (spread.mean - dense):+.1f} pt | "
+                         f"{sum(r['seconds'] for r in rows) / len(rows):.0f} | {speedup} |")
         lines += ["", "Every run:", ""]
-    lines += ["| sparsity (heads = FFN) | scorer | distillation | seed | dev accuracy | vs dense | layer FLOPs removed "
-              "| wall s |", "|---|---|---|---|---|---|---|---|",
-              f"| 0% (dense teacher) | - | - | - | {dense:.4f} | +0.0 pt | 0% | - |"]
+    lines += [f"| {LEVEL_HEADER} | scorer | distillation | seed | dev accuracy | vs dense | layer FLOPs removed "
+              "| wall s | predicted speedup | measured speedup (each measurement) |",
+              "|---|---|---|---|---|---|---|---|---|---|",
+              f"| 0% (dense teacher) | - | - | - | {dense:.4f} | +0.0 pt | 0% | - | - | - |"]
     for rows in grouped.values():
         for r in rows:
-            lines.append(f"| {r['sparsity']:.0%} | {r['scoring']} | {'yes' if r['distill'] else 'no'} | "
+            timing = r.get("latency")
+            speed = (f"{timing['predicted_speedup']:.2f}x | {timing['speedup']:.2f}x ("
+                     f"{', '.join(f'{x:.2f}' for x in timing['repeated_speedups'])})" if timing else "- | -")
+            lines.append(f"| {level_name(level(r))} | {r['scoring']} | {'yes' if r['distill'] else 'no'} | "
                          f"{r.get('seed', '-')} | {r['accuracy']:.4f} | {100 * (r['accuracy'] - dense):+.1f} pt | "
-                         f"{r['flops_sparsity']:.1%} | {r['seconds']:.0f} |")
+                         f"{r['flops_sparsity']:.1%} | {r['seconds']:.0f} | {speed} |")
+    timed = [r for rows in grouped.values() for r in rows if "latency" in r]
+    if timed:
+        setting = timed[0]["latency"]
+        lines += ["", f"Speedups: the saved model against the dense teacher at batch {setting['batch_size']}, sequence "
+                  f"{setting['seq_len']}, {setting['threads']} thread(s), the median per-round ratio of "
+                  f"{setting['rounds']} interleaved rounds (hfprune.latency_report); predicted: the latency table of "
+                  "that setting (the one the latency cells pruned against). Widths per layer (heads; FFN neurons):",
+                  ""]
+        lines += [f"- {cell_name(level(r), r['scoring'], r['distill'])}, seed {r.get('seed', 0)}: "
+                  f"{r['latency']['heads_per_layer']}; {r['latency']['ffn_per_layer']}" for r in timed]
     pooled, per_seed = comparisons(payload, pairs)
     most_seeds = max((len(rows) for rows in grouped.values()), default=1)
     if pooled:
@@ -313,7 +415,9 @@ def plot(payload: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     series: dict[str, list] = {}
-    for (sparsity, scoring, distill), rows in cells(payload).items():  # the mean over seeds, bars the range
+    for ((target, sparsity), scoring, distill), rows in cells(payload).items():  # means over seeds, bars range
+        if target:  # no sparsity to place it at: the speedup plot shows it
+            continue
         spread = seeds.seed_spread([r["accuracy"] for r in rows])
         series.setdefault(f"{scoring}{' + distill' if distill else ''}", []).append(
             (sparsity, spread.mean, spread.mean - spread.low, spread.high - spread.mean))
@@ -324,6 +428,29 @@ def plot(payload: dict, path: Path) -> None:
     ax.set_xlabel("fraction of heads and FFN neurons removed")
     ax.set_ylabel("SST-2 dev accuracy")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_speedup(payload: dict, path: Path) -> None:
+    """Dev accuracy against measured speedup, one point per timed run, one series per cell."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for (cell_level, scoring, distill), rows in cells(payload).items():
+        timed = [r for r in rows if "latency" in r]
+        if timed:
+            ax.plot([r["latency"]["speedup"] for r in timed], [r["accuracy"] for r in timed],
+                    marker="s" if cell_level[0] else "o", linestyle="none",
+                    label=cell_name(cell_level, scoring, distill))
+    ax.axhline(payload["dense_accuracy"], color="black", linestyle="--", label="dense")
+    ax.set_xlabel("measured speedup over the dense teacher")
+    ax.set_ylabel("SST-2 dev accuracy")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -346,14 +473,16 @@ def main(argv: list[str] | None = None) -> None:
         atomic_write_json(json_path, payload)
     done = {row_key(r, args.seed) for r in payload["rows"]}
     distill_settings = {"both": [False, True], "on": [True], "off": [False]}[args.distill]
+    levels = [(0.0, s) for s in args.sparsities] + [(t, 0.0) for t in args.latency_targets]
     for seed in args.seeds:  # seed-major: a run stopped early leaves whole seeds, every cell in each
-        for sparsity in args.sparsities:
+        for target, sparsity in levels:
             for scoring in args.scorers:
                 for distill in distill_settings:
-                    row = {"sparsity": sparsity, "scoring": scoring, "distill": distill, "seed": seed}
+                    row = {"sparsity": sparsity, "latency_target": target, "scoring": scoring, "distill": distill,
+                           "seed": seed}
                     if row_key(row, args.seed) in done or not claim(json_path, row_key(row, args.seed), args.seed):
                         continue
-                    row = run_cell(args, teacher, dense_accuracy, sparsity, scoring, distill, seed)
+                    row = run_cell(args, teacher, dense_accuracy, (target, sparsity), scoring, distill, seed)
                     payload = add_row(json_path, row, args.seed)  # after every cell: a stopped run resumes here
                     print(json.dumps({k: v for k, v in row.items() if k != "correct"}), flush=True)
     with json_lock(args.out):
@@ -363,6 +492,8 @@ def main(argv: list[str] | None = None) -> None:
         atomic_write_json(json_path, payload)
     atomic_write_text(args.out / "accuracy.md", to_markdown(payload, args.pairs))
     plot(payload, args.out / "accuracy.png")
+    if any("latency" in r for r in payload["rows"]):
+        plot_speedup(payload, args.out / "accuracy_speedup.png")
     print(to_markdown(payload, args.pairs))
 
 
