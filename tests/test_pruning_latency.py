@@ -8,7 +8,17 @@ import json
 import pytest
 import torch
 from conftest import tiny_model
-from helpers import ATTENTION_S, FFN_S, FLOOR_S, HEAD_S, NEURON_S, FakeTimer, fake_seconds
+from helpers import (
+    ATTENTION_S,
+    BASE_S,
+    FFN_S,
+    FLOOR_S,
+    HEAD_S,
+    LAYER_FLOOR_S,
+    NEURON_S,
+    FakeTimer,
+    fake_seconds,
+)
 
 from hfprune.errors import ConfigError, HfpruneError
 from hfprune.pruning import PruningConfig, StructuredPruner, prune
@@ -142,8 +152,45 @@ def test_a_format_2_table_reads_and_keeps_one_neuron_per_ffn_block():
     masks = select_for_latency(hand_scores(), old, 4.0, {UnitKind.HEADS: 0, UnitKind.NEURONS: 0},
                                {UnitKind.HEADS: 1, UnitKind.NEURONS: 1})
     assert [int(m.sum()) for m in masks[UnitKind.NEURONS]] == [1, 1]
-    with pytest.raises(HfpruneError, match="expected latency table format 2 or 3, got 1"):
+    with pytest.raises(HfpruneError, match="expected latency table format 2 or 3 or 4, got 1"):
         LatencyTable.from_dict({**hand_table().to_dict(), "format": 1})
+
+
+def test_a_removed_layer_costs_nothing_of_its_blocks_nor_its_layer_floor():
+    """3 layers: the table recovers the fake layer floor; a model with its middle layer removed is predicted at the
+    table's sum for its remaining blocks with one layer floor less, which is what it costs (the fake cost model)."""
+    import copy
+
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from hfprune.pruning import compaction
+    from hfprune.pruning.latency_report import latency_report, widths
+    from hfprune.pruning.layers import remove_layers
+
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=3,
+                                                     num_attention_heads=4, intermediate_size=48)).eval()
+    table = measure_table(model, rounds=1, timer=FakeTimer(), neuron_steps=[1, 24, 48])
+    assert table.layer_floor_ms == pytest.approx(1000 * LAYER_FLOOR_S)
+    assert table.floor_ms == pytest.approx(1000 * (BASE_S + 3 * LAYER_FLOOR_S))
+    pruned = copy.deepcopy(model)
+    keep = [torch.tensor([1.0, 1, 1, 1]), torch.tensor([1.0, 1, 0, 0]), torch.tensor([0.0, 0, 0, 0])]
+    compaction.compact(pruned, {UnitKind.HEADS: keep, UnitKind.NEURONS: [
+        torch.ones(48), (torch.arange(48) < 24).float(), (torch.arange(48) < 12).float()]})
+    remove_layers(pruned, [0, 2])  # the middle layer (2 heads, 24 neurons) goes whole
+    assert widths(pruned) == ([4, 0], [48, 12])
+    blocks = table.attention(4) + table.attention(0) + table.ffn(48) + table.ffn(12)
+    assert table.predict([4, 0], [48, 12]) == pytest.approx(table.floor_ms - table.layer_floor_ms + blocks)
+    assert table.predict([4, 0], [48, 12]) == pytest.approx(
+        1000 * (BASE_S + 2 * LAYER_FLOOR_S + 4 * HEAD_S + ATTENTION_S + 60 * NEURON_S + 2 * FFN_S))
+    assert table.predict([4, 0], [48, 12]) == pytest.approx(1000 * fake_seconds(pruned))
+    assert latency_report(pruned, table).predicted_ms == pytest.approx(1000 * fake_seconds(pruned))
+    # a format-3 table has no layer floor: a removed layer saves its blocks only (a slower prediction, never faster)
+    old = {k: v for k, v in table.to_dict().items() if k != "layer_floor_ms"} | {"format": 3}
+    assert LatencyTable.from_dict(old).predict([4, 0], [48, 12]) == pytest.approx(table.floor_ms + blocks)
+    for heads, neurons in (([4] * 4, [48] * 4), ([], []), ([4], [48, 48])):
+        with pytest.raises(HfpruneError, match="expected widths of 1 to 3 layers"):
+            table.predict(heads, neurons)
 
 
 def test_round_to_removes_whole_steps():
