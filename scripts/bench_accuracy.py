@@ -54,6 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/accuracy"))
     parser.add_argument("--teacher", default=None, help="fine-tuned dense model directory (default: fine-tune one)")
+    parser.add_argument("--teacher-from", type=Path, default=None,
+                        help="accuracy.json of the run that trained --teacher: its dev accuracy and per-example "
+                             "correctness are copied (so cells are tested against the dense model)")
     parser.add_argument("--sparsities", type=float, nargs="*", default=[0.3, 0.5, 0.7, 0.9])
     parser.add_argument("--latency-targets", type=float, nargs="*", default=[],
                         help="cells pruned to these predicted speedups (PruningConfig.latency_target) beside the "
@@ -90,6 +93,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="scorer pairs CANDIDATE:REFERENCE compared at equal sparsity and distillation")
     args = parser.parse_args(argv)
     args.seeds = args.seeds or [args.seed]
+    if args.teacher_from is not None and not args.teacher_from.is_file():
+        parser.error(f"--teacher-from: expected an accuracy.json file, got {args.teacher_from}")
     if not args.sparsities and not args.latency_targets:
         parser.error("--sparsities / --latency-targets: expected at least one level")
     for target in args.latency_targets:
@@ -224,8 +229,8 @@ def teacher_correct(args, teacher: str) -> list[int]:
 
 def dense_teacher(args, payload: dict) -> tuple[str, float]:
     """The teacher directory and its dev accuracy; a teacher finished by an earlier run is reused."""
-    if args.teacher:
-        return args.teacher, float("nan")
+    if args.teacher:  # its accuracy is known only when the JSON records it (e.g. copied from the run that trained it)
+        return args.teacher, payload.get("dense_accuracy", float("nan"))
     from hfprune.training import FinetuneConfig, finetune_classifier
 
     config = FinetuneConfig(train_samples=args.teacher_samples, epochs=args.teacher_epochs, max_length=args.max_length,
@@ -466,6 +471,11 @@ def main(argv: list[str] | None = None) -> None:
         payload = read_payload(json_path)
         payload["command"] = command
         payload["commands"] = list(dict.fromkeys([*payload.get("commands", []), command]))
+        if args.teacher_from and "teacher" not in payload:
+            source = read_payload(args.teacher_from)
+            if "teacher" not in source:
+                raise SystemExit(f"--teacher-from {args.teacher_from}: expected an accuracy.json with a teacher entry")
+            payload["teacher"], payload["dense_accuracy"] = source["teacher"], source["dense_accuracy"]
         teacher, dense_accuracy = dense_teacher(args, payload)
         payload.setdefault("dense_accuracy", dense_accuracy)
         if not args.teacher and "correct" not in payload["teacher"]:

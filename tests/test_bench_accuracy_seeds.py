@@ -190,3 +190,23 @@ def test_a_latency_cell_against_a_different_sparsity_cell_is_scipys_paired_t(ben
     expected = stats.ttest_rel(bad.mean(axis=0), good.mean(axis=0))
     assert versus.p_value == pytest.approx(expected.pvalue, rel=1e-9)
     assert versus.difference == pytest.approx(bad.mean() - good.mean(), abs=1e-12)
+
+
+def test_teacher_from_copies_the_teacher_record_and_finished_cells_only_report(bench, payload, tmp_path):
+    """--teacher with --teacher-from: the teacher's accuracy and per-example correctness come from the JSON of the
+    run that trained it; with every asked cell already recorded nothing trains and the report compares with it."""
+    source = tmp_path / "source.json"
+    source.write_text(json.dumps({"rows": [], "teacher": payload["teacher"],
+                                  "dense_accuracy": payload["dense_accuracy"]}))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "accuracy.json").write_text(json.dumps({"rows": payload["rows"]}))
+    bench.main(["--teacher", str(tmp_path / "teacher"), "--teacher-from", str(source), "--sparsities", "0.5",
+                "--scorers", "good", "bad", "--distill", "on", "--seeds", "0", "1", "2", "--pairs", "--out",
+                str(out)])
+    written = json.loads((out / "accuracy.json").read_text())
+    assert written["teacher"]["correct"] == payload["teacher"]["correct"]
+    assert written["dense_accuracy"] == payload["dense_accuracy"] and len(written["rows"]) == 6
+    assert "bad + KD at 50% - dense" in (out / "accuracy.md").read_text()
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--teacher-from", str(tmp_path / "missing.json")])
