@@ -57,6 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--teacher-from", type=Path, default=None,
                         help="accuracy.json of the run that trained --teacher: its dev accuracy and per-example "
                              "correctness are copied (so cells are tested against the dense model)")
+    parser.add_argument("--reuse-rows", type=Path, default=None,
+                        help="accuracy.json of an earlier run with the same teacher and settings: an asked cell "
+                             "recorded there (and not here) is copied, marked reused_from, instead of run again")
     parser.add_argument("--sparsities", type=float, nargs="*", default=[0.3, 0.5, 0.7, 0.9])
     parser.add_argument("--latency-targets", type=float, nargs="*", default=[],
                         help="cells pruned to these predicted speedups (PruningConfig.latency_target) beside the "
@@ -93,8 +96,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="scorer pairs CANDIDATE:REFERENCE compared at equal sparsity and distillation")
     args = parser.parse_args(argv)
     args.seeds = args.seeds or [args.seed]
-    if args.teacher_from is not None and not args.teacher_from.is_file():
-        parser.error(f"--teacher-from: expected an accuracy.json file, got {args.teacher_from}")
+    for flag, path in (("--teacher-from", args.teacher_from), ("--reuse-rows", args.reuse_rows)):
+        if path is not None and not path.is_file():
+            parser.error(f"{flag}: expected an accuracy.json file, got {path}")
     if not args.sparsities and not args.latency_targets:
         parser.error("--sparsities / --latency-targets: expected at least one level")
     for target in args.latency_targets:
@@ -199,6 +203,21 @@ def add_row(json_path: Path, row: dict, default_seed: int) -> dict:
         if row_key(row, default_seed) not in {row_key(r, default_seed) for r in payload["rows"]}:
             payload["rows"].append(row)
             payload["wall_time_s"] = payload.get("wall_time_s", 0) + row["seconds"]
+        atomic_write_json(json_path, payload)
+    return payload
+
+
+def reuse_rows(json_path: Path, source: Path, asked: set[str], default_seed: int) -> dict:
+    """Copy the rows of ``asked`` cells that ``source`` records and ``json_path`` does not (their time was spent
+    there: the wall time is not added)."""
+    with json_lock(json_path.parent):
+        payload = read_payload(json_path)
+        have = {row_key(r, default_seed) for r in payload["rows"]}
+        for row in read_payload(source)["rows"]:
+            key = row_key(row, default_seed)
+            if key in asked and key not in have:
+                payload["rows"].append({**row, "reused_from": str(source)})
+                have.add(key)
         atomic_write_json(json_path, payload)
     return payload
 
@@ -362,9 +381,14 @@ def to_markdown(payload: dict, pairs: list[str] | None = None) -> str:
             timing = r.get("latency")
             speed = (f"{timing['predicted_speedup']:.2f}x | {timing['speedup']:.2f}x ("
                      f"{', '.join(f'{x:.2f}' for x in timing['repeated_speedups'])})" if timing else "- | -")
+            reused = " *" if r.get("reused_from") else ""
             lines.append(f"| {level_name(level(r))} | {r['scoring']} | {'yes' if r['distill'] else 'no'} | "
-                         f"{r.get('seed', '-')} | {r['accuracy']:.4f} | {100 * (r['accuracy'] - dense):+.1f} pt | "
+                         f"{r.get('seed', '-')}{reused} | {r['accuracy']:.4f} | "
+                         f"{100 * (r['accuracy'] - dense):+.1f} pt | "
                          f"{r['flops_sparsity']:.1%} | {r['seconds']:.0f} | {speed} |")
+    sources = sorted({r["reused_from"] for r in payload["rows"] if r.get("reused_from")})
+    if sources:
+        lines += ["", f"\\* copied from {', '.join(sources)} (--reuse-rows: same teacher and settings), not run here."]
     timed = [r for rows in grouped.values() for r in rows if "latency" in r]
     if timed:
         setting = timed[0]["latency"]
@@ -481,9 +505,15 @@ def main(argv: list[str] | None = None) -> None:
         if not args.teacher and "correct" not in payload["teacher"]:
             payload["teacher"]["correct"] = teacher_correct(args, teacher)
         atomic_write_json(json_path, payload)
-    done = {row_key(r, args.seed) for r in payload["rows"]}
     distill_settings = {"both": [False, True], "on": [True], "off": [False]}[args.distill]
     levels = [(0.0, s) for s in args.sparsities] + [(t, 0.0) for t in args.latency_targets]
+    asked = {row_key({"sparsity": sparsity, "latency_target": target, "scoring": scoring, "distill": distill,
+                      "seed": seed}, args.seed)
+             for seed in args.seeds for target, sparsity in levels for scoring in args.scorers
+             for distill in distill_settings}
+    if args.reuse_rows:
+        payload = reuse_rows(json_path, args.reuse_rows, asked, args.seed)
+    done = {row_key(r, args.seed) for r in payload["rows"]}
     for seed in args.seeds:  # seed-major: a run stopped early leaves whole seeds, every cell in each
         for target, sparsity in levels:
             for scoring in args.scorers:

@@ -198,15 +198,24 @@ def test_teacher_from_copies_the_teacher_record_and_finished_cells_only_report(b
     source = tmp_path / "source.json"
     source.write_text(json.dumps({"rows": [], "teacher": payload["teacher"],
                                   "dense_accuracy": payload["dense_accuracy"]}))
+    good = [r for r in payload["rows"] if r["scoring"] == "good"]
+    bad = [r for r in payload["rows"] if r["scoring"] == "bad"]
+    earlier = tmp_path / "earlier.json"  # --reuse-rows: the 'bad' cells and a cell not asked for
+    earlier.write_text(json.dumps({"rows": [*bad, {**bad[0], "sparsity": 0.7}]}))
     out = tmp_path / "out"
     out.mkdir()
-    (out / "accuracy.json").write_text(json.dumps({"rows": payload["rows"]}))
+    (out / "accuracy.json").write_text(json.dumps({"rows": good, "wall_time_s": 33.0}))
     bench.main(["--teacher", str(tmp_path / "teacher"), "--teacher-from", str(source), "--sparsities", "0.5",
                 "--scorers", "good", "bad", "--distill", "on", "--seeds", "0", "1", "2", "--pairs", "--out",
-                str(out)])
+                str(out), "--reuse-rows", str(earlier)])
     written = json.loads((out / "accuracy.json").read_text())
     assert written["teacher"]["correct"] == payload["teacher"]["correct"]
-    assert written["dense_accuracy"] == payload["dense_accuracy"] and len(written["rows"]) == 6
-    assert "bad + KD at 50% - dense" in (out / "accuracy.md").read_text()
+    assert written["dense_accuracy"] == payload["dense_accuracy"]
+    assert [bench.row_key(r) for r in written["rows"]] == [bench.row_key(r) for r in good + bad]
+    assert [r.get("reused_from") for r in written["rows"]] == [None] * 3 + [str(earlier)] * 3
+    assert written["wall_time_s"] < 60  # the copied cells' times were spent elsewhere
+    markdown = (out / "accuracy.md").read_text()
+    assert "bad + KD at 50% - dense" in markdown and f"copied from {earlier}" in markdown
+    assert "| 50% | bad | yes | 0 * |" in markdown
     with pytest.raises(SystemExit):
         bench.parse_args(["--teacher-from", str(tmp_path / "missing.json")])
