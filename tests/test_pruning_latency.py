@@ -263,6 +263,44 @@ def test_one_shot_prune_reaches_the_target_without_data():
     assert min(heads) >= 1 and table.predict(heads, neurons) <= table.dense_predicted_ms / 1.3
 
 
+def test_removed_layers_cost_nothing_in_the_width_search():
+    """With layer 1 removed (layer_sparsity), the search prunes layer 0 alone down to the budget, minus the removed
+    layer's blocks and layer floor; layer 1's masks stay whole (it goes at compaction); the minimum widths hold."""
+    import dataclasses
+
+    table = dataclasses.replace(hand_table(), layer_floor_ms=0.5)  # one layer: 0.5 + 3 + 5.875 ms
+    minimum = {UnitKind.HEADS: 1, UnitKind.NEURONS: 1}
+    masks = select_for_latency(hand_scores(), table, 6.0, minimum, {UnitKind.HEADS: 1, UnitKind.NEURONS: 1},
+                               removed_layers=[1])
+    assert [float(m.sum()) for m in (masks[UnitKind.HEADS][1], masks[UnitKind.NEURONS][1])] == [4.0, 48.0]
+    heads, neurons = int(masks[UnitKind.HEADS][0].sum()), int(masks[UnitKind.NEURONS][0].sum())
+    assert heads >= 1 and neurons >= 1
+    assert predicted_ms(table, masks, [1]) == table.predict([heads], [neurons]) <= 6.0
+    assert table.predict([heads], [neurons]) == 1.0 - 0.5 + table.attention(heads) + table.ffn(neurons)
+    # the same budget without the removed layer: both layers are cut, to the same predicted total or less
+    both = select_for_latency(hand_scores(), table, 6.0, minimum, {UnitKind.HEADS: 1, UnitKind.NEURONS: 1})
+    assert int(both[UnitKind.HEADS][0].sum()) + int(both[UnitKind.NEURONS][0].sum()) < heads + neurons
+
+
+@pytest.mark.parametrize(("target", "pruned_units"), [(1.3, False), (2.0, True)])
+def test_one_shot_latency_target_with_layer_sparsity(target, pruned_units):
+    """2 layers, one removed by block influence: 1.3x is met by the removal alone (the kept layer stays whole),
+    2.0x also cuts the kept layer's widths; the compacted model is predicted at its fake cost, within the target."""
+    model = tiny_model("bert")
+    table = tiny_table(model)
+    generator = torch.Generator().manual_seed(5)
+    data = [{"input_ids": (ids := torch.randint(3, 99, (4, 9), generator=generator)),
+             "attention_mask": torch.ones_like(ids), "labels": torch.tensor([0, 1, 1, 0])} for _ in range(2)]
+    prune(model, PruningConfig(latency_target=target, layer_sparsity=0.5, scoring="magnitude"), data,
+          latency_table=table)
+    heads = [g.num_units for g in unit_groups(model, UnitKind.HEADS)]
+    neurons = [g.num_units for g in unit_groups(model, UnitKind.NEURONS)]
+    assert model.config.num_hidden_layers == len(heads) == 1
+    assert ((heads, neurons) != ([4], [48])) is pruned_units and min(heads) >= 1 and min(neurons) >= 1
+    assert table.predict(heads, neurons) == pytest.approx(1000 * fake_seconds(model))
+    assert table.predict(heads, neurons) <= table.dense_predicted_ms / target
+
+
 def test_logs_schedule_the_latency_budget_not_sparsities():
     from hfprune.pruning.stats import training_log
 
