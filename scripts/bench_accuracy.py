@@ -112,28 +112,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def level(row: dict) -> tuple[float, float]:
-    """A cell's pruning level: (latency target, sparsity); rows from before latency cells have target 0."""
-    return row.get("latency_target", 0.0), row["sparsity"]
+Level = tuple[float, float, str]
+"""A cell's pruning level: (latency target, sparsity, minimum widths 'heads/neurons' of a latency cell)."""
 
 
-def level_name(cell_level: tuple[float, float]) -> str:
-    target, sparsity = cell_level
-    return f"latency target {target:g}x" if target else f"{sparsity:.0%}"
+def level(row: dict) -> Level:
+    """Rows from before latency cells have target 0; a sparsity cell has no minimum widths of its own here."""
+    target = row.get("latency_target", 0.0)
+    minimums = f"{row.get('min_heads_per_layer', 1)}/{row.get('min_neurons_per_layer', 1)}" if target else ""
+    return target, row["sparsity"], minimums
+
+
+def level_name(cell_level: Level) -> str:
+    target, sparsity, minimums = cell_level
+    return f"latency target {target:g}x, min {minimums}" if target else f"{sparsity:.0%}"
 
 
 def row_key(row: dict, default_seed: int = 0) -> str:
     """Rows written before --seeds existed carry no seed: they ran with the command's --seed."""
-    target = f"lt{row['latency_target']}-" if row.get("latency_target") else ""
-    return f"{target}{row['sparsity']}-{row['scoring']}-{row['distill']}-{row.get('seed', default_seed)}"
+    target, _, minimums = level(row)
+    prefix = f"lt{target}-min{minimums.replace('/', '.')}-" if target else ""
+    return f"{prefix}{row['sparsity']}-{row['scoring']}-{row['distill']}-{row.get('seed', default_seed)}"
 
 
-def run_cell(args, teacher: str, dense_accuracy: float, cell_level: tuple[float, float], scoring: str,
-             distill: bool, seed: int) -> dict:
+def run_cell(args, teacher: str, dense_accuracy: float, cell_level: Level, scoring: str, distill: bool,
+             seed: int) -> dict:
     from hfprune.training import idle_cores, torch_threads
 
-    target, sparsity = cell_level
-    name = f"{f'lt{target}' if target else f's{sparsity}'}-{scoring}-{'kd' if distill else 'nokd'}-seed{seed}"
+    target, sparsity, _ = cell_level
+    minimums = f"-min{args.min_heads}.{args.min_neurons}" if target else ""
+    name = (f"{f'lt{target}' if target else f's{sparsity}'}{minimums}-{scoring}-{'kd' if distill else 'nokd'}-"
+            f"seed{seed}")
     latency = {"latency_target": target, "latency_batch_size": args.latency_batch_size,
                "latency_seq_len": args.latency_seq_len, "latency_threads": args.latency_threads,
                "min_heads_per_layer": args.min_heads, "min_neurons_per_layer": args.min_neurons} if target else {}
@@ -151,7 +160,7 @@ def run_cell(args, teacher: str, dense_accuracy: float, cell_level: tuple[float,
            "flops_sparsity": run.report["flops_sparsity"], "seconds": time.perf_counter() - started,
            "correct": run.correct}
     if target:
-        row["latency_target"] = target
+        row.update(latency_target=target, min_heads_per_layer=args.min_heads, min_neurons_per_layer=args.min_neurons)
     if target or args.measure_latency:
         row["latency"] = measure_cell(args, teacher, args.out / "runs" / name / "pruned")
     return row
@@ -267,7 +276,7 @@ def dense_teacher(args, payload: dict) -> tuple[str, float]:
     return result.output_dir, result.accuracy
 
 
-LEVEL_HEADER = "level (heads = FFN sparsity, or latency target)"
+LEVEL_HEADER = "level (heads = FFN sparsity, or latency target, min heads/neurons a layer)"
 
 
 def cell_name(cell_level: tuple[float, float], scoring: str, distill: bool) -> str:
@@ -444,7 +453,7 @@ def plot(payload: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     series: dict[str, list] = {}
-    for ((target, sparsity), scoring, distill), rows in cells(payload).items():  # means over seeds, bars range
+    for ((target, sparsity, _), scoring, distill), rows in cells(payload).items():  # means over seeds, bars range
         if target:  # no sparsity to place it at: the speedup plot shows it
             continue
         spread = seeds.seed_spread([r["accuracy"] for r in rows])
@@ -506,23 +515,26 @@ def main(argv: list[str] | None = None) -> None:
             payload["teacher"]["correct"] = teacher_correct(args, teacher)
         atomic_write_json(json_path, payload)
     distill_settings = {"both": [False, True], "on": [True], "off": [False]}[args.distill]
-    levels = [(0.0, s) for s in args.sparsities] + [(t, 0.0) for t in args.latency_targets]
+    levels = [(0.0, s, "") for s in args.sparsities] + [(t, 0.0, f"{args.min_heads}/{args.min_neurons}")
+                                                         for t in args.latency_targets]
+    minimums = {"min_heads_per_layer": args.min_heads, "min_neurons_per_layer": args.min_neurons}
     asked = {row_key({"sparsity": sparsity, "latency_target": target, "scoring": scoring, "distill": distill,
-                      "seed": seed}, args.seed)
-             for seed in args.seeds for target, sparsity in levels for scoring in args.scorers
+                      "seed": seed, **minimums}, args.seed)
+             for seed in args.seeds for target, sparsity, _ in levels for scoring in args.scorers
              for distill in distill_settings}
     if args.reuse_rows:
         payload = reuse_rows(json_path, args.reuse_rows, asked, args.seed)
     done = {row_key(r, args.seed) for r in payload["rows"]}
     for seed in args.seeds:  # seed-major: a run stopped early leaves whole seeds, every cell in each
-        for target, sparsity in levels:
+        for cell_level in levels:
+            target, sparsity, _ = cell_level
             for scoring in args.scorers:
                 for distill in distill_settings:
                     row = {"sparsity": sparsity, "latency_target": target, "scoring": scoring, "distill": distill,
-                           "seed": seed}
+                           "seed": seed, **minimums}
                     if row_key(row, args.seed) in done or not claim(json_path, row_key(row, args.seed), args.seed):
                         continue
-                    row = run_cell(args, teacher, dense_accuracy, (target, sparsity), scoring, distill, seed)
+                    row = run_cell(args, teacher, dense_accuracy, cell_level, scoring, distill, seed)
                     payload = add_row(json_path, row, args.seed)  # after every cell: a stopped run resumes here
                     print(json.dumps({k: v for k, v in row.items() if k != "correct"}), flush=True)
     with json_lock(args.out):

@@ -161,31 +161,34 @@ def test_latency_cells_get_their_own_key_and_are_compared_with_the_sparsity_cell
     with dense, and with the sparsity cell of the same scorer and distillation (candidate - reference, paired t over
     examples pooling the seeds, against scipy); its measured speedups reach the report."""
     rows = [dict(r) for r in payload["rows"]]
-    latency = [{**r, "sparsity": 0.0, "latency_target": 2.0,
+    latency = [{**r, "sparsity": 0.0, "latency_target": 2.0, "min_heads_per_layer": 0, "min_neurons_per_layer": 0,
                 "latency": {"predicted_speedup": 2.0, "speedup": 1.8 + r["seed"] / 100, "repeated_speedups": [1.8, 1.7],
                             "batch_size": 1, "seq_len": 128, "threads": 1, "rounds": 20,
                             "heads_per_layer": [12, 0], "ffn_per_layer": [1536, 0]}}
                for r in rows if r["scoring"] == "good"]
     mixed = {**payload, "rows": rows + latency}
-    assert bench.row_key(latency[0]) == "lt2.0-0.0-good-True-0" != bench.row_key(rows[0])
+    assert bench.row_key(latency[0]) == "lt2.0-min0.0-0.0-good-True-0" != bench.row_key(rows[0])
+    other_minimums = {**latency[0], "min_heads_per_layer": 1, "min_neurons_per_layer": 1}
+    assert bench.row_key(other_minimums) == "lt2.0-min1.1-0.0-good-True-0"  # another cell
     pooled, per_seed = bench.comparisons(mixed, [])
     by_name = {c.metric: c for c in pooled}
-    versus = by_name["good + KD at latency target 2x - good + KD at 50%"]
-    assert "good + KD at latency target 2x - bad + KD at 50%" not in by_name  # only at equal scorer
+    versus = by_name["good + KD at latency target 2x, min 0/0 - good + KD at 50%"]
+    assert "good + KD at latency target 2x, min 0/0 - bad + KD at 50%" not in by_name  # only at equal scorer
     assert (versus.difference, versus.p_value) == (0.0, 1.0)  # the same outcomes: no difference
     assert len(pooled) == 4 and len(per_seed) == 12  # 3 cells against dense + 1 across levels, x 3 seeds
     markdown = bench.to_markdown(mixed, [])
-    assert "| latency target 2x | good | yes | 3 (0, 1, 2) |" in markdown
+    assert "| latency target 2x, min 0/0 | good | yes | 3 (0, 1, 2) |" in markdown
     assert "| 1.81x (3) |" in markdown  # the mean measured speedup of the three seeds
     assert "| 2.00x | 1.80x (1.80, 1.70) |" in markdown
 
 
 def test_a_latency_cell_against_a_different_sparsity_cell_is_scipys_paired_t(bench, payload):
-    latency = [{**r, "sparsity": 0.0, "latency_target": 2.0, "scoring": "good"}
+    latency = [{**r, "sparsity": 0.0, "latency_target": 2.0, "scoring": "good", "min_heads_per_layer": 0,
+                "min_neurons_per_layer": 0}
                for r in payload["rows"] if r["scoring"] == "bad"]
     mixed = {**payload, "rows": payload["rows"] + latency}
     pooled, _ = bench.comparisons(mixed, [])
-    versus = {c.metric: c for c in pooled}["good + KD at latency target 2x - good + KD at 50%"]
+    versus = {c.metric: c for c in pooled}["good + KD at latency target 2x, min 0/0 - good + KD at 50%"]
     good, bad = _runs(payload, "good"), _runs(payload, "bad")
     expected = stats.ttest_rel(bad.mean(axis=0), good.mean(axis=0))
     assert versus.p_value == pytest.approx(expected.pvalue, rel=1e-9)
