@@ -445,13 +445,30 @@ def to_markdown(payload: dict, pairs: list[str] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(payload: dict, path: Path) -> None:
+def _axes():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    return plt.subplots(figsize=(6, 4))
+
+
+def _save(fig, ax, payload: dict, path: Path, xlabel: str, legend_size: int) -> None:
+    """The dense line, labels and legend, written to ``path``."""
+    import matplotlib.pyplot as plt
+
+    ax.axhline(payload["dense_accuracy"], color="black", linestyle="--", label="dense")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("SST-2 dev accuracy")
+    ax.legend(fontsize=legend_size)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot(payload: dict, path: Path) -> None:
+    fig, ax = _axes()
     series: dict[str, list] = {}
     for ((target, sparsity, _), scoring, distill), rows in cells(payload).items():  # means over seeds, bars range
         if target:  # no sparsity to place it at: the speedup plot shows it
@@ -462,36 +479,19 @@ def plot(payload: dict, path: Path) -> None:
     for label, points in sorted(series.items()):
         xs, ys, below, above = zip(*sorted(points), strict=True)
         ax.errorbar(xs, ys, yerr=[below, above], marker="o", capsize=3, label=label)
-    ax.axhline(payload["dense_accuracy"], color="black", linestyle="--", label="dense")
-    ax.set_xlabel("fraction of heads and FFN neurons removed")
-    ax.set_ylabel("SST-2 dev accuracy")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, ax, payload, path, "fraction of heads and FFN neurons removed", 8)
 
 
 def plot_speedup(payload: dict, path: Path) -> None:
     """Dev accuracy against measured speedup, one point per timed run, one series per cell."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = _axes()
     for (cell_level, scoring, distill), rows in cells(payload).items():
         timed = [r for r in rows if "latency" in r]
         if timed:
             ax.plot([r["latency"]["speedup"] for r in timed], [r["accuracy"] for r in timed],
                     marker="s" if cell_level[0] else "o", linestyle="none",
                     label=cell_name(cell_level, scoring, distill))
-    ax.axhline(payload["dense_accuracy"], color="black", linestyle="--", label="dense")
-    ax.set_xlabel("measured speedup over the dense teacher")
-    ax.set_ylabel("SST-2 dev accuracy")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, ax, payload, path, "measured speedup over the dense teacher", 7)
 
 
 def main(argv: list[str] | None = None) -> None:

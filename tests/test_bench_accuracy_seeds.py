@@ -156,7 +156,7 @@ def test_a_cell_claimed_by_a_live_process_is_skipped_and_a_dead_ones_claim_lapse
         live.wait()
 
 
-def test_latency_cells_get_their_own_key_and_are_compared_with_the_sparsity_cells(bench, payload):
+def test_latency_cells_get_their_own_key_and_are_compared_with_the_sparsity_cells(bench, payload, tmp_path):
     """A latency-targeted cell (the 'good' rows relabelled as target 2.0x, sparsity 0) is its own cell: compared
     with dense, and with the sparsity cell of the same scorer and distillation (candidate - reference, paired t over
     examples pooling the seeds, against scipy); its measured speedups reach the report."""
@@ -180,6 +180,8 @@ def test_latency_cells_get_their_own_key_and_are_compared_with_the_sparsity_cell
     assert "| latency target 2x, min 0/0 | good | yes | 3 (0, 1, 2) |" in markdown
     assert "| 1.81x (3) |" in markdown  # the mean measured speedup of the three seeds
     assert "| 2.00x | 1.80x (1.80, 1.70) |" in markdown
+    bench.plot_speedup(mixed, tmp_path / "speedup.png")
+    assert (tmp_path / "speedup.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_a_latency_cell_against_a_different_sparsity_cell_is_scipys_paired_t(bench, payload):
