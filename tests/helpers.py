@@ -25,7 +25,9 @@ OUTCOMES = ["successful", "successful", "successful", "failed", "skipped"]
 MEMBER_SCORES, NONMEMBER_SCORES = [0.9, 0.8, 0.7, 0.6], [0.65, 0.5, 0.4, 0.3]
 TOKEN = "hf_" + "loopbacktoken" * 3
 # a made-up latency cost model (seconds) for latency-table tests: no test times anything real
-FLOOR_S, HEAD_S, ATTENTION_S, NEURON_S, FFN_S = 0.002, 0.0001, 0.0005, 0.00001, 0.0002
+HEAD_S, ATTENTION_S, NEURON_S, FFN_S = 0.0001, 0.0005, 0.00001, 0.0002
+BASE_S, LAYER_FLOOR_S = 0.0014, 0.0003  # the floor: embeddings and head, and each layer's norms and residual adds
+FLOOR_S = BASE_S + 2 * LAYER_FLOOR_S  # the tiny models' 2 layers
 LFS_THRESHOLD = 10_000  # the Hub stores larger (or binary) files with LFS
 # every tiny architecture and task the engine tests run: encoders classify, GPT-2 and the decoders also generate
 CASES = ([(arch, "classification") for arch in TINY_ARCHS] + [("gpt2", "causal_lm")]
@@ -215,14 +217,14 @@ def make_handler(hub: FakeHub, endpoint: list[str]) -> type[BaseHTTPRequestHandl
 
 
 def fake_seconds(model: torch.nn.Module) -> float:
-    """The made-up cost model read off the widths: floor + per layer (fixed attention cost if any head, per head;
-    fixed FFN cost if any neuron, per neuron). A latency table measured with ``FakeTimer`` must recover exactly these
-    numbers."""
+    """The made-up cost model read off the widths: a base + per layer (a layer floor, fixed attention cost if any
+    head, per head; fixed FFN cost if any neuron, per neuron). A latency table measured with ``FakeTimer`` must
+    recover exactly these numbers."""
     from hfprune.pruning.units import UnitKind, unit_groups
 
     heads = [g.num_units for g in unit_groups(model, UnitKind.HEADS)]
     neurons = [g.num_units for g in unit_groups(model, UnitKind.NEURONS)]
-    return (FLOOR_S + sum(HEAD_S * h + (ATTENTION_S if h else 0.0) for h in heads)
+    return (BASE_S + LAYER_FLOOR_S * len(heads) + sum(HEAD_S * h + (ATTENTION_S if h else 0.0) for h in heads)
             + sum(NEURON_S * n + (FFN_S if n else 0.0) for n in neurons))
 
 

@@ -154,3 +154,73 @@ def test_a_cell_claimed_by_a_live_process_is_skipped_and_a_dead_ones_claim_lapse
     finally:
         live.kill()
         live.wait()
+
+
+def test_latency_cells_get_their_own_key_and_are_compared_with_the_sparsity_cells(bench, payload, tmp_path):
+    """A latency-targeted cell (the 'good' rows relabelled as target 2.0x, sparsity 0) is its own cell: compared
+    with dense, and with the sparsity cell of the same scorer and distillation (candidate - reference, paired t over
+    examples pooling the seeds, against scipy); its measured speedups reach the report."""
+    rows = [dict(r) for r in payload["rows"]]
+    latency = [{**r, "sparsity": 0.0, "latency_target": 2.0, "min_heads_per_layer": 0, "min_neurons_per_layer": 0,
+                "latency": {"predicted_speedup": 2.0, "speedup": 1.8 + r["seed"] / 100, "repeated_speedups": [1.8, 1.7],
+                            "batch_size": 1, "seq_len": 128, "threads": 1, "rounds": 20,
+                            "heads_per_layer": [12, 0], "ffn_per_layer": [1536, 0]}}
+               for r in rows if r["scoring"] == "good"]
+    mixed = {**payload, "rows": rows + latency}
+    assert bench.row_key(latency[0]) == "lt2.0-min0.0-0.0-good-True-0" != bench.row_key(rows[0])
+    other_minimums = {**latency[0], "min_heads_per_layer": 1, "min_neurons_per_layer": 1}
+    assert bench.row_key(other_minimums) == "lt2.0-min1.1-0.0-good-True-0"  # another cell
+    pooled, per_seed = bench.comparisons(mixed, [])
+    by_name = {c.metric: c for c in pooled}
+    versus = by_name["good + KD at latency target 2x, min 0/0 - good + KD at 50%"]
+    assert "good + KD at latency target 2x, min 0/0 - bad + KD at 50%" not in by_name  # only at equal scorer
+    assert (versus.difference, versus.p_value) == (0.0, 1.0)  # the same outcomes: no difference
+    assert len(pooled) == 4 and len(per_seed) == 12  # 3 cells against dense + 1 across levels, x 3 seeds
+    markdown = bench.to_markdown(mixed, [])
+    assert "| latency target 2x, min 0/0 | good | yes | 3 (0, 1, 2) |" in markdown
+    assert "| 1.81x (3) |" in markdown  # the mean measured speedup of the three seeds
+    assert "| 2.00x | 1.80x (1.80, 1.70) |" in markdown
+    bench.plot_speedup(mixed, tmp_path / "speedup.png")
+    assert (tmp_path / "speedup.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_latency_cell_against_a_different_sparsity_cell_is_scipys_paired_t(bench, payload):
+    latency = [{**r, "sparsity": 0.0, "latency_target": 2.0, "scoring": "good", "min_heads_per_layer": 0,
+                "min_neurons_per_layer": 0}
+               for r in payload["rows"] if r["scoring"] == "bad"]
+    mixed = {**payload, "rows": payload["rows"] + latency}
+    pooled, _ = bench.comparisons(mixed, [])
+    versus = {c.metric: c for c in pooled}["good + KD at latency target 2x, min 0/0 - good + KD at 50%"]
+    good, bad = _runs(payload, "good"), _runs(payload, "bad")
+    expected = stats.ttest_rel(bad.mean(axis=0), good.mean(axis=0))
+    assert versus.p_value == pytest.approx(expected.pvalue, rel=1e-9)
+    assert versus.difference == pytest.approx(bad.mean() - good.mean(), abs=1e-12)
+
+
+def test_teacher_from_copies_the_teacher_record_and_finished_cells_only_report(bench, payload, tmp_path):
+    """--teacher with --teacher-from: the teacher's accuracy and per-example correctness come from the JSON of the
+    run that trained it; with every asked cell already recorded nothing trains and the report compares with it."""
+    source = tmp_path / "source.json"
+    source.write_text(json.dumps({"rows": [], "teacher": payload["teacher"],
+                                  "dense_accuracy": payload["dense_accuracy"]}))
+    good = [r for r in payload["rows"] if r["scoring"] == "good"]
+    bad = [r for r in payload["rows"] if r["scoring"] == "bad"]
+    earlier = tmp_path / "earlier.json"  # --reuse-rows: the 'bad' cells and a cell not asked for
+    earlier.write_text(json.dumps({"rows": [*bad, {**bad[0], "sparsity": 0.7}]}))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "accuracy.json").write_text(json.dumps({"rows": good, "wall_time_s": 33.0}))
+    bench.main(["--teacher", str(tmp_path / "teacher"), "--teacher-from", str(source), "--sparsities", "0.5",
+                "--scorers", "good", "bad", "--distill", "on", "--seeds", "0", "1", "2", "--pairs", "--out",
+                str(out), "--reuse-rows", str(earlier)])
+    written = json.loads((out / "accuracy.json").read_text())
+    assert written["teacher"]["correct"] == payload["teacher"]["correct"]
+    assert written["dense_accuracy"] == payload["dense_accuracy"]
+    assert [bench.row_key(r) for r in written["rows"]] == [bench.row_key(r) for r in good + bad]
+    assert [r.get("reused_from") for r in written["rows"]] == [None] * 3 + [str(earlier)] * 3
+    assert written["wall_time_s"] < 60  # the copied cells' times were spent elsewhere
+    markdown = (out / "accuracy.md").read_text()
+    assert "bad + KD at 50% - dense" in markdown and f"copied from {earlier}" in markdown
+    assert "| 50% | bad | yes | 0 * |" in markdown
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--teacher-from", str(tmp_path / "missing.json")])

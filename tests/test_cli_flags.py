@@ -38,6 +38,12 @@ FORMATTED = {("audit", "privacy"): "mia", ("audit", "robustness"): "pwws", ("swe
              ("sweep", "apply_to"): "head_sparsity"}
 
 
+# numeric flags whose example must lie in a range of their own (a speedup > 1), and the flags they need beside them
+# (a latency target replaces the default sparsities)
+VALUED = {("prune", "latency_target"): 2.5}
+COMPANIONS = {("prune", "latency_target"): ["--head-sparsity", "0", "--ffn-sparsity", "0"]}
+
+
 # choice flags whose example must be a value this machine runs (a CPU-only CI has neither cuda, mps nor fp16)
 RUNNABLE = {"device": "cpu", "precision": "bf16"}
 
@@ -63,7 +69,7 @@ def _example(command: str, action: argparse.Action) -> tuple[list[str], object]:
         expected = action.default + 1 if isinstance(action.default, int) else 2
         text = str(expected)
     elif action.type is float:
-        expected = action.default / 2 if action.default else 0.25
+        expected = VALUED.get((command, action.dest)) or (action.default / 2 if action.default else 0.25)
         text = repr(expected)
     else:
         assert action.type in (None, str), f"{action.dest}: add an example for type {action.type}"
@@ -90,7 +96,8 @@ def test_every_flag_parses_and_reaches_the_config_typed(command, dest):
     sub = _subparsers()[command]
     action = next(a for a in sub._actions if a.dest == dest)
     words, expected = _example(command, action)
-    args = build_parser().parse_args([command, *_required_words(command, sub, dest), *words])
+    args = build_parser().parse_args([command, *_required_words(command, sub, dest), *words,
+                                      *COMPANIONS.get((command, dest), [])])
     value = getattr(args, dest)
     assert value == expected and type(value) is type(expected)
     if command not in BUILDERS:

@@ -8,7 +8,17 @@ import json
 import pytest
 import torch
 from conftest import tiny_model
-from helpers import ATTENTION_S, FFN_S, FLOOR_S, HEAD_S, NEURON_S, FakeTimer, fake_seconds
+from helpers import (
+    ATTENTION_S,
+    BASE_S,
+    FFN_S,
+    FLOOR_S,
+    HEAD_S,
+    LAYER_FLOOR_S,
+    NEURON_S,
+    FakeTimer,
+    fake_seconds,
+)
 
 from hfprune.errors import ConfigError, HfpruneError
 from hfprune.pruning import PruningConfig, StructuredPruner, prune
@@ -142,8 +152,45 @@ def test_a_format_2_table_reads_and_keeps_one_neuron_per_ffn_block():
     masks = select_for_latency(hand_scores(), old, 4.0, {UnitKind.HEADS: 0, UnitKind.NEURONS: 0},
                                {UnitKind.HEADS: 1, UnitKind.NEURONS: 1})
     assert [int(m.sum()) for m in masks[UnitKind.NEURONS]] == [1, 1]
-    with pytest.raises(HfpruneError, match="expected latency table format 2 or 3, got 1"):
+    with pytest.raises(HfpruneError, match="expected latency table format 2 or 3 or 4, got 1"):
         LatencyTable.from_dict({**hand_table().to_dict(), "format": 1})
+
+
+def test_a_removed_layer_costs_nothing_of_its_blocks_nor_its_layer_floor():
+    """3 layers: the table recovers the fake layer floor; a model with its middle layer removed is predicted at the
+    table's sum for its remaining blocks with one layer floor less, which is what it costs (the fake cost model)."""
+    import copy
+
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from hfprune.pruning import compaction
+    from hfprune.pruning.latency_report import latency_report, widths
+    from hfprune.pruning.layers import remove_layers
+
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=3,
+                                                     num_attention_heads=4, intermediate_size=48)).eval()
+    table = measure_table(model, rounds=1, timer=FakeTimer(), neuron_steps=[1, 24, 48])
+    assert table.layer_floor_ms == pytest.approx(1000 * LAYER_FLOOR_S)
+    assert table.floor_ms == pytest.approx(1000 * (BASE_S + 3 * LAYER_FLOOR_S))
+    pruned = copy.deepcopy(model)
+    keep = [torch.tensor([1.0, 1, 1, 1]), torch.tensor([1.0, 1, 0, 0]), torch.tensor([0.0, 0, 0, 0])]
+    compaction.compact(pruned, {UnitKind.HEADS: keep, UnitKind.NEURONS: [
+        torch.ones(48), (torch.arange(48) < 24).float(), (torch.arange(48) < 12).float()]})
+    remove_layers(pruned, [0, 2])  # the middle layer (2 heads, 24 neurons) goes whole
+    assert widths(pruned) == ([4, 0], [48, 12])
+    blocks = table.attention(4) + table.attention(0) + table.ffn(48) + table.ffn(12)
+    assert table.predict([4, 0], [48, 12]) == pytest.approx(table.floor_ms - table.layer_floor_ms + blocks)
+    assert table.predict([4, 0], [48, 12]) == pytest.approx(
+        1000 * (BASE_S + 2 * LAYER_FLOOR_S + 4 * HEAD_S + ATTENTION_S + 60 * NEURON_S + 2 * FFN_S))
+    assert table.predict([4, 0], [48, 12]) == pytest.approx(1000 * fake_seconds(pruned))
+    assert latency_report(pruned, table).predicted_ms == pytest.approx(1000 * fake_seconds(pruned))
+    # a format-3 table has no layer floor: a removed layer saves its blocks only (a slower prediction, never faster)
+    old = {k: v for k, v in table.to_dict().items() if k != "layer_floor_ms"} | {"format": 3}
+    assert LatencyTable.from_dict(old).predict([4, 0], [48, 12]) == pytest.approx(table.floor_ms + blocks)
+    for heads, neurons in (([4] * 4, [48] * 4), ([], []), ([4], [48, 48])):
+        with pytest.raises(HfpruneError, match="expected widths of 1 to 3 layers"):
+            table.predict(heads, neurons)
 
 
 def test_round_to_removes_whole_steps():
@@ -214,6 +261,44 @@ def test_one_shot_prune_reaches_the_target_without_data():
     heads = [g.num_units for g in unit_groups(model, UnitKind.HEADS)]
     neurons = [g.num_units for g in unit_groups(model, UnitKind.NEURONS)]
     assert min(heads) >= 1 and table.predict(heads, neurons) <= table.dense_predicted_ms / 1.3
+
+
+def test_removed_layers_cost_nothing_in_the_width_search():
+    """With layer 1 removed (layer_sparsity), the search prunes layer 0 alone down to the budget, minus the removed
+    layer's blocks and layer floor; layer 1's masks stay whole (it goes at compaction); the minimum widths hold."""
+    import dataclasses
+
+    table = dataclasses.replace(hand_table(), layer_floor_ms=0.5)  # one layer: 0.5 + 3 + 5.875 ms
+    minimum = {UnitKind.HEADS: 1, UnitKind.NEURONS: 1}
+    masks = select_for_latency(hand_scores(), table, 6.0, minimum, {UnitKind.HEADS: 1, UnitKind.NEURONS: 1},
+                               removed_layers=[1])
+    assert [float(m.sum()) for m in (masks[UnitKind.HEADS][1], masks[UnitKind.NEURONS][1])] == [4.0, 48.0]
+    heads, neurons = int(masks[UnitKind.HEADS][0].sum()), int(masks[UnitKind.NEURONS][0].sum())
+    assert heads >= 1 and neurons >= 1
+    assert predicted_ms(table, masks, [1]) == table.predict([heads], [neurons]) <= 6.0
+    assert table.predict([heads], [neurons]) == 1.0 - 0.5 + table.attention(heads) + table.ffn(neurons)
+    # the same budget without the removed layer: both layers are cut, to the same predicted total or less
+    both = select_for_latency(hand_scores(), table, 6.0, minimum, {UnitKind.HEADS: 1, UnitKind.NEURONS: 1})
+    assert int(both[UnitKind.HEADS][0].sum()) + int(both[UnitKind.NEURONS][0].sum()) < heads + neurons
+
+
+@pytest.mark.parametrize(("target", "pruned_units"), [(1.3, False), (2.0, True)])
+def test_one_shot_latency_target_with_layer_sparsity(target, pruned_units):
+    """2 layers, one removed by block influence: 1.3x is met by the removal alone (the kept layer stays whole),
+    2.0x also cuts the kept layer's widths; the compacted model is predicted at its fake cost, within the target."""
+    model = tiny_model("bert")
+    table = tiny_table(model)
+    generator = torch.Generator().manual_seed(5)
+    data = [{"input_ids": (ids := torch.randint(3, 99, (4, 9), generator=generator)),
+             "attention_mask": torch.ones_like(ids), "labels": torch.tensor([0, 1, 1, 0])} for _ in range(2)]
+    prune(model, PruningConfig(latency_target=target, layer_sparsity=0.5, scoring="magnitude"), data,
+          latency_table=table)
+    heads = [g.num_units for g in unit_groups(model, UnitKind.HEADS)]
+    neurons = [g.num_units for g in unit_groups(model, UnitKind.NEURONS)]
+    assert model.config.num_hidden_layers == len(heads) == 1
+    assert ((heads, neurons) != ([4], [48])) is pruned_units and min(heads) >= 1 and min(neurons) >= 1
+    assert table.predict(heads, neurons) == pytest.approx(1000 * fake_seconds(model))
+    assert table.predict(heads, neurons) <= table.dense_predicted_ms / target
 
 
 def test_logs_schedule_the_latency_budget_not_sparsities():

@@ -110,13 +110,11 @@ def test_block_influence_counts_real_tokens_only(arch):
     torch.testing.assert_close(padded[0], alone[0], rtol=1e-5, atol=1e-6)
 
 
-def test_layer_sparsity_needs_data_and_excludes_weights_and_latency():
+def test_layer_sparsity_needs_data_and_excludes_weights():
     with pytest.raises(HfpruneError, match="layer_sparsity 0.5 needs a calibration dataloader"):
         prune(tiny_model("bert"), PruningConfig(layer_sparsity=0.5, scoring="magnitude"))
     with pytest.raises(ConfigError, match=r"^PruningConfig\.weight_sparsity: with layer_sparsity"):
         PruningConfig(layer_sparsity=0.5, weight_sparsity=0.5, weight_method="magnitude")
-    with pytest.raises(ConfigError, match=r"^PruningConfig\.layer_sparsity: with latency_target set"):
-        PruningConfig(layer_sparsity=0.5, latency_target=2.0)
     with pytest.raises(ConfigError, match=r"^PruningConfig\.layer_sparsity: expected"):
         PruningConfig(layer_sparsity=1.0)
     with pytest.raises(ConfigError, match=r"^PruningConfig\.layer_sparsity: 0.2 of the 2 layers .* removes none"):

@@ -66,6 +66,16 @@ class PruneClassifierConfig(ConfigMixin):
     head_sparsity: float = field_help(0.5, "Fraction of attention heads to remove.")
     ffn_sparsity: float = field_help(0.5, "Fraction of FFN neurons to remove.")
     scoring: str = field_help("movement", "Unit scorer (PruningConfig.scoring).", choices=scorer_names)
+    latency_target: float = field_help(
+        0.0, "Prune to this predicted speedup over the dense model instead of to sparsities (PruningConfig."
+             "latency_target; head_sparsity and ffn_sparsity must then be 0). 0 turns it off.")
+    latency_batch_size: int = field_help(1, "Batch size of the latency table (PruningConfig.latency_batch_size).")
+    latency_seq_len: int = field_help(128, "Sequence length of the latency table (PruningConfig.latency_seq_len).")
+    latency_threads: int = field_help(1, "CPU threads of the latency table (PruningConfig.latency_threads).")
+    min_heads_per_layer: int = field_help(
+        1, "Heads every layer keeps; 0 lets a whole attention block go (PruningConfig.min_heads_per_layer).")
+    min_neurons_per_layer: int = field_help(
+        1, "FFN neurons every layer keeps; 0 lets a whole FFN block go (PruningConfig.min_neurons_per_layer).")
     pruning_warmup_ratio: float = field_help(
         0.1, "Fraction of pruning steps that only accumulate scores before any unit is removed.")
     distill: bool = field_help(True, "Distil from the dense teacher while pruning.")
@@ -105,7 +115,11 @@ class PruneClassifierConfig(ConfigMixin):
 
     def pruning_config(self) -> PruningConfig:
         return PruningConfig(head_sparsity=self.head_sparsity, ffn_sparsity=self.ffn_sparsity, scoring=self.scoring,
-                             warmup_ratio=self.pruning_warmup_ratio, seed=self.seed, flops_seq_len=self.max_length)
+                             warmup_ratio=self.pruning_warmup_ratio, seed=self.seed, flops_seq_len=self.max_length,
+                             latency_target=self.latency_target, latency_batch_size=self.latency_batch_size,
+                             latency_seq_len=self.latency_seq_len, latency_threads=self.latency_threads,
+                             min_heads_per_layer=self.min_heads_per_layer,
+                             min_neurons_per_layer=self.min_neurons_per_layer)
 
     def recipe(self) -> Recipe:
         """The recipe of this run as ``hfprune run`` would read it: audits, privacy and latency off, the whole

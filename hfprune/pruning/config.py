@@ -230,14 +230,12 @@ class PruningConfig(ConfigMixin):
         clashes = {
             "latency_target_ms": bool(self.latency_target and self.latency_target_ms),
             "head_sparsity": self.head_sparsity > 0, "ffn_sparsity": self.ffn_sparsity > 0,
-            "layer_sparsity": self.layer_sparsity > 0, "weight_sparsity": self.weight_sparsity > 0,
+            "weight_sparsity": self.weight_sparsity > 0,
             "allocation": self.allocation == "uniform",
             "scoring": self.scoring == "soft_movement", "head_granularity": self.head_granularity != "group",
         }
         expected = {"latency_target_ms": "0 (one target at a time)", "head_sparsity": "0 (the budget sets widths)",
                     "ffn_sparsity": "0 (the budget sets widths)",
-                    "layer_sparsity": "0 (not in the latency model; min_heads_per_layer and min_neurons_per_layer 0 "
-                                      "let the budget empty both blocks of a layer)",
                     "weight_sparsity": "0 (not in the latency model)",
                     "allocation": "'global' or 'per_layer' (the budget sets per-layer widths)",
                     "scoring": "a scorer other than soft_movement (its threshold sets the widths)",

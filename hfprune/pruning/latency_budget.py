@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import heapq
 import weakref
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -67,22 +68,27 @@ class _Block:
 
 
 def select_for_latency(scores: dict[UnitKind, list[torch.Tensor]], table: LatencyTable, budget_ms: float,
-                       min_per_layer: dict[UnitKind, int], round_to: dict[UnitKind, int]) -> dict[UnitKind,
-                                                                                                  list[torch.Tensor]]:
+                       min_per_layer: dict[UnitKind, int], round_to: dict[UnitKind, int],
+                       removed_layers: Collection[int] = ()) -> dict[UnitKind, list[torch.Tensor]]:
     """Keep-masks per kind and layer whose predicted latency (``table.predict``) is at most ``budget_ms`` (or as
-    close as the minimum widths allow), removing the least score per millisecond first (module docstring)."""
+    close as the minimum widths allow), removing the least score per millisecond first (module docstring). The
+    ``removed_layers`` (whole layers masked by ``layer_sparsity``) cost nothing: their blocks are left out of the
+    search (all-ones masks: the layer goes whole at compaction) and of the prediction (``predicted_ms``)."""
     cost = {UnitKind.HEADS: table.attention, UnitKind.NEURONS: table.ffn}
+    removed = set(removed_layers)
     dense_ms = {kind: sum(cost[kind](s.numel()) for s in layers) for kind, layers in scores.items()}
     blocks: list[_Block] = []
     for kind, layers in scores.items():
         total = float(sum(s.detach().float().abs().sum() for s in layers)) or 1.0
         share = dense_ms[kind] / (sum(dense_ms.values()) or 1.0)
         for layer, score in enumerate(layers):
+            if layer in removed:
+                continue
             normalised = score.detach().float().cpu() * (share / total)
             order = torch.sort(normalised, stable=True).indices
             low = min(max(min_per_layer[kind], table.narrowest(kind)), score.numel())
             blocks.append(_Block(kind, layer, order, normalised[order], score.numel(), low, max(1, round_to[kind])))
-    predicted = _predict(table, {kind: [s.numel() for s in layers] for kind, layers in scores.items()})
+    predicted = _predict(table, {kind: [s.numel() for s in layers] for kind, layers in scores.items()}, removed)
     heap: list[tuple[float, int, int, int, int]] = []  # (score per ms, move, block, kept when pushed, new width)
 
     def push(index: int) -> None:
@@ -109,26 +115,27 @@ def select_for_latency(scores: dict[UnitKind, list[torch.Tensor]], table: Latenc
         predicted -= saved
         block.kept = width
         push(index)
-    masks: dict[UnitKind, list[torch.Tensor]] = {kind: [] for kind in scores}
+    masks = {kind: [torch.ones_like(s, dtype=torch.float32) for s in layers] for kind, layers in scores.items()}
     for block in blocks:
         mask = torch.zeros(block.order.numel())
         mask[block.order[block.order.numel() - block.kept:]] = 1
-        masks[block.kind].append(mask.to(scores[block.kind][block.layer].device))
+        masks[block.kind][block.layer] = mask.to(scores[block.kind][block.layer].device)
     return masks
 
 
-def _predict(table: LatencyTable, widths: dict[UnitKind, list[int]]) -> float:
-    """The table's prediction; a kind that is not pruned stays at its full width."""
-    layers = table.layers
-    heads = widths.get(UnitKind.HEADS) or [table.head_steps[-1]] * layers
-    neurons = widths.get(UnitKind.NEURONS) or [table.neuron_steps[-1]] * layers
-    return table.predict(heads, neurons)
+def _predict(table: LatencyTable, widths: dict[UnitKind, list[int]], removed: Collection[int] = ()) -> float:
+    """The table's prediction for the layers not ``removed``; a kind that is not pruned stays at its full width."""
+    kept = [layer for layer in range(table.layers) if layer not in set(removed)]
+    heads = widths.get(UnitKind.HEADS) or [table.head_steps[-1]] * table.layers
+    neurons = widths.get(UnitKind.NEURONS) or [table.neuron_steps[-1]] * table.layers
+    return table.predict([heads[i] for i in kept], [neurons[i] for i in kept])
 
 
-def predicted_ms(table: LatencyTable, masks: dict[UnitKind, list[torch.Tensor]]) -> float:
-    """The table's prediction for the widths these keep-masks leave."""
+def predicted_ms(table: LatencyTable, masks: dict[UnitKind, list[torch.Tensor]],
+                 removed_layers: Collection[int] = ()) -> float:
+    """The table's prediction for the widths these keep-masks leave, without the ``removed_layers``."""
     widths = {kind: [int((m > 0).sum()) for m in layer_masks] for kind, layer_masks in masks.items()}
-    return _predict(table, widths)
+    return _predict(table, widths, removed_layers)
 
 
 class LatencyBudget:
@@ -145,10 +152,11 @@ class LatencyBudget:
         dense = self.table.dense_predicted_ms
         return dense - progress * (dense - self.target_ms)
 
-    def check_feasible(self, min_per_layer: dict[UnitKind, int]) -> None:
-        """A one-line error when even the minimum widths are predicted slower than the target."""
+    def check_feasible(self, min_per_layer: dict[UnitKind, int], removed_layers: int = 0) -> None:
+        """A one-line error when even the minimum widths (in the layers left once ``removed_layers`` whole layers
+        are gone) are predicted slower than the target."""
         table = self.table
-        fastest = table.predict(*([max(min_per_layer[kind], table.narrowest(kind))] * table.layers
+        fastest = table.predict(*([max(min_per_layer[kind], table.narrowest(kind))] * (table.layers - removed_layers)
                                   for kind in (UnitKind.HEADS, UnitKind.NEURONS)))
         if fastest > self.target_ms:
             field = "latency_target_ms" if self.speedup <= 0 else "latency_target"
@@ -159,9 +167,11 @@ class LatencyBudget:
                 f"{table.dense_predicted_ms / fastest:.2f}x the dense {table.dense_predicted_ms:.3g} ms")
 
     def select(self, scores: dict[UnitKind, list[torch.Tensor]], progress: float, min_per_layer: dict[UnitKind, int],
-               round_to: dict[UnitKind, int]) -> dict[UnitKind, list[torch.Tensor]]:
+               round_to: dict[UnitKind, int], removed_layers: Collection[int] = ()
+               ) -> dict[UnitKind, list[torch.Tensor]]:
         self.progress = progress
-        return select_for_latency(scores, self.table, self.budget_ms(progress), min_per_layer, round_to)
+        return select_for_latency(scores, self.table, self.budget_ms(progress), min_per_layer, round_to,
+                                  removed_layers)
 
     def state_dict(self) -> dict[str, Any]:
         return {"table": self.table.to_dict(), "progress": self.progress}

@@ -6,13 +6,18 @@ engine prunes is timed with its own modules and its own attention implementation
 
 - the **floor**: the whole model with every attention and FFN block emptied (embeddings, norms, residual adds, the
   head, the blocks' output biases and per-op dispatch: what width pruning cannot remove);
+- the **layer floor**: the floor's share of one layer (its norms, residual adds, output biases, dispatch), the floor
+  minus the emptied model cut to one layer (``hfprune.pruning.layers.remove_layers``), divided by the other layers:
+  what removing a whole layer saves beyond its two blocks;
 - **attention(k)**: (whole model with k heads in every layer and no FFN neuron) minus the floor, divided by the
   layers;
 - **ffn(n)**: (whole model with 0 heads and n neurons in every layer) minus the floor, divided by the layers, so
   ffn(0) = 0 and ffn(1) holds what a block costs beyond its neurons (the fixed cost that emptying it saves).
 
 A model's predicted latency is floor + sum over layers of attention(k_l) + ffn(n_l), interpolated linearly between
-measured widths; this assumes blocks cost the same in every layer and add up. Each width is timed interleaved with
+measured widths, less one layer floor for each layer removed (a model with fewer layers than the table's: a removed
+layer costs nothing of its blocks, its norms or its residual adds); this assumes blocks and layers cost the same in
+every layer and add up. Each width is timed interleaved with
 the dense model (``hfprune.utils.timing.interleaved_timings``) and recorded as its median per-round ratio to it times
 the dense median, so machine noise hits both alike. Two corrections, both recorded: each block's costs are fitted
 non-decreasing in width (isotonic regression, scikit-learn), because a noisy dip (a wider block timed faster) would
@@ -41,15 +46,17 @@ from transformers import PreTrainedModel
 
 from hfprune.errors import ConfigError, HfpruneError
 from hfprune.pruning.compaction import compact
+from hfprune.pruning.layers import remove_layers
 from hfprune.pruning.units import UnitKind, unit_groups
 from hfprune.utils.logging import get_logger
 
 logger = get_logger(__name__)
 
-TABLE_FORMAT = 3  # part of the cache key: a table measured by older code is not reused
-# format 2 (floor with 1 FFN neuron, neuron_steps from 1) still reads: a saved model's or a checkpoint's table; the
-# width search never takes an FFN block below a table's first measured width
-READABLE_FORMATS = (2, TABLE_FORMAT)
+TABLE_FORMAT = 4  # part of the cache key: a table measured by older code is not reused
+# formats 2 (floor with 1 FFN neuron, neuron_steps from 1) and 3 (no layer floor) still read: a saved model's or a
+# checkpoint's table; the width search never takes an FFN block below a table's first measured width, and without a
+# layer floor a removed layer is predicted to save its blocks only (slower than it runs, never faster)
+READABLE_FORMATS = (2, 3, TABLE_FORMAT)
 TABLE_FILE_NAME = "latency_table.json"
 Timer = Callable[[dict[str, torch.nn.Module], dict[str, torch.Tensor], int], dict[str, list[float]]]
 """``interleaved_timings``' signature: models, inputs, rounds -> seconds per model and round."""
@@ -76,6 +83,8 @@ class LatencyTable:
     raw_ffn_ms: list[float] = field(default_factory=list)
     """The block costs as timed, before the monotone fit and the scaling."""
     format: int = field(default=TABLE_FORMAT)
+    layer_floor_ms: float = 0.0
+    """The floor's share of one layer: what a removed layer saves beyond its blocks (0 before format 4)."""
 
     def attention(self, heads: int) -> float:
         """One layer's attention block with ``heads`` units, interpolated between measured widths."""
@@ -90,11 +99,14 @@ class LatencyTable:
         return (self.head_steps if kind is UnitKind.HEADS else self.neuron_steps)[0]
 
     def predict(self, heads: Sequence[int], neurons: Sequence[int]) -> float:
-        """Predicted forward latency of a model with these per-layer widths."""
-        if len(heads) != self.layers or len(neurons) != self.layers:
-            raise HfpruneError(f"latency table: expected widths of {self.layers} layers, got {len(heads)} head and "
-                               f"{len(neurons)} FFN widths")
-        return self.floor_ms + sum(self.attention(h) for h in heads) + sum(self.ffn(n) for n in neurons)
+        """Predicted forward latency of a model with these per-layer widths; fewer layers than the table's are a model
+        with whole layers removed, each saving its blocks and one layer floor."""
+        if len(heads) != len(neurons) or not 1 <= len(heads) <= self.layers:
+            raise HfpruneError(f"latency table: expected widths of 1 to {self.layers} layers, as many head as FFN "
+                               f"widths, got {len(heads)} head and {len(neurons)} FFN widths")
+        removed = self.layers - len(heads)
+        return (self.floor_ms - removed * self.layer_floor_ms + sum(self.attention(h) for h in heads)
+                + sum(self.ffn(n) for n in neurons))
 
     @property
     def dense_predicted_ms(self) -> float:
@@ -116,7 +128,8 @@ class LatencyTable:
                         additivity=float(payload.get("additivity", 1.0)),
                         raw_attention_ms=[float(x) for x in payload.get("raw_attention_ms", [])],
                         raw_ffn_ms=[float(x) for x in payload.get("raw_ffn_ms", [])],
-                        format=int(payload.get("format", TABLE_FORMAT)))
+                        format=int(payload.get("format", TABLE_FORMAT)),
+                        layer_floor_ms=float(payload.get("layer_floor_ms", 0.0)))
         except (KeyError, TypeError, ValueError) as error:
             raise HfpruneError(f"{source}: not a latency table ({type(error).__name__}: {error})") from None
         if table.format not in READABLE_FORMATS:
@@ -240,18 +253,22 @@ def measure_table(model: PreTrainedModel, batch_size: int = 1, seq_len: int = 12
     try:
         dense_runs: list[float] = []
 
-        def time_widths(k: int, n: int) -> float:
+        def time_widths(k: int, n: int, one_layer: bool = False) -> float:
             if (k, n) == (heads, ffn):
                 variant = dense
             else:
                 variant = copy.deepcopy(dense)
                 compact(variant, {UnitKind.HEADS: [_first(k, heads)] * layers,
                                   UnitKind.NEURONS: [_first(n, ffn)] * layers})
+            if one_layer:
+                remove_layers(variant, [0])
             times = timer({"dense": dense, "variant": variant}, inputs, rounds)
             dense_runs.extend(times["dense"])
             return statistics.median(v / d for v, d in zip(times["variant"], times["dense"], strict=True))
 
         floor_ratio = time_widths(0, 0)
+        # clipped at 0: a noisy negative share would make removing a layer look slower than keeping it emptied
+        layer_floor = max(0.0, (floor_ratio - time_widths(0, 0, one_layer=True)) / (layers - 1)) if layers > 1 else 0.0
         attention = [(time_widths(k, 0) - floor_ratio) / layers if k else 0.0 for k in head_steps]
         ffn_costs = [(time_widths(0, n) - floor_ratio) / layers if n else 0.0 for n in neuron_steps]
         dense_ms = 1000 * statistics.median(dense_runs)
@@ -267,9 +284,9 @@ def measure_table(model: PreTrainedModel, batch_size: int = 1, seq_len: int = 12
                          attention_ms=[a * scale for a in fitted_attention], neuron_steps=neuron_steps,
                          ffn_ms=[f * scale for f in fitted_ffn], floor_ms=floor_ms, dense_ms=dense_ms,
                          rounds=rounds, additivity=(floor_ms + blocks) / dense_ms, raw_attention_ms=raw_attention,
-                         raw_ffn_ms=raw_ffn)
-    logger.info("latency table: dense %.2f ms, floor %.2f ms; blocks predicted %.3f of the dense time (scaled to 1)",
-                table.dense_ms, table.floor_ms, table.additivity)
+                         raw_ffn_ms=raw_ffn, layer_floor_ms=layer_floor * dense_ms)
+    logger.info("latency table: dense %.2f ms, floor %.2f ms (%.2f ms a layer); blocks predicted %.3f of the dense "
+                "time (scaled to 1)", table.dense_ms, table.floor_ms, table.layer_floor_ms, table.additivity)
     return table
 
 

@@ -53,8 +53,9 @@ class StructuredPruner:
         self.round_to = {UnitKind.HEADS: config.head_round_to, UnitKind.NEURONS: config.ffn_round_to}
         # with a latency target the budget decides both kinds' widths (``latency_budget``); measured before masking
         self.latency = latency_budget_of(model, config, latency_table) if config.latency_targeted else None
-        if self.latency is not None:
-            self.latency.check_feasible(self.min_per_layer)
+        if self.latency is not None:  # the layers layer_sparsity removes in the end (LayerDropper.update)
+            layers = self.latency.table.layers
+            self.latency.check_feasible(self.min_per_layer, min(round(config.layer_sparsity * layers), layers - 1))
         self.groups = {kind: unit_groups(model, kind, config.head_granularity)
                        for kind, target in self.targets.items() if target > 0 or self.latency is not None}
         self.scores = {kind: [torch.zeros(g.num_units) for g in groups] for kind, groups in self.groups.items()}
@@ -138,14 +139,18 @@ class StructuredPruner:
         warmup, end = self._ramp(total_steps)
         progress = self._progress(step, total_steps)
         if self.latency is not None:
+            removed: list[int] = []
+            if self.layers is not None:  # layers first: the widths then fill the budget the kept layers leave
+                self.layers.update(cubic_sparsity(step, total_steps, self.layers.target, warmup, total_steps - end))
+                removed = [i for i, keep in enumerate(self.layers.mask.tolist()) if not keep]
             scores = {kind: [mean_across_processes(self.scorer.score(g, s)) for g, s in
                              zip(groups, self.scores[kind], strict=True)] for kind, groups in self.groups.items()}
-            self.masks = self.latency.select(scores, progress, self.min_per_layer, self.round_to)
+            self.masks = self.latency.select(scores, progress, self.min_per_layer, self.round_to, removed)
             self.sparsity = {kind: 1 - sum(float(m.sum()) for m in masks) / sum(m.numel() for m in masks)
                              for kind, masks in self.masks.items()}
             self.attach()
             logger.debug("step %d: latency budget %.3f ms, predicted %.3f ms", step,
-                         self.latency.budget_ms(progress), predicted_ms(self.latency.table, self.masks))
+                         self.latency.budget_ms(progress), predicted_ms(self.latency.table, self.masks, removed))
             return
         for kind, groups in self.groups.items():
             sparsity = cubic_sparsity(step, total_steps, self.targets[kind], warmup, total_steps - end)
