@@ -39,6 +39,12 @@ if TYPE_CHECKING:
 
 logger = get_logger(__name__)
 
+
+def pruning_field(name: str) -> Any:
+    """A field passed through to :class:`PruningConfig` unchanged: its default and help, declared there once."""
+    source = PruningConfig.__dataclass_fields__[name]
+    return field_help(source.default, source.metadata["help"])
+
 # PruningConfig field -> the field of PruneClassifierConfig it is set from, where the names differ
 _PRUNING_FIELDS = {"warmup_ratio": "pruning_warmup_ratio", "flops_seq_len": "max_length"}
 
@@ -69,13 +75,11 @@ class PruneClassifierConfig(ConfigMixin):
     latency_target: float = field_help(
         0.0, "Prune to this predicted speedup over the dense model instead of to sparsities (PruningConfig."
              "latency_target; head_sparsity and ffn_sparsity must then be 0). 0 turns it off.")
-    latency_batch_size: int = field_help(1, "Batch size of the latency table (PruningConfig.latency_batch_size).")
-    latency_seq_len: int = field_help(128, "Sequence length of the latency table (PruningConfig.latency_seq_len).")
-    latency_threads: int = field_help(1, "CPU threads of the latency table (PruningConfig.latency_threads).")
-    min_heads_per_layer: int = field_help(
-        1, "Heads every layer keeps; 0 lets a whole attention block go (PruningConfig.min_heads_per_layer).")
-    min_neurons_per_layer: int = field_help(
-        1, "FFN neurons every layer keeps; 0 lets a whole FFN block go (PruningConfig.min_neurons_per_layer).")
+    latency_batch_size: int = pruning_field("latency_batch_size")
+    latency_seq_len: int = pruning_field("latency_seq_len")
+    latency_threads: int = pruning_field("latency_threads")
+    min_heads_per_layer: int = pruning_field("min_heads_per_layer")
+    min_neurons_per_layer: int = pruning_field("min_neurons_per_layer")
     pruning_warmup_ratio: float = field_help(
         0.1, "Fraction of pruning steps that only accumulate scores before any unit is removed.")
     distill: bool = field_help(True, "Distil from the dense teacher while pruning.")
