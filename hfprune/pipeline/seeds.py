@@ -84,6 +84,7 @@ def check_root(recipe: Recipe) -> None:
     must record this seed's recipe (the same fingerprint); the folder's other entries must be plain files the run
     does not write (logs, recipe copies), left as they are.
     """
+    from hfprune.models.trusted import json_object
     from hfprune.pipeline.preflight import RECIPE_FILE, diff_settings
     from hfprune.pipeline.report import REPORT_JSON, REPORT_MD
     from hfprune.utils.lock import LOCK_FILE
@@ -100,7 +101,8 @@ def check_root(recipe: Recipe) -> None:
     adopted = []
     for entry in entries:
         if entry.name in seeds and entry.is_dir() and not entry.is_symlink():
-            recorded = _recorded_recipe(entry / RECIPE_FILE)
+            path = entry / RECIPE_FILE
+            recorded = json_object("output.dir", path) if path.is_file() else None
             expected = seed_recipe(recipe, seeds[entry.name])
             if recorded is not None and recorded.get("fingerprint") != expected.fingerprint():
                 try:
@@ -108,7 +110,7 @@ def check_root(recipe: Recipe) -> None:
                     changed = ", ".join(diff_settings(old.result_dict(), expected.result_dict())) or "unknown"
                 except HfpruneError:  # a recipe this version no longer reads
                     changed = "unknown"
-                raise ConfigError(f"output.dir: {entry / RECIPE_FILE} records another recipe than seed "
+                raise ConfigError(f"output.dir: {path} records another recipe than seed "
                                   f"{seeds[entry.name]} of this one (changed: {changed}); choose another folder")
             adopted += [entry.name] if recorded is not None else []
         elif not entry.is_file() or entry.is_symlink() or entry.name in (REPORT_MD, REPORT_JSON):
@@ -116,18 +118,6 @@ def check_root(recipe: Recipe) -> None:
     if not adopted:
         raise ConfigError(f"{refused}; choose another folder")
     logger.info("output.dir %s: resuming the one-seed runs %s", root, ", ".join(sorted(adopted)))
-
-
-def _recorded_recipe(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"output.dir: {path}: cannot read the run's recipe ({exc})") from None
-    if not isinstance(payload, dict):
-        raise ConfigError(f"output.dir: {path}: expected the run's recipe as a JSON object")
-    return payload
 
 
 def finished_stages(recipe: Recipe, levels: list[Level]) -> tuple[list[str], list[str]]:
