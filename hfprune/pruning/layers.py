@@ -67,7 +67,7 @@ class LayerDropper:
         """Mask the ``round(sparsity * layers)`` layers of lowest influence (ties by index; at least one layer
         stays)."""
         count = self.mask.numel()
-        removed = min(round(sparsity * count), count - 1)
+        removed = layers_removed(sparsity, count)
         if removed and not bool((self.tokens > 0).all()):
             raise HfpruneError("layer_sparsity: no forward pass with gradients has measured every layer's block "
                                "influence yet (one-shot pruning needs a calibration dataloader)")
@@ -121,6 +121,12 @@ class LayerDropper:
         self.tokens = torch.tensor(state["tokens"], dtype=torch.float64)
         self.mask = torch.tensor(state["mask"], dtype=torch.float32)
         self.sparsity = float(state["sparsity"])
+
+
+def layers_removed(sparsity: float, count: int) -> int:
+    """How many of ``count`` layers ``layer_sparsity = sparsity`` removes: ``round(sparsity * count)``, at least one
+    layer staying."""
+    return min(round(sparsity * count), count - 1)
 
 
 def remove_layers(model: PreTrainedModel, kept: list[int]) -> PrunedStructure:

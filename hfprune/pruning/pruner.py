@@ -22,7 +22,7 @@ from hfprune.pruning.distributed import mean_across_processes
 from hfprune.pruning.gqa import equal_group_masks
 from hfprune.pruning.latency_budget import LATENCY_TABLES, latency_budget_of, predicted_ms
 from hfprune.pruning.latency_table import LatencyTable
-from hfprune.pruning.layers import LayerDropper, remove_layers
+from hfprune.pruning.layers import LayerDropper, layers_removed, remove_layers
 from hfprune.pruning.masks import ACTIVE_PRUNERS, MaskHooks, round_kept_up
 from hfprune.pruning.nonfinite import model_name
 from hfprune.pruning.schedule import cubic_sparsity
@@ -54,8 +54,8 @@ class StructuredPruner:
         # with a latency target the budget decides both kinds' widths (``latency_budget``); measured before masking
         self.latency = latency_budget_of(model, config, latency_table) if config.latency_targeted else None
         if self.latency is not None:  # the layers layer_sparsity removes in the end (LayerDropper.update)
-            layers = self.latency.table.layers
-            self.latency.check_feasible(self.min_per_layer, min(round(config.layer_sparsity * layers), layers - 1))
+            self.latency.check_feasible(self.min_per_layer,
+                                        layers_removed(config.layer_sparsity, self.latency.table.layers))
         self.groups = {kind: unit_groups(model, kind, config.head_granularity)
                        for kind, target in self.targets.items() if target > 0 or self.latency is not None}
         self.scores = {kind: [torch.zeros(g.num_units) for g in groups] for kind, groups in self.groups.items()}
