@@ -66,13 +66,12 @@ def signed_rank(differences: np.ndarray, confidence: float = 0.95) -> SignedRank
     n = x.size
     walsh = np.sort(walsh_averages(x))
     estimate = float(np.median(walsh))
+    _, tie_sizes = np.unique(np.abs(x), return_counts=True)
     if n <= EXACT_MAX_N:
         p_value = float(stats.wilcoxon(x, zero_method="zsplit", method="exact").pvalue)
         critical = _exact_critical(n, 1.0 - confidence)
-        _, tie_sizes = np.unique(np.abs(x), return_counts=True)
         method = "exact" if tie_sizes.size == n and np.all(x) else "exact null distribution, ties or zeros"
     else:
-        _, tie_sizes = np.unique(np.abs(x), return_counts=True)
         p_value = float(stats.wilcoxon(x, zero_method="zsplit", method="asymptotic", correction=True).pvalue)
         critical = _normal_critical(n, tie_sizes, 1.0 - confidence)
         method = f"normal approximation, n > {EXACT_MAX_N}"
