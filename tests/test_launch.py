@@ -264,3 +264,29 @@ def test_work_that_needs_every_process_is_refused_where_the_others_cannot_join(m
     monkeypatch.setenv("WORLD_SIZE", "1")  # in one process nothing waits: a Trainer anywhere is fine
     with distributed.alone():
         assert trainer_args(tmp_path, TrainingSettings(1.0, 16, 1e-3, 0), args_class=dict)["seed"] == 0
+
+
+def test_a_launched_process_leaves_the_group_it_joined_before_the_interpreter_exits(tmp_path):
+    """A launched hfprune process that exits holding its gloo group can die of SIGABRT during interpreter teardown
+    (seen in CI: a finished 2-process run exited -6). The group hfprune formed is destroyed by an exit handler that
+    runs while the interpreter is whole."""
+    ranks = run_two_processes("ddp_exit_worker.py", tmp_path / "log")
+    assert ranks == [{"received": [{"from": 0}], "group_at_exit": False}] * 2
+
+
+def test_a_group_the_caller_formed_is_left_to_the_caller(monkeypatch, tmp_path):
+    """``join`` under a group that already exists (an Accelerator or Trainer of the user's) joins nothing and
+    registers no exit handler: destroying it would be the caller's call."""
+    import atexit
+
+    import torch.distributed as dist
+
+    registered: list = []
+    monkeypatch.setattr(atexit, "register", registered.append)
+    _launched(monkeypatch)
+    dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1)
+    try:
+        distributed.join("cpu")
+        assert registered == [] and dist.is_initialized()
+    finally:
+        dist.destroy_process_group()

@@ -11,6 +11,7 @@ temporary folder, never into the output folder. In a single process every helper
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import tempfile
@@ -103,6 +104,19 @@ def join(device: str) -> None:
         raise HfpruneError(f"WORLD_SIZE={world_size()}: this process was launched as one of several, but torch."
                            f"distributed could not form a group on device {device!r}; expected torchrun or "
                            "accelerate launch with a backend for it (gloo on the CPU, nccl on CUDA)")
+    # The group this process formed is left before the interpreter tears down: a process that exits holding it
+    # can be killed by SIGABRT ("terminate called without an active exception") when gloo's worker threads free
+    # their tensors during finalization - a finished run then ends with exit code -6. atexit handlers run while the
+    # interpreter is still whole. Only a group formed here is left; one the caller formed stays the caller's.
+    atexit.register(_leave)
+
+
+def _leave() -> None:
+    """Destroy the default process group if it is still there (registered by :func:`join` to run at exit)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _broadcast(payload: Any) -> Any:
