@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="hfprune",
-        description="Prune Hugging Face models (heads and FFN neurons, movement scores), recover accuracy by "
+        description="Prune Hugging Face models (heads and FFN neurons, gradient scores), recover accuracy by "
         "distillation, and audit what pruning did to robustness and privacy.",
     )
     parser.add_argument("--version", action="version", version=f"hfprune {__version__}")

@@ -1,4 +1,4 @@
-"""``hfprune prune``: fine-tune a dense classifier, prune it with movement scores while distilling, report."""
+"""``hfprune prune``: fine-tune a dense classifier, prune it (snip_momentum by default) while distilling, report."""
 
 from __future__ import annotations
 

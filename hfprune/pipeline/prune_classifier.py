@@ -1,4 +1,4 @@
-"""``hfprune prune``: a run with audits off. Dense teacher -> movement pruning with distillation -> evaluation -> save.
+"""``hfprune prune``: a run with audits off. Dense teacher -> pruning with distillation -> evaluation -> save.
 
 This is the README's main job on the embedded default (MiniLM on SST-2). The pruning and the evaluation are the
 pipeline's stages (:func:`~hfprune.pipeline.stages.distill_pruned`, :func:`~hfprune.pipeline.stages.evaluate_model`)
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from hfprune.errors import ConfigError
 from hfprune.models import DEFAULT_MODEL
-from hfprune.pruning.config import PruningConfig, scorer_names
+from hfprune.pruning.config import PruningConfig
 from hfprune.training_args import (
     check_training_knobs,
     device_field,
@@ -43,7 +43,7 @@ logger = get_logger(__name__)
 def pruning_field(name: str) -> Any:
     """A field passed through to :class:`PruningConfig` unchanged: its default and help, declared there once."""
     source = PruningConfig.__dataclass_fields__[name]
-    return field_help(source.default, source.metadata["help"])
+    return field_help(source.default, source.metadata["help"], choices=source.metadata.get("choices"))
 
 # PruningConfig field -> the field of PruneClassifierConfig it is set from, where the names differ
 _PRUNING_FIELDS = {"warmup_ratio": "pruning_warmup_ratio", "flops_seq_len": "max_length"}
@@ -71,7 +71,7 @@ class PruneClassifierConfig(ConfigMixin):
     weight_decay: float = weight_decay_field(0.01)
     head_sparsity: float = field_help(0.5, "Fraction of attention heads to remove.")
     ffn_sparsity: float = field_help(0.5, "Fraction of FFN neurons to remove.")
-    scoring: str = field_help("movement", "Unit scorer (PruningConfig.scoring).", choices=scorer_names)
+    scoring: str = pruning_field("scoring")
     latency_target: float = field_help(
         0.0, "Prune to this predicted speedup over the dense model instead of to sparsities (PruningConfig."
              "latency_target; head_sparsity and ffn_sparsity must then be 0). 0 turns it off.")
