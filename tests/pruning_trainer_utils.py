@@ -51,7 +51,8 @@ class StopAt(TrainerCallback):
 
 def run_two_processes(worker: str, out, args: tuple[str, ...] = ()) -> list[dict]:
     """Launch ``worker`` (a script beside the tests) on 2 CPU processes with torch.distributed.run (gloo), with
-    ``out`` and then ``args`` as its arguments, and return what each rank wrote to ``out/rank{r}.json``.
+    ``out`` and then ``args`` as its arguments, and return what each rank wrote to ``out/rank{r}.json`` (the
+    launch's stderr is kept in ``out/stderr.txt``).
     ``--standalone`` takes a free port, so suites running side by side on one host do not collide."""
     here = Path(__file__).parent
     # the caller's PYTHONPATH stays after the tests folder, so the workers import the same hfprune as the tests
@@ -61,6 +62,7 @@ def run_two_processes(worker: str, out, args: tuple[str, ...] = ()) -> list[dict
                str(here / worker), str(out), *args]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+    (Path(out) / "stderr.txt").write_text(result.stderr)  # for the caller's own assertions on what a rank printed
     return [json.loads((Path(out) / f"rank{r}.json").read_text()) for r in (0, 1)]
 
 

@@ -74,7 +74,8 @@ def test_two_processes_match_one_write_only_on_the_main_process_and_resume(launc
     assert main(["run", str(launch_recipe), "--output-dir", str(one)]) == 0
 
     first, rerun, sweep = ([rank["runs"][i] for rank in ranks] for i in range(3))
-    assert [run["code"] for rank in ranks for run in rank["runs"]] == [0] * 12
+    assert [run["code"] for rank in ranks for run in rank["runs"]] == [0] * 12, \
+        (tmp_path / "log" / "stderr.txt").read_text()[-4000:]
     # every process trains (its half of each batch); the main process alone evaluates and audits, once per model
     assert first[0]["calls"] == {"train_dense": 1, "prune_and_distill": 1, "evaluate_model": 2, "run_model_audit": 2}
     assert first[1]["calls"] == {"train_dense": 1, "prune_and_distill": 1}
