@@ -136,3 +136,82 @@ def test_bad_shadow_options_are_one_line_errors_before_anything_is_written(run_d
         _audit(str(copy / "levels" / "combined-0.50" / "model"), "--data", "glue/sst2", "--shadows", "target",
                "--out", str(out), *FAST)
     assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def run_with_shadows(tiny_model_dir, tmp_path_factory) -> Path:
+    """An hfprune run that trained two target shadows itself (dense/shadows and pruned/shadows)."""
+    from test_privacy_shadows import _payload
+
+    from hfprune.pipeline.runner import run_recipe
+
+    out = tmp_path_factory.mktemp("shadowed") / "run"
+    run_recipe(Recipe.from_dict(_payload(tiny_model_dir, out, "target")))
+    return out
+
+
+def _scores(out: Path, attack: str) -> np.ndarray:
+    return np.array(_membership(out)[0][attack]["scores"])
+
+
+def test_shadows_the_run_trained_the_same_way_are_reused_and_only_the_missing_ones_trained(
+        run_with_shadows, tmp_path):
+    from hfprune.audit.privacy.split import MembershipSplit
+
+    run = run_with_shadows
+    out = tmp_path / "audit"
+    assert _audit(str(run / "pruned" / "model"), "--data", "glue/sst2", "--privacy", "mia", "--shadows", "target",
+                  "--n-shadows", "3", "--reference", str(run / "dense" / "model"), "--out", str(out), *FAST) == 0
+    # shadows 0 and 1 are the run's (dense and target); only shadow 2 was trained, into the audit's folder
+    for kind in ("dense", "target"):
+        assert sorted(p.name for p in (out / "shadows" / kind).iterdir() if not p.name.startswith(".")) == \
+            ["shadow-2"]
+    assert _membership(out)[1] == {"n": 3, "trained_as": "target"}
+    # the reference attack scores with shadow 0: the run's own audit of the level, number for number
+    assert np.allclose(_scores(out, "reference"), _scores(run / "pruned" / "audit", "reference"), atol=1e-6)
+    assert np.allclose(_scores(out / "reference", "reference"), _scores(run / "dense" / "audit", "reference"),
+                       atol=1e-6)
+    # LiRA over the two reused shadows and the new one
+    split = MembershipSplit.load(out)
+    shadows = [run / "pruned" / "shadows" / "shadow-0", run / "pruned" / "shadows" / "shadow-1",
+               out / "shadows" / "target" / "shadow-2"]
+    outs = np.stack([_stats(s, split).lira for s in shadows])
+    sigma = np.sqrt(np.sum((outs - outs.mean(axis=0)) ** 2) / (outs.size - outs.shape[1]))
+    expected = (_stats(run / "pruned" / "model", split).lira - outs.mean(axis=0)) / sigma
+    assert np.allclose(_scores(out, "lira"), expected, rtol=1e-5, atol=1e-6)
+
+    # the dense model with one dense shadow: nothing to train at all
+    dense_out = tmp_path / "dense-audit"
+    assert _audit(str(run / "dense" / "model"), "--data", "glue/sst2", "--privacy", "mia", "--shadows", "dense",
+                  "--n-shadows", "1", "--out", str(dense_out), *FAST) == 0
+    assert not any((dense_out / "shadows").glob("*/shadow-*"))
+    assert np.allclose(_scores(dense_out, "reference"), _scores(run / "dense" / "audit", "reference"), atol=1e-6)
+
+
+def test_a_run_shadow_trained_another_way_is_trained_again(run_with_shadows, tmp_path):
+    from hfprune.pipeline.shadows import SHADOW_FILE
+
+    # a copy of the run whose target shadow 0 records other pruning settings: its dense shadow is still the
+    # run's, the target one is retrained (and so is one of a level the run never finished)
+    copy = tmp_path / "copy"
+    shutil.copytree(run_with_shadows, copy)
+    record_path = copy / "pruned" / "shadows" / "shadow-0" / SHADOW_FILE
+    record = json.loads(record_path.read_text())
+    record["pruning"]["head_sparsity"] = 0.25
+    record_path.write_text(json.dumps(record))
+    out = tmp_path / "audit"
+    assert _audit(str(copy / "pruned" / "model"), "--data", "glue/sst2", "--privacy", "mia", "--shadows", "target",
+                  "--n-shadows", "1", "--out", str(out), *FAST) == 0
+    assert not (out / "shadows" / "dense" / "shadow-0").exists()
+    assert (out / "shadows" / "target" / "shadow-0" / SHADOW_FILE).is_file()
+    trained = json.loads((out / "shadows" / "target" / "shadow-0" / SHADOW_FILE).read_text())
+    assert trained["pruning"]["head_sparsity"] == 0.5
+    assert trained["dense_shadow"] == str((copy / "dense" / "shadows" / "shadow-0").resolve())  # the run's, reused
+
+    (copy / "pruned" / "stage.json").unlink()  # no done-marker: the stage may be half-built, nothing is reused
+    again = tmp_path / "again"
+    record["pruning"]["head_sparsity"] = 0.5
+    record_path.write_text(json.dumps(record))
+    assert _audit(str(copy / "pruned" / "model"), "--data", "glue/sst2", "--privacy", "mia", "--shadows", "target",
+                  "--n-shadows", "1", "--out", str(again), *FAST) == 0
+    assert (again / "shadows" / "target" / "shadow-0" / SHADOW_FILE).is_file()

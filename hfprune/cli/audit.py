@@ -73,7 +73,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="train shadow models so the reference and lira membership attacks run: dense "
                         "(dense fine-tuning) or target (for a pruned model, then its level's pruning with "
                         "distillation); MODEL_DIR must be RUN/STAGE/model of an hfprune run, whose recipe.json (and "
-                        "hfprune_results.json) say how; trained into DIR/shadows")
+                        "hfprune_results.json) say how; trained into DIR/shadows, except those the run itself trained "
+                        "the same way, which are reused")
     parser.add_argument("--n-shadows", type=int, default=None,
                         help="shadow models with --shadows (the first is the reference; lira needs 2; default 2)")
     parser.add_argument("--max-length", type=int, default=64, help="truncate inputs (default: %(default)s)")

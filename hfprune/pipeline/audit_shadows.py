@@ -6,11 +6,14 @@ qualifies: its run folder records the recipe (``recipe.json``), and a pruned mod
 records its level's pruning settings. ``dense`` trains K dense shadows; ``target`` also prunes each with the
 level's settings while distilling from it (for a dense model the two are the same). Everything is read and checked
 before the audit writes anything; the shadows are trained inside the audit's output folder, never in the run's.
+Shadows the run already trained the same way (its recipe had ``n_shadows``; for ``target``, ``shadows: target``
+and this level) are read from the run's finished stages instead of being trained again.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,6 +45,8 @@ class SavedModelShadows:
     pruning: PruningConfig | None
     model_dir: Path
     run_dir: Path
+    run_n_shadows: int = 0  # the shadows the run itself trained (its recipe's audits.privacy)
+    run_mode: str = "dense"
 
     @property
     def mode(self) -> str:
@@ -56,11 +61,42 @@ class SavedModelShadows:
         from hfprune.data.paths import data_dir_env
 
         with data_dir_env(self.recipe.data.data_dir):  # the run's data folder, as hfprune run trains
-            dense = ShadowModels(train_dense_shadows(self.recipe, split, self.model_dir, out / DENSE_STAGE).directories,
+            dense = ShadowModels(train_dense_shadows(self.recipe, split, self.model_dir, out / DENSE_STAGE,
+                                                     self.run_shadows(self.run_dir / DENSE_STAGE, split)).directories,
                                  "dense")
             if self.pruning is None or self.mode == "dense":
                 return ShadowModels(dense.directories, self.mode), dense
-            return train_target_shadows(self.recipe, self.pruning, dense.directories, out / "target", out), dense
+            level = self.model_dir.parent
+            trained = self.run_shadows(level, split) if self.run_mode == "target" else []
+            return train_target_shadows(self.recipe, self.pruning, dense.directories, out / "target", out,
+                                        trained), dense
+
+    def run_shadows(self, stage: Path, split: MembershipSplit) -> list[str]:
+        """The shadows the run already trained in its finished ``stage`` folder the way these are trained (the same
+        recipe and seeds; a pruned level's with this level's pruning), in order: reused instead of retrained. Each
+        must have drawn its members disjoint from the audited ``split``, as a shadow trained here would."""
+        from hfprune.audit.privacy.split import MembershipSplit
+        from hfprune.pipeline.results import STAGE_FILE
+        from hfprune.pipeline.shadows import SHADOW_FILE, SHADOWS_DIR
+
+        if not (stage / STAGE_FILE).is_file():  # the done-marker: a stage without it may be half-built
+            return []
+        audited = {*split.member_ids, *split.nonmember_ids}
+        found = []
+        for i in range(min(self.run_n_shadows, self.recipe.audits.privacy.n_shadows)):
+            directory = stage / SHADOWS_DIR / f"shadow-{i}"
+            try:
+                if set(MembershipSplit.load(directory).member_ids) & audited:
+                    break
+                if stage.name != DENSE_STAGE:
+                    record = json_object("--shadows", directory / SHADOW_FILE)
+                    expected = json.loads(json.dumps([self.pruning.to_dict(), self.recipe.distillation.to_dict()]))
+                    if [record.get("pruning"), record.get("distillation")] != expected:
+                        break
+            except (OSError, ValueError, ConfigError):  # missing or unreadable: trained here instead
+                break
+            found.append(str(directory))
+        return found
 
 
 def saved_model_shadows(model_dir: str | Path, mode: str, n_shadows: int) -> SavedModelShadows:
@@ -87,6 +123,7 @@ def saved_model_shadows(model_dir: str | Path, mode: str, n_shadows: int) -> Sav
         recipe = Recipe.from_dict(payload)
     except ConfigError as exc:
         raise ConfigError(f"--shadows: {run / RECIPE_FILE}: {exc}") from None
+    run_privacy = recipe.audits.privacy  # the shadows the run trained itself
     # the shadow attacks these shadows serve (lira needs two), so the recipe validates with any n_shadows
     attacks = [a for a in recipe.audits.privacy.attacks if a not in SHADOW_MIA_ATTACKS]
     attacks += [a for a, needed in SHADOW_MIA_ATTACKS.items() if n_shadows >= needed]
@@ -106,4 +143,4 @@ def saved_model_shadows(model_dir: str | Path, mode: str, n_shadows: int) -> Sav
             pruning = PruningConfig.from_dict(recorded)
         except ConfigError as exc:
             raise ConfigError(f"--shadows: {results}: pruned.pruning: {exc}") from None
-    return SavedModelShadows(recipe, pruning, model, run)
+    return SavedModelShadows(recipe, pruning, model, run, run_privacy.n_shadows, run_privacy.shadows)

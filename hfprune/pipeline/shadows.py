@@ -13,6 +13,7 @@ the stage (whose fingerprint names the mode). The audit only receives the traine
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,14 +49,18 @@ def dense_shadow_dirs(recipe: Recipe, root: Path) -> list[str]:
     return [str(folder / f"shadow-{i}") for i in range(recipe.audits.privacy.n_shadows)]
 
 
-def train_dense_shadows(recipe: Recipe, split: MembershipSplit, tokenizer_dir: Path, out: Path) -> ShadowModels:
+def train_dense_shadows(recipe: Recipe, split: MembershipSplit, tokenizer_dir: Path, out: Path,
+                        trained: Sequence[str] = ()) -> ShadowModels:
     """Train the recipe's ``n_shadows`` dense shadows into ``out``, disjoint from the audited ``split``; a causal
-    LM trained here reuses the target's tokenizer (``tokenizer_dir``) so shadows score the same tokens."""
+    LM trained here reuses the target's tokenizer (``tokenizer_dir``) so shadows score the same tokens. The first
+    ``len(trained)`` shadows are those directories, already trained this way (a finished run's own), not retrained."""
     from hfprune.pipeline.stages import task_spec
 
     spec = task_spec(recipe.model.task)
 
     def train_one(i: int, directory: str) -> str:
+        if i < len(trained):
+            return _reused(trained[i])
         spec.train_dense(shadow_recipe(recipe, i), Path(directory), exclude=split, tokenizer_dir=tokenizer_dir)
         return directory
 
@@ -74,21 +79,36 @@ def level_shadows(recipe: Recipe, pruning: PruningConfig, root: Path, out: Path)
 
 
 def train_target_shadows(
-    recipe: Recipe, pruning: PruningConfig, dense_dirs: list[str], out: Path, root: Path
+    recipe: Recipe, pruning: PruningConfig, dense_dirs: list[str], out: Path, root: Path,
+    trained: Sequence[str] = (),
 ) -> ShadowModels:
     """Each dense shadow in ``dense_dirs`` pruned with ``pruning`` while distilling from itself, as the level's
     model distils from the dense model, saved into ``out/shadow-<i>`` with a record of how (paths relative to
-    ``root``, the folder that holds both)."""
+    ``root``, the folder that holds both). The first ``len(trained)`` are those directories, already trained so."""
     from hfprune.pipeline.stages import prune_and_distill
 
     def train_one(i: int, directory: str) -> str:
+        if i < len(trained):
+            return _reused(trained[i])
         teacher = load_run(dense_dirs[i], device=recipe.training.device)
         shadow = shadow_recipe(recipe, i)
         prune_and_distill(shadow, pruning, teacher, Path(directory), out / f".trainer-{i}")
         atomic_write_json(Path(directory) / SHADOW_FILE, {  # how this shadow was made, beside its weights
-            "trained_as": "target", "dense_shadow": str(Path(dense_dirs[i]).relative_to(root)),
+            "trained_as": "target", "dense_shadow": _recorded_path(dense_dirs[i], root),
             "seed": shadow.training.seed, "pruning": pruning.to_dict(), "distillation": recipe.distillation.to_dict(),
         })
         return directory
 
     return ShadowModels(train_shadows(train_one, len(dense_dirs), out), "target")
+
+
+def _reused(directory: str) -> str:
+    logger.info("shadow %s: trained earlier the same way; reusing it", directory)
+    return directory
+
+
+def _recorded_path(directory: str, root: Path) -> str:
+    """``directory`` relative to ``root`` when inside it (the record moves with the folder), else absolute (a dense
+    shadow an audit reused from the run it audits)."""
+    path = Path(directory).resolve()
+    return str(path.relative_to(root.resolve())) if path.is_relative_to(root.resolve()) else str(path)
