@@ -1,39 +1,53 @@
-"""Exact McNemar tests of the paper-budget cells (issue 17): each pruned run against the dense teacher,
-movement_ste against snip_momentum in the same seed, and each paper-budget run against the same cell at the grid's
-63-step budget (benchmarks/accuracy_seeds), Holm across them; then the paper - grid budget difference per scorer
-pooled over the seeds both budgets ran (hfprune.audit.seeds.pooled_accuracy: t-test over the 872 sentences of the
-correctness averaged over seeds), Holm across those. bench_accuracy's own report (accuracy.md) has the pooled tests
-against dense and between the scorers.
+"""Exact McNemar tests of the paper-budget cells (issue 17) at one sparsity with distillation: each pruned run
+against the dense teacher, each --pairs CANDIDATE:REFERENCE scorer pair in the same seed, and each paper-budget run
+against the same cell at the grid's 63-step budget (--grid), Holm across them; then the paper - grid budget
+difference per scorer pooled over the seeds both budgets ran (hfprune.audit.seeds.pooled_accuracy: t-test over the
+872 sentences of the correctness averaged over seeds), Holm across those. bench_accuracy's own report (accuracy.md)
+has the pooled tests against dense and between the scorers.
 
     python benchmarks/accuracy_paper_budget/paired.py OUT/accuracy.json > benchmarks/accuracy_paper_budget/paired.md
+    python benchmarks/accuracy_paper_budget/paired.py OUT70/accuracy.json --sparsity 0.7 \
+        --grid benchmarks/accuracy_70_scorers/accuracy.json --pairs movement_ste:magnitude magnitude:random \
+        > benchmarks/accuracy_paper_budget_70/paired.md
 """
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 from hfprune.audit.compare import compare_accuracy, decide, holm
 from hfprune.audit.seeds import pooled_accuracy
 
-GRID = Path(__file__).parent.parent / "accuracy_seeds" / "accuracy.json"
+BENCHMARKS = Path(__file__).parent.parent
 
 
-def main(path: str) -> None:
-    paper = json.loads(Path(path).read_text())
-    grid = {(r["scoring"], r["seed"], r["sparsity"], r["distill"]): r for r in json.loads(GRID.read_text())["rows"]}
-    runs = {(r["scoring"], r["seed"]): r for r in paper["rows"] if r["sparsity"] == 0.5 and r["distill"]}
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paper", type=Path, help="the paper-budget run's accuracy.json")
+    parser.add_argument("--sparsity", type=float, default=0.5)
+    parser.add_argument("--grid", type=Path, default=BENCHMARKS / "accuracy_seeds" / "accuracy.json",
+                        help="the same cells at the grid's budget")
+    parser.add_argument("--pairs", nargs="*", default=["movement_ste:snip_momentum"],
+                        help="CANDIDATE:REFERENCE scorers compared seed by seed")
+    args = parser.parse_args(argv)
+    paper = json.loads(args.paper.read_text())
+    grid_rows = json.loads(args.grid.read_text())["rows"]
+    grid = {(r["scoring"], r["seed"], r["sparsity"], r["distill"]): r for r in grid_rows}
+    runs = {(r["scoring"], r["seed"]): r for r in paper["rows"] if r["sparsity"] == args.sparsity and r["distill"]}
     tests = []
     for (scoring, seed), row in sorted(runs.items()):
         tests.append((f"{scoring} + KD seed {seed} - dense", paper["teacher"]["correct"], row["correct"]))
-        if (key := (scoring, seed, 0.5, True)) in grid:
+        if (key := (scoring, seed, args.sparsity, True)) in grid:
             tests.append((f"{scoring} + KD seed {seed}: paper budget - grid budget", grid[key]["correct"],
                           row["correct"]))
-    for seed in sorted({seed for _, seed in runs}):
-        if ("movement_ste", seed) in runs and ("snip_momentum", seed) in runs:
-            tests.append((f"movement_ste - snip_momentum (+ KD) seed {seed}", runs["snip_momentum", seed]["correct"],
-                          runs["movement_ste", seed]["correct"]))
+    for pair in args.pairs:
+        candidate, reference = pair.split(":")
+        for seed in sorted({seed for _, seed in runs}):
+            if (candidate, seed) in runs and (reference, seed) in runs:
+                tests.append((f"{candidate} - {reference} (+ KD) seed {seed}", runs[reference, seed]["correct"],
+                              runs[candidate, seed]["correct"]))
     results = [compare_accuracy(reference, candidate) for _, reference, candidate in tests]
-    print(f"Dense teacher {paper['teacher']['accuracy']:.4f}; rows: "
+    print(f"Dense teacher {paper['teacher']['accuracy']:.4f}; rows at {args.sparsity:.0%} + KD: "
           + ", ".join(f"{s} seed {d} {r['accuracy']:.4f} ({r['seconds']:.0f} s)" for (s, d), r in sorted(runs.items())))
     print()
     print("| comparison | reference | candidate | difference [95% CI] | exact McNemar p | Holm p |")
@@ -44,9 +58,9 @@ def main(path: str) -> None:
               f"| {adjusted:.2g} |")
     pooled = []
     for scoring in sorted({scoring for scoring, _ in runs}):
-        both = [seed for s, seed in sorted(runs) if s == scoring and (scoring, seed, 0.5, True) in grid]
+        both = [seed for s, seed in sorted(runs) if s == scoring and (scoring, seed, args.sparsity, True) in grid]
         if both:
-            pooled.append(pooled_accuracy([grid[scoring, seed, 0.5, True]["correct"] for seed in both],
+            pooled.append(pooled_accuracy([grid[scoring, seed, args.sparsity, True]["correct"] for seed in both],
                                           [runs[scoring, seed]["correct"] for seed in both],
                                           metric=f"{scoring} + KD: paper budget - grid budget, seeds {both}"))
     print()
@@ -58,4 +72,4 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main()
