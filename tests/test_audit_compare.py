@@ -144,11 +144,11 @@ def test_compare_models_pairs_every_record_both_models_kept():
     found = compare.compare_models(dense, pruned)
     assert [c.metric for c in found] == [
         "accuracy", "attack success (deepwordbug, on examples both classify correctly)", "MIA AUC (loss)",
-        "canary exposure, bits (10 repetitions)"]
+        "loss on members (nats)", "loss on non-members (nats)", "canary exposure, bits (10 repetitions)"]
     assert found[0].test.startswith("exact McNemar") and found[0].n == 50
     assert found[1].p_value == pytest.approx(stats.binomtest(5, 5).pvalue)
     # ten equal differences of 1: scipy's exact distribution (the statistic is untied-valued: 55 of 55)
-    assert found[3].p_value == pytest.approx(2 / 1024) and found[3].difference == 1.0
+    assert found[5].p_value == pytest.approx(2 / 1024) and found[5].difference == 1.0
     # a record of another length (e.g. a different sample) is not paired; LM quality is compared on per-text NLL
     other = records(correct[:10], ["successful"] * 4, scores, np.arange(10.0), metric="perplexity")
     assert [c.metric for c in compare.compare_models(other, records(correct[:10] + 1.0, ["failed"] * 4, scores,
@@ -156,4 +156,28 @@ def test_compare_models_pairs_every_record_both_models_kept():
         "per-text loss (NLL, nats)")
     assert "accuracy" not in [c.metric for c in compare.compare_models(dense, other)]
     text = compare.changes_markdown(compare.decide_groups({"pruned": found}))
-    assert text.startswith("## What pruning changed") and "across the 4 comparisons" in text
+    assert text.startswith("## What pruning changed") and "across the 6 comparisons" in text
+
+
+def test_the_loss_attack_auc_is_split_into_the_members_and_the_non_members_loss():
+    """Constructed: the pruned model's loss drops on members only (it fits them more closely) and is unchanged on
+    non-members, so its loss attack's AUC rises; the two tests say which side moved (scipy's paired t-test)."""
+    rng = np.random.default_rng(11)
+    member = np.r_[np.ones(60), np.zeros(60)].astype(bool)
+    dense_loss = rng.gamma(2.0, 0.2, size=120) + 0.2 * ~member
+    pruned_loss = dense_loss.copy()
+    pruned_loss[member] -= rng.uniform(0.02, 0.1, size=60)
+    pruned_loss[~member] += rng.normal(0, 0.01, size=60)
+    members, others = compare.member_losses(-dense_loss, -pruned_loss, member)
+    assert (members.metric, others.metric) == compare.MEMBER_LOSS_METRICS
+    assert members.dense == pytest.approx(dense_loss[member].mean())
+    assert members.pruned == pytest.approx(pruned_loss[member].mean())
+    for found, side in ((members, member), (others, ~member)):
+        expected = stats.ttest_rel(pruned_loss[side], dense_loss[side])
+        assert found.p_value == pytest.approx(expected.pvalue, rel=1e-9) and found.n == 60
+        assert (found.low, found.high) == pytest.approx(tuple(expected.confidence_interval(0.95)), rel=1e-9)
+        assert found.difference == pytest.approx((pruned_loss[side] - dense_loss[side]).mean())
+    assert members.p_value < 1e-9 and members.high < 0 and others.p_value > 0.05
+    assert compare.delong(-dense_loss, -pruned_loss, member).difference > 0  # the AUC rose
+    with pytest.raises(ConfigError, match="loss attack scores: expected 120 dense and pruned scores"):
+        compare.member_losses(-dense_loss, -pruned_loss[:-1], member)

@@ -119,10 +119,22 @@ def test_sweep_with_two_seeds_reports_means_pooled_tests_and_resumes(tiny_model_
     # no test pools an AUC over seeds: one DeLong test per seed, Holm-adjusted with the rest
     assert {"MIA AUC (loss), seed 0", "MIA AUC (loss), seed 1"} <= set(changes)
     assert all(c["p_adjusted"] is not None and c["verdict"] for c in changes.values())
+    # where the AUC change comes from: each side's loss (-score of the loss attack) averaged over both seeds
+    def loss_attack(run):
+        return next(m for m in run["audit"]["privacy"]["membership"] if m["attack"] == "loss")
+
+    member = np.array(loss_attack(dense[0])["is_member"])
+    dense_loss = -np.mean([loss_attack(run)["scores"] for run in dense], axis=0)
+    pruned_loss = -np.mean([loss_attack(run)["scores"] for run in pruned], axis=0)
+    for name, side in (("loss on members (nats)", member), ("loss on non-members (nats)", ~member)):
+        expected = stats.ttest_rel(pruned_loss[side], dense_loss[side])
+        assert changes[name]["p_value"] == pytest.approx(expected.pvalue, rel=1e-9)
+        assert changes[name]["pruned"] == pytest.approx(pruned_loss[side].mean(), rel=1e-9)
 
     markdown = (out / "sweep" / "report.md").read_text()
     assert markdown.split("\n## ")[1].startswith("What pruning changed")
     assert "both trained once for each of 2 seeds (0, 1)" in markdown
+    assert "- loss on members (nats): " in markdown and "members' loss down means the model fits" in markdown
     assert f"| {_cell(metrics['dense']['accuracy'], 4)} |" in markdown
     assert "| 0.0% (all 2 seeds) |" in markdown  # the dense row's params removed: the same in every seed
     published = report["published"]["sparsity-0.50"]
@@ -255,3 +267,36 @@ def test_compare_seeds_pools_an_lm_loss_and_tests_exposure_once_per_seed():
     spread = spreads["canary exposure, bits (10 repetitions)"]
     assert (spread.low, spread.high) == (min(shifts), max(shifts))
     assert _spread_text(spread, "median shift").startswith(f"per-seed median shifts: mean {np.mean(shifts):+.3f}")
+
+
+def test_compare_seeds_pools_the_members_and_the_non_members_loss_of_the_loss_attack():
+    """The loss attack's scores (-loss) on the same members in every seed: each example's loss averaged over the
+    seeds, then one paired t-test per side (scipy's p); its AUC stays one DeLong test per seed. A seed that scored
+    other members leaves the sides untested rather than pairing unrelated examples."""
+    from hfprune.audit.compare import MEMBER_LOSS_METRICS, PairedRecords
+    from hfprune.audit.summaries import summarize_membership
+
+    rng = np.random.default_rng(8)
+    member = np.r_[np.ones(30), np.zeros(30)].astype(bool)
+    dense_loss = rng.gamma(2.0, 0.2, (3, 60))
+    noise = rng.normal(0, 0.01, (3, 60))
+    noise[:, ~member] -= noise[:, ~member].mean()  # the non-members' mean loss does not move
+    pruned_loss = dense_loss - 0.05 * member + noise
+
+    def records(loss, is_member=member):
+        return PairedRecords(membership=[summarize_membership(-loss, is_member, model_name="m", sparsity=0.0,
+                                                              attack="loss", n_resamples=0)])
+
+    found = seeds.compare_seeds([records(x) for x in dense_loss], [records(x) for x in pruned_loss], [0, 1, 2])
+    for name, side in zip(MEMBER_LOSS_METRICS, (member, ~member), strict=True):
+        (pooled,) = found[name]
+        expected = stats.ttest_rel(pruned_loss.mean(axis=0)[side], dense_loss.mean(axis=0)[side])
+        assert pooled.p_value == pytest.approx(expected.pvalue, rel=1e-12)
+        assert pooled.test == "paired t-test over 30 examples of the loss averaged over seeds (3 seeds)"
+    assert found[MEMBER_LOSS_METRICS[0]][0].high < 0 and found[MEMBER_LOSS_METRICS[1]][0].p_value > 0.05
+    assert [c.metric for c in found["MIA AUC (loss)"]] == [f"MIA AUC (loss), seed {s}" for s in (0, 1, 2)]
+
+    shuffled = records(pruned_loss[2], member[::-1])
+    found = seeds.compare_seeds([records(x) for x in dense_loss[:2]] + [records(dense_loss[2], member[::-1])],
+                                [records(x) for x in pruned_loss[:2]] + [shuffled], [0, 1, 2])
+    assert not set(MEMBER_LOSS_METRICS) & set(found)

@@ -9,7 +9,9 @@ paired test uses the correlation between the models' outcomes on each example, w
   scipy ranks (Sun & Xu 2014);
 - canary exposure over the same canaries: Wilcoxon signed-rank test (scipy), with the Hodges-Lehmann median shift
   and the interval that inverts the test (:mod:`hfprune.audit.signed_rank`);
-- any per-example loss: the same.
+- any per-example loss: the same;
+- the loss attack's members' and non-members' mean loss: paired t-tests (:func:`member_losses`), which say where a
+  change in its AUC comes from.
 
 Each returns a :class:`Comparison`; :func:`decide` applies Holm's correction across the comparisons of one report
 and gives each a verdict word: *higher*, *lower* or *no detectable change* (pruned relative to dense).
@@ -32,6 +34,10 @@ if TYPE_CHECKING:
 
 VERDICTS = ("higher", "lower", "no detectable change")
 LOSS_METRIC = "per-text loss (NLL, nats)"
+# the two sides of the loss attack's AUC (its scores are -loss): the members' loss (how closely the model fits the
+# examples it trained on) and the non-members' loss (how it does on unseen ones)
+MEMBER_LOSS_METRICS = ("loss on members (nats)", "loss on non-members (nats)")
+LOSS_ATTACK = "loss"  # the membership attack whose scores are -loss (hfprune.audit.privacy.probes)
 ALPHA = 0.05
 
 
@@ -226,6 +232,29 @@ def wilcoxon(dense: Any, pruned: Any, *, metric: str, confidence: float = 0.95) 
                       found.p_value, a.size, f"Wilcoxon signed-rank ({found.method})", estimate=signed_rank.ESTIMATE)
 
 
+def paired_t(dense: Any, pruned: Any, *, metric: str, confidence: float = 0.95, test: str = "paired t-test"
+             ) -> Comparison:
+    """Paired t-test (scipy) of the mean difference pruned - dense over examples, with its t interval; p = 1 when
+    every difference is 0 and 0 when they are all one other value (no spread to test against)."""
+    from scipy import stats
+
+    intervals.check_confidence(confidence)
+    a = metrics._as_vector(f"{metric} (dense)", dense)
+    b = metrics._as_vector(f"{metric} (pruned)", pruned)
+    if a.shape != b.shape:
+        raise ConfigError(f"{metric}: expected as many pruned values as dense ones ({a.size}), got {b.size}")
+    differences = b - a
+    low = high = None
+    if np.any(differences != differences[0]):
+        result = stats.ttest_1samp(differences, 0.0)
+        p_value = float(result.pvalue)
+        low, high = (float(x) for x in result.confidence_interval(confidence))
+    else:
+        p_value = 1.0 if differences[0] == 0 else 0.0
+    return Comparison(metric, float(a.mean()), float(b.mean()), float(differences.mean()), low, high, p_value,
+                      differences.size, f"{test} over {differences.size} examples")
+
+
 # --------------------------------------------------------------------------------------------------- the verdicts
 def holm(p_values: Any) -> np.ndarray:
     """Holm's step-down adjusted p-values (family-wise error control for several tests), in the input order.
@@ -300,6 +329,8 @@ def compare_models(dense: PairedRecords, pruned: PairedRecords, *, confidence: f
         if other is not None and _aligned(other.scores, result.scores) and other.is_member == result.is_member:
             found.append(delong(other.scores, result.scores, result.is_member, metric=f"MIA AUC ({result.attack})",
                                 confidence=confidence))
+            if result.attack == LOSS_ATTACK:
+                found.extend(member_losses(other.scores, result.scores, result.is_member, confidence=confidence))
     dense_canaries = {r.repetitions: r for r in dense.exposure}
     for result in pruned.exposure:
         other = dense_canaries.get(result.repetitions)
@@ -307,6 +338,28 @@ def compare_models(dense: PairedRecords, pruned: PairedRecords, *, confidence: f
             found.append(wilcoxon(other.exposures, result.exposures, confidence=confidence,
                                   metric=f"canary exposure, bits ({result.repetitions} repetitions)"))
     return [c for c in found if c is not None]
+
+
+def member_losses(
+    dense_scores: Any, pruned_scores: Any, is_member: Any, *, confidence: float = 0.95
+) -> list[Comparison]:
+    """The loss attack's scores (-loss per example) split by side: a paired t-test of the members' mean loss and
+    one of the non-members', pruned against dense on the same examples (:func:`paired_t`).
+
+    A higher MIA AUC can mean the model fits its training examples more closely (members' loss down: more
+    memorisation) or does worse on unseen ones (non-members' loss up: worse generalisation, which the accuracy
+    test sees too); these two tests tell which. The mean, not a median shift: the means are the audit's
+    train / held-out losses, whose difference is its loss gap, and per-example losses are skewed (most near 0), so a
+    median shift can move one way while a tail moves the mean the other.
+    """
+    member = np.asarray(is_member, dtype=bool)
+    dense = -metrics._as_vector("loss attack scores (dense)", dense_scores)
+    pruned = -metrics._as_vector("loss attack scores (pruned)", pruned_scores)
+    if not dense.shape == pruned.shape == member.shape:
+        raise ConfigError(f"loss attack scores: expected {member.size} dense and pruned scores, one per example, "
+                          f"got {dense.size} and {pruned.size}")
+    return [paired_t(dense[side], pruned[side], metric=name, confidence=confidence)
+            for name, side in zip(MEMBER_LOSS_METRICS, (member, ~member), strict=True)]
 
 
 def _aligned(a: Sequence[Any] | None, b: Sequence[Any] | None) -> bool:
@@ -345,6 +398,15 @@ def estimate_note(groups: Mapping[str, list[Comparison]]) -> str:
             "below 1 - confidence, beside each model's mean.")
 
 
+def member_loss_note(groups: Mapping[str, list[Comparison]]) -> str:
+    """The sentence that says how to read the members' and non-members' loss lines, or "" when there are none."""
+    if not any(c.metric in MEMBER_LOSS_METRICS for comparisons in groups.values() for c in comparisons):
+        return ""
+    return (" The loss on members and on non-members (mean per-example loss, paired t-test) say where a change in "
+            "the loss attack's AUC comes from: members' loss down means the model fits the examples it trained on "
+            "more closely (memorisation), non-members' loss up means it does worse on unseen ones.")
+
+
 def changes_markdown(groups: Mapping[str, list[Comparison]], alpha: float = ALPHA, confidence: float = 0.95) -> str:
     """The "What pruning changed" section: one line per metric and pruned model, verdicts already decided."""
     total = sum(len(comparisons) for comparisons in groups.values())
@@ -355,7 +417,8 @@ def changes_markdown(groups: Mapping[str, list[Comparison]], alpha: float = ALPH
     lines += [f"Each pruned model against the dense one on the same examples: difference = pruned - dense with its "
               f"{confidence:.0%} interval, paired test p-value, and the verdict at alpha {alpha} after Holm's "
               f"correction across the {total} comparisons of this report. *No detectable change* means this sample "
-              f"cannot tell the models apart, not that they are equal.{estimate_note(groups)}", ""]
+              f"cannot tell the models apart, not that they are equal.{estimate_note(groups)}"
+              f"{member_loss_note(groups)}", ""]
     for name, comparisons in groups.items():
         if not comparisons:
             continue

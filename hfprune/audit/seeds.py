@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from hfprune.audit import compare, intervals
+from hfprune.audit import compare
 from hfprune.errors import ConfigError
 
 
@@ -83,24 +83,14 @@ def pooled_accuracy(
 
 def _t_test(reference: np.ndarray, candidate: np.ndarray, metric: str, confidence: float,
             test: str) -> compare.Comparison:
-    """One-sample t-test and t interval over examples of the per-example differences candidate - reference (each in
+    """:func:`compare.paired_t` over examples of the per-example differences candidate - reference (each in
     [-1, 1]: differences of 0/1 outcomes averaged over seeds), the interval clipped to [-1, 1]."""
-    from scipy import stats
-
-    intervals.check_confidence(confidence)
-    differences = candidate - reference
-    low = high = None
-    if np.any(differences != differences[0]):
-        result = stats.ttest_1samp(differences, 0.0)
-        p_value = float(result.pvalue)
-        low, high = (float(x) for x in result.confidence_interval(confidence))
-        # both callers average 0/1 outcomes, so a difference lies in [-1, 1]; with a handful of examples the t
-        # interval reaches past that (e.g. [-0.05, +1.55] on 4 attacked examples), which no difference can
-        low, high = max(low, -1.0), min(high, 1.0)
-    else:  # every example differs alike (all 0: the runs agree everywhere): no spread to test against
-        p_value = 1.0 if differences[0] == 0 else 0.0
-    return compare.Comparison(metric, float(reference.mean()), float(candidate.mean()), float(differences.mean()),
-                              low, high, p_value, differences.size, test)
+    found = replace(compare.paired_t(reference, candidate, metric=metric, confidence=confidence), test=test)
+    if found.low is None:
+        return found
+    # both callers average 0/1 outcomes, so a difference lies in [-1, 1]; with a handful of examples the t interval
+    # reaches past that (e.g. [-0.05, +1.55] on 4 attacked examples), which no difference can
+    return replace(found, low=max(found.low, -1.0), high=min(found.high, 1.0))
 
 
 def pooled_attack(
@@ -147,8 +137,9 @@ def compare_seeds(
 
     Accuracy and attack success pool the seeds in one test over examples (:func:`pooled_accuracy`,
     :func:`pooled_attack`); an LM's per-text loss averages each text's loss over the seeds and keeps the Wilcoxon
-    test. No test pools an AUC or a canary's exposure over seeds on the same examples, so those get one test per
-    seed (DeLong, Wilcoxon), named ``"<metric>, seed <s>"``, to be Holm-adjusted with the rest.
+    test, the loss attack's members' and non-members' losses average each example's loss and keep the t-test. No
+    test pools an AUC or a canary's exposure over seeds on the same examples, so those get one test per seed
+    (DeLong, Wilcoxon), named ``"<metric>, seed <s>"``, to be Holm-adjusted with the rest.
     """
     if not len(dense) == len(pruned) == len(seeds) or not seeds:
         raise ConfigError(f"seeds: expected one dense and one pruned record per seed, got {len(dense)}, "
@@ -166,6 +157,8 @@ def compare_seeds(
                                    recipe=result.recipe, confidence=confidence)
             if pooled is not None:
                 found[pooled.metric] = [pooled]
+    for pooled in _pooled_member_losses(dense, pruned, confidence):
+        found[pooled.metric] = [pooled]
     for seed, comparisons in zip(seeds, per_seed, strict=True):
         for c in comparisons:
             if c.metric.startswith(PER_SEED_METRICS):
@@ -190,6 +183,24 @@ def difference_spreads(
 
 def _by(results: Sequence[Any], key: str, value: Any) -> Any:
     return next((r for r in results if getattr(r, key) == value), None)
+
+
+def _pooled_member_losses(
+    dense: Sequence[compare.PairedRecords], pruned: Sequence[compare.PairedRecords], confidence: float
+) -> list[compare.Comparison]:
+    """:func:`compare.member_losses` of each example's loss averaged over the seeds (the member split is the same
+    in every seed of a run); none unless every seed's loss attack scored the same members and non-members."""
+    runs = [(_by(d.membership, "attack", compare.LOSS_ATTACK), _by(p.membership, "attack", compare.LOSS_ATTACK))
+            for d, p in zip(dense, pruned, strict=True)]
+    if any(a is None or b is None or not compare._aligned(a.scores, b.scores) or a.is_member is None
+           for a, b in runs):
+        return []
+    is_member = np.asarray(runs[0][0].is_member, dtype=bool)
+    if any(not np.array_equal(np.asarray(r.is_member, dtype=bool), is_member) for run in runs for r in run):
+        return []
+    found = compare.member_losses(np.mean([a.scores for a, _ in runs], axis=0),
+                                  np.mean([b.scores for _, b in runs], axis=0), is_member, confidence=confidence)
+    return [replace(c, test=f"{c.test} of the loss averaged over seeds ({len(runs)} seeds)") for c in found]
 
 
 def _pooled_quality(dense: list[Any], pruned: list[Any], confidence: float) -> compare.Comparison | None:

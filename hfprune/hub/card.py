@@ -132,14 +132,16 @@ def _changes(inputs: CardInputs) -> str:
 
 def _seed_changes(seeds: dict[str, Any]) -> str:
     """"What pruning changed" of a run with several seeds: the run report's tests, which use every seed."""
-    from hfprune.audit.compare import Comparison
+    from hfprune.audit.compare import Comparison, member_loss_note
 
+    changes = [Comparison.from_dict(c) for c in seeds["changes"]]
     lines = ["## What pruning changed", "",
              f"This model's level against the dense model, both trained once for each of {len(seeds['seeds'])} seeds "
-             "and scored on the same examples: accuracy and attack success tested once pooling the seeds over "
-             "examples, MIA AUC and canary exposure once per seed (no test pools them); verdicts after Holm's "
-             "correction across the run report's tests.", ""]
-    lines += [f"- {Comparison.from_dict(c).line()}" for c in seeds["changes"]]
+             "and scored on the same examples: accuracy, attack success and the loss on members and on non-members "
+             "tested once pooling the seeds over examples, MIA AUC and canary exposure once per seed (no test pools "
+             "them); verdicts after Holm's correction across the run report's tests."
+             f"{member_loss_note({'': changes})}", ""]
+    lines += [f"- {c.line()}" for c in changes]
     return "\n".join(lines)
 
 

@@ -126,7 +126,7 @@ class SeedsReport(RunReport):
         return {level: [c for cs in metrics.values() for c in cs] for level, metrics in self.seed_changes.items()}
 
     def changes_markdown(self) -> str:
-        from hfprune.audit.compare import ALPHA, estimate_note
+        from hfprune.audit.compare import ALPHA, estimate_note, member_loss_note
         from hfprune.audit.seeds import PER_SEED_METRICS
 
         total = sum(len(found) for found in self.changes().values())
@@ -136,11 +136,13 @@ class SeedsReport(RunReport):
                  f"({seeds}) and scored on the same examples (member split, evaluation sample and canaries of split "
                  f"seed {self.recipe.training.member_split_seed}; the attack sample of audits.robustness.seed). "
                  "Accuracy and attack success: one test pooling the seeds (each example's outcome averaged over "
-                 "the seeds, t-test over examples); MIA AUC and canary exposure: no test pools them over seeds, so "
+                 "the seeds, t-test over examples), and so the loss on members and on non-members; MIA AUC and "
+                 "canary exposure: no test pools them over seeds, so "
                  f"one test per seed. Verdicts at alpha {ALPHA} after Holm's correction across the {total} tests of "
                  "this report; after each metric, the spread over seeds of the per-seed difference (pruned - dense "
                  "of the same seed). *No detectable change* means these seeds and examples cannot tell the models "
-                 f"apart, not that they are equal.{estimate_note(self.changes())}", ""]
+                 f"apart, not that they are equal.{estimate_note(self.changes())}"
+                 f"{member_loss_note(self.changes())}", ""]
         if not total:
             return "\n".join(lines[:2] + ["No per-example records to compare.", ""])
         for level, metrics in self.seed_changes.items():
