@@ -300,3 +300,48 @@ def test_compare_seeds_pools_the_members_and_the_non_members_loss_of_the_loss_at
     found = seeds.compare_seeds([records(x) for x in dense_loss[:2]] + [records(dense_loss[2], member[::-1])],
                                 [records(x) for x in pruned_loss[:2]] + [shuffled], [0, 1, 2])
     assert not set(MEMBER_LOSS_METRICS) & set(found)
+
+
+def test_a_sweep_level_that_prunes_nothing_is_the_control_every_level_is_also_compared_with(
+        tiny_model_dir, tmp_path, counted, varied_accuracy):
+    """``--sparsities 0,0.5``: the sparsity-0 level trains like the 0.5 level (same epochs, distillation) but prunes
+    nothing, so the reports also test 0.5 against it — what pruning itself did, apart from the extra training —
+    with the same pooled tests (scipy's p on the seed-averaged per-example data), named "control" in the lines; the
+    one-seed report does the same with its own tests."""
+    from hfprune.audit.compare import PairedRecords, compare_models
+    from hfprune.pipeline.report import CONTROL_NOTE, RunReport
+    from hfprune.pipeline.results import StageResult
+
+    out = tmp_path / "run"
+    args = _command(tmp_path, tiny_payload(tiny_model_dir, out), "sweep", "--sparsities", "0,0.5", "--seeds", "0",
+                    "1")
+    assert args.handler(args) == 0
+    report = json.loads((out / "sweep" / "report.json").read_text())
+    group = "sparsity-0.50 against sparsity-0.00 (pruning itself: the same training, nothing pruned)"
+    assert set(report["changes"]) == {"sparsity-0.00", "sparsity-0.50", group}
+    control = [_stage(out, f"seed-{s}/levels/sparsity-0.00") for s in (0, 1)]
+    pruned = [_stage(out, f"seed-{s}/levels/sparsity-0.50") for s in (0, 1)]
+    assert all(run["sparsity"]["param_sparsity"] <= 0 for run in control)
+    accuracy = next(c for c in report["changes"][group] if c["metric"] == "accuracy")
+    reference = np.mean([run["quality"]["per_example"] for run in control], axis=0)
+    candidate = np.mean([run["quality"]["per_example"] for run in pruned], axis=0)
+    assert accuracy["p_value"] == pytest.approx(stats.ttest_rel(candidate, reference).pvalue, rel=1e-9)
+    assert (accuracy["dense"], accuracy["pruned"]) == pytest.approx((reference.mean(), candidate.mean()))
+    every = [c for found in report["changes"].values() for c in found]
+    assert all(c["p_adjusted"] is not None for c in every)  # one Holm family with the dense comparisons
+    markdown = (out / "sweep" / "report.md").read_text()
+    assert f"**{group}**" in markdown and CONTROL_NOTE in markdown
+    section = markdown.split(f"**{group}**")[1].split("\n\n")[1]
+    assert section.startswith("- ") and "; control " in section and ", pruned " in section and "; dense " not in section
+
+    # the one-seed report of seed 0: the same groups, tested on that seed alone
+    stages = [StageResult.load(out / "seed-0" / name) for name in ("dense", "levels/sparsity-0.00",
+                                                                   "levels/sparsity-0.50")]
+    one = RunReport(load_recipe(tmp_path / "recipe.yaml"), stages[0], stages[1:])
+    assert one.control is stages[1]
+    found = one.changes()[group]
+    expected = compare_models(PairedRecords.of(stages[1].quality, stages[1].model_audit),
+                              PairedRecords.of(stages[2].quality, stages[2].model_audit))
+    assert [(c.metric, c.p_value) for c in found] == [(c.metric, c.p_value) for c in expected]
+    assert "; control " in one.changes_markdown() and CONTROL_NOTE in one.changes_markdown()
+    assert RunReport(one.recipe, stages[0], stages[2:]).control is None

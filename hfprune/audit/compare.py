@@ -80,9 +80,9 @@ class Comparison:
                   for key, value in payload.items()}
         return cls(**values)
 
-    def line(self, digits: int = 3) -> str:
+    def line(self, digits: int = 3, names: tuple[str, str] = ("dense", "pruned")) -> str:
         """One report line: "accuracy: **lower**, -0.012 [-0.020, -0.004], p = 0.003 (Holm p = 0.009); dense 0.905,
-        pruned 0.893, n = 872, exact McNemar (...)"."""
+        pruned 0.893, n = 872, exact McNemar (...)"; ``names``: what the reference and the candidate are called."""
         verdict = self.verdict or "not tested"
         interval = ""
         if self.low is not None and self.high is not None and not (math.isnan(self.low) or math.isnan(self.high)):
@@ -90,7 +90,7 @@ class Comparison:
         holm = "" if self.p_adjusted is None else f" (Holm p {_p(self.p_adjusted)})"
         named, side = (f"{self.estimate} ", " mean") if self.estimate else ("", "")
         return (f"{self.metric}: **{verdict}**, {named}{self.difference:+.{digits}f}{interval}, "
-                f"p {_p(self.p_value)}{holm}; dense{side} {self.dense:.{digits}f}, pruned{side} "
+                f"p {_p(self.p_value)}{holm}; {names[0]}{side} {self.dense:.{digits}f}, {names[1]}{side} "
                 f"{self.pruned:.{digits}f}, n = {self.n}, {self.test}")
 
 
@@ -407,8 +407,10 @@ def member_loss_note(groups: Mapping[str, list[Comparison]]) -> str:
             "more closely (memorisation), non-members' loss up means it does worse on unseen ones.")
 
 
-def changes_markdown(groups: Mapping[str, list[Comparison]], alpha: float = ALPHA, confidence: float = 0.95) -> str:
-    """The "What pruning changed" section: one line per metric and pruned model, verdicts already decided."""
+def changes_markdown(groups: Mapping[str, list[Comparison]], alpha: float = ALPHA, confidence: float = 0.95,
+                     names: Mapping[str, tuple[str, str]] | None = None, note: str = "") -> str:
+    """The "What pruning changed" section: one line per metric and pruned model, verdicts already decided; ``names``
+    gives a group's reference and candidate names (default: dense, pruned), ``note`` ends the introduction."""
     total = sum(len(comparisons) for comparisons in groups.values())
     lines = ["## What pruning changed", ""]
     if not total:
@@ -418,11 +420,12 @@ def changes_markdown(groups: Mapping[str, list[Comparison]], alpha: float = ALPH
               f"{confidence:.0%} interval, paired test p-value, and the verdict at alpha {alpha} after Holm's "
               f"correction across the {total} comparisons of this report. *No detectable change* means this sample "
               f"cannot tell the models apart, not that they are equal.{estimate_note(groups)}"
-              f"{member_loss_note(groups)}", ""]
+              f"{member_loss_note(groups)}{note}", ""]
     for name, comparisons in groups.items():
         if not comparisons:
             continue
         if len(groups) > 1:
             lines += [f"**{name}**", ""]
-        lines += [f"- {comparison.line()}" for comparison in comparisons] + [""]
+        labels = (names or {}).get(name, ("dense", "pruned"))
+        lines += [f"- {comparison.line(names=labels)}" for comparison in comparisons] + [""]
     return "\n".join(lines)

@@ -27,6 +27,11 @@ logger = get_logger(__name__)
 REPORT_MD = "report.md"
 REPORT_JSON = "report.json"
 PLOTS_DIR = "plots"
+CONTROL_NAMES = ("control", "pruned")  # how a line against the sparsity-0 level names its two models
+CONTROL_NOTE = (" The sparsity-0 level trains as every level does (the same epochs on the same examples, the same "
+                "distillation) but prunes nothing, so each level is also compared with it (\"control\"): that "
+                "difference is what pruning itself changed, while a difference from the dense model also contains "
+                "the extra training (e.g. more epochs on the members can raise the membership AUC by themselves).")
 
 
 @dataclass
@@ -81,18 +86,39 @@ class RunReport:
     def all_stages(self) -> list[StageResult]:
         return [self.dense, *self.levels]
 
+    @property
+    def control(self) -> StageResult | None:
+        """A level whose pruning removes nothing (a sweep's sparsity 0): trained like every level (epochs, examples,
+        distillation), so it separates what pruning did from what the extra training did."""
+        return next((stage for stage in self.levels if _prunes_nothing(stage)), None)
+
+    def control_pairs(self) -> list[tuple[str, StageResult, StageResult]]:
+        """(group name, the control, a pruned level) for every other level, when the sweep has a control."""
+        control = self.control
+        if control is None:
+            return []
+        return [(f"{stage.name} against {control.name} (pruning itself: the same training, nothing pruned)",
+                 control, stage) for stage in self.levels if stage is not control]
+
     def changes(self) -> dict[str, list[Comparison]]:
-        """Each level against the dense model on the same examples, Holm-adjusted across the whole report."""
+        """Each level against the dense model on the same examples, and against the control when there is one,
+        Holm-adjusted across the whole report."""
         from hfprune.audit.compare import PairedRecords, compare_models, decide_groups
 
-        dense = PairedRecords.of(self.dense.quality, self.dense.model_audit)
-        return decide_groups({stage.name: compare_models(dense, PairedRecords.of(stage.quality, stage.model_audit))
-                              for stage in self.levels})
+        def records(stage: StageResult) -> PairedRecords:
+            return PairedRecords.of(stage.quality, stage.model_audit)
+
+        groups = {stage.name: compare_models(records(self.dense), records(stage)) for stage in self.levels}
+        groups.update({name: compare_models(records(control), records(stage))
+                       for name, control, stage in self.control_pairs()})
+        return decide_groups(groups)
 
     def changes_markdown(self) -> str:
         from hfprune.audit.compare import changes_markdown
 
-        return changes_markdown(self.changes())
+        pairs = self.control_pairs()
+        return changes_markdown(self.changes(), names={name: CONTROL_NAMES for name, _, _ in pairs},
+                                note=CONTROL_NOTE if pairs else "")
 
     # ---- markdown ----
     def to_markdown(self) -> str:
@@ -357,3 +383,15 @@ def _render(series: list[Series], x_label: str, y_label: str, chance: float | No
         return axis_png(figure, axis, x_label, y_label)
     finally:
         plt.close(figure)
+
+
+def _prunes_nothing(stage: StageResult) -> bool:
+    from hfprune.errors import ConfigError
+    from hfprune.pruning.config import PruningConfig
+
+    if stage.kind != "pruned" or not stage.pruning:
+        return False
+    try:
+        return PruningConfig.from_dict(stage.pruning).prunes_nothing
+    except ConfigError:  # settings this version no longer reads: not taken for a control
+        return False

@@ -99,8 +99,8 @@ class SeedsReport(RunReport):
         from hfprune.audit.compare import decide
         from hfprune.audit.seeds import compare_seeds
 
-        found = {level.name: compare_seeds(self._records(self.seed_dense), self._records(self.stage_runs(level)),
-                                           self.seeds) for level in self.levels}
+        found = {name: compare_seeds(self._records(self.stage_runs(reference)), self._records(self.stage_runs(level)),
+                                     self.seeds) for name, reference, level in self._pairs()}
         keys = [(level, metric) for level, metrics in found.items() for metric, cs in metrics.items() for _ in cs]
         decided = iter(decide([c for metrics in found.values() for cs in metrics.values() for c in cs]))
         result: dict[str, dict[str, list[Comparison]]] = {level: {} for level in found}
@@ -113,8 +113,13 @@ class SeedsReport(RunReport):
         """Level -> metric -> the spread of the per-seed differences (pruned - dense of the same seed)."""
         from hfprune.audit.seeds import difference_spreads
 
-        return {level.name: difference_spreads(self._records(self.seed_dense), self._records(self.stage_runs(level)))
-                for level in self.levels}
+        return {name: difference_spreads(self._records(self.stage_runs(reference)),
+                                         self._records(self.stage_runs(level)))
+                for name, reference, level in self._pairs()}
+
+    def _pairs(self) -> list[tuple[str, StageResult, StageResult]]:
+        """(group name, reference, candidate): each level against the dense model, then against the control."""
+        return [(level.name, self.dense, level) for level in self.levels] + self.control_pairs()
 
     @staticmethod
     def _records(stages: list[StageResult]) -> list[Any]:
@@ -128,6 +133,9 @@ class SeedsReport(RunReport):
     def changes_markdown(self) -> str:
         from hfprune.audit.compare import ALPHA, estimate_note, member_loss_note
         from hfprune.audit.seeds import PER_SEED_METRICS
+        from hfprune.pipeline.report import CONTROL_NAMES, CONTROL_NOTE
+
+        controlled = {name for name, _, _ in self.control_pairs()}
 
         total = sum(len(found) for found in self.changes().values())
         seeds = ", ".join(map(str, self.seeds))
@@ -142,21 +150,22 @@ class SeedsReport(RunReport):
                  "this report; after each metric, the spread over seeds of the per-seed difference (pruned - dense "
                  "of the same seed). *No detectable change* means these seeds and examples cannot tell the models "
                  f"apart, not that they are equal.{estimate_note(self.changes())}"
-                 f"{member_loss_note(self.changes())}", ""]
+                 f"{member_loss_note(self.changes())}{CONTROL_NOTE if controlled else ''}", ""]
         if not total:
             return "\n".join(lines[:2] + ["No per-example records to compare.", ""])
         for level, metrics in self.seed_changes.items():
             spreads = self.difference_spreads[level]
             if len(metrics) and len(self.levels) > 1:
                 lines += [f"**{level}**", ""]
+            names = CONTROL_NAMES if level in controlled else ("dense", "pruned")
             for metric, comparisons in metrics.items():
                 what = "median shift" if comparisons[0].estimate else "difference"
                 spread = _spread_text(spreads.get(metric), what)
                 if metric.startswith(PER_SEED_METRICS):
                     lines.append(f"- {metric}: one test per seed; {spread}")
-                    lines += [f"  - {c.line()}" for c in comparisons]
+                    lines += [f"  - {c.line(names=names)}" for c in comparisons]
                 else:
-                    lines.append(f"- {comparisons[0].line()}; {spread}")
+                    lines.append(f"- {comparisons[0].line(names=names)}; {spread}")
             lines.append("")
         publish = [f"{level.name}: `{self._model_dir(j, self.published_seed(j))}`"
                    for j, level in enumerate(self.levels)]

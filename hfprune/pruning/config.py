@@ -212,6 +212,12 @@ class PruningConfig(ConfigMixin):
                                   f"{minimum}")
 
     @property
+    def prunes_nothing(self) -> bool:
+        """No sparsity and no latency target: the run trains (and distils) like a pruning run, removing nothing."""
+        return not (self.head_sparsity or self.ffn_sparsity or self.layer_sparsity or self.weight_sparsity
+                    or self.latency_targeted)
+
+    @property
     def latency_targeted(self) -> bool:
         return bool(self.latency_target or self.latency_target_ms)
 
