@@ -418,3 +418,12 @@ def test_two_process_run_times_one_table_and_agrees_on_masks(tmp_path):
     assert table.dense_ms == pytest.approx(1000 * fake_seconds(tiny_model("bert")))
     masks = {UnitKind(kind): [torch.tensor(m) for m in layers] for kind, layers in ranks[0]["masks"].items()}
     assert predicted_ms(table, masks) <= table.dense_predicted_ms / 1.1
+
+
+def test_a_config_prunes_nothing_only_without_any_sparsity_or_latency_target():
+    from hfprune.pruning.config import PruningConfig
+
+    assert PruningConfig().prunes_nothing  # the same-training control of a sweep's level 0
+    for removes in ({"head_sparsity": 0.1}, {"ffn_sparsity": 0.1}, {"layer_sparsity": 0.2}, {"weight_sparsity": 0.5},
+                    {"latency_target": 1.5}, {"latency_target_ms": 3.0}):
+        assert not PruningConfig(**removes).prunes_nothing, removes
