@@ -32,3 +32,6 @@ def main(out: Path, scoring: str = "movement", arch: str = "bert", layer_sparsit
 
 if __name__ == "__main__":
     main(Path(sys.argv[1]), *sys.argv[2:])
+    # the Trainer formed the gloo group: leave it before the interpreter exits, as torch asks of a script (a
+    # finished rank held in it can die of SIGABRT during teardown, seen here under load)
+    dist.destroy_process_group()

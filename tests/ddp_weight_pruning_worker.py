@@ -31,3 +31,6 @@ def main(out: Path) -> None:
 
 if __name__ == "__main__":
     main(Path(sys.argv[1]))
+    # the Trainer formed the gloo group: leave it before the interpreter exits, as torch asks of a script (a
+    # finished rank held in it can die of SIGABRT during teardown, seen here under load)
+    dist.destroy_process_group()
