@@ -108,7 +108,8 @@ class RunReport:
         def records(stage: StageResult) -> PairedRecords:
             return PairedRecords.of(stage.quality, stage.model_audit)
 
-        groups = {stage.name: compare_models(records(self.dense), records(stage)) for stage in self.levels}
+        dense = records(self.dense)
+        groups = {stage.name: compare_models(dense, records(stage)) for stage in self.levels}
         groups.update({name: compare_models(records(control), records(stage))
                        for name, control, stage in self.control_pairs()})
         return decide_groups(groups)

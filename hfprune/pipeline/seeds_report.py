@@ -95,7 +95,8 @@ class SeedsReport(RunReport):
     # ---- tests ----
     @functools.cached_property
     def seed_changes(self) -> dict[str, dict[str, list[Comparison]]]:
-        """Level -> metric -> its comparisons (one pooled, or one per seed), Holm-adjusted across the report."""
+        """Level (or level-against-control group) -> metric -> its comparisons (one pooled, or one per seed),
+        Holm-adjusted across the report."""
         from hfprune.audit.compare import decide
         from hfprune.audit.seeds import compare_seeds
 
@@ -110,7 +111,7 @@ class SeedsReport(RunReport):
 
     @functools.cached_property
     def difference_spreads(self) -> dict[str, dict[str, SeedSpread]]:
-        """Level -> metric -> the spread of the per-seed differences (pruned - dense of the same seed)."""
+        """Level (or group) -> metric -> the spread of the per-seed differences (candidate - reference, same seed)."""
         from hfprune.audit.seeds import difference_spreads
 
         return {name: difference_spreads(self._records(self.stage_runs(reference)),
