@@ -82,15 +82,16 @@ class SavedModelShadows:
         if not (stage / STAGE_FILE).is_file():  # the done-marker: a stage without it may be half-built
             return []
         audited = {*split.member_ids, *split.nonmember_ids}
+        expected = None if stage.name == DENSE_STAGE else json.loads(json.dumps(  # as the shadow's record was written
+            [self.pruning.to_dict(), self.recipe.distillation.to_dict()]))
         found = []
         for i in range(min(self.run_n_shadows, self.recipe.audits.privacy.n_shadows)):
             directory = stage / SHADOWS_DIR / f"shadow-{i}"
             try:
                 if set(MembershipSplit.load(directory).member_ids) & audited:
                     break
-                if stage.name != DENSE_STAGE:
+                if expected is not None:
                     record = json_object("--shadows", directory / SHADOW_FILE)
-                    expected = json.loads(json.dumps([self.pruning.to_dict(), self.recipe.distillation.to_dict()]))
                     if [record.get("pruning"), record.get("distillation")] != expected:
                         break
             except (OSError, ValueError, ConfigError):  # missing or unreadable: trained here instead

@@ -59,13 +59,12 @@ def train_dense_shadows(recipe: Recipe, split: MembershipSplit, tokenizer_dir: P
     spec = task_spec(recipe.model.task)
 
     def train_one(i: int, directory: str) -> str:
-        if i < len(trained):
-            return _reused(trained[i])
         spec.train_dense(shadow_recipe(recipe, i), Path(directory), exclude=split, tokenizer_dir=tokenizer_dir)
         return directory
 
     # the dense model's own recipe is dense fine-tuning: its shadows are those of either mode
-    return ShadowModels(train_shadows(train_one, recipe.audits.privacy.n_shadows, out), recipe.audits.privacy.shadows)
+    return ShadowModels(train_shadows(train_one, recipe.audits.privacy.n_shadows, out, trained),
+                        recipe.audits.privacy.shadows)
 
 
 def level_shadows(recipe: Recipe, pruning: PruningConfig, root: Path, out: Path) -> ShadowModels:
@@ -88,8 +87,6 @@ def train_target_shadows(
     from hfprune.pipeline.stages import prune_and_distill
 
     def train_one(i: int, directory: str) -> str:
-        if i < len(trained):
-            return _reused(trained[i])
         teacher = load_run(dense_dirs[i], device=recipe.training.device)
         shadow = shadow_recipe(recipe, i)
         prune_and_distill(shadow, pruning, teacher, Path(directory), out / f".trainer-{i}")
@@ -99,12 +96,7 @@ def train_target_shadows(
         })
         return directory
 
-    return ShadowModels(train_shadows(train_one, len(dense_dirs), out), "target")
-
-
-def _reused(directory: str) -> str:
-    logger.info("shadow %s: trained earlier the same way; reusing it", directory)
-    return directory
+    return ShadowModels(train_shadows(train_one, len(dense_dirs), out, trained), "target")
 
 
 def _recorded_path(directory: str, root: Path) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,8 +83,10 @@ def _load_model(path: Path, task: str) -> PreTrainedModel:
 ShadowTrainer = Callable[[int, str], str]
 
 
-def train_shadows(train_one: ShadowTrainer, k: int, output_root: str | os.PathLike) -> list[str]:
-    """Train ``k`` shadow models with ``train_one(i, output_root/shadow-<i>)``; return their directories.
+def train_shadows(train_one: ShadowTrainer, k: int, output_root: str | os.PathLike,
+                  trained: Sequence[str] = ()) -> list[str]:
+    """Train ``k`` shadow models with ``train_one(i, output_root/shadow-<i>)``; return their directories. The first
+    ``len(trained)`` are those directories, trained earlier the same way (e.g. a finished run's own), not retrained.
 
     ``train_one`` trains shadow i on data disjoint from the audited examples, the way the caller's target was
     trained (``hfprune run`` passes its own dense fine-tuning, or that plus pruning and distillation): the audit
@@ -93,7 +95,9 @@ def train_shadows(train_one: ShadowTrainer, k: int, output_root: str | os.PathLi
     from tqdm.auto import tqdm
 
     check_int("train_shadows", "k", k, minimum=1)
-    directories = [train_one(i, str(Path(output_root) / f"shadow-{i}"))
+    for directory in trained[:k]:
+        logger.info("shadow %s: trained earlier the same way; reusing it", directory)
+    directories = [trained[i] if i < len(trained) else train_one(i, str(Path(output_root) / f"shadow-{i}"))
                    for i in tqdm(range(k), desc="shadow models", disable=k < 2)]
     logger.info("trained %d model(s) disjoint from the audited examples under %s", k, output_root)
     return directories
