@@ -181,3 +181,43 @@ def test_the_loss_attack_auc_is_split_into_the_members_and_the_non_members_loss(
     assert compare.delong(-dense_loss, -pruned_loss, member).difference > 0  # the AUC rose
     with pytest.raises(ConfigError, match="loss attack scores: expected 120 dense and pruned scores"):
         compare.member_losses(-dense_loss, -pruned_loss[:-1], member)
+
+
+def test_an_lm_extraction_ranking_is_compared_once_beside_the_loss_attack():
+    """Constructed LM records: the zlib-ratio ranking gets DeLong's test (its AUC against sklearn's); the perplexity
+    ranking orders texts as the loss attack does, so it is tested only when the loss attack did not run; several
+    seeds give one test per seed."""
+    from types import SimpleNamespace
+
+    from hfprune.audit.seeds import compare_seeds
+    from hfprune.audit.summaries import summarize_membership
+
+    rng = np.random.default_rng(3)
+    member = np.r_[np.ones(50), np.zeros(50)].astype(bool)
+    zlib_bits = rng.uniform(200, 600, size=100)
+    dense_loss = rng.gamma(3.0, 0.6, size=100) + 0.3 * ~member
+    pruned_loss = dense_loss - 0.4 * member + rng.normal(0, 0.05, size=100)
+
+    def records(loss, attacks=("loss",)):
+        def result(scores, attack):
+            return summarize_membership(scores, member, model_name="m", sparsity=0.0, attack=attack, n_resamples=0)
+        privacy = SimpleNamespace(membership=[result(-loss, a) for a in attacks], exposure=[],
+                                  extraction=[result(-loss, "perplexity"), result(-loss / zlib_bits, "zlib_ratio")])
+        return compare.PairedRecords.of(None, SimpleNamespace(robustness=[], privacy=privacy))
+
+    found = compare.compare_models(records(dense_loss), records(pruned_loss))
+    assert [c.metric for c in found] == ["MIA AUC (loss)", *compare.MEMBER_LOSS_METRICS,
+                                         "extraction AUC (zlib_ratio)"]
+    zlib = found[-1]
+    expected = compare.delong(-dense_loss / zlib_bits, -pruned_loss / zlib_bits, member)
+    assert (zlib.p_value, zlib.difference) == (expected.p_value, expected.difference)
+    assert zlib.pruned == pytest.approx(roc_auc_score(member, -pruned_loss / zlib_bits))
+    assert zlib.difference > 0 and zlib.p_value < 0.01  # the members' loss fell: the ranking separates them better
+    # without the loss attack, the perplexity ranking is the only test of that AUC
+    alone = compare.compare_models(records(dense_loss, ()), records(pruned_loss, ()))
+    assert [c.metric for c in alone] == ["extraction AUC (perplexity)", "extraction AUC (zlib_ratio)"]
+    assert alone[0].p_value == pytest.approx(found[0].p_value)
+    by_metric = compare_seeds([records(dense_loss)] * 2, [records(pruned_loss), records(dense_loss)], [0, 1])
+    assert [c.metric for c in by_metric["extraction AUC (zlib_ratio)"]] == [
+        "extraction AUC (zlib_ratio), seed 0", "extraction AUC (zlib_ratio), seed 1"]
+    assert by_metric["extraction AUC (zlib_ratio)"][1].difference == 0

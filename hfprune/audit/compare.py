@@ -5,8 +5,8 @@ paired test uses the correlation between the models' outcomes on each example, w
 
 - accuracy: exact McNemar test (a binomial test on the discordant pairs);
 - attack success, on the examples both models classify correctly: exact McNemar;
-- membership-inference AUC: DeLong's test for two correlated ROC curves (DeLong et al. 1988), computed from
-  scipy ranks (Sun & Xu 2014);
+- membership-inference AUC, and an LM's extraction ranking's AUC: DeLong's test for two correlated ROC curves
+  (DeLong et al. 1988), computed from scipy ranks (Sun & Xu 2014);
 - canary exposure over the same canaries: Wilcoxon signed-rank test (scipy), with the Hodges-Lehmann median shift
   and the interval that inverts the test (:mod:`hfprune.audit.signed_rank`);
 - any per-example loss: the same;
@@ -38,6 +38,7 @@ LOSS_METRIC = "per-text loss (NLL, nats)"
 # examples it trained on) and the non-members' loss (how it does on unseen ones)
 MEMBER_LOSS_METRICS = ("loss on members (nats)", "loss on non-members (nats)")
 LOSS_ATTACK = "loss"  # the membership attack whose scores are -loss (hfprune.audit.privacy.probes)
+EXTRACTION_METRIC = "extraction AUC"  # an LM's extraction ranking of members above non-members (privacy.extraction)
 ALPHA = 0.05
 
 
@@ -300,6 +301,7 @@ class PairedRecords:
     robustness: Sequence[RobustnessResult] = field(default_factory=list)
     membership: Sequence[MembershipInferenceResult] = field(default_factory=list)
     exposure: Sequence[CanaryExposureResult] = field(default_factory=list)
+    extraction: Sequence[MembershipInferenceResult] = field(default_factory=list)
 
     @classmethod
     def of(cls, quality: Mapping[str, Any] | None, audit: Any) -> Self:
@@ -308,7 +310,7 @@ class PairedRecords:
             return cls(quality)
         privacy = audit.privacy
         return cls(quality, list(audit.robustness), list(privacy.membership) if privacy else [],
-                   list(privacy.exposure) if privacy else [])
+                   list(privacy.exposure) if privacy else [], list(privacy.extraction) if privacy else [])
 
 
 def compare_models(dense: PairedRecords, pruned: PairedRecords, *, confidence: float = 0.95) -> list[Comparison]:
@@ -323,14 +325,19 @@ def compare_models(dense: PairedRecords, pruned: PairedRecords, *, confidence: f
         other = dense_attacks.get(result.recipe)
         if other is not None and _aligned(other.outcomes, result.outcomes):
             found.append(compare_attack(other.outcomes, result.outcomes, recipe=result.recipe, confidence=confidence))
-    dense_mia = {r.attack: r for r in dense.membership}
-    for result in pruned.membership:
-        other = dense_mia.get(result.attack)
-        if other is not None and _aligned(other.scores, result.scores) and other.is_member == result.is_member:
-            found.append(delong(other.scores, result.scores, result.is_member, metric=f"MIA AUC ({result.attack})",
-                                confidence=confidence))
-            if result.attack == LOSS_ATTACK:
-                found.extend(member_losses(other.scores, result.scores, result.is_member, confidence=confidence))
+    compared = []  # (dense, pruned) membership results tested
+    for other, result in _paired_rankings(dense.membership, pruned.membership):
+        compared.append((other, result))
+        found.append(delong(other.scores, result.scores, result.is_member, metric=f"MIA AUC ({result.attack})",
+                            confidence=confidence))
+        if result.attack == LOSS_ATTACK:
+            found.extend(member_losses(other.scores, result.scores, result.is_member, confidence=confidence))
+    for other, result in _paired_rankings(dense.extraction, pruned.extraction):
+        # the perplexity ranking orders texts exactly as the loss attack does: testing its AUC again would count
+        # one comparison twice in the Holm family (it is tested when the loss attack did not run)
+        if not any(_same_scores(other, a) and _same_scores(result, b) for a, b in compared):
+            found.append(delong(other.scores, result.scores, result.is_member, confidence=confidence,
+                                metric=f"{EXTRACTION_METRIC} ({result.attack})"))
     dense_canaries = {r.repetitions: r for r in dense.exposure}
     for result in pruned.exposure:
         other = dense_canaries.get(result.repetitions)
@@ -360,6 +367,20 @@ def member_losses(
                           f"got {dense.size} and {pruned.size}")
     return [paired_t(dense[side], pruned[side], metric=name, confidence=confidence)
             for name, side in zip(MEMBER_LOSS_METRICS, (member, ~member), strict=True)]
+
+
+def _paired_rankings(
+    dense: Sequence[MembershipInferenceResult], pruned: Sequence[MembershipInferenceResult]
+) -> list[tuple[MembershipInferenceResult, MembershipInferenceResult]]:
+    """(dense, pruned) results of the same attack scored on the same members and non-members."""
+    by_attack = {r.attack: r for r in dense}
+    return [(by_attack[r.attack], r) for r in pruned
+            if r.attack in by_attack and _aligned(by_attack[r.attack].scores, r.scores)
+            and by_attack[r.attack].is_member == r.is_member]
+
+
+def _same_scores(a: MembershipInferenceResult, b: MembershipInferenceResult) -> bool:
+    return a.scores is not None and b.scores is not None and np.allclose(a.scores, b.scores, rtol=1e-9, atol=0)
 
 
 def _aligned(a: Sequence[Any] | None, b: Sequence[Any] | None) -> bool:

@@ -138,7 +138,8 @@ def compare_seeds(
     Accuracy and attack success pool the seeds in one test over examples (:func:`pooled_accuracy`,
     :func:`pooled_attack`); an LM's per-text loss averages each text's loss over the seeds and keeps the Wilcoxon
     test, the loss attack's members' and non-members' losses average each example's loss and keep the t-test. No
-    test pools an AUC or a canary's exposure over seeds on the same examples, so those get one test per seed
+    test pools an AUC (membership or extraction) or a canary's exposure over seeds on the same examples, so those
+    get one test per seed
     (DeLong, Wilcoxon), named ``"<metric>, seed <s>"``, to be Holm-adjusted with the rest.
     """
     if not len(dense) == len(pruned) == len(seeds) or not seeds:
@@ -167,7 +168,7 @@ def compare_seeds(
 
 
 # metrics no test pools over seeds: compared once per seed
-PER_SEED_METRICS = ("MIA AUC", "canary exposure")
+PER_SEED_METRICS = ("MIA AUC", compare.EXTRACTION_METRIC, "canary exposure")
 
 
 def difference_spreads(

@@ -68,7 +68,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--reference", default=None,
                         help="reference (dense) model directory: audited with the same plan on the same examples and "
                         "member set (into DIR/reference); its loyalty and the paired tests (exact McNemar for "
-                        "accuracy and attack outcome, DeLong for MIA AUC, Holm) go into the report")
+                        "accuracy and attack outcome, DeLong for MIA and extraction AUCs, Holm) go into the report")
     parser.add_argument("--shadows", default=None, metavar="{dense,target}",
                         help="train shadow models so the reference and lira membership attacks run: dense "
                         "(dense fine-tuning) or target (for a pruned model, then its level's pruning with "

@@ -138,8 +138,8 @@ def _seed_changes(seeds: dict[str, Any]) -> str:
     lines = ["## What pruning changed", "",
              f"This model's level against the dense model, both trained once for each of {len(seeds['seeds'])} seeds "
              "and scored on the same examples: accuracy, attack success and the loss on members and on non-members "
-             "tested once pooling the seeds over examples, MIA AUC and canary exposure once per seed (no test pools "
-             "them); verdicts after Holm's correction across the run report's tests."
+             "tested once pooling the seeds over examples, MIA and extraction AUCs and canary exposure once per seed "
+             "(no test pools them); verdicts after Holm's correction across the run report's tests."
              f"{member_loss_note({'': changes})}", ""]
     lines += [f"- {c.line()}" for c in changes]
     return "\n".join(lines)
