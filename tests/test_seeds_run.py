@@ -345,3 +345,42 @@ def test_a_sweep_level_that_prunes_nothing_is_the_control_every_level_is_also_co
     assert [(c.metric, c.p_value) for c in found] == [(c.metric, c.p_value) for c in expected]
     assert "; control " in one.changes_markdown() and CONTROL_NOTE in one.changes_markdown()
     assert RunReport(one.recipe, stages[0], stages[2:]).control is None
+
+
+def test_run_with_control_trains_the_same_settings_with_nothing_removed_and_tests_pruned_against_it(
+        tiny_model_dir, tmp_path, counted, varied_accuracy, capsys):
+    """``hfprune run --control`` (audits.control): control/ is trained with the recipe's pruning settings, every
+    sparsity 0 (the same scorer, schedule, epochs and distillation), and the report tests pruned/ against it with
+    compare_models' own numbers, in one Holm family with the dense comparisons. A sweep with the control gains its
+    sparsity-0 level; a families sweep refuses the setting."""
+    from hfprune.audit.compare import PairedRecords, compare_models
+    from hfprune.pipeline.report import RunReport
+    from hfprune.pipeline.results import StageResult
+    from hfprune.pipeline.sweep import plan_levels
+
+    out = tmp_path / "run"
+    payload = tiny_payload(tiny_model_dir, out, head_sparsity=0.5, ffn_sparsity=0.5)
+    check = _command(tmp_path, payload, "run", "--control", "--check")
+    assert check.handler(check) == 0 and "(dense/, control/, pruned/, report.md)" in capsys.readouterr().out
+    args = _command(tmp_path, payload, "run", "--control")
+    assert args.handler(args) == 0
+    recipe = load_recipe(tmp_path / "recipe.yaml", {"audits.control": True})
+    control, pruned = _stage(out, "control"), _stage(out, "pruned")
+    assert control["pruning"] == recipe.pruning.as_control().to_dict()
+    assert control["pruning"] == {**pruned["pruning"], "head_sparsity": 0.0, "ffn_sparsity": 0.0}
+    assert control["sparsity"]["param_sparsity"] <= 0 < pruned["sparsity"]["param_sparsity"]
+    assert counted["prune_and_distill"] == 2
+    report = json.loads((out / "report.json").read_text())
+    group = "pruned against control (pruning itself: the same training, nothing pruned)"
+    assert set(report["changes"]) == {"control", "pruned", group}
+    stages = {name: StageResult.load(out / name) for name in ("control", "pruned")}
+    expected = compare_models(*(PairedRecords.of(s.quality, s.model_audit) for s in stages.values()))
+    assert [c["metric"] for c in report["changes"][group]] == [c.metric for c in expected]
+    assert [c["p_value"] for c in report["changes"][group]] == pytest.approx([c.p_value for c in expected])
+    assert all(c["p_adjusted"] is not None for found in report["changes"].values() for c in found)
+    assert RunReport(recipe, StageResult.load(out / "dense"), list(stages.values())).control.name == "control"
+
+    levels, _ = plan_levels(recipe, [0.5])
+    assert [(level.value, level.pruning.prunes_nothing) for level in levels] == [(0.0, True), (0.5, False)]
+    with pytest.raises(ConfigError, match="^audits.control: a families sweep has no control level"):
+        plan_levels(recipe, families=["structured"], param_sparsities=[0.5])

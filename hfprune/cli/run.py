@@ -28,6 +28,10 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                         "(training.split_seed) in every seed, so the audits compare the same examples. Stages go to "
                         "seed-<s>/, each resumable; the report gives means, spreads over seeds and pooled paired "
                         "tests. One seed: a plain run")
+    parser.add_argument("--control", action="store_true",
+                        help="also train the control (audits.control): the pruned stage's training with nothing "
+                        "removed, each pruned model tested against it too, separating what pruning changed from "
+                        "what the extra training did")
     parser.add_argument("--overwrite", action="store_true",
                         help="recompute stages already finished (each replaced only once its new version is complete)")
     parser.add_argument("--check", action="store_true",
@@ -42,6 +46,8 @@ def recipe_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["output.dir"] = args.output_dir
     if args.threads is not None:
         overrides["training.threads"] = args.threads
+    if args.control:
+        overrides["audits.control"] = True
     for name in TRAINING_FLAGS:
         if getattr(args, name) is not None:
             overrides[f"training.{name}"] = getattr(args, name)
@@ -78,8 +84,10 @@ def run(args: argparse.Namespace) -> int:
     if several_seeds(recipe):
         return run_with_seeds(args, recipe, single_level(recipe), recipe.output_dir)
     if args.check:
-        RecipeRunner(recipe, args.overwrite).preflight(single_level(recipe))
-        print(f"{args.recipe}: OK; would write {recipe.output_dir} (dense/, pruned/, report.md)")
+        levels = single_level(recipe)
+        RecipeRunner(recipe, args.overwrite).preflight(levels)
+        folders = ", ".join(f"{name}/" for name in ["dense", *(level.name for level in levels)])
+        print(f"{args.recipe}: OK; would write {recipe.output_dir} ({folders}, report.md)")
         return 0
     dense, levels = run_recipe(recipe, overwrite=args.overwrite)
     print(RunReport(recipe, dense, levels).results_table())

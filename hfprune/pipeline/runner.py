@@ -311,9 +311,14 @@ class RecipeRunner(RunChecks):
         }
 
 
+CONTROL_STAGE = "control"
+
+
 def single_level(recipe: Recipe) -> list[Level]:
-    """``hfprune run``: one pruned model, with the recipe's own pruning settings, in ``pruned/``."""
-    return [Level("pruned", None, recipe.pruning)]
+    """``hfprune run``: one pruned model, with the recipe's own pruning settings, in ``pruned/``; with
+    ``audits.control``, first the control in ``control/`` (the same settings, nothing removed)."""
+    control = [Level(CONTROL_STAGE, None, recipe.pruning.as_control())] if recipe.audits.control else []
+    return [*control, Level("pruned", None, recipe.pruning)]
 
 
 def run_recipe(recipe: Recipe, overwrite: bool = False) -> tuple[StageResult, list[StageResult]]:

@@ -63,6 +63,8 @@ def sweep_levels(recipe: Recipe, sparsities: list[float] | None = None,
             raise ConfigError(f"--apply-to: expected names from {list(SWEEP_FIELDS)}, got {name!r}")
     if len({f"{v:.2f}" for v in values}) != len(values):
         raise ConfigError(f"--sparsities: expected levels distinct to two decimals, got {values}")
+    if recipe.audits.control and 0 not in values:
+        values.append(0.0)  # the control: the sweep's level that prunes nothing
     levels = []
     for value in sorted(values):
         try:
@@ -86,6 +88,9 @@ def plan_levels(recipe: Recipe, sparsities: list[float] | None = None, apply_to:
         raise ConfigError("--param-sparsities: only with --families (or a recipe with sweep.families)")
     use_families = families is not None or (bool(recipe.sweep.families) and sparsities is None and apply_to is None)
     if use_families:
+        if recipe.audits.control:
+            raise ConfigError("audits.control: a families sweep has no control level; expected a sparsity sweep "
+                              "(--sparsities) or audits.control false")
         return family_levels(recipe, families, param_sparsities), True
     return sweep_levels(recipe, sparsities, apply_to), False
 

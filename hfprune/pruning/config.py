@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from hfprune.pruning.units import HEAD_GRANULARITIES
 from hfprune.utils.config import ConfigMixin, check_choice, check_fraction, check_int, check_number, field_help
@@ -210,6 +211,19 @@ class PruningConfig(ConfigMixin):
                 raise ConfigError(f"{prefix}.{name}: expected fewer than the {units} {what} per layer of {where} "
                                   f"(with {sparsity} {getattr(self, sparsity)} there must be some to remove), got "
                                   f"{minimum}")
+
+    def as_control(self) -> Self:
+        """These settings with every sparsity and latency target 0: the same training (scorer, schedule, epochs,
+        distillation around it), nothing removed; the control that separates pruning from the extra training. A
+        pattern weight method (2:4) fixes its sparsity, so the control takes the default weight method, unused at
+        weight sparsity 0."""
+        from hfprune.pruning.weight.methods import WEIGHT_METHODS
+
+        pattern = WEIGHT_METHODS[self.weight_method].pattern_sparsity() is not None
+        return dataclasses.replace(
+            self, head_sparsity=0.0, ffn_sparsity=0.0, layer_sparsity=0.0, weight_sparsity=0.0, latency_target=0.0,
+            latency_target_ms=0.0,
+            **({"weight_method": PruningConfig.__dataclass_fields__["weight_method"].default} if pattern else {}))
 
     @property
     def prunes_nothing(self) -> bool:

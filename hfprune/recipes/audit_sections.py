@@ -127,6 +127,12 @@ class AuditsSection(Section):
     robustness: RobustnessSection = section(RobustnessSection, "adversarial robustness (TextAttack)")
     privacy: PrivacySection = section(PrivacySection, "membership inference and canary exposure")
     latency_rounds: int = field_help(20, "interleaved dense/pruned forward passes timed at seq 128, batch 1 (0: none)")
+    control: bool = field_help(
+        False, "also train the control: a copy of the dense model trained exactly as the pruned ones are (epochs, "
+        "members, scorer, distillation) with nothing removed, and test every pruned model against it as well as "
+        "against the dense model, so the report separates what pruning changed from what the extra training did "
+        "(e.g. more epochs on the members raise the membership AUC by themselves). hfprune run trains it in "
+        "control/, a sweep as its sparsity-0 level; costs one more pruning stage")
 
     def __post_init__(self) -> None:
         check_int(self.path, "latency_rounds", self.latency_rounds, minimum=0)
