@@ -308,8 +308,9 @@ def test_a_sweep_level_that_prunes_nothing_is_the_control_every_level_is_also_co
     nothing, so the reports also test 0.5 against it — what pruning itself did, apart from the extra training —
     with the same pooled tests (scipy's p on the seed-averaged per-example data), named "control" in the lines; the
     one-seed report does the same with its own tests."""
-    from hfprune.audit.compare import PairedRecords, compare_models
-    from hfprune.pipeline.report import CONTROL_NOTE, RunReport
+    from hfprune.audit.compare import CONTROL_NAMES, CONTROL_NOTE, Comparison, PairedRecords, compare_models
+    from hfprune.hub.card import build_model_card
+    from hfprune.pipeline.report import RunReport
     from hfprune.pipeline.results import StageResult
 
     out = tmp_path / "run"
@@ -346,6 +347,13 @@ def test_a_sweep_level_that_prunes_nothing_is_the_control_every_level_is_also_co
     assert "; control " in one.changes_markdown() and CONTROL_NOTE in one.changes_markdown()
     assert RunReport(one.recipe, stages[0], stages[2:]).control is None
 
+    # the 0.5 model's card carries the pooled tests against the control, as the report decided them
+    results = json.loads((out / "seed-0/levels/sparsity-0.50/model/hfprune_results.json").read_text())
+    assert results["seeds"]["control_changes"] == report["changes"][group]
+    card = str(build_model_card(out / "seed-0/levels/sparsity-0.50/model", "alice/tiny-control"))
+    section = card.split("**Against the control (pruning itself: the same training, nothing pruned)**")[1]
+    assert CONTROL_NOTE in card and f"- {Comparison.from_dict(accuracy).line(names=CONTROL_NAMES)}" in section
+
 
 def test_run_with_control_trains_the_same_settings_with_nothing_removed_and_tests_pruned_against_it(
         tiny_model_dir, tmp_path, counted, varied_accuracy, capsys):
@@ -353,7 +361,15 @@ def test_run_with_control_trains_the_same_settings_with_nothing_removed_and_test
     sparsity 0 (the same scorer, schedule, epochs and distillation), and the report tests pruned/ against it with
     compare_models' own numbers, in one Holm family with the dense comparisons. A sweep with the control gains its
     sparsity-0 level; a families sweep refuses the setting."""
-    from hfprune.audit.compare import PairedRecords, compare_models
+    from hfprune.audit.compare import (
+        CONTROL_GROUP,
+        CONTROL_NAMES,
+        CONTROL_NOTE,
+        PairedRecords,
+        compare_models,
+        decide_groups,
+    )
+    from hfprune.hub.card import build_model_card
     from hfprune.pipeline.report import RunReport
     from hfprune.pipeline.results import StageResult
     from hfprune.pipeline.sweep import plan_levels
@@ -379,6 +395,18 @@ def test_run_with_control_trains_the_same_settings_with_nothing_removed_and_test
     assert [c["p_value"] for c in report["changes"][group]] == pytest.approx([c.p_value for c in expected])
     assert all(c["p_adjusted"] is not None for found in report["changes"].values() for c in found)
     assert RunReport(recipe, StageResult.load(out / "dense"), list(stages.values())).control.name == "control"
+
+    # the pruned model's card tests it against the control too (the control's records are in its results file)
+    results = json.loads((out / "pruned/model/hfprune_results.json").read_text())
+    assert results["control"]["quality"] == control["quality"] and results["control"]["name"] == "control"
+    assert "control" not in json.loads((out / "control/model/hfprune_results.json").read_text())
+    card = str(build_model_card(out / "pruned/model", "alice/tiny-control"))
+    dense_records = PairedRecords.of(_stage(out, "dense")["quality"], StageResult.load(out / "dense").model_audit)
+    decided = decide_groups({"dense": compare_models(dense_records, PairedRecords.of(
+        stages["pruned"].quality, stages["pruned"].model_audit)), "control": expected})
+    section = card.split(f"**this model against control {CONTROL_GROUP}**")[1]
+    assert CONTROL_NOTE in card
+    assert all(f"- {c.line(names=CONTROL_NAMES)}" in section for c in decided["control"])
 
     levels, _ = plan_levels(recipe, [0.5])
     assert [(level.value, level.pruning.prunes_nothing) for level in levels] == [(0.0, True), (0.5, False)]

@@ -40,6 +40,13 @@ MEMBER_LOSS_METRICS = ("loss on members (nats)", "loss on non-members (nats)")
 LOSS_ATTACK = "loss"  # the membership attack whose scores are -loss (hfprune.audit.privacy.probes)
 EXTRACTION_METRIC = "extraction AUC"  # an LM's extraction ranking of members above non-members (privacy.extraction)
 ALPHA = 0.05
+CONTROL_GROUP = "(pruning itself: the same training, nothing pruned)"  # ends the name of a group against the control
+CONTROL_NAMES = ("control", "pruned")  # how a line against the control (a level that prunes nothing) names its models
+CONTROL_NOTE = (" The control (a sweep's sparsity-0 level, or control/ of hfprune run --control) trains as the pruned "
+                "models do (the same epochs on the same examples, the same distillation) but prunes nothing, so each "
+                "pruned model is also compared with it (\"control\"): that difference is what pruning itself "
+                "changed, while a difference from the dense model also contains the extra training (e.g. more epochs "
+                "on the members can raise the membership AUC by themselves).")
 
 
 @dataclass(frozen=True)

@@ -115,8 +115,17 @@ def _summary(inputs: CardInputs, repo_id: str) -> str:
 
 
 def _changes(inputs: CardInputs) -> str:
-    """"What pruning changed": paired tests of this model against the dense one, when both records allow them."""
-    from hfprune.audit.compare import PairedRecords, changes_markdown, compare_models, decide_groups
+    """"What pruning changed": paired tests of this model against the dense one, when both records allow them, and
+    against the run's control (the same training, nothing pruned) when it had one; Holm across both."""
+    from hfprune.audit.compare import (
+        CONTROL_GROUP,
+        CONTROL_NAMES,
+        CONTROL_NOTE,
+        PairedRecords,
+        changes_markdown,
+        compare_models,
+        decide_groups,
+    )
     from hfprune.audit.model_audit import ModelAudit
 
     pruned, dense = inputs.results.get("pruned"), inputs.results.get("dense")
@@ -124,24 +133,39 @@ def _changes(inputs: CardInputs) -> str:
         return ""
     if inputs.results.get("seeds"):
         return _seed_changes(inputs.results["seeds"])
-    dense_audit = ModelAudit.from_dict(dense["audit"]) if dense.get("audit") else None
-    found = compare_models(PairedRecords.of(dense["quality"], dense_audit),
-                           PairedRecords.of(pruned["quality"], inputs.audit))
-    return changes_markdown(decide_groups({"this model": found})).rstrip() if found else ""
+
+    def records(reference: dict[str, Any]) -> PairedRecords:
+        audit = ModelAudit.from_dict(reference["audit"]) if reference.get("audit") else None
+        return PairedRecords.of(reference["quality"], audit)
+
+    this = PairedRecords.of(pruned["quality"], inputs.audit)
+    groups = {"this model": compare_models(records(dense), this)}
+    control = inputs.results.get("control")
+    names = {}
+    if control:
+        group = f"this model against {control['name']} {CONTROL_GROUP}"
+        groups[group], names[group] = compare_models(records(control), this), CONTROL_NAMES
+    if not any(groups.values()):
+        return ""
+    return changes_markdown(decide_groups(groups), names=names, note=CONTROL_NOTE if names else "").rstrip()
 
 
 def _seed_changes(seeds: dict[str, Any]) -> str:
     """"What pruning changed" of a run with several seeds: the run report's tests, which use every seed."""
-    from hfprune.audit.compare import Comparison, member_loss_note
+    from hfprune.audit.compare import CONTROL_GROUP, CONTROL_NAMES, CONTROL_NOTE, Comparison, member_loss_note
 
     changes = [Comparison.from_dict(c) for c in seeds["changes"]]
+    against_control = [Comparison.from_dict(c) for c in seeds.get("control_changes", [])]
     lines = ["## What pruning changed", "",
              f"This model's level against the dense model, both trained once for each of {len(seeds['seeds'])} seeds "
              "and scored on the same examples: accuracy, attack success and the loss on members and on non-members "
              "tested once pooling the seeds over examples, MIA and extraction AUCs and canary exposure once per seed "
              "(no test pools them); verdicts after Holm's correction across the run report's tests."
-             f"{member_loss_note({'': changes})}", ""]
+             f"{member_loss_note({'': changes})}{CONTROL_NOTE if against_control else ''}", ""]
     lines += [f"- {c.line()}" for c in changes]
+    if against_control:
+        lines += ["", f"**Against the control {CONTROL_GROUP}**", ""]
+        lines += [f"- {c.line(names=CONTROL_NAMES)}" for c in against_control]
     return "\n".join(lines)
 
 

@@ -27,11 +27,6 @@ logger = get_logger(__name__)
 REPORT_MD = "report.md"
 REPORT_JSON = "report.json"
 PLOTS_DIR = "plots"
-CONTROL_NAMES = ("control", "pruned")  # how a line against the sparsity-0 level names its two models
-CONTROL_NOTE = (" The sparsity-0 level trains as every level does (the same epochs on the same examples, the same "
-                "distillation) but prunes nothing, so each level is also compared with it (\"control\"): that "
-                "difference is what pruning itself changed, while a difference from the dense model also contains "
-                "the extra training (e.g. more epochs on the members can raise the membership AUC by themselves).")
 
 
 @dataclass
@@ -94,11 +89,13 @@ class RunReport:
 
     def control_pairs(self) -> list[tuple[str, StageResult, StageResult]]:
         """(group name, the control, a pruned level) for every other level, when the sweep has a control."""
+        from hfprune.audit.compare import CONTROL_GROUP
+
         control = self.control
         if control is None:
             return []
-        return [(f"{stage.name} against {control.name} (pruning itself: the same training, nothing pruned)",
-                 control, stage) for stage in self.levels if stage is not control]
+        return [(f"{stage.name} against {control.name} {CONTROL_GROUP}", control, stage)
+                for stage in self.levels if stage is not control]
 
     def changes(self) -> dict[str, list[Comparison]]:
         """Each level against the dense model on the same examples, and against the control when there is one,
@@ -115,7 +112,7 @@ class RunReport:
         return decide_groups(groups)
 
     def changes_markdown(self) -> str:
-        from hfprune.audit.compare import changes_markdown
+        from hfprune.audit.compare import CONTROL_NAMES, CONTROL_NOTE, changes_markdown
 
         pairs = self.control_pairs()
         return changes_markdown(self.changes(), names={name: CONTROL_NAMES for name, _, _ in pairs},

@@ -22,6 +22,7 @@ its stage markers (:mod:`hfprune.utils.distributed`).
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +42,7 @@ from hfprune.utils.logging import get_logger
 if TYPE_CHECKING:
     from hfprune.audit.model_audit import LoadedModel
     from hfprune.audit.privacy.split import MembershipSplit
+    from hfprune.pipeline.report import RunReport
     from hfprune.recipes.schema import Recipe
 
 logger = get_logger(__name__)
@@ -314,6 +316,23 @@ class RecipeRunner(RunChecks):
 CONTROL_STAGE = "control"
 
 
+def write_control_records(root: Path, levels: list[Level], report: RunReport) -> None:
+    """With a control in the run (:attr:`RunReport.control`), add it to every other level's ``hfprune_results.json``
+    (``"control"``: its quality, audit and sparsity, like ``"dense"``), so the card built from a pruned model tests
+    it against the control as the report does (with several seeds the summary carries those tests instead)."""
+    control = report.control
+    if control is None:
+        return
+    for level, stage in zip(levels, report.levels, strict=True):
+        path = stage.model_path(root / level.name) / RESULTS_FILE
+        if stage is control or not path.is_file():
+            continue
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        payload["control"] = {"name": control.name, "quality": control.quality, "audit": control.audit,
+                              "sparsity": control.sparsity}
+        atomic_write_json(path, payload)
+
+
 def single_level(recipe: Recipe) -> list[Level]:
     """``hfprune run``: one pruned model, with the recipe's own pruning settings, in ``pruned/``; with
     ``audits.control``, first the control in ``control/`` (the same settings, nothing removed)."""
@@ -331,5 +350,11 @@ def run_recipe(recipe: Recipe, overwrite: bool = False) -> tuple[StageResult, li
     runner = RecipeRunner(recipe, overwrite)
     with runner.locked(single_level(recipe)):  # the report too is written under the folder's lock
         dense, levels = runner.run(single_level(recipe))
-        distributed.main_only(lambda: RunReport(recipe, dense, levels).save(recipe.output_dir))
+
+        def write_report() -> None:
+            report = RunReport(recipe, dense, levels)
+            report.save(recipe.output_dir)
+            write_control_records(recipe.output_dir, single_level(recipe), report)
+
+        distributed.main_only(write_report)
     return dense, levels

@@ -132,9 +132,8 @@ class SeedsReport(RunReport):
         return {level: [c for cs in metrics.values() for c in cs] for level, metrics in self.seed_changes.items()}
 
     def changes_markdown(self) -> str:
-        from hfprune.audit.compare import ALPHA, estimate_note, member_loss_note
+        from hfprune.audit.compare import ALPHA, CONTROL_NAMES, CONTROL_NOTE, estimate_note, member_loss_note
         from hfprune.audit.seeds import PER_SEED_METRICS
-        from hfprune.pipeline.report import CONTROL_NAMES, CONTROL_NOTE
 
         controlled = {name for name, _, _ in self.control_pairs()}
 
@@ -288,10 +287,12 @@ class SeedsReport(RunReport):
     def level_summary(self, index: int) -> dict[str, Any]:
         """What a pruned model's card reports about the seeds of its level (``hfprune_results.json``)."""
         level = self.levels[index]
+        against_control = next((name for name, _, stage in self.control_pairs() if stage is level), None)
         return {"seeds": self.seeds, "split_seed": self.recipe.training.member_split_seed,
                 "published": self._published(index), "dense": self._metrics_dict(self.dense),
                 "pruned": self._metrics_dict(level),
                 "changes": [c.to_dict() for c in self.changes()[level.name]],
+                "control_changes": [c.to_dict() for c in self.changes().get(against_control, [])],
                 "difference_spreads": {metric: _plain(asdict(spread))
                                        for metric, spread in self.difference_spreads[level.name].items()}}
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from hfprune.errors import ConfigError
 from hfprune.pipeline.results import STAGE_FILE, Level, StageResult
-from hfprune.pipeline.runner import RecipeRunner
+from hfprune.pipeline.runner import RecipeRunner, write_control_records
 from hfprune.recipes.schema import SWEEP_FIELDS, check_sparsities
 from hfprune.utils import distributed
 from hfprune.utils.logging import get_logger
@@ -137,7 +137,9 @@ def run_sweep(
 
         def report() -> dict[str, dict] | None:  # the main process's (measured and written once, under a launch)
             if not use_families:
-                RunReport(recipe, dense, results, title=title).save(report_dir)
+                run_report = RunReport(recipe, dense, results, title=title)
+                run_report.save(report_dir)
+                write_control_records(root, levels, run_report)
                 return None
             from hfprune.pipeline.families_report import save_families_report
 
