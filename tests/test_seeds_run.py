@@ -376,16 +376,20 @@ def test_run_with_control_trains_the_same_settings_with_nothing_removed_and_test
 
     out = tmp_path / "run"
     payload = tiny_payload(tiny_model_dir, out, head_sparsity=0.5, ffn_sparsity=0.5)
+    first = _command(tmp_path, payload, "run")
+    assert first.handler(first) == 0 and counted["prune_and_distill"] == 1
     check = _command(tmp_path, payload, "run", "--control", "--check")
     assert check.handler(check) == 0 and "(dense/, control/, pruned/, report.md)" in capsys.readouterr().out
+    before = _mtimes(out)
     args = _command(tmp_path, payload, "run", "--control")
-    assert args.handler(args) == 0
+    assert args.handler(args) == 0  # added to a finished run: the control alone is trained
+    assert {name: t for name, t in _mtimes(out).items() if name != "control"} == before
     recipe = load_recipe(tmp_path / "recipe.yaml", {"audits.control": True})
     control, pruned = _stage(out, "control"), _stage(out, "pruned")
     assert control["pruning"] == recipe.pruning.as_control().to_dict()
     assert control["pruning"] == {**pruned["pruning"], "head_sparsity": 0.0, "ffn_sparsity": 0.0}
     assert control["sparsity"]["param_sparsity"] <= 0 < pruned["sparsity"]["param_sparsity"]
-    assert counted["prune_and_distill"] == 2
+    assert counted["prune_and_distill"] == 2 and counted["train_dense"] == 1
     report = json.loads((out / "report.json").read_text())
     group = "pruned against control (pruning itself: the same training, nothing pruned)"
     assert set(report["changes"]) == {"control", "pruned", group}

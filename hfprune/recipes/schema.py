@@ -369,7 +369,8 @@ class Recipe(Section):
         return fingerprint(self.result_dict())
 
     def result_dict(self) -> dict[str, Any]:
-        """The recipe without the keys that do not change results (output, sweep, name, description, threads), and
+        """The recipe without the keys that do not change results (output, sweep, name, description, threads,
+        audits.control), and
         without training.device / precision / weight_decay at their defaults (auto, fp32, 0.0): runs recorded before
         those keys existed keep their fingerprint and resume; another value changes the numbers, so it is a new run."""
         payload = self.to_dict()
@@ -389,6 +390,9 @@ class Recipe(Section):
         if training["split_seed"] is None or training["split_seed"] == training.get("seed"):
             training.pop("split_seed")
         payload["pruning"] = self.pruning.result_dict()
+        # audits.control decides which stages a run has, not how any stage is computed: a control added to a
+        # finished run trains the control alone
+        del payload["audits"]["control"]
         privacy = payload["audits"]["privacy"]
         if not privacy["n_shadows"]:  # no shadow trained: the mode changes nothing, and older runs keep resuming
             del privacy["n_shadows"], privacy["shadows"]
