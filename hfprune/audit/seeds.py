@@ -139,8 +139,7 @@ def compare_seeds(
     :func:`pooled_attack`); an LM's per-text loss averages each text's loss over the seeds and keeps the Wilcoxon
     test, the loss attack's members' and non-members' losses average each example's loss and keep the t-test. No
     test pools an AUC (membership or extraction) or a canary's exposure over seeds on the same examples, so those
-    get one test per seed
-    (DeLong, Wilcoxon), named ``"<metric>, seed <s>"``, to be Holm-adjusted with the rest.
+    get one test per seed (DeLong, Wilcoxon), named ``"<metric>, seed <s>"``, to be Holm-adjusted with the rest.
     """
     if not len(dense) == len(pruned) == len(seeds) or not seeds:
         raise ConfigError(f"seeds: expected one dense and one pruned record per seed, got {len(dense)}, "
