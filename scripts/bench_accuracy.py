@@ -57,9 +57,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--teacher-from", type=Path, default=None,
                         help="accuracy.json of the run that trained --teacher: its dev accuracy and per-example "
                              "correctness are copied (so cells are tested against the dense model)")
-    parser.add_argument("--reuse-rows", type=Path, default=None,
-                        help="accuracy.json of an earlier run with the same teacher and settings: an asked cell "
-                             "recorded there (and not here) is copied, marked reused_from, instead of run again")
+    parser.add_argument("--reuse-rows", type=Path, nargs="+", default=[],
+                        help="accuracy.json files of earlier runs with the same teacher and settings: an asked cell "
+                             "recorded there (and not here) is copied from the first that has it, marked "
+                             "reused_from, instead of run again")
     parser.add_argument("--sparsities", type=float, nargs="*", default=[0.3, 0.5, 0.7, 0.9])
     parser.add_argument("--latency-targets", type=float, nargs="*", default=[],
                         help="cells pruned to these predicted speedups (PruningConfig.latency_target) beside the "
@@ -96,7 +97,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="scorer pairs CANDIDATE:REFERENCE compared at equal sparsity and distillation")
     args = parser.parse_args(argv)
     args.seeds = args.seeds or [args.seed]
-    for flag, path in (("--teacher-from", args.teacher_from), ("--reuse-rows", args.reuse_rows)):
+    for flag, path in (("--teacher-from", args.teacher_from), *(("--reuse-rows", p) for p in args.reuse_rows)):
         if path is not None and not path.is_file():
             parser.error(f"{flag}: expected an accuracy.json file, got {path}")
     if not args.sparsities and not args.latency_targets:
@@ -522,8 +523,8 @@ def main(argv: list[str] | None = None) -> None:
                       "seed": seed, **minimums}, args.seed)
              for seed in args.seeds for target, sparsity, _ in levels for scoring in args.scorers
              for distill in distill_settings}
-    if args.reuse_rows:
-        payload = reuse_rows(json_path, args.reuse_rows, asked, args.seed)
+    for source in args.reuse_rows:
+        payload = reuse_rows(json_path, source, asked, args.seed)
     done = {row_key(r, args.seed) for r in payload["rows"]}
     for seed in args.seeds:  # seed-major: a run stopped early leaves whole seeds, every cell in each
         for cell_level in levels:

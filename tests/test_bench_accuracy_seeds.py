@@ -205,22 +205,25 @@ def test_teacher_from_copies_the_teacher_record_and_finished_cells_only_report(b
                                   "dense_accuracy": payload["dense_accuracy"]}))
     good = [r for r in payload["rows"] if r["scoring"] == "good"]
     bad = [r for r in payload["rows"] if r["scoring"] == "bad"]
-    earlier = tmp_path / "earlier.json"  # --reuse-rows: the 'bad' cells and a cell not asked for
-    earlier.write_text(json.dumps({"rows": [*bad, {**bad[0], "sparsity": 0.7}]}))
+    earlier = tmp_path / "earlier.json"  # --reuse-rows: two 'bad' cells and a cell not asked for
+    earlier.write_text(json.dumps({"rows": [*bad[:2], {**bad[0], "sparsity": 0.7}]}))
+    other = tmp_path / "other.json"  # a second file: the third 'bad' cell, and one the first file already gave
+    other.write_text(json.dumps({"rows": [{**bad[0], "accuracy": 0.0}, bad[2]]}))
     out = tmp_path / "out"
     out.mkdir()
     (out / "accuracy.json").write_text(json.dumps({"rows": good, "wall_time_s": 33.0}))
     bench.main(["--teacher", str(tmp_path / "teacher"), "--teacher-from", str(source), "--sparsities", "0.5",
                 "--scorers", "good", "bad", "--distill", "on", "--seeds", "0", "1", "2", "--pairs", "--out",
-                str(out), "--reuse-rows", str(earlier)])
+                str(out), "--reuse-rows", str(earlier), str(other)])
     written = json.loads((out / "accuracy.json").read_text())
     assert written["teacher"]["correct"] == payload["teacher"]["correct"]
     assert written["dense_accuracy"] == payload["dense_accuracy"]
     assert [bench.row_key(r) for r in written["rows"]] == [bench.row_key(r) for r in good + bad]
-    assert [r.get("reused_from") for r in written["rows"]] == [None] * 3 + [str(earlier)] * 3
+    assert [r.get("reused_from") for r in written["rows"]] == [None] * 3 + [str(earlier)] * 2 + [str(other)]
+    assert written["rows"][3]["accuracy"] == bad[0]["accuracy"]  # the first file that has a cell gives it
     assert written["wall_time_s"] < 60  # the copied cells' times were spent elsewhere
     markdown = (out / "accuracy.md").read_text()
-    assert "bad + KD at 50% - dense" in markdown and f"copied from {earlier}" in markdown
+    assert "bad + KD at 50% - dense" in markdown and f"copied from {earlier}, {other}" in markdown
     assert "| 50% | bad | yes | 0 * |" in markdown
     with pytest.raises(SystemExit):
         bench.parse_args(["--teacher-from", str(tmp_path / "missing.json")])
