@@ -150,6 +150,9 @@ def test_sweep_with_two_seeds_reports_means_pooled_tests_and_resumes(tiny_model_
 
     card = str(build_model_card(out / "seed-1/levels/sparsity-0.50/model", "alice/tiny-seeds"))
     assert "## Across seeds" in card and "This model is seed 1 of 2 seeds (0, 1)" in card
+    from hfprune.audit.compare import NO_CONTROL_NOTE
+
+    assert NO_CONTROL_NOTE in card and NO_CONTROL_NOTE in markdown
     assert "- accuracy: **" in card and "t-test over 32 examples of the correctness averaged over seeds" in card
 
     printed = capsys.readouterr().out
@@ -308,7 +311,14 @@ def test_a_sweep_level_that_prunes_nothing_is_the_control_every_level_is_also_co
     nothing, so the reports also test 0.5 against it — what pruning itself did, apart from the extra training —
     with the same pooled tests (scipy's p on the seed-averaged per-example data), named "control" in the lines; the
     one-seed report does the same with its own tests."""
-    from hfprune.audit.compare import CONTROL_NAMES, CONTROL_NOTE, Comparison, PairedRecords, compare_models
+    from hfprune.audit.compare import (
+        CONTROL_NAMES,
+        CONTROL_NOTE,
+        NO_CONTROL_NOTE,
+        Comparison,
+        PairedRecords,
+        compare_models,
+    )
     from hfprune.hub.card import build_model_card
     from hfprune.pipeline.report import RunReport
     from hfprune.pipeline.results import StageResult
@@ -345,7 +355,9 @@ def test_a_sweep_level_that_prunes_nothing_is_the_control_every_level_is_also_co
                               PairedRecords.of(stages[2].quality, stages[2].model_audit))
     assert [(c.metric, c.p_value) for c in found] == [(c.metric, c.p_value) for c in expected]
     assert "; control " in one.changes_markdown() and CONTROL_NOTE in one.changes_markdown()
-    assert RunReport(one.recipe, stages[0], stages[2:]).control is None
+    without = RunReport(one.recipe, stages[0], stages[2:])
+    assert without.control is None and NO_CONTROL_NOTE in without.changes_markdown()
+    assert NO_CONTROL_NOTE not in one.changes_markdown()
 
     # the 0.5 model's card carries the pooled tests against the control, as the report decided them
     results = json.loads((out / "seed-0/levels/sparsity-0.50/model/hfprune_results.json").read_text())
@@ -353,6 +365,7 @@ def test_a_sweep_level_that_prunes_nothing_is_the_control_every_level_is_also_co
     card = str(build_model_card(out / "seed-0/levels/sparsity-0.50/model", "alice/tiny-control"))
     section = card.split("**Against the control (pruning itself: the same training, nothing pruned)**")[1]
     assert CONTROL_NOTE in card and f"- {Comparison.from_dict(accuracy).line(names=CONTROL_NAMES)}" in section
+    assert NO_CONTROL_NOTE not in card
 
 
 def test_run_with_control_trains_the_same_settings_with_nothing_removed_and_tests_pruned_against_it(
@@ -365,6 +378,7 @@ def test_run_with_control_trains_the_same_settings_with_nothing_removed_and_test
         CONTROL_GROUP,
         CONTROL_NAMES,
         CONTROL_NOTE,
+        NO_CONTROL_NOTE,
         PairedRecords,
         compare_models,
         decide_groups,
@@ -378,6 +392,8 @@ def test_run_with_control_trains_the_same_settings_with_nothing_removed_and_test
     payload = tiny_payload(tiny_model_dir, out, head_sparsity=0.5, ffn_sparsity=0.5)
     first = _command(tmp_path, payload, "run")
     assert first.handler(first) == 0 and counted["prune_and_distill"] == 1
+    assert NO_CONTROL_NOTE in (out / "report.md").read_text()
+    assert NO_CONTROL_NOTE in str(build_model_card(out / "pruned/model", "alice/tiny-no-control"))
     check = _command(tmp_path, payload, "run", "--control", "--check")
     assert check.handler(check) == 0 and "(dense/, control/, pruned/, report.md)" in capsys.readouterr().out
     before = _mtimes(out)
@@ -409,7 +425,7 @@ def test_run_with_control_trains_the_same_settings_with_nothing_removed_and_test
     decided = decide_groups({"dense": compare_models(dense_records, PairedRecords.of(
         stages["pruned"].quality, stages["pruned"].model_audit)), "control": expected})
     section = card.split(f"**this model against control {CONTROL_GROUP}**")[1]
-    assert CONTROL_NOTE in card
+    assert CONTROL_NOTE in card and NO_CONTROL_NOTE not in card
     assert all(f"- {c.line(names=CONTROL_NAMES)}" in section for c in decided["control"])
 
     levels, _ = plan_levels(recipe, [0.5])

@@ -47,6 +47,9 @@ CONTROL_NOTE = (" The control (a sweep's sparsity-0 level, or control/ of hfprun
                 "pruned model is also compared with it (\"control\"): that difference is what pruning itself "
                 "changed, while a difference from the dense model also contains the extra training (e.g. more epochs "
                 "on the members can raise the membership AUC by themselves).")
+NO_CONTROL_NOTE = (" No control was trained: a difference from the dense model also contains the pruned model's extra "
+                   "training (its pruning epochs on the same examples), which alone can change accuracy, robustness "
+                   "and membership leakage; hfprune run --control trains one to separate the two.")
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,7 @@ def _changes(inputs: CardInputs) -> str:
         CONTROL_GROUP,
         CONTROL_NAMES,
         CONTROL_NOTE,
+        NO_CONTROL_NOTE,
         PairedRecords,
         changes_markdown,
         compare_models,
@@ -147,12 +148,20 @@ def _changes(inputs: CardInputs) -> str:
         groups[group], names[group] = compare_models(records(control), this), CONTROL_NAMES
     if not any(groups.values()):
         return ""
-    return changes_markdown(decide_groups(groups), names=names, note=CONTROL_NOTE if names else "").rstrip()
+    note = CONTROL_NOTE if names else NO_CONTROL_NOTE
+    return changes_markdown(decide_groups(groups), names=names, note=note).rstrip()
 
 
 def _seed_changes(seeds: dict[str, Any]) -> str:
     """"What pruning changed" of a run with several seeds: the run report's tests, which use every seed."""
-    from hfprune.audit.compare import CONTROL_GROUP, CONTROL_NAMES, CONTROL_NOTE, Comparison, member_loss_note
+    from hfprune.audit.compare import (
+        CONTROL_GROUP,
+        CONTROL_NAMES,
+        CONTROL_NOTE,
+        NO_CONTROL_NOTE,
+        Comparison,
+        member_loss_note,
+    )
 
     changes = [Comparison.from_dict(c) for c in seeds["changes"]]
     against_control = [Comparison.from_dict(c) for c in seeds.get("control_changes", [])]
@@ -161,7 +170,7 @@ def _seed_changes(seeds: dict[str, Any]) -> str:
              "and scored on the same examples: accuracy, attack success and the loss on members and on non-members "
              "tested once pooling the seeds over examples, MIA and extraction AUCs and canary exposure once per seed "
              "(no test pools them); verdicts after Holm's correction across the run report's tests."
-             f"{member_loss_note({'': changes})}{CONTROL_NOTE if against_control else ''}", ""]
+             f"{member_loss_note({'': changes})}{CONTROL_NOTE if against_control else NO_CONTROL_NOTE}", ""]
     lines += [f"- {c.line()}" for c in changes]
     if against_control:
         lines += ["", f"**Against the control {CONTROL_GROUP}**", ""]

@@ -112,11 +112,11 @@ class RunReport:
         return decide_groups(groups)
 
     def changes_markdown(self) -> str:
-        from hfprune.audit.compare import CONTROL_NAMES, CONTROL_NOTE, changes_markdown
+        from hfprune.audit.compare import CONTROL_NAMES, CONTROL_NOTE, NO_CONTROL_NOTE, changes_markdown
 
         pairs = self.control_pairs()
         return changes_markdown(self.changes(), names={name: CONTROL_NAMES for name, _, _ in pairs},
-                                note=CONTROL_NOTE if pairs else "")
+                                note=CONTROL_NOTE if pairs else NO_CONTROL_NOTE)
 
     # ---- markdown ----
     def to_markdown(self) -> str:

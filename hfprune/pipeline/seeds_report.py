@@ -132,7 +132,14 @@ class SeedsReport(RunReport):
         return {level: [c for cs in metrics.values() for c in cs] for level, metrics in self.seed_changes.items()}
 
     def changes_markdown(self) -> str:
-        from hfprune.audit.compare import ALPHA, CONTROL_NAMES, CONTROL_NOTE, estimate_note, member_loss_note
+        from hfprune.audit.compare import (
+            ALPHA,
+            CONTROL_NAMES,
+            CONTROL_NOTE,
+            NO_CONTROL_NOTE,
+            estimate_note,
+            member_loss_note,
+        )
         from hfprune.audit.seeds import PER_SEED_METRICS
 
         controlled = {name for name, _, _ in self.control_pairs()}
@@ -150,7 +157,7 @@ class SeedsReport(RunReport):
                  "this report; after each metric, the spread over seeds of the per-seed difference (pruned - dense "
                  "of the same seed). *No detectable change* means these seeds and examples cannot tell the models "
                  f"apart, not that they are equal.{estimate_note(self.changes())}"
-                 f"{member_loss_note(self.changes())}{CONTROL_NOTE if controlled else ''}", ""]
+                 f"{member_loss_note(self.changes())}{CONTROL_NOTE if controlled else NO_CONTROL_NOTE}", ""]
         if not total:
             return "\n".join(lines[:2] + ["No per-example records to compare.", ""])
         for level, metrics in self.seed_changes.items():
