@@ -370,9 +370,9 @@ class Recipe(Section):
 
     def result_dict(self) -> dict[str, Any]:
         """The recipe without the keys that do not change results (output, sweep, name, description, threads,
-        audits.control), and
-        without training.device / precision / weight_decay at their defaults (auto, fp32, 0.0): runs recorded before
-        those keys existed keep their fingerprint and resume; another value changes the numbers, so it is a new run."""
+        audits.control), and without training.device / precision / weight_decay at their defaults (auto, fp32, 0.0):
+        runs recorded before those keys existed keep their fingerprint and resume; another value changes the numbers,
+        so it is a new run."""
         payload = self.to_dict()
         for key in ("output", "sweep", "name", "description"):
             payload.pop(key)
