@@ -323,13 +323,19 @@ def write_control_records(root: Path, levels: list[Level], report: RunReport) ->
     control = report.control
     if control is None:
         return
+    record = {"name": control.name, "quality": control.quality, "audit": control.audit, "sparsity": control.sparsity}
     for level, stage in zip(levels, report.levels, strict=True):
-        path = stage.model_path(root / level.name) / RESULTS_FILE
-        if stage is control or not path.is_file():
-            continue
+        if stage is not control:
+            add_to_results(stage.model_path(root / level.name), "control", record)
+
+
+def add_to_results(model_dir: Path, key: str, value: Any) -> None:
+    """Set ``key`` in the ``hfprune_results.json`` of a finished stage's model (what its card reports), if it has
+    one: records known only once the whole run is done (the control's, the summary over seeds)."""
+    path = model_dir / RESULTS_FILE
+    if path.is_file():
         payload = json.loads(path.read_text(encoding="utf-8"))
-        payload["control"] = {"name": control.name, "quality": control.quality, "audit": control.audit,
-                              "sparsity": control.sparsity}
+        payload[key] = value
         atomic_write_json(path, payload)
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,15 +191,11 @@ def run_seeds(recipe: Recipe, levels: list[Level], report_dir: Path, title: str 
 def write_model_summaries(runs: SeedRuns, report: Any) -> None:
     """Add the seeds' summary (``"seeds"``) to every pruned model's ``hfprune_results.json``: a card built from any
     seed's model then reports the mean, spread and pooled tests, and names the seed chosen for publishing."""
-    from hfprune.pipeline.runner import RESULTS_FILE
+    from hfprune.pipeline.runner import add_to_results
 
     root = runs.recipe.output_dir
     for j, name in enumerate(runs.level_dirs):
         summary = report.level_summary(j)
         for seed, seed_levels in zip(runs.seeds, runs.levels, strict=True):
-            path = seed_levels[j].model_path(root / seed_dir(seed) / name) / RESULTS_FILE
-            if not path.is_file():
-                continue
-            payload = json.loads(path.read_text(encoding="utf-8"))
-            payload["seeds"] = {**summary, "this_seed": seed}
-            atomic_write_json(path, payload)
+            add_to_results(seed_levels[j].model_path(root / seed_dir(seed) / name), "seeds",
+                           {**summary, "this_seed": seed})

@@ -293,13 +293,13 @@ class SeedsReport(RunReport):
 
     def level_summary(self, index: int) -> dict[str, Any]:
         """What a pruned model's card reports about the seeds of its level (``hfprune_results.json``)."""
-        level = self.levels[index]
+        level, changes = self.levels[index], self.changes()
         against_control = next((name for name, _, stage in self.control_pairs() if stage is level), None)
         return {"seeds": self.seeds, "split_seed": self.recipe.training.member_split_seed,
                 "published": self._published(index), "dense": self._metrics_dict(self.dense),
                 "pruned": self._metrics_dict(level),
-                "changes": [c.to_dict() for c in self.changes()[level.name]],
-                "control_changes": [c.to_dict() for c in self.changes().get(against_control, [])],
+                "changes": [c.to_dict() for c in changes[level.name]],
+                "control_changes": [c.to_dict() for c in changes.get(against_control, [])],
                 "difference_spreads": {metric: _plain(asdict(spread))
                                        for metric, spread in self.difference_spreads[level.name].items()}}
 
