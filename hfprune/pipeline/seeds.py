@@ -67,11 +67,14 @@ class SeedRuns:
 
 
 def seed_runners(recipe: Recipe, overwrite: bool = False) -> list[RecipeRunner]:
-    """One runner per seed, once the run folder's layout is checked."""
+    """One runner per seed, once the run folder's layout is checked: under a launch by the main process alone (a
+    follower that gets here after the main process has started writing the run would take its first folders for
+    someone else's and refuse them), its verdict sent to the others."""
     from hfprune.pipeline.runner import RecipeRunner
+    from hfprune.training_args import resolve_device
 
-    check_layout(recipe)
-    check_root(recipe)
+    distributed.join(resolve_device(recipe.training.device, "training.device"))
+    distributed.main_only(lambda: (check_layout(recipe), check_root(recipe)))
     return [RecipeRunner(seed_recipe(recipe, seed), overwrite) for seed in recipe.training.run_seeds]
 
 
