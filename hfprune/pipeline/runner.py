@@ -353,14 +353,14 @@ def run_recipe(recipe: Recipe, overwrite: bool = False) -> tuple[StageResult, li
 
     refuse_several_seeds(recipe, "run_recipe")
     check_layout(recipe)
-    runner = RecipeRunner(recipe, overwrite)
-    with runner.locked(single_level(recipe)):  # the report too is written under the folder's lock
-        dense, levels = runner.run(single_level(recipe))
+    runner, planned = RecipeRunner(recipe, overwrite), single_level(recipe)
+    with runner.locked(planned):  # the report too is written under the folder's lock
+        dense, levels = runner.run(planned)
 
         def write_report() -> None:
             report = RunReport(recipe, dense, levels)
             report.save(recipe.output_dir)
-            write_control_records(recipe.output_dir, single_level(recipe), report)
+            write_control_records(recipe.output_dir, planned, report)
 
         distributed.main_only(write_report)
     return dense, levels

@@ -160,10 +160,8 @@ def run_seeds(recipe: Recipe, levels: list[Level], report_dir: Path, title: str 
     dense: list[StageResult] = []
     results: list[list[StageResult]] = []
     extras: list[Any] = []
-    # under a launch the main process alone locks and writes (hfprune.utils.distributed); every process trains
-    from hfprune.training_args import resolve_device
-
-    distributed.join(resolve_device(recipe.training.device, "training.device"))
+    # under a launch the main process alone locks and writes (hfprune.utils.distributed; seed_runners joined the
+    # process group); every process trains
     with distributed.main_writes(lambda: output_lock(root, "output.dir")), contextlib.ExitStack() as locks:
         for runner in runners:  # every seed checked (preflight) and its folder locked before the first stage runs
             locks.enter_context(runner.locked(levels))
