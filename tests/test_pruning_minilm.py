@@ -1,63 +1,63 @@
-"""Integration: the real MiniLM fine-tuned on an SST-2 slice, pruned to 50% heads + 50% FFN neurons.
+"""Integration: the real MiniLM fine-tuned on an SST-2 slice, pruned to 50% heads + 50% FFN neurons with the default
+scorer and distillation from it; accuracy on the full SST-2 dev set (872), dense and pruned on the same sentences.
 
-Same teacher, data, seed and number of steps for every variant; accuracy on the full SST-2 dev set (872).
+Which scorer beats which, and whether distillation helps, are differences of a point or two: one seed cannot show
+them, so they are measured with 3 seeds and paired tests in ``benchmarks/accuracy_*`` (README, "Results"), not
+asserted here. This file checks what one run can: the pruned model really is half the heads and neurons, the
+saved model reproduces the run's numbers exactly, and pruning with distillation keeps the teacher's accuracy
+within a bound the paired interval must clear.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hfprune import load_pruned
-from hfprune.pipeline.prune_classifier import PruneClassifierConfig, prune_classifier
+from hfprune.audit.compare import compare_accuracy
+from hfprune.pipeline.prune_classifier import PruneClassifierConfig, evaluate_examples, prune_classifier
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def pruned_runs(finetuned_minilm_dir, tmp_path_factory):
-    """Prune the same fine-tuned MiniLM with movement and with random scores: 63 steps on 1,000 sentences, the
-    first 30% of them only accumulating scores. Measured on 2 cores: movement 0.772, random 0.763 (dense 0.829)."""
-    out = tmp_path_factory.mktemp("minilm-pruned")
-    common = dict(teacher=str(finetuned_minilm_dir), train_samples=1000, prune_epochs=2.0, max_length=64,
-                  batch_size=32, learning_rate=3e-4, pruning_warmup_ratio=0.3, head_sparsity=0.5, ffn_sparsity=0.5,
-                  seed=0, distill=False, threads=1)
-    variants = {"movement": dict(scoring="movement"), "random": dict(scoring="random")}
-    return {name: prune_classifier(PruneClassifierConfig(output_dir=str(out / name), **common, **variant))
-            for name, variant in variants.items()}
+def pruned_run(finetuned_minilm_dir, tmp_path_factory):
+    """Prune the CI-sized teacher (``finetuned_minilm_dir``: 3,000 sentences, dev 0.829) with the default scorer,
+    distilling from it: 63 steps on 1,000 sentences it never saw (``train_skip`` = its 3,000), 1 thread. Then the
+    dense and the reloaded pruned model are evaluated example by example."""
+    config = PruneClassifierConfig(
+        teacher=str(finetuned_minilm_dir), train_samples=1000, train_skip=3000, prune_epochs=2.0, max_length=64,
+        batch_size=32, head_sparsity=0.5, ffn_sparsity=0.5, seed=0, distill=True, threads=1,
+        output_dir=str(tmp_path_factory.mktemp("minilm-pruned") / "run"))
+    result = prune_classifier(config)
+    dense = evaluate_examples(config, Path(finetuned_minilm_dir))
+    pruned = evaluate_examples(config, Path(result.pruned_dir))
+    return config, result, dense, pruned
 
 
-def test_movement_beats_random_at_half_heads_and_half_ffn(pruned_runs):
-    movement, random = pruned_runs["movement"], pruned_runs["random"]
-    assert movement.sparsity["head_sparsity"] == random.sparsity["head_sparsity"] == 0.5
-    assert movement.sparsity["ffn_sparsity"] == random.sparsity["ffn_sparsity"] == 0.5
-    assert movement.pruned_accuracy > random.pruned_accuracy
+def test_half_the_heads_and_ffn_neurons_are_gone_and_the_saved_model_reloads_smaller(pruned_run):
+    _, result, _, _ = pruned_run
+    assert result.sparsity["head_sparsity"] == result.sparsity["ffn_sparsity"] == 0.5
+    assert result.sparsity["flops_sparsity"] == pytest.approx(0.5)
+    model = load_pruned(result.pruned_dir)
+    assert sum(p.numel() for p in model.parameters()) == result.sparsity["params"] < result.sparsity["params_dense"]
 
 
-def test_saved_pruned_minilm_reloads_smaller(pruned_runs):
-    run = pruned_runs["movement"]
-    model = load_pruned(run.pruned_dir)
-    assert sum(p.numel() for p in model.parameters()) == run.sparsity["params"] < run.sparsity["params_dense"]
-    assert run.sparsity["flops_sparsity"] == pytest.approx(0.5)
+def test_the_saved_models_give_the_accuracies_the_run_recorded(pruned_run):
+    _, result, dense, pruned = pruned_run
+    assert len(dense) == len(pruned) == 872
+    # the pruned accuracy was measured on the in-memory student before saving: the compacted reload agrees on
+    # every sentence's count of correct ones
+    assert sum(pruned) / len(pruned) == pytest.approx(result.pruned_accuracy, abs=1e-12)
+    assert sum(dense) / len(dense) == pytest.approx(result.dense_accuracy, abs=1e-12)
 
 
-@pytest.fixture(scope="module")
-def distill_runs(finetuned_minilm_dir, tmp_path_factory):
-    """Prune the same fine-tuned MiniLM (movement scores) with and without distillation from it: 63 steps on 1,000
-    sentences the teacher never saw (``train_skip`` = its 3,000). On the teacher's own sentences its soft labels
-    are about the labels themselves and distillation adds nothing (measured: 0.761-0.763 with vs 0.769-0.772
-    without); on unseen ones they carry what the dense model generalises. Measured (1 thread): 0.7718 with vs
-    0.7672 without (dense 0.8291). The margin is small and setting-dependent: at learning rate 3e-4 it reversed
-    (0.765 vs 0.779); see scripts/bench_accuracy.py for the grid over sparsities and scorers."""
-    out = tmp_path_factory.mktemp("minilm-distilled")
-    common = dict(teacher=str(finetuned_minilm_dir), train_samples=1000, train_skip=3000, prune_epochs=2.0,
-                  max_length=64, batch_size=32, head_sparsity=0.5, ffn_sparsity=0.5, seed=0, threads=1,
-                  scoring="movement")  # the measured setting; snip_momentum (the default) beats its teacher here
-    return {distill: prune_classifier(PruneClassifierConfig(output_dir=str(out / f"distill-{distill}"), **common,
-                                                            distill=distill))
-            for distill in (False, True)}
-
-
-def test_distillation_beats_no_distillation_at_half_heads_and_half_ffn(distill_runs):
-    plain, distilled = distill_runs[False], distill_runs[True]
-    assert plain.sparsity == distilled.sparsity
-    assert distilled.pruned_accuracy > plain.pruned_accuracy
+def test_pruning_half_with_distillation_keeps_the_teachers_accuracy_within_three_points(pruned_run):
+    """Measured (1 thread, this setting): dense 0.8291, pruned 0.8326, +0.3 points [-1.7, +2.4] (exact McNemar on
+    the 872 pairs: 36 only dense, 39 only pruned, p = 0.82). The bound fails a run that loses 3 points or more with
+    95% confidence, well outside this one's interval."""
+    _, _, dense, pruned = pruned_run
+    comparison = compare_accuracy(dense, pruned)
+    assert comparison.n == 872
+    assert comparison.low > -0.03, comparison.line()
