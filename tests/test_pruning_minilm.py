@@ -47,8 +47,8 @@ def test_half_the_heads_and_ffn_neurons_are_gone_and_the_saved_model_reloads_sma
 def test_the_saved_models_give_the_accuracies_the_run_recorded(pruned_run):
     _, result, dense, pruned = pruned_run
     assert len(dense) == len(pruned) == 872
-    # the pruned accuracy was measured on the in-memory student before saving: the compacted reload agrees on
-    # every sentence's count of correct ones
+    # the run measured the pruned accuracy on the in-memory student before saving it: the compacted model
+    # reloaded from disk must give the same accuracy
     assert sum(pruned) / len(pruned) == pytest.approx(result.pruned_accuracy, abs=1e-12)
     assert sum(dense) / len(dense) == pytest.approx(result.dense_accuracy, abs=1e-12)
 
