@@ -272,8 +272,9 @@ def dense_teacher(args, payload: dict) -> tuple[str, float]:
     if payload["rows"]:
         raise SystemExit(f"{args.out}: the recorded rows were pruned from another teacher ({done}); "
                          "use a new --out or delete the JSON")
+    started = time.perf_counter()
     result = finetune_classifier(config)
-    payload["teacher"] = {"settings": settings, "accuracy": result.accuracy}
+    payload["teacher"] = {"settings": settings, "accuracy": result.accuracy, "wall_s": time.perf_counter() - started}
     return result.output_dir, result.accuracy
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import stats
 
+from hfprune import training
 from hfprune.audit import seeds
 from hfprune.errors import ConfigError
 
@@ -227,3 +229,23 @@ def test_teacher_from_copies_the_teacher_record_and_finished_cells_only_report(b
     assert "| 50% | bad | yes | 0 * |" in markdown
     with pytest.raises(SystemExit):
         bench.parse_args(["--teacher-from", str(tmp_path / "missing.json")])
+
+
+def test_a_teacher_fine_tuned_here_records_its_settings_and_wall_time(bench, tmp_path, monkeypatch):
+    """Without --teacher the script fine-tunes one (stubbed here); its record carries the settings a resumed run
+    compares and the fine-tuning wall time the report quotes."""
+    def finetune(config):
+        Path(config.output_dir).mkdir(parents=True)  # a second fine-tuning would fail here
+        (Path(config.output_dir) / "config.json").write_text("{}")
+        return types.SimpleNamespace(accuracy=0.85, output_dir=config.output_dir)
+
+    monkeypatch.setattr(training, "finetune_classifier", finetune)
+    args = bench.parse_args(["--out", str(tmp_path), "--teacher-samples", "64", "--seed", "3"])
+    payload = {"rows": []}
+    folder, accuracy = bench.dense_teacher(args, payload)
+    assert (folder, accuracy) == (str(tmp_path / "runs" / "dense"), 0.85)
+    assert payload["teacher"]["settings"] == {"train_samples": 64, "epochs": 1.0, "max_length": 64, "seed": 3}
+    assert payload["teacher"]["wall_s"] >= 0
+    assert bench.dense_teacher(args, payload) == (folder, 0.85)  # finished: reused, not fine-tuned again
+    payload["teacher"]["correct"] = [1, 0]
+    assert "teacher fine-tuned in" in bench.to_markdown({**payload, "dense_accuracy": 0.85, "command": "c"}, [])

@@ -1,4 +1,5 @@
-"""Exact McNemar tests of the paper-budget cells (issue 17) at one sparsity with distillation: each pruned run
+"""Exact McNemar tests of the paper-budget cells (issue 17) at one sparsity, with distillation or without
+(--distill off): each pruned run
 against the dense teacher, each --pairs CANDIDATE:REFERENCE scorer pair in the same seed, and each paper-budget run
 against the same cell at the grid's 63-step budget (--grid), Holm across them; then the paper - grid budget
 difference per scorer pooled over the seeds both budgets ran (hfprune.audit.seeds.pooled_accuracy: t-test over the
@@ -9,6 +10,9 @@ has the pooled tests against dense and between the scorers.
     python benchmarks/accuracy_paper_budget/paired.py OUT70/accuracy.json --sparsity 0.7 \
         --grid benchmarks/accuracy_70_scorers/accuracy.json --pairs movement_ste:magnitude magnitude:random \
         > benchmarks/accuracy_paper_budget_70/paired.md
+
+With --distill off and --with-kd KD/accuracy.json (the same sparsity with distillation, same teacher), each
+scorer's distillation - no distillation difference is added to the pooled table.
 """
 
 import argparse
@@ -29,25 +33,42 @@ def main(argv: list[str] | None = None) -> None:
                         help="the same cells at the grid's budget")
     parser.add_argument("--pairs", nargs="*", default=["movement_ste:snip_momentum"],
                         help="CANDIDATE:REFERENCE scorers compared seed by seed")
+    parser.add_argument("--distill", choices=("on", "off"), default="on", help="which cells: with distillation or not")
+    parser.add_argument("--with-kd", type=Path, default=None,
+                        help="with --distill off: the paper-budget accuracy.json of the same cells with distillation "
+                             "(same teacher), for each scorer's distillation - no distillation difference")
     args = parser.parse_args(argv)
+    distill = args.distill == "on"
+    kd = " + KD" if distill else " without KD"
     paper = json.loads(args.paper.read_text())
     grid_rows = json.loads(args.grid.read_text())["rows"]
     grid = {(r["scoring"], r["seed"], r["sparsity"], r["distill"]): r for r in grid_rows}
-    runs = {(r["scoring"], r["seed"]): r for r in paper["rows"] if r["sparsity"] == args.sparsity and r["distill"]}
+    if args.with_kd and distill:
+        parser.error("--with-kd compares against the cells without distillation: use it with --distill off")
+    with_kd = {}
+    if args.with_kd:
+        kd_payload = json.loads(args.with_kd.read_text())
+        if kd_payload["teacher"]["correct"] != paper["teacher"]["correct"]:
+            parser.error(f"--with-kd {args.with_kd}: its teacher's dev predictions differ from {args.paper}'s; "
+                         "expected the same teacher")
+        with_kd = {(r["scoring"], r["seed"]): r for r in kd_payload["rows"]
+                   if r["sparsity"] == args.sparsity and r["distill"]}
+    runs = {(r["scoring"], r["seed"]): r for r in paper["rows"]
+            if r["sparsity"] == args.sparsity and r["distill"] == distill}
     tests = []
     for (scoring, seed), row in sorted(runs.items()):
-        tests.append((f"{scoring} + KD seed {seed} - dense", paper["teacher"]["correct"], row["correct"]))
-        if (key := (scoring, seed, args.sparsity, True)) in grid:
-            tests.append((f"{scoring} + KD seed {seed}: paper budget - grid budget", grid[key]["correct"],
+        tests.append((f"{scoring}{kd} seed {seed} - dense", paper["teacher"]["correct"], row["correct"]))
+        if (key := (scoring, seed, args.sparsity, distill)) in grid:
+            tests.append((f"{scoring}{kd} seed {seed}: paper budget - grid budget", grid[key]["correct"],
                           row["correct"]))
     for pair in args.pairs:
         candidate, reference = pair.split(":")
         for seed in sorted({seed for _, seed in runs}):
             if (candidate, seed) in runs and (reference, seed) in runs:
-                tests.append((f"{candidate} - {reference} (+ KD) seed {seed}", runs[reference, seed]["correct"],
+                tests.append((f"{candidate} - {reference} ({kd.strip()}) seed {seed}", runs[reference, seed]["correct"],
                               runs[candidate, seed]["correct"]))
     results = [compare_accuracy(reference, candidate) for _, reference, candidate in tests]
-    print(f"Dense teacher {paper['teacher']['accuracy']:.4f}; rows at {args.sparsity:.0%} + KD: "
+    print(f"Dense teacher {paper['teacher']['accuracy']:.4f}; rows at {args.sparsity:.0%}{kd}: "
           + ", ".join(f"{s} seed {d} {r['accuracy']:.4f} ({r['seconds']:.0f} s)" for (s, d), r in sorted(runs.items())))
     print()
     print("| comparison | reference | candidate | difference [95% CI] | exact McNemar p | Holm p |")
@@ -58,13 +79,18 @@ def main(argv: list[str] | None = None) -> None:
               f"| {adjusted:.2g} |")
     pooled = []
     for scoring in sorted({scoring for scoring, _ in runs}):
-        both = [seed for s, seed in sorted(runs) if s == scoring and (scoring, seed, args.sparsity, True) in grid]
+        both = [seed for s, seed in sorted(runs) if s == scoring and (scoring, seed, args.sparsity, distill) in grid]
         if both:
-            pooled.append(pooled_accuracy([grid[scoring, seed, args.sparsity, True]["correct"] for seed in both],
+            pooled.append(pooled_accuracy([grid[scoring, seed, args.sparsity, distill]["correct"] for seed in both],
                                           [runs[scoring, seed]["correct"] for seed in both],
-                                          metric=f"{scoring} + KD: paper budget - grid budget, seeds {both}"))
+                                          metric=f"{scoring}{kd}: paper budget - grid budget, seeds {both}"))
+        both = [seed for s, seed in sorted(runs) if s == scoring and (scoring, seed) in with_kd]
+        if both:
+            pooled.append(pooled_accuracy([runs[scoring, seed]["correct"] for seed in both],
+                                          [with_kd[scoring, seed]["correct"] for seed in both],
+                                          metric=f"{scoring}: distillation - no distillation, seeds {both}"))
     print()
-    print("| pooled over seeds | grid budget | paper budget | difference [95% CI] | p | Holm p | verdict |")
+    print("| pooled over seeds | reference | candidate | difference [95% CI] | p | Holm p | verdict |")
     print("|---|---|---|---|---|---|---|")
     for r in decide(pooled):
         print(f"| {r.metric} | {r.dense:.4f} | {r.pruned:.4f} | {r.difference * 100:+.1f} pt "
