@@ -12,7 +12,10 @@ has the pooled tests against dense and between the scorers.
         > benchmarks/accuracy_paper_budget_70/paired.md
 
 With --distill off and --with-kd KD/accuracy.json (the same sparsity with distillation, same teacher), each
-scorer's distillation - no distillation difference is added to the pooled table.
+scorer's distillation - no distillation difference is added to the pooled table. With --control
+CONTROL/accuracy.json (0% cells: the same training with nothing removed, same teacher), each run is also tested
+against the control of its seed and each scorer against the control pooled over seeds: what pruning cost once the
+extra training is accounted for.
 """
 
 import argparse
@@ -37,6 +40,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--with-kd", type=Path, default=None,
                         help="with --distill off: the paper-budget accuracy.json of the same cells with distillation "
                              "(same teacher), for each scorer's distillation - no distillation difference")
+    parser.add_argument("--control", type=Path, default=None,
+                        help="accuracy.json with the 0%% cells of the same training (same teacher, same --distill)")
     args = parser.parse_args(argv)
     distill = args.distill == "on"
     kd = " + KD" if distill else " without KD"
@@ -45,14 +50,20 @@ def main(argv: list[str] | None = None) -> None:
     grid = {(r["scoring"], r["seed"], r["sparsity"], r["distill"]): r for r in grid_rows}
     if args.with_kd and distill:
         parser.error("--with-kd compares against the cells without distillation: use it with --distill off")
-    with_kd = {}
-    if args.with_kd:
-        kd_payload = json.loads(args.with_kd.read_text())
-        if kd_payload["teacher"]["correct"] != paper["teacher"]["correct"]:
-            parser.error(f"--with-kd {args.with_kd}: its teacher's dev predictions differ from {args.paper}'s; "
+    def same_teacher_rows(flag: str, path: Path | None, sparsity: float, with_distill: bool) -> dict:
+        if path is None:
+            return {}
+        payload = json.loads(path.read_text())
+        if payload["teacher"]["correct"] != paper["teacher"]["correct"]:
+            parser.error(f"{flag} {path}: its teacher's dev predictions differ from {args.paper}'s; "
                          "expected the same teacher")
-        with_kd = {(r["scoring"], r["seed"]): r for r in kd_payload["rows"]
-                   if r["sparsity"] == args.sparsity and r["distill"]}
+        return {(r["scoring"], r["seed"]): r for r in payload["rows"]
+                if r["sparsity"] == sparsity and r["distill"] == with_distill}
+
+    with_kd = same_teacher_rows("--with-kd", args.with_kd, args.sparsity, True)
+    control = {seed: r for (_, seed), r in same_teacher_rows("--control", args.control, 0.0, distill).items()}
+    if args.control and not control:
+        parser.error(f"--control {args.control}: expected 0% cells{kd}")
     runs = {(r["scoring"], r["seed"]): r for r in paper["rows"]
             if r["sparsity"] == args.sparsity and r["distill"] == distill}
     tests = []
@@ -60,6 +71,9 @@ def main(argv: list[str] | None = None) -> None:
         tests.append((f"{scoring}{kd} seed {seed} - dense", paper["teacher"]["correct"], row["correct"]))
         if (key := (scoring, seed, args.sparsity, distill)) in grid:
             tests.append((f"{scoring}{kd} seed {seed}: paper budget - grid budget", grid[key]["correct"],
+                          row["correct"]))
+        if seed in control:
+            tests.append((f"{scoring}{kd} seed {seed} - control (0% removed) seed {seed}", control[seed]["correct"],
                           row["correct"]))
     for pair in args.pairs:
         candidate, reference = pair.split(":")
@@ -89,6 +103,10 @@ def main(argv: list[str] | None = None) -> None:
             pooled.append(pooled_accuracy([runs[scoring, seed]["correct"] for seed in both],
                                           [with_kd[scoring, seed]["correct"] for seed in both],
                                           metric=f"{scoring}: distillation - no distillation, seeds {both}"))
+        if control:
+            pooled.append(pooled_accuracy([r["correct"] for _, r in sorted(control.items())],
+                                          [runs[scoring, seed]["correct"] for s, seed in sorted(runs) if s == scoring],
+                                          metric=f"{scoring}{kd} - control (0% removed, seeds {sorted(control)})"))
     print()
     print("| pooled over seeds | reference | candidate | difference [95% CI] | p | Holm p | verdict |")
     print("|---|---|---|---|---|---|---|")
