@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("paper", type=Path, help="the paper-budget run's accuracy.json")
     parser.add_argument("--sparsity", type=float, default=0.5)
     parser.add_argument("--grid", type=Path, default=BENCHMARKS / "accuracy_seeds" / "accuracy.json",
-                        help="the same cells at the grid's budget")
+                        help="the same cells at the grid's budget ('none': no budget comparison)")
     parser.add_argument("--pairs", nargs="*", default=["movement_ste:snip_momentum"],
                         help="CANDIDATE:REFERENCE scorers compared seed by seed")
     parser.add_argument("--distill", choices=("on", "off"), default="on", help="which cells: with distillation or not")
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     distill = args.distill == "on"
     kd = " + KD" if distill else " without KD"
     paper = json.loads(args.paper.read_text())
-    grid_rows = json.loads(args.grid.read_text())["rows"]
+    grid_rows = [] if str(args.grid) == "none" else json.loads(args.grid.read_text())["rows"]
     grid = {(r["scoring"], r["seed"], r["sparsity"], r["distill"]): r for r in grid_rows}
     if args.with_kd and distill:
         parser.error("--with-kd compares against the cells without distillation: use it with --distill off")
