@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.util
 import json
+import sys
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -238,3 +241,13 @@ class FakeTimer:
     def __call__(self, models, inputs, rounds):
         self.calls += 1
         return {name: [self.scale * fake_seconds(model)] * rounds for name, model in models.items()}
+
+
+def load_script(path: Path) -> ModuleType:
+    """A script outside the package (``scripts/``, ``benchmarks/``) imported as a module named after its file;
+    registered in ``sys.modules`` because dataclasses resolve their annotations through it."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module

@@ -3,13 +3,13 @@ per-seed paired tests against scipy, Holm, verdicts, the per-cell spread and mer
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import types
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_script
 from scipy import stats
 
 from hfprune import training
@@ -22,10 +22,7 @@ N = 300
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_accuracy", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 def _flip(vector: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:

@@ -6,17 +6,16 @@ Torch-Pruning FFN job."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "bench_llm_peers.py"
@@ -25,11 +24,7 @@ PEERS_PYTHON = ROOT / "benchmarks" / "peers" / ".venv" / "bin" / "python"
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_llm_peers", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_llm_peers"] = module  # its dataclass resolves annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 def gqa_config(**overrides):

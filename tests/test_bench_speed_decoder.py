@@ -3,20 +3,17 @@ after each pass) decodes exactly what ``generate`` does, pass after pass, on a t
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import torch
 from conftest import tiny_model
+from helpers import load_script
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench_speed_decoder.py"
 
 
 def _bench_module():
-    spec = importlib.util.spec_from_file_location("bench_speed_decoder", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 def test_decode_steps_match_generate_and_restore_the_prompt_cache():

@@ -4,16 +4,15 @@ into the layers that use it. Read with ``ast`` by scripts/check_import_cycles.py
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
+
+from helpers import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _graph() -> dict[str, set[str]]:
-    spec = importlib.util.spec_from_file_location("check_import_cycles", ROOT / "scripts" / "check_import_cycles.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script(ROOT / "scripts" / "check_import_cycles.py")
     modules = script.module_files(ROOT)
     graph = {name: script.imports_of(name, path, is_package, modules, True, False)
              for name, (path, is_package) in modules.items()}

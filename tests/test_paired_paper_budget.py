@@ -4,12 +4,12 @@ check."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_script
 from scipy import stats
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy_paper_budget" / "paired.py"
@@ -18,10 +18,7 @@ N = 200
 
 @pytest.fixture(scope="module")
 def paired():
-    spec = importlib.util.spec_from_file_location("paired_paper_budget", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 def _payload(teacher: np.ndarray, rows: list[dict]) -> dict:
