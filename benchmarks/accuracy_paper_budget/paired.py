@@ -1,10 +1,9 @@
 """Exact McNemar tests of the paper-budget cells (issue 17) at one sparsity, with distillation or without
-(--distill off): each pruned run
-against the dense teacher, each --pairs CANDIDATE:REFERENCE scorer pair in the same seed, and each paper-budget run
-against the same cell at the grid's 63-step budget (--grid), Holm across them; then the paper - grid budget
-difference per scorer pooled over the seeds both budgets ran (hfprune.audit.seeds.pooled_accuracy: t-test over the
-872 sentences of the correctness averaged over seeds), Holm across those. bench_accuracy's own report (accuracy.md)
-has the pooled tests against dense and between the scorers.
+(--distill off): each pruned run against the dense teacher, each --pairs CANDIDATE:REFERENCE scorer pair in the same
+seed, and each paper-budget run against the same cell at the grid's 63-step budget (--grid), Holm across them;
+then the paper - grid budget difference per scorer pooled over the seeds both budgets ran
+(hfprune.audit.seeds.pooled_accuracy: t-test over the 872 sentences of the correctness averaged over seeds), Holm
+across those. bench_accuracy's own report (accuracy.md) has the pooled tests against dense and between the scorers.
 
     python benchmarks/accuracy_paper_budget/paired.py OUT/accuracy.json > benchmarks/accuracy_paper_budget/paired.md
     python benchmarks/accuracy_paper_budget/paired.py OUT70/accuracy.json --sparsity 0.7 \
@@ -26,6 +25,20 @@ from hfprune.audit.compare import compare_accuracy, decide, holm
 from hfprune.audit.seeds import pooled_accuracy
 
 BENCHMARKS = Path(__file__).parent.parent
+
+
+def same_teacher_rows(flag: str, path: Path | None, teacher_correct: list[int], sparsity: float,
+                      distill: bool) -> dict:
+    """(scorer, seed) -> row of ``path`` at ``sparsity`` with or without distillation; ``path`` must record the
+    same teacher predictions, or its cells start from another model."""
+    if path is None:
+        return {}
+    payload = json.loads(path.read_text())
+    if payload["teacher"]["correct"] != teacher_correct:
+        raise SystemExit(f"{flag} {path}: its teacher's dev predictions differ from the compared run's; "
+                         "expected the same teacher")
+    return {(r["scoring"], r["seed"]): r for r in payload["rows"]
+            if r["sparsity"] == sparsity and r["distill"] == distill}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -50,18 +63,9 @@ def main(argv: list[str] | None = None) -> None:
     grid = {(r["scoring"], r["seed"], r["sparsity"], r["distill"]): r for r in grid_rows}
     if args.with_kd and distill:
         parser.error("--with-kd compares against the cells without distillation: use it with --distill off")
-    def same_teacher_rows(flag: str, path: Path | None, sparsity: float, with_distill: bool) -> dict:
-        if path is None:
-            return {}
-        payload = json.loads(path.read_text())
-        if payload["teacher"]["correct"] != paper["teacher"]["correct"]:
-            parser.error(f"{flag} {path}: its teacher's dev predictions differ from {args.paper}'s; "
-                         "expected the same teacher")
-        return {(r["scoring"], r["seed"]): r for r in payload["rows"]
-                if r["sparsity"] == sparsity and r["distill"] == with_distill}
-
-    with_kd = same_teacher_rows("--with-kd", args.with_kd, args.sparsity, True)
-    control = {seed: r for (_, seed), r in same_teacher_rows("--control", args.control, 0.0, distill).items()}
+    teacher = paper["teacher"]["correct"]
+    with_kd = same_teacher_rows("--with-kd", args.with_kd, teacher, args.sparsity, True)
+    control = {seed: r for (_, seed), r in same_teacher_rows("--control", args.control, teacher, 0.0, distill).items()}
     if args.control and not control:
         parser.error(f"--control {args.control}: expected 0% cells{kd}")
     runs = {(r["scoring"], r["seed"]): r for r in paper["rows"]
