@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
             if r["sparsity"] == args.sparsity and r["distill"] == distill}
     tests = []
     for (scoring, seed), row in sorted(runs.items()):
-        tests.append((f"{scoring}{kd} seed {seed} - dense", paper["teacher"]["correct"], row["correct"]))
+        tests.append((f"{scoring}{kd} seed {seed} - dense", teacher, row["correct"]))
         if (key := (scoring, seed, args.sparsity, distill)) in grid:
             tests.append((f"{scoring}{kd} seed {seed}: paper budget - grid budget", grid[key]["correct"],
                           row["correct"]))
@@ -97,19 +97,20 @@ def main(argv: list[str] | None = None) -> None:
               f"| {adjusted:.2g} |")
     pooled = []
     for scoring in sorted({scoring for scoring, _ in runs}):
-        both = [seed for s, seed in sorted(runs) if s == scoring and (scoring, seed, args.sparsity, distill) in grid]
+        seeds = [seed for s, seed in sorted(runs) if s == scoring]
+        both = [seed for seed in seeds if (scoring, seed, args.sparsity, distill) in grid]
         if both:
             pooled.append(pooled_accuracy([grid[scoring, seed, args.sparsity, distill]["correct"] for seed in both],
                                           [runs[scoring, seed]["correct"] for seed in both],
                                           metric=f"{scoring}{kd}: paper budget - grid budget, seeds {both}"))
-        both = [seed for s, seed in sorted(runs) if s == scoring and (scoring, seed) in with_kd]
+        both = [seed for seed in seeds if (scoring, seed) in with_kd]
         if both:
             pooled.append(pooled_accuracy([runs[scoring, seed]["correct"] for seed in both],
                                           [with_kd[scoring, seed]["correct"] for seed in both],
                                           metric=f"{scoring}: distillation - no distillation, seeds {both}"))
         if control:
             pooled.append(pooled_accuracy([r["correct"] for _, r in sorted(control.items())],
-                                          [runs[scoring, seed]["correct"] for s, seed in sorted(runs) if s == scoring],
+                                          [runs[scoring, seed]["correct"] for seed in seeds],
                                           metric=f"{scoring}{kd} - control (0% removed, seeds {sorted(control)})"))
     print()
     print("| pooled over seeds | reference | candidate | difference [95% CI] | p | Holm p | verdict |")
