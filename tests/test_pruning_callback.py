@@ -30,6 +30,29 @@ def test_callback_prunes_on_schedule_and_compacts(tmp_path, tiny_inputs):
         assert torch.equal(load_pruned(tmp_path / "out")(**tiny_inputs).logits, model(**tiny_inputs).logits)
 
 
+@pytest.mark.parametrize("scoring", ["soft_movement", "movement"])
+def test_a_run_that_ends_below_its_targets_says_so_with_the_numbers(tmp_path, caplog, scoring):
+    """soft_movement's threshold decides what goes and the targets only cap it: with a weak penalty it stops short
+    of 50%, and the user is told how far and which settings remove more; top-k movement reaches its targets."""
+    config = PruningConfig(head_sparsity=0.5, ffn_sparsity=0.5, scoring=scoring, regularization=0.01,
+                           threshold=0.05, compact_on_train_end=False)
+    trainer = Trainer(model=tiny_model("bert", seed=0), args=training_args(tmp_path, max_steps=8),
+                      train_dataset=synthetic_classification(), callbacks=[MovementPruningCallback(config)])
+    with caplog.at_level("WARNING", logger="hfprune"):
+        trainer.train()
+    masks = pruning_callback(trainer).pruner.masks
+    achieved = {kind: 1 - sum(float(m.sum()) for m in masks[kind]) / sum(m.numel() for m in masks[kind])
+                for kind in UnitKind}
+    warnings = [r.getMessage() for r in caplog.records if "ended below its targets" in r.getMessage()]
+    if scoring == "movement":
+        assert achieved == {UnitKind.HEADS: 0.5, UnitKind.NEURONS: 0.5} and warnings == []
+        return
+    assert achieved[UnitKind.HEADS] < 0.5 and achieved[UnitKind.NEURONS] < 0.5 and len(warnings) == 1
+    for kind in UnitKind:
+        assert f"'{kind.value}': ({round(achieved[kind], 4)}, 0.5)" in warnings[0]
+    assert "regularization (now 0.01)" in warnings[0] and "threshold (now 0.05)" in warnings[0]
+
+
 def _run(output_dir, resume=None, stop_at=None, scoring="movement", arch="bert", head_granularity="group"):
     model = tiny_model(arch, seed=0)
     config = PruningConfig(head_sparsity=0.5, ffn_sparsity=0.5, mask_update_interval=3, compact_on_train_end=False,
