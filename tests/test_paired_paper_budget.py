@@ -73,6 +73,17 @@ def test_cells_without_distillation_against_kd_and_control_are_scipys_paired_t(p
     assert float(line.split("|")[5]) == pytest.approx(per_seed, rel=0.05)  # exact McNemar, same seed
 
 
+def test_a_scorer_with_fewer_seeds_is_pooled_against_the_control_of_those_seeds(paired, files, capsys, tmp_path):
+    paths, teacher, nokd, kd, control = files
+    two_seeds = tmp_path / "two_seeds.json"
+    two_seeds.write_text(json.dumps(_payload(teacher, [_row(0.7, "ste", False, s, nokd[s]) for s in (0, 2)])))
+    paired.main([str(two_seeds), "--sparsity", "0.7", "--distill", "off", "--grid", "none",
+                 "--control", str(paths["control"]), "--pairs"])
+    output = capsys.readouterr().out
+    expected = stats.ttest_rel(np.mean([nokd[0], nokd[2]], axis=0), np.mean([control[0], control[2]], axis=0)).pvalue
+    assert _pooled_p(output, "ste without KD - control (0% removed), seeds [0, 2]") == pytest.approx(expected, rel=0.05)
+
+
 def test_files_from_another_teacher_or_without_control_cells_are_refused(paired, files):
     paths = files[0]
     with pytest.raises(SystemExit):

@@ -108,10 +108,11 @@ def main(argv: list[str] | None = None) -> None:
             pooled.append(pooled_accuracy([runs[scoring, seed]["correct"] for seed in both],
                                           [with_kd[scoring, seed]["correct"] for seed in both],
                                           metric=f"{scoring}: distillation - no distillation, seeds {both}"))
-        if control:
-            pooled.append(pooled_accuracy([r["correct"] for _, r in sorted(control.items())],
-                                          [runs[scoring, seed]["correct"] for seed in seeds],
-                                          metric=f"{scoring}{kd} - control (0% removed, seeds {sorted(control)})"))
+        both = [seed for seed in seeds if seed in control]  # the same seeds on both sides: same data order
+        if both:
+            pooled.append(pooled_accuracy([control[seed]["correct"] for seed in both],
+                                          [runs[scoring, seed]["correct"] for seed in both],
+                                          metric=f"{scoring}{kd} - control (0% removed), seeds {both}"))
     print()
     print("| pooled over seeds | reference | candidate | difference [95% CI] | p | Holm p | verdict |")
     print("|---|---|---|---|---|---|---|")
