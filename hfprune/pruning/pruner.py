@@ -191,20 +191,21 @@ class StructuredPruner:
         weights_short = self.weights is not None and self.weights.sparsity < self.weights.target
         latency_short = self.latency is not None and self.latency.progress < 1
         layers_short = self.layers is not None and self.layers.sparsity < self.layers.target
-        units_short = any(self.sparsity[kind] < self.targets[kind] for kind in self.groups)
+        units_short = bool(self._below_targets(self.sparsity))
         if weights_short or latency_short or layers_short or units_short:
             self.update_masks(total_steps, total_steps)
-        if self.config.scoring != "soft_movement":
-            return
-        # by design its threshold decides what goes and the targets only cap it; say so, or a user who asked for 70%
-        # gets 64% without noticing
-        short = {kind.value: (round(sparsity, 4), self.targets[kind])
-                 for kind, sparsity in self.achieved_sparsity().items() if sparsity < self.targets[kind]}
+        # a scorer whose targets only cap it (soft_movement's threshold decides what goes) may end below them by
+        # design; say so, or a user who asked for 70% gets 64% without noticing
+        short = self._below_targets(self.achieved_sparsity()) if self.scorer.target_is_a_cap else {}
         if short:
-            logger.warning("soft_movement ended below its targets (sparsity, target: %s): the threshold on the "
-                           "learned scores decides how many units go, up to the target; raise regularization (now "
-                           "%g) or threshold (now %g) to remove more", short, self.config.regularization,
-                           self.config.threshold)
+            settings = " or ".join(f"{name} (now {getattr(self.config, name):g})" for name in self.scorer.settings)
+            logger.warning("%s ended below its targets (sparsity, target: %s): the scorer decides how many units "
+                           "go, up to the target; raise %s to remove more", self.config.scoring, short, settings)
+
+    def _below_targets(self, sparsity: dict[UnitKind, float]) -> dict[str, tuple[float, float]]:
+        """Each unit kind whose ``sparsity`` is below its target: name -> (sparsity, target)."""
+        return {kind.value: (round(value, 4), self.targets[kind]) for kind, value in sparsity.items()
+                if value < self.targets[kind]}
 
     def achieved_sparsity(self) -> dict[UnitKind, float]:
         """The share of each kind's units the masks remove (``self.sparsity`` is what the schedule asked for; rounding
@@ -217,8 +218,7 @@ class StructuredPruner:
         as they are: the best model is that step's masked model, even if the schedule had not reached its targets
         then (a warning says so)."""
         self.load_state_dict(state)
-        short = {kind.value: (round(self.sparsity[kind], 4), self.targets[kind]) for kind in self.groups
-                 if self.sparsity[kind] < self.targets[kind]}
+        short = self._below_targets(self.sparsity)
         if self.weights is not None and self.weights.sparsity < self.weights.target:
             short["weights"] = (round(self.weights.sparsity, 4), self.weights.target)
         if short:

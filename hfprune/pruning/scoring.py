@@ -60,6 +60,9 @@ class UnitScorer:
     """True when masked units must keep receiving gradients (the pruner then masks with the estimator)."""
     settings: ClassVar[tuple[str, ...]] = ()
     """PruningConfig fields passed to the constructor besides ``seed``."""
+    target_is_a_cap: ClassVar[bool] = False
+    """True when the scorer itself decides how many units go and the sparsity targets only bound it (the pruner
+    then says when a run ends below them, naming ``settings``)."""
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
@@ -127,6 +130,7 @@ class SoftMovementScorer(StraightThroughMovementScorer):
     """
 
     settings = ("regularization", "threshold")
+    target_is_a_cap = True
 
     def __init__(self, seed: int = 0, regularization: float = 1.0, threshold: float = 0.5) -> None:
         super().__init__(seed)
