@@ -98,21 +98,20 @@ def main(argv: list[str] | None = None) -> None:
     pooled = []
     for scoring in sorted({scoring for scoring, _ in runs}):
         seeds = [seed for s, seed in sorted(runs) if s == scoring]
-        both = [seed for seed in seeds if (scoring, seed, args.sparsity, distill) in grid]
-        if both:
-            pooled.append(pooled_accuracy([grid[scoring, seed, args.sparsity, distill]["correct"] for seed in both],
-                                          [runs[scoring, seed]["correct"] for seed in both],
-                                          metric=f"{scoring}{kd}: paper budget - grid budget, seeds {both}"))
-        both = [seed for seed in seeds if (scoring, seed) in with_kd]
-        if both:
-            pooled.append(pooled_accuracy([runs[scoring, seed]["correct"] for seed in both],
-                                          [with_kd[scoring, seed]["correct"] for seed in both],
-                                          metric=f"{scoring}: distillation - no distillation, seeds {both}"))
-        both = [seed for seed in seeds if seed in control]  # the same seeds on both sides: same data order
-        if both:
-            pooled.append(pooled_accuracy([control[seed]["correct"] for seed in both],
-                                          [runs[scoring, seed]["correct"] for seed in both],
-                                          metric=f"{scoring}{kd} - control (0% removed), seeds {both}"))
+        # (comparison, each seed's other cell, whether these runs are the reference); pooled over the seeds both
+        # sides ran, so both sides share their data order
+        others = ((f"{scoring}{kd}: paper budget - grid budget",
+                   {seed: grid.get((scoring, seed, args.sparsity, distill)) for seed in seeds}, False),
+                  (f"{scoring}: distillation - no distillation",
+                   {seed: with_kd.get((scoring, seed)) for seed in seeds}, True),
+                  (f"{scoring}{kd} - control (0% removed)", {seed: control.get(seed) for seed in seeds}, False))
+        for name, other, runs_are_reference in others:
+            both = [seed for seed in seeds if other[seed] is not None]
+            if both:
+                ours = [runs[scoring, seed]["correct"] for seed in both]
+                theirs = [other[seed]["correct"] for seed in both]
+                reference, candidate = (ours, theirs) if runs_are_reference else (theirs, ours)
+                pooled.append(pooled_accuracy(reference, candidate, metric=f"{name}, seeds {both}"))
     print()
     print("| pooled over seeds | reference | candidate | difference [95% CI] | p | Holm p | verdict |")
     print("|---|---|---|---|---|---|---|")
